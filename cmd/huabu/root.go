@@ -1,0 +1,139 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/config"
+	"github.com/huabu/huabu/examples"
+)
+
+// Exit codes of the CONTRACT: 1 for the user's mistakes, 2 for ours.
+const (
+	exitOK       = 0
+	exitUser     = 1
+	exitInternal = 2
+)
+
+// userError marks failures caused by input (a bad canvas, flag or file).
+type userError struct{ err error }
+
+func (e userError) Error() string { return e.err.Error() }
+func (e userError) Unwrap() error { return e.err }
+
+func userErrorf(format string, args ...any) error { return userError{fmt.Errorf(format, args...)} }
+
+// silentFailure is returned after the command has printed why it failed.
+var silentFailure = userError{errors.New("")}
+
+// cli carries what every command shares.
+type cli struct {
+	stdout, stderr io.Writer
+	configPath     string
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "huabu",
+		Short:         "Marketing canvases on Temporal: validate, draw, deploy and run them",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(args)
+	root.PersistentFlags().StringVarP(&c.configPath, "config", "c", "", "config file (default ./huabu.yaml, else the built-in example config)")
+	root.AddCommand(c.validateCmd(), c.graphCmd(), c.schemaCmd())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })
+
+	err := root.Execute()
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, silentFailure):
+		return exitUser
+	}
+	fmt.Fprintf(stderr, "huabu: %v\n", err)
+	var ue userError
+	if errors.As(err, &ue) || isUsageError(err) {
+		return exitUser
+	}
+	return exitInternal
+}
+
+// isUsageError recognises cobra's own argument errors.
+func isUsageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires ", "invalid argument"} {
+		if len(msg) >= len(p) && (msg[:len(p)] == p || contains(msg, p)) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// loadConfig reads -c, else ./huabu.yaml, else the built-in example config.
+func (c *cli) loadConfig() (*config.Config, error) {
+	path := c.configPath
+	if path == "" {
+		if _, err := os.Stat(config.DefaultFile); err != nil {
+			return builtinConfig()
+		}
+		path = config.DefaultFile
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, userError{err}
+	}
+	return cfg, nil
+}
+
+func builtinConfig() (*config.Config, error) {
+	src, err := examples.FS.ReadFile("huabu.yaml")
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Parse("(built-in example config)", "", src)
+	if err != nil {
+		return nil, err
+	}
+	cfg.FS = examples.FS
+	return cfg, nil
+}
+
+// canvasSource says where the config's canvases directory is.
+func canvasSource(cfg *config.Config) (canvases.Source, string) {
+	if cfg.FS != nil {
+		return canvases.FS{FS: cfg.FS}, filepath.ToSlash(filepath.Clean(cfg.Canvases))
+	}
+	return canvases.Disk{}, cfg.Path(cfg.Canvases)
+}
+
+// compiler builds the canvas compiler of the config.
+func (c *cli) compiler() (*config.Config, *canvases.Compiler, error) {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	comp, err := cfg.Compiler()
+	if err != nil {
+		return nil, nil, userError{err}
+	}
+	return cfg, comp, nil
+}

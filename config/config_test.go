@@ -1,0 +1,103 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/canvases"
+)
+
+func TestDefaultsAndEnv(t *testing.T) {
+	t.Setenv("HUABU_TEST_SECRET", "s3cr#t: x")
+	t.Setenv("HUABU_EMPTY", "")
+	cfg, err := Parse("huabu.yaml", "/etc/huabu", []byte(`
+http:
+  write_keys: ["${HUABU_EMPTY}", "${HUABU_MISSING:-fallback}"]
+channels:
+  wecom: {corp_id: ww1, secret: "${HUABU_TEST_SECRET}", agent_id: 1000002}
+  sms: {provider: aliyun, sign_name: "${HUABU_MISSING}"}
+`))
+	require.NoError(t, err)
+	require.Equal(t, "Asia/Shanghai", cfg.Timezone)
+	require.True(t, cfg.Temporal.Embedded())
+	require.Equal(t, "huabu", cfg.Temporal.TaskQueue)
+	require.Equal(t, "127.0.0.1:8080", cfg.HTTP.Listen)
+	require.Equal(t, []string{"fallback"}, cfg.HTTP.WriteKeys, "an unset key is dropped, not an empty key that matches nothing")
+	require.Equal(t, "s3cr#t: x", cfg.Channels["wecom"]["secret"], "expansion happens after YAML parsing, so any character is safe")
+	require.Equal(t, "", cfg.Channels["sms"]["sign_name"])
+	require.Equal(t, "/etc/huabu/canvases", cfg.Path(cfg.Canvases))
+	require.Equal(t, map[string]string{
+		"outbox": "outbox", "wecom.app": "wecom", "wecom.customer": "wecom", "wecom.group": "wecom", "sms": "aliyun",
+	}, cfg.ChannelProviders())
+	n, ok := Int(cfg.Channels["wecom"], "agent_id")
+	require.True(t, ok)
+	require.Equal(t, 1000002, n)
+}
+
+func TestSchema(t *testing.T) {
+	cfg, err := Parse("huabu.yaml", "", []byte(`
+profile:
+  attributes: {name: string, balance: number}
+  traits:
+    orders_30d: {count: purchase, within: 30d}
+    spend_90d: {sum: purchase.amount, within: 90d}
+    last_sku: {last: purchase.sku}
+    top_amount: {max: purchase.amount}
+    days_since_order: {days_since: purchase}
+  rfm: {event: purchase, amount: amount}
+events:
+  purchase: {amount: number, sku: string}
+tags:
+  dormant: 'user.traits.days_since_order > 60'
+`))
+	require.NoError(t, err)
+	s, err := cfg.Schema()
+	require.NoError(t, err)
+	require.Equal(t, map[string]canvases.FieldType{
+		"orders_30d": canvases.TypeInteger, "spend_90d": canvases.TypeNumber, "last_sku": canvases.TypeString,
+		"top_amount": canvases.TypeNumber, "days_since_order": canvases.TypeInteger,
+	}, s.Traits)
+	require.True(t, s.RFM)
+	require.Equal(t, "365d", cfg.Profile.RFM.Window)
+}
+
+func TestErrors(t *testing.T) {
+	for src, want := range map[string]string{
+		"timezone: Mars/Base":                                    `timezone: unknown time zone "Mars/Base"`,
+		"store: {driver: mysql}":                                 `store.driver: "mysql" is not sqlite or postgres`,
+		"htpp: {listen: x}":                                      `field htpp not found`,
+		"profile: {attributes: {name: text}}":                    `profile.attributes.name: unknown type "text"`,
+		"profile: {attributes: {phone: number}}":                 `reserved attribute "phone" is a string`,
+		"profile: {traits: {x: {within: 3d}}}":                   `profile.traits.x: say what it computes`,
+		"profile: {traits: {x: {sum: purchase}}}":                `sum takes event.property`,
+		"profile: {traits: {x: {count: a, sum: a.b}}}":           `use one of count`,
+		"profile: {traits: {x: {count: a, within: 3 days}}}":     `profile.traits.x.within: invalid duration`,
+		"channels: {wechat: {}}":                                 `channels.wechat: unknown channel section`,
+		"channels: {sms: {provider: twilio}}":                    `channels.sms.provider: "twilio" is not one of aliyun, tencent, outbox`,
+		"tags: {dormant: 'user.nope > 1'}":                       `tags.dormant: user has no field "nope"`,
+		"policy: {frequency: [{channel: sms, max: 0, per: 1d}]}": `policy.frequency[0].max must be at least 1`,
+		"profile: {rfm: {event: purchase}}":                      `profile.rfm: event and amount are required`,
+	} {
+		_, err := Parse("huabu.yaml", "", []byte(src))
+		require.ErrorContains(t, err, want, src)
+		require.ErrorContains(t, err, "huabu.yaml: ", "errors name the file")
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "huabu.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("canvases: ./flows\n"), 0o644))
+	cfg, err := Load(path)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "flows"), cfg.Path(cfg.Canvases))
+	_, err = Load(filepath.Join(dir, "missing.yaml"))
+	require.Error(t, err)
+	empty := filepath.Join(dir, "empty.yaml")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	_, err = Load(empty)
+	require.NoError(t, err, "an empty config means all defaults")
+}

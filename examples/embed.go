@@ -1,0 +1,11 @@
+// Package examples holds the example config, canvases, profiles and staff
+// directory. The binary embeds them, so `huabu dev` runs on a fresh machine
+// with no files at all, and tests validate every example canvas.
+package examples
+
+import "embed"
+
+// FS holds huabu.yaml, canvases/*.yaml, profiles.jsonl and staff.jsonl.
+//
+//go:embed huabu.yaml canvases/*.yaml profiles.jsonl staff.jsonl
+var FS embed.FS

@@ -564,7 +564,10 @@ func (b *builder) content(v *Value, ch, shared *ChannelContent, path string) {
 			b.errAt(at, path, "%s needs %s", c.Name, quoteList(c.AnyOf))
 		}
 	}
-	if sms && v.Written("text") && v.Written("template") {
+	// Text next to a template is only a mistake when no other channel of
+	// the push reads it (a push with an SMS fallback shares both fields).
+	otherReadsText := (ch.Name != "sms" && ch.reads("text")) || (shared != nil && shared.Name != "sms" && shared.reads("text"))
+	if sms && v.Written("text") && v.Written("template") && !otherReadsText {
 		b.errAt(v.Raw["text"], join(path, "text"), "sms sends the template; text is not used with template")
 	} else if sms && v.Written("text") && !needsCode && b.compiler.opts.Channels["sms"] == "" {
 		b.warnf(v.Get("text"), join(path, "text"), "SMS providers in China send only approved templates; give the template code in template: and its variables in params:")

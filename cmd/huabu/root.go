@@ -36,6 +36,7 @@ var silentFailure = userError{errors.New("")}
 type cli struct {
 	stdout, stderr io.Writer
 	configPath     string
+	dataDir        string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -50,7 +51,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.SetArgs(args)
 	root.PersistentFlags().StringVarP(&c.configPath, "config", "c", "", "config file (default ./huabu.yaml, else the built-in example config)")
-	root.AddCommand(c.validateCmd(), c.graphCmd(), c.schemaCmd())
+	root.PersistentFlags().StringVar(&c.dataDir, "data", "data", "data directory: the store (unless store.dsn is set) and embedded Temporal")
+	root.AddCommand(c.validateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
+		c.importCmd(), c.reportCmd(), c.outboxCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })
 
 	err := root.Execute()

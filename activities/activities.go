@@ -1,0 +1,141 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/store"
+)
+
+// Store is the persistence the activities need.
+type Store interface {
+	Plan(ctx context.Context, hash string) ([]byte, error)
+	BeginRun(ctx context.Context, workflowID, canvasID, planHash, trigger string) (store.Run, error)
+	SetRunEntered(ctx context.Context, runID, entered int64) error
+	FinishRun(ctx context.Context, runID int64, state, errMsg string) error
+
+	ScanProfiles(ctx context.Context, after int64, limit int) ([]store.ProfileRow, error)
+	Profiles(ctx context.Context, uids []int64) ([]store.ProfileRow, error)
+	UIDs(ctx context.Context, ids []string) (map[string]int64, error)
+	StaffByIDs(ctx context.Context, ids []string) (map[string]store.Staff, error)
+	UpdateTags(ctx context.Context, uids []int64, add, remove []string) error
+
+	CreateCohort(ctx context.Context, key string, runID int64, stepID string, parentID int64, wakeAt time.Time) (store.Cohort, error)
+	AddCohortPages(ctx context.Context, cohortID int64, pages []store.Page, canvasID string, runID int64, recordEntries bool) error
+	WritePages(ctx context.Context, cohortID int64, pages []store.Page) error
+	SealCohort(ctx context.Context, cohortID, span int64) (store.Cohort, error)
+	Pages(ctx context.Context, cohortID, from, to int64) ([]store.Page, error)
+	RecordStepEntry(ctx context.Context, runID int64, stepID string, cohortID, count int64) error
+	RecordExits(ctx context.Context, runID int64, stepID, reason string, uids []int64) error
+	RecordCohortExit(ctx context.Context, runID int64, stepID string, cohortID int64, reason string, count int64) error
+	ExitedAmong(ctx context.Context, runID int64, uids []int64) (map[int64]bool, error)
+	LastEntries(ctx context.Context, canvasID string, uids []int64) (map[int64]time.Time, error)
+
+	ClaimDeliveries(ctx context.Context, runID int64, stepID, channel, batch string, uids []int64) (store.Claim, error)
+	SettleDeliveries(ctx context.Context, runID int64, stepID string, settlements []store.Settlement) error
+	ReleaseDeliveries(ctx context.Context, runID int64, stepID, batch string, uids []int64) error
+	WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error
+}
+
+// ChannelSet gives the channel behind each catalogue name.
+type ChannelSet interface {
+	Get(name string) (channels.Channel, bool)
+}
+
+// Activities carries the dependencies of every activity. Its methods are
+// registered with the Temporal worker.
+type Activities struct {
+	Store    Store
+	Channels ChannelSet
+	Compiler *canvases.Compiler
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// Parallel is how many goroutines evaluate conditions and render
+	// messages inside one activity (defaults to 4).
+	Parallel int
+
+	plans sync.Map // hash → *compiledPlan
+}
+
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Activities) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+func (a *Activities) parallel() int {
+	if a.Parallel > 0 {
+		return a.Parallel
+	}
+	return 4
+}
+
+// CohortRef is how workflows hold a cohort: an id, a size and the bound of
+// its page numbers, never its members.
+type CohortRef struct {
+	ID       int64     `json:"id"`
+	Size     int64     `json:"size"`
+	PageSpan int64     `json:"pages"`
+	WakeAt   time.Time `json:"wake_at,omitzero"`
+}
+
+func refOf(c store.Cohort) CohortRef {
+	return CohortRef{ID: c.ID, Size: c.Size, PageSpan: c.PageSpan, WakeAt: c.WakeAt}
+}
+
+// compiledPlan is a plan with its conditions and templates compiled once
+// per worker process.
+type compiledPlan struct {
+	plan       *canvases.Plan
+	audience   *canvases.Condition
+	branches   map[string][]*canvases.Condition // step id → arm conditions (nil for else)
+	exitEvents bool                             // members can leave mid-run: filter exits when reading pages
+	templates  *templateCache
+}
+
+func (a *Activities) compiled(ctx context.Context, hash string) (*compiledPlan, error) {
+	if cp, ok := a.plans.Load(hash); ok {
+		return cp.(*compiledPlan), nil
+	}
+	raw, err := a.Store.Plan(ctx, hash)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", hash, err)
+	}
+	plan, err := canvases.UnmarshalPlan(raw)
+	if err != nil {
+		return nil, err
+	}
+	cp := &compiledPlan{plan: plan, branches: map[string][]*canvases.Condition{}, templates: newTemplateCache()}
+	if plan.Audience != "" {
+		if cp.audience, err = a.Compiler.CompileCondition(plan.Audience, ""); err != nil {
+			return nil, fmt.Errorf("plan %s audience: %w", plan.ShortHash(), err)
+		}
+	}
+	for _, s := range plan.Steps {
+		for _, arm := range s.Branch {
+			var cond *canvases.Condition
+			if arm.When != "" {
+				if cond, err = a.Compiler.CompileCondition(arm.When, ""); err != nil {
+					return nil, fmt.Errorf("plan %s step %s: %w", plan.ShortHash(), s.ID, err)
+				}
+			}
+			cp.branches[s.ID] = append(cp.branches[s.ID], cond)
+		}
+	}
+	cp.exitEvents = plan.Exit != nil
+	actual, _ := a.plans.LoadOrStore(hash, cp)
+	return actual.(*compiledPlan), nil
+}

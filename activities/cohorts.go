@@ -1,0 +1,383 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/store"
+)
+
+// StepInput names a cohort at a step.
+type StepInput struct {
+	RunID    int64     `json:"run_id"`
+	CanvasID string    `json:"canvas_id"`
+	PlanHash string    `json:"plan_hash"`
+	StepID   string    `json:"step_id"`
+	Cohort   CohortRef `json:"cohort"`
+	// Now is the workflow's time when the step started, so a retried
+	// activity computes the same wake times.
+	Now time.Time `json:"now,omitzero"`
+}
+
+type pageCursor struct {
+	NextPage int64            `json:"next_page"`
+	Count    int64            `json:"count"`
+	Buckets  map[string]int64 `json:"buckets,omitempty"` // wake time → child cohort (until)
+}
+
+// eachPage calls fn for the cohort's pages from the heartbeat cursor on,
+// leaving out members who already left the run, and heartbeats after each.
+func (a *Activities) eachPage(ctx context.Context, cp *compiledPlan, in StepInput, cur *pageCursor, fn func(store.Page) error) error {
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, cur)
+	}
+	for cur.NextPage < in.Cohort.PageSpan {
+		to := min(cur.NextPage+16, in.Cohort.PageSpan)
+		pages, err := a.Store.Pages(ctx, in.Cohort.ID, cur.NextPage, to)
+		if err != nil {
+			return err
+		}
+		for _, p := range pages {
+			if cp.exitEvents {
+				exited, err := a.Store.ExitedAmong(ctx, in.RunID, p.Members)
+				if err != nil {
+					return err
+				}
+				if len(exited) > 0 {
+					p.Members = slices.DeleteFunc(slices.Clone(p.Members), func(u int64) bool { return exited[u] })
+				}
+			}
+			if err := fn(p); err != nil {
+				return err
+			}
+			cur.NextPage = p.No + 1
+			activity.RecordHeartbeat(ctx, *cur)
+		}
+		cur.NextPage = max(cur.NextPage, to)
+	}
+	return nil
+}
+
+func (a *Activities) planStep(ctx context.Context, in StepInput) (*compiledPlan, *canvases.Step, error) {
+	cp, err := a.compiled(ctx, in.PlanHash)
+	if err != nil {
+		return nil, nil, temporal.NewNonRetryableApplicationError(err.Error(), "PlanUnavailable", err)
+	}
+	step := cp.plan.Step(in.StepID)
+	if step == nil {
+		return nil, nil, temporal.NewNonRetryableApplicationError("no step "+in.StepID, "PlanMismatch", nil)
+	}
+	return cp, step, nil
+}
+
+// Partition divides a cohort among a branch's arms, a split's arms, or the
+// wake times of a wait until a time of day. Child cohorts reuse the parent's
+// page numbers, so each parent page is processed once and idempotently.
+func (a *Activities) Partition(ctx context.Context, in StepInput) ([]CohortRef, error) {
+	cp, step, err := a.planStep(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	var cur pageCursor
+	switch {
+	case step.Kind == canvases.StepBranch || step.Kind == canvases.StepSplit:
+		arms := len(step.Branch) + len(step.Split)
+		children := make([]int64, arms)
+		for i := range children {
+			c, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/arm%d", in.RunID, step.ID, in.Cohort.ID, i), in.RunID, step.ID, in.Cohort.ID, time.Time{})
+			if err != nil {
+				return nil, err
+			}
+			children[i] = c.ID
+		}
+		err = a.eachPage(ctx, cp, in, &cur, func(p store.Page) error {
+			byArm, err := a.assign(ctx, cp, step, in, p.Members)
+			if err != nil {
+				return err
+			}
+			for i, members := range byArm {
+				if err := a.Store.WritePages(ctx, children[i], []store.Page{{No: p.No, Members: members}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return a.seal(ctx, children, in.Cohort.PageSpan)
+	case step.Kind == canvases.StepWait && step.Wait.Kind == canvases.WaitUntil:
+		cur.Buckets = map[string]int64{}
+		err = a.eachPage(ctx, cp, in, &cur, func(p store.Page) error {
+			byWake, err := a.wakeTimes(ctx, step.Wait, in.Now, p.Members)
+			if err != nil {
+				return err
+			}
+			for _, wake := range sortedKeys(byWake) {
+				at, _ := time.Parse(time.RFC3339, wake)
+				c, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/wake%d", in.RunID, step.ID, in.Cohort.ID, at.Unix()), in.RunID, step.ID, in.Cohort.ID, at)
+				if err != nil {
+					return err
+				}
+				cur.Buckets[wake] = c.ID
+				if err := a.Store.WritePages(ctx, c.ID, []store.Page{{No: p.No, Members: byWake[wake]}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids := make([]int64, 0, len(cur.Buckets))
+		for _, wake := range sortedKeys(cur.Buckets) {
+			ids = append(ids, cur.Buckets[wake])
+		}
+		return a.seal(ctx, ids, in.Cohort.PageSpan)
+	}
+	return nil, temporal.NewNonRetryableApplicationError("step "+step.ID+" does not partition", "PlanMismatch", nil)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (a *Activities) seal(ctx context.Context, ids []int64, span int64) ([]CohortRef, error) {
+	out := make([]CohortRef, len(ids))
+	for i, id := range ids {
+		c, err := a.Store.SealCohort(ctx, id, span)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = refOf(c)
+	}
+	return out, nil
+}
+
+// assign puts each member on a branch or split arm.
+func (a *Activities) assign(ctx context.Context, cp *compiledPlan, step *canvases.Step, in StepInput, members []int64) ([][]int64, error) {
+	rows, err := a.Store.Profiles(ctx, members)
+	if err != nil {
+		return nil, err
+	}
+	arms := len(step.Branch) + len(step.Split)
+	out := make([][]int64, arms)
+	for _, r := range rows {
+		var arm int
+		if step.Kind == canvases.StepSplit {
+			arm = splitArm(step.Split, in.CanvasID, step.ID, r.ID)
+		} else {
+			var doc map[string]any
+			_ = json.Unmarshal(r.Doc, &doc) // a corrupt profile takes the else arm
+			arm = arms - 1
+			for i, cond := range cp.branches[step.ID] {
+				if cond == nil {
+					arm = i
+					break
+				}
+				if ok, err := cond.Eval(doc, nil); err == nil && ok {
+					arm = i
+					break
+				}
+			}
+		}
+		out[arm] = append(out[arm], r.UID)
+	}
+	return out, nil
+}
+
+// splitArm picks a split arm from a stable hash of canvas, step and user, so
+// a user lands on the same variant in every run.
+func splitArm(arms []canvases.SplitArm, canvasID, stepID, userID string) int {
+	h := fnv.New64a()
+	h.Write([]byte(canvasID))
+	h.Write([]byte{0})
+	h.Write([]byte(stepID))
+	h.Write([]byte{0})
+	h.Write([]byte(userID))
+	bucket := int(h.Sum64() % 100)
+	acc := 0
+	for i, arm := range arms {
+		acc += arm.Weight
+		if bucket < acc {
+			return i
+		}
+	}
+	return len(arms) - 1
+}
+
+// wakeTimes groups members by the next occurrence of the wait's time of day
+// in their time zone (the wait's zone, else the user's, else the config's).
+func (a *Activities) wakeTimes(ctx context.Context, w *canvases.Wait, now time.Time, members []int64) (map[string][]int64, error) {
+	if now.IsZero() {
+		now = a.now()
+	}
+	hh, mm := 0, 0
+	fmt.Sscanf(w.Until, "%d:%d", &hh, &mm)
+	zones := map[string]*time.Location{}
+	zone := func(name string) *time.Location {
+		if loc, ok := zones[name]; ok {
+			return loc
+		}
+		loc, err := canvases.LoadLocation(name)
+		if err != nil {
+			loc = nil
+		}
+		zones[name] = loc
+		return loc
+	}
+	fallback := zone(a.Compiler.Options().Timezone)
+	var rows []store.ProfileRow
+	if w.Timezone == "" {
+		var err error
+		if rows, err = a.Store.Profiles(ctx, members); err != nil {
+			return nil, err
+		}
+	}
+	userZone := map[int64]string{}
+	for _, r := range rows {
+		var doc struct {
+			Timezone string `json:"timezone"`
+		}
+		_ = json.Unmarshal(r.Doc, &doc)
+		userZone[r.UID] = doc.Timezone
+	}
+	out := map[string][]int64{}
+	for _, u := range members {
+		loc := fallback
+		if w.Timezone != "" {
+			loc = zone(w.Timezone)
+		} else if z := userZone[u]; z != "" {
+			if l := zone(z); l != nil {
+				loc = l
+			}
+		}
+		local := now.In(loc)
+		wake := time.Date(local.Year(), local.Month(), local.Day(), hh, mm, 0, 0, loc)
+		if !wake.After(now) {
+			wake = wake.AddDate(0, 0, 1)
+		}
+		key := wake.UTC().Format(time.RFC3339)
+		out[key] = append(out[key], u)
+	}
+	return out, nil
+}
+
+// Tag adds and removes the step's tags on the cohort's members.
+func (a *Activities) Tag(ctx context.Context, in StepInput) (int64, error) {
+	cp, step, err := a.planStep(ctx, in)
+	if err != nil {
+		return 0, err
+	}
+	var cur pageCursor
+	err = a.eachPage(ctx, cp, in, &cur, func(p store.Page) error {
+		cur.Count += int64(len(p.Members))
+		return a.Store.UpdateTags(ctx, p.Members, step.Tag.Add, step.Tag.Remove)
+	})
+	return cur.Count, err
+}
+
+// ExitInput ends a cohort's path at a step.
+type ExitInput struct {
+	StepInput
+	Reason string `json:"reason"`
+}
+
+// Exit records that a cohort's remaining members finished at a step.
+func (a *Activities) Exit(ctx context.Context, in ExitInput) (int64, error) {
+	cp, _, err := a.planStep(ctx, in.StepInput)
+	if err != nil {
+		return 0, err
+	}
+	count := in.Cohort.Size
+	if cp.exitEvents { // some members may have left already; count the rest
+		var cur pageCursor
+		if err := a.eachPage(ctx, cp, in.StepInput, &cur, func(p store.Page) error {
+			cur.Count += int64(len(p.Members))
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+		count = cur.Count
+	}
+	return count, a.Store.RecordCohortExit(ctx, in.RunID, in.StepID, in.Cohort.ID, in.Reason, count)
+}
+
+// StaffTask records one task per owner in the outbox: how many customers and
+// the text to send them. The WeCom mass-send, reminders and escalation are
+// the staff SOP loop's (a later step of the roadmap); the outbox shows what
+// each staff member would be asked to do.
+func (a *Activities) StaffTask(ctx context.Context, in StepInput) (int64, error) {
+	cp, step, err := a.planStep(ctx, in)
+	if err != nil {
+		return 0, err
+	}
+	counts := map[string]int64{}
+	var cur pageCursor
+	err = a.eachPage(ctx, cp, in, &cur, func(p store.Page) error {
+		rows, err := a.Store.Profiles(ctx, p.Members)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			var doc struct {
+				Owner string `json:"owner"`
+			}
+			_ = json.Unmarshal(r.Doc, &doc)
+			if step.StaffTask.To == canvases.StaffToStaff {
+				counts[r.ID]++
+			} else if doc.Owner != "" {
+				counts[doc.Owner]++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	staffIDs := sortedKeys(counts)
+	staff, err := a.Store.StaffByIDs(ctx, staffIDs)
+	if err != nil {
+		return 0, err
+	}
+	env := a.Compiler.Env()
+	var records []channels.OutboxRecord
+	cache := newTemplateCache()
+	for _, id := range staffIDs {
+		member := staff[id]
+		member.UserID = id
+		r := &renderer{cache: cache, data: map[string]any{
+			"staff": env.Normalize("staff", staffDoc(member)),
+			"task":  map[string]any{"customers": counts[id], "deadline": time.Time{}},
+		}}
+		msg, err := r.message(&canvases.Message{Text: step.StaffTask.Text, Description: step.StaffTask.Notice, Attachments: step.StaffTask.Attachments})
+		if err != nil {
+			return 0, temporal.NewNonRetryableApplicationError("staff task text: "+err.Error(), "RenderError", err)
+		}
+		records = append(records, channels.OutboxRecord{
+			CanvasID: in.CanvasID, RunID: fmt.Sprint(in.RunID), StepID: step.ID, Channel: "staff_task",
+			Recipient: channels.Recipient{UserID: id, Address: id}, Message: *msg, At: a.now(),
+		})
+	}
+	// One record per staff member and step: a retry rewrites nothing twice
+	// because the run's step is recorded once the activity completes.
+	if err := a.Store.WriteOutbox(ctx, records); err != nil {
+		return 0, err
+	}
+	return int64(len(records)), nil
+}

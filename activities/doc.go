@@ -1,0 +1,13 @@
+// Package activities is what the interpreter workflow calls: evaluate an
+// audience into an entry cohort, send a step's message to a range of cohort
+// pages through the delivery ledger, partition a cohort for a branch, split
+// or time-of-day wait, tag profiles, record exits and finish runs.
+//
+// Every activity works on cohort pages by number and heartbeats the last page
+// it finished, so a retried attempt resumes where the last one stopped, and
+// writes only idempotent rows (pages by number, ledger rows by run, step and
+// recipient), so a retry never duplicates an effect.
+//
+// The Store and ChannelSet interfaces are declared here, by their consumer;
+// worker/ wires the SQLite store and the configured channels in.
+package activities

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/huabu/huabu/worker"
+)
+
+func (c *cli) devCmd() *cobra.Command {
+	var temporalPort int
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything in one process: embedded Temporal, store, worker and HTTP API",
+		Long: `Run Huabu in one process: an embedded Temporal server (SQLite under --data),
+the store, the worker and the HTTP API; deploy the config's canvases directory; run until
+interrupted (Ctrl-C or SIGTERM), then shut down cleanly. Restarting with the same --data
+resumes every running canvas.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.serve(cmd.Context(), true, temporalPort)
+		},
+	}
+	cmd.Flags().IntVar(&temporalPort, "temporal-port", 7233, "port of the embedded Temporal frontend (0: any free port)")
+	return cmd
+}
+
+func (c *cli) workerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "worker",
+		Short: "Run a long-lived worker against the Temporal cluster in the config (and the HTTP API unless disabled)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.serve(cmd.Context(), false, 0)
+		},
+	}
+}
+
+// serve starts the app and waits for a signal.
+func (c *cli) serve(ctx context.Context, dev bool, temporalPort int) error {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if !dev && cfg.Temporal.Embedded() {
+		return userErrorf("temporal.address is %q; `huabu worker` needs host:port of a Temporal frontend (use `huabu dev` for the embedded one)", cfg.Temporal.Address)
+	}
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if cfg.File == "" || cfg.FS != nil {
+		log.Info("no huabu.yaml here and no -c: using the built-in example config and canvases")
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app, err := worker.Start(ctx, worker.Options{Config: cfg, DataDir: c.dataDir, Logger: log, TemporalPort: temporalPort})
+	if err != nil {
+		if errors.Is(err, worker.ErrInvalidCanvases) {
+			return userError{err}
+		}
+		return err
+	}
+	fmt.Fprintf(c.stderr, "\nHuabu is running.\n  API       http://%s  (GET /healthz, /api/v1/canvases)\n  Temporal  %s  namespace %s\n  data      %s\nTry: huabu import profiles examples/profiles.jsonl && huabu run winback-dormant --wait\nCtrl-C stops.\n\n",
+		app.HTTPAddr(), app.TemporalAddress(), cfg.Temporal.Namespace, c.dataDir)
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := app.Close(); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/store"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// devProcess is `huabu dev` running as a child process.
+type devProcess struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	api  string
+	logs *bytes.Buffer
+}
+
+func startDev(t *testing.T, dir, cfgPath string, temporalPort int, api string) *devProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "dev", "-c", cfgPath, "--data", filepath.Join(dir, "data"), "--temporal-port", fmt.Sprint(temporalPort))
+	cmd.Env = append(os.Environ(), "HUABU_AS_CLI=1")
+	logs := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	p := &devProcess{t: t, cmd: cmd, api: "http://" + api, logs: logs}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(p.api + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 60*time.Second, 100*time.Millisecond, "huabu dev did not become healthy:\n%s", logs)
+	return p
+}
+
+func (p *devProcess) kill() {
+	require.NoError(p.t, p.cmd.Process.Signal(syscall.SIGKILL))
+	_, _ = p.cmd.Process.Wait()
+}
+
+// TestKillWhileWaiting: SIGKILL `huabu dev` while a run waits between two
+// pushes, start it again, and the run finishes with every message sent
+// exactly once.
+func TestKillWhileWaiting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal twice")
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "canvases"), 0o755))
+	api := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfgPath := filepath.Join(dir, "huabu.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+canvases: ./canvases
+http: {listen: "%s"}
+profile: {attributes: {name: string}}
+`, api)), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "canvases", "two-pushes.yaml"), []byte(`
+id: two-pushes
+trigger: {manual: {}}
+steps:
+  - id: first
+    push: {channel: outbox, text: "{{ .user.name }}，第一条"}
+  - id: pause
+    wait: 8s
+  - id: second
+    push: {channel: outbox, text: "{{ .user.name }}，第二条"}
+`), 0o644))
+	var lines []string
+	for i := 0; i < 300; i++ {
+		lines = append(lines, fmt.Sprintf(`{"userId":"k%03d","traits":{"name":"客户%d"}}`, i, i))
+	}
+	profiles := filepath.Join(dir, "profiles.jsonl")
+	require.NoError(t, os.WriteFile(profiles, []byte(strings.Join(lines, "\n")), 0o644))
+
+	temporalPort := freePort(t)
+	dev := startDev(t, dir, cfgPath, temporalPort, api)
+	out, errOut, code := huabu(t, "import", "profiles", profiles, "-c", cfgPath, "--data", filepath.Join(dir, "data"))
+	require.Equal(t, 0, code, out+errOut)
+	out, errOut, code = huabu(t, "run", "two-pushes", "-c", cfgPath, "--data", filepath.Join(dir, "data"))
+	require.Equal(t, 0, code, out+errOut)
+	workflowID := strings.Fields(out)[1]
+
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "data", "huabu.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	countStep := func(step string) int {
+		msgs, err := st.Outbox(context.Background(), "two-pushes", 10000)
+		require.NoError(t, err)
+		n := 0
+		for _, m := range msgs {
+			if m.StepID == step {
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return countStep("first") == 300 }, 30*time.Second, 100*time.Millisecond)
+	require.Equal(t, 0, countStep("second"), "the wait has not passed yet")
+
+	dev.kill() // mid-wait, without any chance to clean up
+	time.Sleep(500 * time.Millisecond)
+	startDev(t, dir, cfgPath, temporalPort, api)
+
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + api + "/api/v1/runs/" + workflowID)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var s struct{ Status string }
+		_ = json.NewDecoder(resp.Body).Decode(&s)
+		return s.Status == "Completed"
+	}, 60*time.Second, 200*time.Millisecond, "the run did not finish after the restart:\n%s", dev.logs)
+
+	msgs, err := st.Outbox(context.Background(), "two-pushes", 10000)
+	require.NoError(t, err)
+	seen := map[string]int{}
+	for _, m := range msgs {
+		seen[m.StepID+"/"+m.UserID]++
+	}
+	require.Len(t, msgs, 600, "300 users × 2 pushes")
+	for k, n := range seen {
+		require.Equal(t, 1, n, "%s delivered %d times", k, n)
+	}
+	counts, _, err := st.Counts(context.Background(), "two-pushes", 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(300), counts["first"].Sent)
+	require.Equal(t, int64(300), counts["second"].Sent)
+	require.Zero(t, counts["second"].Unknown)
+}

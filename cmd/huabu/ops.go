@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/reports"
+	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/worker"
+	"github.com/huabu/huabu/workflows"
+)
+
+// openStore opens the store of the config and --data, as `huabu dev` uses it.
+func (c *cli) openStore(ctx context.Context) (*store.SQLite, error) {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return worker.OpenStore(ctx, cfg, c.dataDir)
+}
+
+func (c *cli) deployCmd() *cobra.Command {
+	var api string
+	cmd := &cobra.Command{
+		Use:   "deploy [PATH...]",
+		Short: "Validate canvases and deploy them (new versions, schedules) to the running Huabu",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, comp, err := c.compiler()
+			if err != nil {
+				return err
+			}
+			src := canvases.Source(canvases.Disk{})
+			if len(args) == 0 {
+				var dir string
+				src, dir = canvasSource(cfg)
+				args = []string{dir}
+			}
+			files, problems, err := comp.CompileAll(src, args)
+			if err != nil {
+				return userError{err}
+			}
+			for _, p := range problems {
+				fmt.Fprintln(c.stdout, p.String())
+			}
+			if problems.HasErrors() {
+				return silentFailure
+			}
+			body := map[string]map[string]string{"files": {}}
+			for _, f := range files {
+				data, err := src.ReadFile(f.Path)
+				if err != nil {
+					return err
+				}
+				body["files"][f.Path] = string(data)
+			}
+			var out server.DeployOutcome
+			if err := newAPIClient(cfg, api).call(cmd.Context(), "POST", "/api/v1/deploy", body, &out); err != nil {
+				return err
+			}
+			for _, d := range out.Canvases {
+				state := "unchanged"
+				if d.Changed {
+					state = "new version"
+				}
+				line := fmt.Sprintf("%-24s %s  %s", d.ID, d.Plan, state)
+				if d.Schedule != "" {
+					line += "  schedule " + d.Schedule
+				}
+				fmt.Fprintln(c.stdout, line)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&api, "api", "", "address of the running Huabu (default: the config's http.listen)")
+	return cmd
+}
+
+func (c *cli) runCmd() *cobra.Command {
+	var profiles, api string
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "run CANVAS",
+		Short: "Start a run now for a manual or scheduled canvas (with --profiles, for just those users)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg, err := c.loadConfig()
+			if err != nil {
+				return err
+			}
+			body := map[string]any{}
+			if profiles != "" {
+				ids, err := c.importForRun(ctx, profiles)
+				if err != nil {
+					return err
+				}
+				body["user_ids"] = ids
+			}
+			api := newAPIClient(cfg, api)
+			var started server.RunStarted
+			if err := api.call(ctx, "POST", "/api/v1/canvases/"+args[0]+"/runs", body, &started); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "started %s (plan %.12s)\n", started.WorkflowID, started.Plan)
+			if !wait {
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			for {
+				var st server.RunStatus
+				if err := api.call(ctx, "GET", "/api/v1/runs/"+started.WorkflowID, nil, &st); err != nil {
+					return err
+				}
+				switch st.Status {
+				case "Running":
+					if st.Active == 0 && st.Waiting != nil {
+						b, _ := json.Marshal(st.Stats)
+						fmt.Fprintf(c.stdout, "run %d is waiting (nothing more to do until then): %s\n", st.RunID, b)
+						var waits []workflows.Waiting
+						raw, _ := json.Marshal(st.Waiting)
+						_ = json.Unmarshal(raw, &waits)
+						for _, w := range waits {
+							if !w.Deadline.IsZero() {
+								fmt.Fprintf(c.stdout, "  %d users at %s wait for an event until %s\n", w.Users, w.Step, w.Deadline.Local().Format("2006-01-02 15:04:05"))
+							} else {
+								fmt.Fprintf(c.stdout, "  %d users go on to %s at %s\n", w.Users, w.Step, w.WakeAt.Local().Format("2006-01-02 15:04:05"))
+							}
+						}
+						return nil
+					}
+				case "Completed":
+					b, _ := json.Marshal(st.Stats)
+					fmt.Fprintf(c.stdout, "run %d completed: %s\n", st.RunID, b)
+					return nil
+				default:
+					return fmt.Errorf("run %s ended %s", started.WorkflowID, st.Status)
+				}
+				select {
+				case <-ctx.Done():
+					return userErrorf("run %s still running after %s (it carries on; see huabu report %s)", started.WorkflowID, timeout, args[0])
+				case <-time.After(300 * time.Millisecond):
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&profiles, "profiles", "", "JSONL or CSV of profiles: imported, then the run is for just them")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish (runs with long waits keep going)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
+	cmd.Flags().StringVar(&api, "api", "", "address of the running Huabu (default: the config's http.listen)")
+	return cmd
+}
+
+// importForRun imports a profiles file and returns its user ids.
+func (c *cli) importForRun(ctx context.Context, path string) ([]string, error) {
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	cfg, _ := c.loadConfig()
+	schema, _ := cfg.Schema()
+	rec := &idRecorder{ProfileStore: st}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, userError{err}
+	}
+	defer f.Close()
+	sum, err := ingest.ImportProfiles(ctx, rec, schema, f, ingest.Options{})
+	for _, r := range sum.Rejected {
+		fmt.Fprintf(c.stderr, "%s:%s\n", path, r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rec.ids, nil
+}
+
+// idRecorder remembers which profiles an import wrote.
+type idRecorder struct {
+	ingest.ProfileStore
+	ids []string
+}
+
+func (r *idRecorder) UpsertProfiles(ctx context.Context, updates []store.ProfileUpdate) (int, error) {
+	for _, u := range updates {
+		r.ids = append(r.ids, u.ID)
+	}
+	return r.ProfileStore.UpsertProfiles(ctx, updates)
+}
+
+func (c *cli) importCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import profiles|staff FILE",
+		Short: "Load profiles (JSONL identify payloads or CSV) or the staff directory into the store",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			kind, path := args[0], args[1]
+			if kind != "profiles" && kind != "staff" {
+				return userErrorf("import %q: use profiles or staff", kind)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				return userError{err}
+			}
+			defer f.Close()
+			st, err := c.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var sum ingest.Summary
+			if kind == "staff" {
+				sum, err = ingest.ImportStaff(ctx, st, f)
+			} else {
+				cfg, _ := c.loadConfig()
+				schema, serr := cfg.Schema()
+				if serr != nil {
+					return userError{serr}
+				}
+				opts := ingest.Options{}
+				if isTerminal(c.stderr) {
+					start := time.Now()
+					opts.Progress = func(rows int) {
+						fmt.Fprintf(c.stderr, "\r%d rows  %.0f/s ", rows, float64(rows)/time.Since(start).Seconds())
+					}
+				}
+				sum, err = ingest.ImportProfiles(ctx, st, schema, f, opts)
+				if opts.Progress != nil {
+					fmt.Fprintln(c.stderr)
+				}
+			}
+			for _, r := range sum.Rejected {
+				fmt.Fprintf(c.stdout, "%s:%s\n", path, r)
+			}
+			fmt.Fprintf(c.stdout, "imported %d %s in %s (%.0f/s), %d rejected\n", sum.Imported, kind, sum.Elapsed.Round(time.Millisecond), sum.Rate(), len(sum.Rejected))
+			if err != nil {
+				if errors.Is(err, ingest.ErrTooManyRejects) {
+					return userError{err}
+				}
+				return err
+			}
+			if len(sum.Rejected) > 0 {
+				return silentFailure
+			}
+			return nil
+		},
+	}
+	return cmd
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func (c *cli) reportCmd() *cobra.Command {
+	var runID int64
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "report CANVAS",
+		Short: "Per-step counts: entered, sent, failed and suppressed by reason, exited, converted",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := c.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			rep, err := reports.Build(cmd.Context(), st, args[0], runID)
+			if err != nil {
+				return userError{err}
+			}
+			if asJSON {
+				enc := json.NewEncoder(c.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			return rep.WriteText(c.stdout)
+		},
+	}
+	cmd.Flags().Int64Var(&runID, "run", 0, "one run (default: all runs)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (c *cli) outboxCmd() *cobra.Command {
+	var canvas string
+	var limit int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "outbox",
+		Short: "Messages the outbox channel recorded (what would have been sent), newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := c.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			msgs, err := st.Outbox(cmd.Context(), canvas, limit)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(c.stdout)
+				enc.SetEscapeHTML(false)
+				for _, m := range msgs {
+					if err := enc.Encode(m); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			for _, m := range msgs {
+				var msg canvases.Message
+				_ = json.Unmarshal(m.Message, &msg)
+				fmt.Fprintf(c.stdout, "%s  %-18s %-14s %-14s %-12s %s\n", m.CreatedAt.Format("2006-01-02 15:04:05"), m.CanvasID+"/"+m.StepID, m.Channel, m.Address, m.UserID, summary(msg))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&canvas, "canvas", "", "only this canvas")
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
+	return cmd
+}
+
+// summary is a one-line view of a message.
+func summary(m canvases.Message) string {
+	parts := []string{}
+	for _, s := range []string{m.Title, m.Subject, m.Text, m.Markdown} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	if m.Template != "" {
+		b, _ := json.Marshal(m.Params)
+		parts = append(parts, "template "+m.Template+" "+string(b))
+	}
+	if len(m.Attachments) > 0 {
+		parts = append(parts, fmt.Sprintf("+%d attachment(s)", len(m.Attachments)))
+	}
+	out := ""
+	for i, p := range parts {
+		if i > 0 {
+			out += " | "
+		}
+		out += p
+	}
+	return out
+}

@@ -1,0 +1,298 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/reports"
+)
+
+// Backend is what the API drives; worker.App implements it.
+type Backend interface {
+	Ready() bool
+	Canvases(ctx context.Context) ([]CanvasInfo, error)
+	Report(ctx context.Context, canvasID string, runID int64) (*reports.Report, error)
+	StartRun(ctx context.Context, canvasID string, userIDs []string) (RunStarted, error)
+	RunStatus(ctx context.Context, workflowID string) (RunStatus, error)
+	DeploySources(ctx context.Context, files map[string][]byte) (DeployOutcome, error)
+}
+
+// CanvasInfo describes a deployed canvas.
+type CanvasInfo struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Plan       string     `json:"plan"`
+	Trigger    string     `json:"trigger"`
+	Schedule   string     `json:"schedule,omitempty"`
+	NextRun    *time.Time `json:"next_run,omitempty"`
+	Event      string     `json:"event,omitempty"`
+	Active     bool       `json:"active"`
+	DeployedAt time.Time  `json:"deployed_at"`
+	Source     string     `json:"source,omitempty"`
+}
+
+// RunStarted answers POST /api/v1/canvases/{id}/runs.
+type RunStarted struct {
+	WorkflowID string `json:"workflow_id"`
+	Plan       string `json:"plan"`
+}
+
+// RunStatus answers GET /api/v1/runs/{workflow_id}.
+type RunStatus struct {
+	WorkflowID string `json:"workflow_id"`
+	Status     string `json:"status"` // Running, Completed, Failed, ...
+	RunID      int64  `json:"run_id,omitempty"`
+	Stats      any    `json:"stats,omitempty"`
+	// For running runs: cohorts at work, and sleeping ones with wake times.
+	Active  int `json:"active"`
+	Waiting any `json:"waiting,omitempty"`
+}
+
+// DeployOutcome answers POST /api/v1/deploy.
+type DeployOutcome struct {
+	Canvases []DeployedCanvas  `json:"canvases"`
+	Problems canvases.Problems `json:"problems,omitempty"`
+}
+
+// DeployedCanvas is one canvas of a deploy.
+type DeployedCanvas struct {
+	ID       string `json:"id"`
+	Plan     string `json:"plan"`
+	Changed  bool   `json:"changed"`
+	Schedule string `json:"schedule,omitempty"`
+}
+
+// Errors a Backend returns for the caller's mistakes.
+var (
+	ErrInvalid  = errors.New("invalid input")
+	ErrNotFound = errors.New("not found")
+)
+
+// Handler serves the API.
+type Handler struct {
+	b   Backend
+	log *slog.Logger
+	mux *http.ServeMux
+	reg *prometheus.Registry
+	req *prometheus.CounterVec
+}
+
+// New builds the API handler.
+func New(b Backend, log *slog.Logger) *Handler {
+	h := &Handler{b: b, log: log, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	h.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h.req = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huabu_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"})
+	h.reg.MustRegister(h.req)
+	h.mux.HandleFunc("GET /healthz", h.healthz)
+	h.mux.Handle("GET /metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{}))
+	h.mux.HandleFunc("GET /api/v1/canvases", h.listCanvases)
+	h.mux.HandleFunc("GET /api/v1/canvases/{id}/report", h.report)
+	h.mux.HandleFunc("POST /api/v1/canvases/{id}/runs", h.startRun)
+	h.mux.HandleFunc("GET /api/v1/runs/{workflow}", h.runStatus)
+	h.mux.HandleFunc("POST /api/v1/deploy", h.deploy)
+	return h
+}
+
+// Registry lets other parts register metrics.
+func (h *Handler) Registry() *prometheus.Registry { return h.reg }
+
+// Handle adds a route (ingestion and the WeCom callback register here).
+func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &statusRecorder{ResponseWriter: w, code: 200}
+	h.mux.ServeHTTP(rec, r)
+	route := r.Pattern
+	if route == "" {
+		route = "unmatched"
+	}
+	h.req.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// writeJSON writes a JSON response.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// APIError is the body of every error response.
+type APIError struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// writeError writes {"error": msg, "field": field}.
+func writeError(w http.ResponseWriter, code int, field, msg string) {
+	writeJSON(w, code, APIError{Error: msg, Field: field})
+}
+
+func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
+	if !h.b.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *Handler) listCanvases(w http.ResponseWriter, r *http.Request) {
+	list, err := h.b.Canvases(r.Context())
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	if list == nil {
+		list = []CanvasInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"canvases": list})
+}
+
+func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
+	var runID int64
+	if s := r.URL.Query().Get("run"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			writeError(w, http.StatusBadRequest, "run", "run must be a positive run id")
+			return
+		}
+		runID = n
+	}
+	rep, err := h.b.Report(r.Context(), r.PathValue("id"), runID)
+	switch {
+	case errors.Is(err, reports.ErrNoCanvas):
+		writeError(w, http.StatusNotFound, "id", err.Error())
+	case err != nil && strings.Contains(err.Error(), "has no run"):
+		writeError(w, http.StatusNotFound, "run", err.Error())
+	case err != nil:
+		h.internal(w, err)
+	default:
+		writeJSON(w, http.StatusOK, rep)
+	}
+}
+
+// maxBody bounds admin request bodies.
+const maxBody = 8 << 20
+
+func (h *Handler) startRun(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		UserIDs []string `json:"user_ids"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeStrict(r.Body, &body); err != nil {
+			writeError(w, http.StatusBadRequest, jsonField(err), "invalid JSON body: "+err.Error())
+			return
+		}
+	}
+	for i, id := range body.UserIDs {
+		if strings.TrimSpace(id) == "" {
+			writeError(w, http.StatusBadRequest, "user_ids["+strconv.Itoa(i)+"]", "user ids must not be empty")
+			return
+		}
+	}
+	started, err := h.b.StartRun(r.Context(), r.PathValue("id"), body.UserIDs)
+	if err != nil {
+		if strings.Contains(err.Error(), "no deployed canvas") {
+			writeError(w, http.StatusNotFound, "id", err.Error())
+			return
+		}
+		h.internal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, started)
+}
+
+func (h *Handler) runStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := h.b.RunStatus(r.Context(), r.PathValue("workflow"))
+	if err != nil {
+		if strings.Contains(strings.ToLower(err.Error()), "not found") {
+			writeError(w, http.StatusNotFound, "workflow", err.Error())
+			return
+		}
+		h.internal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Files map[string]string `json:"files"` // path → canvas YAML
+	}
+	if err := decodeStrict(r.Body, &body); err != nil {
+		writeError(w, http.StatusBadRequest, jsonField(err), "invalid JSON body: "+err.Error())
+		return
+	}
+	if len(body.Files) == 0 {
+		writeError(w, http.StatusBadRequest, "files", "files must name at least one canvas")
+		return
+	}
+	files := make(map[string][]byte, len(body.Files))
+	for k, v := range body.Files {
+		files[k] = []byte(v)
+	}
+	out, err := h.b.DeploySources(r.Context(), files)
+	switch {
+	case errors.Is(err, ErrInvalid):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "canvases have errors; nothing was deployed", "field": "files", "problems": out.Problems})
+	case err != nil:
+		h.internal(w, err)
+	default:
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (h *Handler) internal(w http.ResponseWriter, err error) {
+	h.log.Error("api error", "err", err)
+	writeError(w, http.StatusInternalServerError, "", "internal error")
+}
+
+// decodeStrict reads one JSON value, refusing unknown fields and trailing data.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// jsonField names the field a JSON decoding error is about, when it says.
+func jsonField(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return te.Field
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, "unknown field \""); i >= 0 {
+		rest := msg[i+len("unknown field \""):]
+		return strings.TrimSuffix(rest[:strings.IndexByte(rest+"\"", '"')], "\"")
+	}
+	return ""
+}

@@ -1,0 +1,409 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/huabu/huabu/channels"
+)
+
+// Delivery states in the ledger.
+const (
+	DeliveryPending    = "pending"
+	DeliverySent       = "sent"
+	DeliveryFailed     = "failed"
+	DeliveryUnknown    = "unknown"    // a crash left it pending: it may have been sent
+	DeliverySuppressed = "suppressed" // never sent on purpose: no address, policy, unsubscribed
+)
+
+// Claim is the result of claiming ledger rows for a page.
+type Claim struct {
+	// Mine are the recipients this attempt must send to: rows it created,
+	// or pending rows it created before and is resuming.
+	Mine []int64
+	// Done maps recipients already decided by an earlier attempt to their
+	// state; they must not be sent again.
+	Done map[int64]string
+}
+
+// ClaimDeliveries writes pending ledger rows for recipients that have none,
+// under the attempt's batch id, before any provider is called. A pending row
+// left by another attempt means that attempt crashed mid-call: the message
+// may have gone out, so the row becomes unknown rather than being resent.
+func (s *SQLite) ClaimDeliveries(ctx context.Context, runID int64, stepID, channel, batch string, uids []int64) (Claim, error) {
+	claim := Claim{Done: map[int64]string{}}
+	now := s.now().UnixMilli()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		existing := map[int64]bool{}
+		var stale []int64
+		for start := 0; start < len(uids); start += 5000 {
+			chunk := uids[start:min(start+5000, len(uids))]
+			rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch FROM deliveries WHERE run_id = ? AND step_id = ? AND uid IN (`+placeholders(len(chunk))+`)`,
+				append([]any{runID, stepID}, int64Args(chunk)...)...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var uid int64
+				var state, b string
+				if err := rows.Scan(&uid, &state, &b); err != nil {
+					rows.Close()
+					return err
+				}
+				existing[uid] = true
+				switch {
+				case state == DeliveryPending && b == batch:
+					claim.Mine = append(claim.Mine, uid)
+				case state == DeliveryPending:
+					stale = append(stale, uid)
+					claim.Done[uid] = DeliveryUnknown
+				default:
+					claim.Done[uid] = state
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		if err := updateStates(ctx, tx, runID, stepID, stale, DeliveryUnknown, "crashed_mid_send", "", now); err != nil {
+			return err
+		}
+		var fresh []int64
+		for _, u := range uids {
+			if !existing[u] {
+				fresh = append(fresh, u)
+			}
+		}
+		const perStmt = 500
+		for start := 0; start < len(fresh); start += perStmt {
+			chunk := fresh[start:min(start+perStmt, len(fresh))]
+			args := make([]any, 0, len(chunk)*7)
+			for _, u := range chunk {
+				args = append(args, runID, stepID, u, channel, DeliveryPending, batch, now)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, uid, channel, state, batch, updated_at) VALUES `+repeatJoin("(?,?,?,?,?,?,?)", len(chunk)), args...); err != nil {
+				return fmt.Errorf("claim deliveries: %w", err)
+			}
+		}
+		claim.Mine = append(claim.Mine, fresh...)
+		return nil
+	})
+	return claim, err
+}
+
+// Settlement is the decided state of one ledger row.
+type Settlement struct {
+	UID         int64
+	State       string
+	Reason      string
+	ProviderRef string
+	Channel     string // set when a fallback channel delivered it
+}
+
+// SettleDeliveries records outcomes. Rows with the same state, reason and
+// reference are updated together, so a grouped provider call is one statement.
+func (s *SQLite) SettleDeliveries(ctx context.Context, runID int64, stepID string, settlements []Settlement) error {
+	if len(settlements) == 0 {
+		return nil
+	}
+	type key struct{ state, reason, ref, channel string }
+	groups := map[key][]int64{}
+	var order []key
+	for _, st := range settlements {
+		k := key{st.State, st.Reason, st.ProviderRef, st.Channel}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], st.UID)
+	}
+	now := s.now().UnixMilli()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, k := range order {
+			uids := groups[k]
+			if k.channel != "" {
+				if err := updateChannel(ctx, tx, runID, stepID, uids, k.channel); err != nil {
+					return err
+				}
+			}
+			if err := updateStates(ctx, tx, runID, stepID, uids, k.state, k.reason, k.ref, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func updateStates(ctx context.Context, tx *sql.Tx, runID int64, stepID string, uids []int64, state, reason, ref string, now int64) error {
+	for start := 0; start < len(uids); start += 5000 {
+		chunk := uids[start:min(start+5000, len(uids))]
+		args := append([]any{state, reason, ref, now, runID, stepID}, int64Args(chunk)...)
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND uid IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func updateChannel(ctx context.Context, tx *sql.Tx, runID int64, stepID string, uids []int64, channel string) error {
+	for start := 0; start < len(uids); start += 5000 {
+		chunk := uids[start:min(start+5000, len(uids))]
+		args := append([]any{channel, runID, stepID}, int64Args(chunk)...)
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND uid IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReleaseDeliveries deletes this attempt's pending rows for recipients whose
+// provider call certainly did not send (rate limited, rejected before
+// sending), so the retried attempt claims them afresh.
+func (s *SQLite) ReleaseDeliveries(ctx context.Context, runID int64, stepID, batch string, uids []int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for start := 0; start < len(uids); start += 5000 {
+			chunk := uids[start:min(start+5000, len(uids))]
+			args := append([]any{runID, stepID, DeliveryPending, batch}, int64Args(chunk)...)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND state = ? AND batch = ? AND uid IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// WriteOutbox records outbox messages; it implements channels.OutboxWriter.
+func (s *SQLite) WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		const perStmt = 200
+		for start := 0; start < len(records); start += perStmt {
+			chunk := records[start:min(start+perStmt, len(records))]
+			args := make([]any, 0, len(chunk)*9)
+			for _, r := range chunk {
+				msg, err := json.Marshal(r.Message)
+				if err != nil {
+					return err
+				}
+				runID := parseRunID(r.RunID)
+				args = append(args, r.CanvasID, runID, r.StepID, r.Channel, r.Recipient.UserID, r.Recipient.Address, r.Recipient.Sender, string(msg), r.At.UnixMilli())
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (canvas_id, run_id, step_id, channel, user_id, address, sender, message, created_at) VALUES `+repeatJoin("(?,?,?,?,?,?,?,?,?)", len(chunk)), args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func parseRunID(s string) int64 {
+	var id int64
+	_, _ = fmt.Sscan(s, &id)
+	return id
+}
+
+// OutboxMessage is one recorded outbox message.
+type OutboxMessage struct {
+	ID        int64           `json:"id"`
+	CanvasID  string          `json:"canvas"`
+	RunID     int64           `json:"run"`
+	StepID    string          `json:"step"`
+	Channel   string          `json:"channel"`
+	UserID    string          `json:"user"`
+	Address   string          `json:"address"`
+	Sender    string          `json:"sender,omitempty"`
+	Message   json.RawMessage `json:"message"`
+	CreatedAt time.Time       `json:"at"`
+}
+
+// Outbox lists recorded messages, newest first, optionally for one canvas.
+func (s *SQLite) Outbox(ctx context.Context, canvasID string, limit int) ([]OutboxMessage, error) {
+	q := `SELECT id, canvas_id, run_id, step_id, channel, user_id, address, sender, message, created_at FROM outbox`
+	var args []any
+	if canvasID != "" {
+		q += ` WHERE canvas_id = ?`
+		args = append(args, canvasID)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OutboxMessage
+	for rows.Next() {
+		var m OutboxMessage
+		var msg string
+		var at int64
+		if err := rows.Scan(&m.ID, &m.CanvasID, &m.RunID, &m.StepID, &m.Channel, &m.UserID, &m.Address, &m.Sender, &msg, &at); err != nil {
+			return nil, err
+		}
+		m.Message, m.CreatedAt = json.RawMessage(msg), time.UnixMilli(at)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// StepCounts is what happened at one step.
+type StepCounts struct {
+	StepID     string           `json:"step"`
+	Entered    int64            `json:"entered"`
+	Sent       int64            `json:"sent"`
+	Failed     map[string]int64 `json:"failed,omitempty"`     // by reason
+	Suppressed map[string]int64 `json:"suppressed,omitempty"` // by reason
+	Unknown    int64            `json:"unknown,omitempty"`
+	Pending    int64            `json:"pending,omitempty"`
+	Exited     int64            `json:"exited"`
+	Converted  int64            `json:"converted"`
+}
+
+// Counts gathers per-step counts for one run (runID > 0) or every run of a
+// canvas (runID == 0). Every number is derived from idempotent rows (ledger,
+// step entries, exits, conversions), so retried activities never double-count.
+func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[string]*StepCounts, int64, error) {
+	runFilter, arg := `run_id IN (SELECT id FROM runs WHERE canvas_id = ?)`, any(canvasID)
+	if runID > 0 {
+		runFilter, arg = `run_id = ?`, any(runID)
+	}
+	out := map[string]*StepCounts{}
+	step := func(id string) *StepCounts {
+		c, ok := out[id]
+		if !ok {
+			c = &StepCounts{StepID: id, Failed: map[string]int64{}, Suppressed: map[string]int64{}}
+			out[id] = c
+		}
+		return c
+	}
+	type row struct {
+		step, state, reason string
+		n                   int64
+	}
+	query := func(q string, scan func(*sql.Rows) error) error {
+		rows, err := s.r.QueryContext(ctx, q, arg)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	if err := query(`SELECT step_id, sum(count) FROM step_entries WHERE `+runFilter+` GROUP BY step_id`, func(r *sql.Rows) error {
+		var id string
+		var n int64
+		err := r.Scan(&id, &n)
+		step(id).Entered = n
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	if err := query(`SELECT step_id, state, reason, count(*) FROM deliveries WHERE `+runFilter+` GROUP BY step_id, state, reason`, func(r *sql.Rows) error {
+		var x row
+		if err := r.Scan(&x.step, &x.state, &x.reason, &x.n); err != nil {
+			return err
+		}
+		c := step(x.step)
+		switch x.state {
+		case DeliverySent:
+			c.Sent += x.n
+		case DeliveryFailed:
+			c.Failed[x.reason] += x.n
+		case DeliverySuppressed:
+			c.Suppressed[x.reason] += x.n
+		case DeliveryUnknown:
+			c.Unknown += x.n
+		case DeliveryPending:
+			c.Pending += x.n
+		}
+		return nil
+	}); err != nil {
+		return nil, 0, err
+	}
+	if err := query(`SELECT step_id, sum(count) FROM cohort_exits WHERE `+runFilter+` GROUP BY step_id`, func(r *sql.Rows) error {
+		var id string
+		var n int64
+		err := r.Scan(&id, &n)
+		step(id).Exited += n
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	if err := query(`SELECT step_id, count(*) FROM exits WHERE `+runFilter+` GROUP BY step_id`, func(r *sql.Rows) error {
+		var id string
+		var n int64
+		err := r.Scan(&id, &n)
+		step(id).Exited += n
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	var converted int64
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM conversions WHERE `+runFilter, arg).Scan(&converted); err != nil {
+		return nil, 0, err
+	}
+	if converted > 0 {
+		if err := s.convertedBySteps(ctx, runFilter, arg, step); err != nil {
+			return nil, 0, err
+		}
+	}
+	return out, converted, nil
+}
+
+// convertedBySteps counts, for each step, converted users who entered it.
+func (s *SQLite) convertedBySteps(ctx context.Context, runFilter string, arg any, step func(string) *StepCounts) error {
+	conv := map[[2]int64]bool{}
+	rows, err := s.r.QueryContext(ctx, `SELECT run_id, uid FROM conversions WHERE `+runFilter, arg)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var r, u int64
+		if err := rows.Scan(&r, &u); err != nil {
+			rows.Close()
+			return err
+		}
+		conv[[2]int64{r, u}] = true
+	}
+	rows.Close()
+	type entry struct {
+		run    int64
+		step   string
+		cohort int64
+	}
+	var entries []entry
+	rows, err = s.r.QueryContext(ctx, `SELECT run_id, step_id, cohort_id FROM step_entries WHERE `+runFilter, arg)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var e entry
+		if err := rows.Scan(&e.run, &e.step, &e.cohort); err != nil {
+			rows.Close()
+			return err
+		}
+		entries = append(entries, e)
+	}
+	rows.Close()
+	sort.Slice(entries, func(i, j int) bool { return entries[i].cohort < entries[j].cohort })
+	for _, e := range entries {
+		pages, err := s.Pages(ctx, e.cohort, 0, 1<<62)
+		if err != nil {
+			return err
+		}
+		for _, p := range pages {
+			for _, u := range p.Members {
+				if conv[[2]int64{e.run, u}] {
+					step(e.step).Converted++
+				}
+			}
+		}
+	}
+	return nil
+}

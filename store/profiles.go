@@ -1,0 +1,301 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+)
+
+// ProfileUpdate merges Patch (a JSON object, RFC 7396 merge patch: nested
+// objects merge, null deletes, arrays replace) into the profile of ID,
+// creating it when new. This is Segment identify semantics.
+type ProfileUpdate struct {
+	ID    string
+	Patch []byte
+}
+
+// ProfileRow is one stored profile.
+type ProfileRow struct {
+	UID int64
+	ID  string
+	Doc []byte // the user document
+}
+
+// upsertChunk keeps statements well under SQLite's variable limit.
+const upsertChunk = 300
+
+// UpsertProfiles merges updates in one transaction; it returns how many rows
+// it touched. Bulk import calls it with a few thousand rows at a time.
+func (s *SQLite) UpsertProfiles(ctx context.Context, updates []ProfileUpdate) (int, error) {
+	now := s.now().UnixMilli()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		stmts := map[int]*sql.Stmt{}
+		defer func() {
+			for _, st := range stmts {
+				st.Close()
+			}
+		}()
+		for start := 0; start < len(updates); start += upsertChunk {
+			chunk := updates[start:min(start+upsertChunk, len(updates))]
+			st, ok := stmts[len(chunk)]
+			if !ok {
+				var err error
+				st, err = tx.PrepareContext(ctx, `INSERT INTO profiles (id, doc, updated_at) VALUES `+
+					repeatJoin("(?, json(?), ?)", len(chunk))+
+					` ON CONFLICT(id) DO UPDATE SET doc = json_patch(profiles.doc, excluded.doc), updated_at = excluded.updated_at`)
+				if err != nil {
+					return err
+				}
+				stmts[len(chunk)] = st
+			}
+			args := make([]any, 0, 3*len(chunk))
+			for _, u := range chunk {
+				args = append(args, u.ID, string(u.Patch), now)
+			}
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("upsert profiles: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(updates), nil
+}
+
+func repeatJoin(s string, n int) string {
+	b := make([]byte, 0, (len(s)+1)*n)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s...)
+	}
+	return string(b)
+}
+
+// ScanProfiles returns up to limit profiles with uid > after, in uid order.
+func (s *SQLite) ScanProfiles(ctx context.Context, after int64, limit int) ([]ProfileRow, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, id, doc FROM profiles WHERE uid > ? ORDER BY uid LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanProfileRows(rows, limit)
+}
+
+func scanProfileRows(rows *sql.Rows, capacity int) ([]ProfileRow, error) {
+	defer rows.Close()
+	out := make([]ProfileRow, 0, capacity)
+	for rows.Next() {
+		var p ProfileRow
+		if err := rows.Scan(&p.UID, &p.ID, &p.Doc); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Profiles returns the profiles of the given uids, in uid order.
+func (s *SQLite) Profiles(ctx context.Context, uids []int64) ([]ProfileRow, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	out := make([]ProfileRow, 0, len(uids))
+	for start := 0; start < len(uids); start += 5000 {
+		chunk := uids[start:min(start+5000, len(uids))]
+		rows, err := s.r.QueryContext(ctx, `SELECT uid, id, doc FROM profiles WHERE uid IN (`+placeholders(len(chunk))+`) ORDER BY uid`, int64Args(chunk)...)
+		if err != nil {
+			return nil, err
+		}
+		got, err := scanProfileRows(rows, len(chunk))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// ProfileByID returns one profile by its user id.
+func (s *SQLite) ProfileByID(ctx context.Context, id string) (ProfileRow, error) {
+	var p ProfileRow
+	err := s.r.QueryRowContext(ctx, `SELECT uid, id, doc FROM profiles WHERE id = ?`, id).Scan(&p.UID, &p.ID, &p.Doc)
+	if err == sql.ErrNoRows {
+		return p, ErrNotFound
+	}
+	return p, err
+}
+
+// UIDs maps user ids to uids; unknown ids are left out.
+func (s *SQLite) UIDs(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	for start := 0; start < len(ids); start += 5000 {
+		chunk := ids[start:min(start+5000, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT id, uid FROM profiles WHERE id IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			var uid int64
+			if err := rows.Scan(&id, &uid); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[id] = uid
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// CountProfiles is the number of profiles.
+func (s *SQLite) CountProfiles(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM profiles`).Scan(&n)
+	return n, err
+}
+
+// UpdateTags adds and removes tags on the given profiles in one transaction.
+func (s *SQLite) UpdateTags(ctx context.Context, uids []int64, add, remove []string) error {
+	if len(uids) == 0 || len(add)+len(remove) == 0 {
+		return nil
+	}
+	now := s.now().UnixMilli()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT uid, doc FROM profiles WHERE uid IN (`+placeholders(len(uids))+`)`, int64Args(uids)...)
+		if err != nil {
+			return err
+		}
+		type change struct {
+			uid int64
+			doc []byte
+		}
+		var changes []change
+		for rows.Next() {
+			var uid int64
+			var doc []byte
+			if err := rows.Scan(&uid, &doc); err != nil {
+				rows.Close()
+				return err
+			}
+			updated, changed, err := retag(doc, add, remove)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("profile %d: %w", uid, err)
+			}
+			if changed {
+				changes = append(changes, change{uid, updated})
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		st, err := tx.PrepareContext(ctx, `UPDATE profiles SET doc = ?, updated_at = ? WHERE uid = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, c := range changes {
+			if _, err := st.ExecContext(ctx, string(c.doc), now, c.uid); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// retag edits the tags list of a user document.
+func retag(doc []byte, add, remove []string) ([]byte, bool, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, false, err
+	}
+	var tags []string
+	if raw, ok := m["tags"]; ok {
+		_ = json.Unmarshal(raw, &tags) // a malformed tags value is replaced
+	}
+	before := len(tags)
+	changed := false
+	tags = slices.DeleteFunc(tags, func(t string) bool { return slices.Contains(remove, t) })
+	changed = len(tags) != before
+	for _, a := range add {
+		if !slices.Contains(tags, a) {
+			tags = append(tags, a)
+			changed = true
+		}
+	}
+	if !changed {
+		return doc, false, nil
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	raw, _ := json.Marshal(tags)
+	m["tags"] = raw
+	out, err := json.Marshal(m)
+	return out, true, err
+}
+
+// Staff is one staff member of the directory.
+type Staff struct {
+	UserID string `json:"userid"`
+	Name   string `json:"name"`
+	Grid   string `json:"grid"`
+	Leader string `json:"leader"`
+}
+
+// UpsertStaff writes staff members (replacing name, grid and leader).
+func (s *SQLite) UpsertStaff(ctx context.Context, staff []Staff) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO staff (userid, name, grid, leader) VALUES (?, ?, ?, ?)
+			ON CONFLICT(userid) DO UPDATE SET name = excluded.name, grid = excluded.grid, leader = excluded.leader`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, m := range staff {
+			if _, err := st.ExecContext(ctx, m.UserID, m.Name, m.Grid, m.Leader); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// StaffByIDs returns the staff members with the given userids.
+func (s *SQLite) StaffByIDs(ctx context.Context, ids []string) (map[string]Staff, error) {
+	out := map[string]Staff{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT userid, name, grid, leader FROM staff WHERE userid IN (`+placeholders(len(ids))+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m Staff
+		if err := rows.Scan(&m.UserID, &m.Name, &m.Grid, &m.Leader); err != nil {
+			return nil, err
+		}
+		out[m.UserID] = m
+	}
+	return out, rows.Err()
+}

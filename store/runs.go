@@ -1,0 +1,347 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Run states.
+const (
+	RunRunning   = "running"
+	RunCompleted = "completed"
+	RunFailed    = "failed"
+)
+
+// Run is one execution of a canvas version.
+type Run struct {
+	ID         int64
+	WorkflowID string
+	CanvasID   string
+	PlanHash   string
+	Trigger    string
+	State      string
+	Entered    int64
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Error      string
+}
+
+// BeginRun records a run for a workflow, or returns the one already recorded
+// for it (the activity may be retried).
+func (s *SQLite) BeginRun(ctx context.Context, workflowID, canvasID, planHash, trigger string) (Run, error) {
+	_, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO runs (workflow_id, canvas_id, plan_hash, trigger, state, started_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		workflowID, canvasID, planHash, trigger, RunRunning, s.now().UnixMilli())
+	if err != nil {
+		return Run{}, err
+	}
+	return s.runWhere(ctx, s.w, `workflow_id = ?`, workflowID)
+}
+
+// GetRun returns a run by id.
+func (s *SQLite) GetRun(ctx context.Context, id int64) (Run, error) {
+	return s.runWhere(ctx, s.r, `id = ?`, id)
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *SQLite) runWhere(ctx context.Context, q queryer, where string, arg any) (Run, error) {
+	var r Run
+	var started int64
+	var finished sql.NullInt64
+	err := q.QueryRowContext(ctx, `SELECT id, workflow_id, canvas_id, plan_hash, trigger, state, entered, started_at, finished_at, error FROM runs WHERE `+where, arg).
+		Scan(&r.ID, &r.WorkflowID, &r.CanvasID, &r.PlanHash, &r.Trigger, &r.State, &r.Entered, &started, &finished, &r.Error)
+	if err == sql.ErrNoRows {
+		return r, ErrNotFound
+	}
+	r.StartedAt = time.UnixMilli(started)
+	if finished.Valid {
+		r.FinishedAt = time.UnixMilli(finished.Int64)
+	}
+	return r, err
+}
+
+// Runs lists the runs of a canvas, newest first.
+func (s *SQLite) Runs(ctx context.Context, canvasID string, limit int) ([]Run, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM runs WHERE canvas_id = ? ORDER BY id DESC LIMIT ?`, canvasID, limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	out := make([]Run, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// SetRunEntered records how many users entered the run.
+func (s *SQLite) SetRunEntered(ctx context.Context, runID, entered int64) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE runs SET entered = ? WHERE id = ?`, entered, runID)
+	return err
+}
+
+// FinishRun records the end of a run.
+func (s *SQLite) FinishRun(ctx context.Context, runID int64, state, errMsg string) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE runs SET state = ?, error = ?, finished_at = ? WHERE id = ?`, state, errMsg, s.now().UnixMilli(), runID)
+	return err
+}
+
+// Cohort is a set of users moving through a run together. Its members live
+// in pages numbered in [0, PageSpan); pages may be missing (empty).
+type Cohort struct {
+	ID       int64
+	RunID    int64
+	StepID   string
+	ParentID int64
+	Size     int64
+	PageSpan int64
+	WakeAt   time.Time
+	Sealed   bool
+}
+
+// CreateCohort returns the cohort with this key, creating it if new. Keys are
+// deterministic (run, step, parent, arm), so a retried activity writes into
+// the cohort its first attempt created.
+func (s *SQLite) CreateCohort(ctx context.Context, key string, runID int64, stepID string, parentID int64, wakeAt time.Time) (Cohort, error) {
+	var wake int64
+	if !wakeAt.IsZero() {
+		wake = wakeAt.UnixMilli()
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO cohorts (key, run_id, step_id, parent_id, wake_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		key, runID, stepID, parentID, wake, s.now().UnixMilli())
+	if err != nil {
+		return Cohort{}, err
+	}
+	return s.cohortWhere(ctx, s.w, `key = ?`, key)
+}
+
+// GetCohort returns a cohort by id.
+func (s *SQLite) GetCohort(ctx context.Context, id int64) (Cohort, error) {
+	return s.cohortWhere(ctx, s.r, `id = ?`, id)
+}
+
+func (s *SQLite) cohortWhere(ctx context.Context, q queryer, where string, arg any) (Cohort, error) {
+	var c Cohort
+	var wake int64
+	var sealed int
+	err := q.QueryRowContext(ctx, `SELECT id, run_id, step_id, parent_id, size, page_span, wake_at, sealed FROM cohorts WHERE `+where, arg).
+		Scan(&c.ID, &c.RunID, &c.StepID, &c.ParentID, &c.Size, &c.PageSpan, &wake, &sealed)
+	if err == sql.ErrNoRows {
+		return c, ErrNotFound
+	}
+	if wake > 0 {
+		c.WakeAt = time.UnixMilli(wake)
+	}
+	c.Sealed = sealed == 1
+	return c, err
+}
+
+// Page is one page of a cohort's members, sorted by uid.
+type Page struct {
+	No      int64
+	Members []int64
+}
+
+// WritePages writes (or rewrites) pages of a cohort. Empty pages are not
+// stored. Rewriting a page with the same number is how a resumed activity
+// stays idempotent.
+func (s *SQLite) WritePages(ctx context.Context, cohortID int64, pages []Page) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return writePages(ctx, tx, cohortID, pages) })
+}
+
+func writePages(ctx context.Context, tx *sql.Tx, cohortID int64, pages []Page) error {
+	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO cohort_pages (cohort_id, page, n, members) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, p := range pages {
+		if len(p.Members) == 0 {
+			continue
+		}
+		if len(p.Members) > PageSize {
+			return fmt.Errorf("page %d has %d members; at most %d", p.No, len(p.Members), PageSize)
+		}
+		if _, err := st.ExecContext(ctx, cohortID, p.No, len(p.Members), PackMembers(p.Members)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SealCohort computes a cohort's size and page span from its pages and marks
+// it complete. span is the page-number bound the writer used.
+func (s *SQLite) SealCohort(ctx context.Context, cohortID, span int64) (Cohort, error) {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var size int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM cohort_pages WHERE cohort_id = ?`, cohortID).Scan(&size); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE cohorts SET size = ?, page_span = ?, sealed = 1 WHERE id = ?`, size, span, cohortID)
+		return err
+	})
+	if err != nil {
+		return Cohort{}, err
+	}
+	return s.cohortWhere(ctx, s.w, `id = ?`, cohortID)
+}
+
+// Pages returns the pages of a cohort numbered in [from, to), in order.
+func (s *SQLite) Pages(ctx context.Context, cohortID, from, to int64) ([]Page, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT page, members FROM cohort_pages WHERE cohort_id = ? AND page >= ? AND page < ? ORDER BY page`, cohortID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Page
+	for rows.Next() {
+		var p Page
+		var blob []byte
+		if err := rows.Scan(&p.No, &blob); err != nil {
+			return nil, err
+		}
+		if p.Members, err = UnpackMembers(blob); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// RecordStepEntry records that a cohort entered a step (idempotent).
+func (s *SQLite) RecordStepEntry(ctx context.Context, runID int64, stepID string, cohortID, count int64) error {
+	_, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO step_entries (run_id, step_id, cohort_id, count) VALUES (?, ?, ?, ?)`, runID, stepID, cohortID, count)
+	return err
+}
+
+// RecordExits records users leaving a run at a step (first exit wins).
+func (s *SQLite) RecordExits(ctx context.Context, runID int64, stepID, reason string, uids []int64) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	now := s.now().UnixMilli()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO exits (run_id, uid, step_id, reason, at) VALUES (?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, u := range uids {
+			if _, err := st.ExecContext(ctx, runID, u, stepID, reason, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ExitedAmong returns which of uids have left the run.
+func (s *SQLite) ExitedAmong(ctx context.Context, runID int64, uids []int64) (map[int64]bool, error) {
+	out := map[int64]bool{}
+	if len(uids) == 0 {
+		return out, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT uid FROM exits WHERE run_id = ? AND uid IN (`+placeholders(len(uids))+`)`, append([]any{runID}, int64Args(uids)...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u int64
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out[u] = true
+	}
+	return out, rows.Err()
+}
+
+// LastEntries returns, for the given users, when they last entered a canvas.
+func (s *SQLite) LastEntries(ctx context.Context, canvasID string, uids []int64) (map[int64]time.Time, error) {
+	out := map[int64]time.Time{}
+	if len(uids) == 0 {
+		return out, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, entered_at FROM entries WHERE canvas_id = ? AND uid IN (`+placeholders(len(uids))+`)`, append([]any{canvasID}, int64Args(uids)...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u, at int64
+		if err := rows.Scan(&u, &at); err != nil {
+			return nil, err
+		}
+		out[u] = time.UnixMilli(at)
+	}
+	return out, rows.Err()
+}
+
+// AddCohortPages writes entry pages and records the users' entry into the
+// canvas in the same transaction, so re-entry rules see exactly who entered.
+func (s *SQLite) AddCohortPages(ctx context.Context, cohortID int64, pages []Page, canvasID string, runID int64, recordEntries bool) error {
+	now := s.now().UnixMilli()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := writePages(ctx, tx, cohortID, pages); err != nil {
+			return err
+		}
+		if !recordEntries {
+			return nil
+		}
+		st, err := tx.PrepareContext(ctx, `INSERT INTO entries (canvas_id, uid, run_id, entered_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT(canvas_id, uid) DO UPDATE SET run_id = excluded.run_id, entered_at = excluded.entered_at WHERE entries.run_id <> excluded.run_id`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, p := range pages {
+			for _, u := range p.Members {
+				if _, err := st.ExecContext(ctx, canvasID, u, runID, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// RecordConversions records users reaching the run's goal (first time wins).
+func (s *SQLite) RecordConversions(ctx context.Context, runID int64, uids []int64, at time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO conversions (run_id, uid, at) VALUES (?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, u := range uids {
+			if _, err := st.ExecContext(ctx, runID, u, at.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RecordCohortExit records that a cohort's remaining members finished at a
+// step (idempotent per cohort).
+func (s *SQLite) RecordCohortExit(ctx context.Context, runID int64, stepID string, cohortID int64, reason string, count int64) error {
+	_, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO cohort_exits (run_id, step_id, cohort_id, reason, count) VALUES (?, ?, ?, ?, ?)`, runID, stepID, cohortID, reason, count)
+	return err
+}

@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver Temporal's own dev server uses
+)
+
+//go:embed migrations/sqlite/*.sql
+var sqliteMigrations embed.FS
+
+// SQLite is the default store: one file, WAL, a single writer connection
+// (SQLite serialises writers anyway; one connection avoids busy retries)
+// and a small pool of readers.
+type SQLite struct {
+	w    *sql.DB // writes, one connection
+	r    *sql.DB // reads, a pool
+	path string
+	now  func() time.Time
+}
+
+// OpenSQLite opens (creating if needed) the database file at path and
+// applies pending migrations.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	dsn := func(txlock string) string {
+		q := url.Values{}
+		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(15000)", "synchronous(NORMAL)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)"} {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", txlock)
+		return "file:" + path + "?" + q.Encode()
+	}
+	w, err := sql.Open("sqlite", dsn("immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	r, err := sql.Open("sqlite", dsn("deferred"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	s := &SQLite{w: w, r: r, path: path, now: time.Now}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes both connection pools.
+func (s *SQLite) Close() error {
+	return errors.Join(s.w.Close(), s.r.Close())
+}
+
+// Path is the database file.
+func (s *SQLite) Path() string { return s.path }
+
+// Ping checks the database answers.
+func (s *SQLite) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+
+// SetClock replaces the clock (tests).
+func (s *SQLite) SetClock(now func() time.Time) { s.now = now }
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("store: migrations table: %w", err)
+	}
+	names, err := fs.Glob(sqliteMigrations, "migrations/sqlite/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		version := strings.TrimSuffix(filepath.Base(name), ".sql")
+		var n int
+		if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		if n > 0 {
+			continue
+		}
+		body, err := sqliteMigrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		err = s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("migration %s: %w", version, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, s.now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
+}
+
+// tx runs fn in a write transaction, committing when it returns nil.
+func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// placeholders returns "?,?,?" for n values.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?,", n-1) + "?"
+}
+
+// int64Args converts ids to query arguments.
+func int64Args(ids []int64) []any {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return args
+}
+
+// ErrNotFound is returned when a named row does not exist.
+var ErrNotFound = errors.New("not found")

@@ -1,0 +1,243 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/huabu/huabu/activities"
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/config"
+	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/worker/embedded"
+	"github.com/huabu/huabu/workflows"
+)
+
+// Options configure Start.
+type Options struct {
+	Config  *config.Config
+	DataDir string // embedded Temporal and the default store live here
+	Logger  *slog.Logger
+	// TemporalPort is the embedded frontend's port; 0 picks a free one.
+	TemporalPort int
+	// NoHTTP leaves the API off (config http.disabled does too).
+	NoHTTP bool
+	// NoDeploy skips deploying the config's canvases at start.
+	NoDeploy bool
+	// HTTPClient is what channels call providers with (tests point it at fakes).
+	HTTPClient *http.Client
+	// Workers tunes the Temporal worker; zero values take defaults.
+	MaxConcurrentActivities int
+}
+
+// App is a running Huabu process.
+type App struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	store    *store.SQLite
+	compiler *canvases.Compiler
+	channels *channels.Set
+	embedded *embedded.Server
+	client   client.Client
+	worker   worker.Worker
+	http     *http.Server
+	httpAddr string
+	ready    atomic.Bool
+}
+
+// StorePath is where the SQLite store of a config lives.
+func StorePath(cfg *config.Config, dataDir string) string {
+	if cfg.Store.DSN != "" {
+		return cfg.Path(cfg.Store.DSN)
+	}
+	return filepath.Join(dataDir, "huabu.db")
+}
+
+// OpenStore opens the config's store.
+func OpenStore(ctx context.Context, cfg *config.Config, dataDir string) (*store.SQLite, error) {
+	if cfg.Store.Driver != "sqlite" {
+		return nil, fmt.Errorf("store.driver %s: only sqlite is available in this build", cfg.Store.Driver)
+	}
+	return store.OpenSQLite(ctx, StorePath(cfg, dataDir))
+}
+
+// Start brings up every part and deploys the config's canvases. Close stops it.
+func Start(ctx context.Context, opts Options) (_ *App, err error) {
+	cfg := opts.Config
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.DataDir == "" {
+		opts.DataDir = "data"
+	}
+	app := &App{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			app.Close()
+		}
+	}()
+	if app.compiler, err = cfg.Compiler(); err != nil {
+		return nil, err
+	}
+	if app.store, err = OpenStore(ctx, cfg, opts.DataDir); err != nil {
+		return nil, err
+	}
+	httpClient := opts.HTTPClient
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store}); err != nil {
+		return nil, err
+	}
+
+	hostPort, namespace := cfg.Temporal.Address, cfg.Temporal.Namespace
+	if cfg.Temporal.Embedded() {
+		app.embedded, err = embedded.Start(ctx, embedded.Options{
+			DataDir:      filepath.Join(opts.DataDir, "temporal"),
+			Namespace:    namespace,
+			FrontendPort: opts.TemporalPort,
+			Logger:       log.With("component", "temporal"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded temporal: %w", err)
+		}
+		hostPort = app.embedded.HostPort()
+		log.Info("embedded Temporal started", "address", hostPort, "data", filepath.Join(opts.DataDir, "temporal"))
+	}
+	app.client, err = client.DialContext(ctx, client.Options{
+		HostPort: hostPort, Namespace: namespace,
+		Logger: sdklog.NewStructuredLogger(slog.New(levelFilter{log.Handler(), slog.LevelWarn})),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s: %w", hostPort, err)
+	}
+
+	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log}
+	maxActs := opts.MaxConcurrentActivities
+	if maxActs == 0 {
+		maxActs = 64
+	}
+	app.worker = worker.New(app.client, cfg.Temporal.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize:     maxActs,
+		MaxConcurrentLocalActivityExecutionSize: 64,
+	})
+	workflows.Register(app.worker)
+	app.worker.RegisterWorkflowWithOptions(workflows.SendOne, workflows.SendOneOptions())
+	app.worker.RegisterActivity(acts)
+	if err := app.worker.Start(); err != nil {
+		return nil, fmt.Errorf("temporal worker: %w", err)
+	}
+
+	if !opts.NoDeploy {
+		res, err := app.DeployConfigured(ctx)
+		if errors.Is(err, ErrInvalidCanvases) {
+			return nil, fmt.Errorf("%w:\n%s", err, res.Problems.Errors().Error())
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range res.Problems {
+			log.Warn("canvas", "problem", p.String())
+		}
+		for _, d := range res.Canvases {
+			log.Info("canvas deployed", "canvas", d.ID, "plan", d.Plan, "changed", d.Changed, "schedule", d.Schedule)
+		}
+	}
+	if !opts.NoHTTP && !cfg.HTTP.Disabled {
+		if err := app.serveHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	app.ready.Store(true)
+	return app, nil
+}
+
+func (app *App) serveHTTP() error {
+	ln, err := net.Listen("tcp", app.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", app.cfg.HTTP.Listen, err)
+	}
+	app.httpAddr = ln.Addr().String()
+	app.http = &http.Server{Handler: server.New(app, app.log), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := app.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			app.log.Error("http server stopped", "err", err)
+		}
+	}()
+	app.log.Info("HTTP API listening", "address", "http://"+app.httpAddr)
+	return nil
+}
+
+// Close stops the HTTP API, the worker, the client, Temporal and the store,
+// in that order, so in-flight activities finish before what they use goes.
+func (app *App) Close() error {
+	app.ready.Store(false)
+	var errs []error
+	if app.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, app.http.Shutdown(ctx))
+		cancel()
+	}
+	if app.worker != nil {
+		app.worker.Stop()
+	}
+	if app.client != nil {
+		app.client.Close()
+	}
+	if app.embedded != nil {
+		errs = append(errs, app.embedded.Stop())
+	}
+	if app.store != nil {
+		errs = append(errs, app.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Ready reports whether every part is up (GET /healthz).
+func (app *App) Ready() bool { return app.ready.Load() }
+
+// HTTPAddr is the API's address once listening.
+func (app *App) HTTPAddr() string { return app.httpAddr }
+
+// Client is the Temporal client.
+func (app *App) Client() client.Client { return app.client }
+
+// Store is the store.
+func (app *App) Store() *store.SQLite { return app.store }
+
+// Compiler is the canvas compiler of the config.
+func (app *App) Compiler() *canvases.Compiler { return app.compiler }
+
+// TemporalAddress is the frontend the worker talks to.
+func (app *App) TemporalAddress() string {
+	if app.embedded != nil {
+		return app.embedded.HostPort()
+	}
+	return app.cfg.Temporal.Address
+}
+
+// levelFilter drops records below a level (the SDK logs every poll at info).
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+var _ = os.Getpid

@@ -1,0 +1,197 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/workflows"
+)
+
+// schedulePrefix names the Temporal Schedules Huabu owns.
+const schedulePrefix = "huabu-"
+
+// Deployed is what deploying one canvas did.
+type Deployed struct {
+	ID       string `json:"id"`
+	Plan     string `json:"plan"`
+	Changed  bool   `json:"changed"`
+	Schedule string `json:"schedule,omitempty"` // created | updated | deleted
+}
+
+// DeployResult is the outcome of a deploy.
+type DeployResult struct {
+	Canvases []Deployed       `json:"canvases"`
+	Removed  []string         `json:"removed,omitempty"`
+	Problems canvases.Problems `json:"problems,omitempty"`
+}
+
+// ErrInvalidCanvases means a deploy was refused because a canvas has errors.
+var ErrInvalidCanvases = errors.New("canvases have errors; nothing was deployed")
+
+// DeployConfigured deploys the config's canvases directory.
+func (app *App) DeployConfigured(ctx context.Context) (DeployResult, error) {
+	src, dir := canvases.Source(canvases.Disk{}), app.cfg.Path(app.cfg.Canvases)
+	if app.cfg.FS != nil {
+		src, dir = canvases.FS{FS: app.cfg.FS}, strings.TrimPrefix(app.cfg.Canvases, "./")
+	}
+	files, problems, err := app.compiler.CompileAll(src, []string{dir})
+	if err != nil {
+		return DeployResult{}, fmt.Errorf("canvases: %w", err)
+	}
+	return app.Deploy(ctx, files, problems, true)
+}
+
+// Deploy stores new plan versions and brings Temporal Schedules in line.
+// It is all or nothing: if any file has an error, nothing changes. With
+// complete, canvases not in files are retired (their schedules deleted).
+func (app *App) Deploy(ctx context.Context, files []canvases.File, problems canvases.Problems, complete bool) (DeployResult, error) {
+	res := DeployResult{Problems: problems}
+	if problems.HasErrors() {
+		return res, ErrInvalidCanvases
+	}
+	keep := map[string]bool{}
+	for _, f := range files {
+		p := f.Plan
+		keep[p.ID] = true
+		changed, err := app.store.SavePlan(ctx, p.ID, p.Hash, p.JSON(), f.Path)
+		if err != nil {
+			return res, err
+		}
+		action, err := app.syncSchedule(ctx, p)
+		if err != nil {
+			return res, fmt.Errorf("canvas %s: schedule: %w", p.ID, err)
+		}
+		res.Canvases = append(res.Canvases, Deployed{ID: p.ID, Plan: p.ShortHash(), Changed: changed, Schedule: action})
+	}
+	if !complete {
+		return res, nil
+	}
+	deployed, err := app.store.Canvases(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, c := range deployed {
+		if keep[c.ID] || !c.Active {
+			continue
+		}
+		if err := app.store.DeactivateCanvas(ctx, c.ID); err != nil {
+			return res, err
+		}
+		if err := app.deleteSchedule(ctx, c.ID); err != nil {
+			return res, err
+		}
+		res.Removed = append(res.Removed, c.ID)
+	}
+	return res, nil
+}
+
+// syncSchedule creates or updates the Temporal Schedule of a scheduled
+// canvas, or deletes one left from an earlier version with another trigger.
+func (app *App) syncSchedule(ctx context.Context, p *canvases.Plan) (string, error) {
+	if p.Trigger.Kind != canvases.TriggerSchedule {
+		if err := app.deleteSchedule(ctx, p.ID); err != nil {
+			return "", err
+		}
+		return "", nil
+	}
+	spec, remaining, err := scheduleSpec(p.Trigger.Schedule)
+	if err != nil {
+		return "", err
+	}
+	action := &client.ScheduleWorkflowAction{
+		ID:        fmt.Sprintf("huabu-%s-scheduled", p.ID),
+		Workflow:  workflows.RunName,
+		Args:      []any{workflows.RunInput{CanvasID: p.ID, PlanHash: p.Hash, Trigger: canvases.TriggerSchedule}},
+		TaskQueue: app.cfg.Temporal.TaskQueue,
+	}
+	sc := app.client.ScheduleClient()
+	_, err = sc.Create(ctx, client.ScheduleOptions{
+		ID:               schedulePrefix + p.ID,
+		Spec:             *spec,
+		Action:           action,
+		Overlap:          enums.SCHEDULE_OVERLAP_POLICY_SKIP,
+		CatchupWindow:    10 * time.Minute,
+		RemainingActions: remaining,
+		Memo:             map[string]any{"plan": p.Hash},
+	})
+	if err == nil {
+		return "created", nil
+	}
+	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		var exists *serviceerror.WorkflowExecutionAlreadyStarted
+		if !errors.As(err, &exists) {
+			return "", err
+		}
+	}
+	h := sc.GetHandle(ctx, schedulePrefix+p.ID)
+	err = h.Update(ctx, client.ScheduleUpdateOptions{
+		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+			s := in.Description.Schedule
+			s.Spec, s.Action = spec, action
+			if s.Policy != nil {
+				s.Policy.Overlap = enums.SCHEDULE_OVERLAP_POLICY_SKIP
+			}
+			if s.State != nil {
+				s.State.LimitedActions = remaining > 0
+				s.State.RemainingActions = remaining
+			}
+			return &client.ScheduleUpdate{Schedule: &s}, nil
+		},
+	})
+	if err != nil {
+		return "", err
+	}
+	return "updated", nil
+}
+
+// scheduleSpec turns a schedule trigger into a Temporal spec. A one-time
+// `at` is a calendar entry in UTC with one remaining action.
+func scheduleSpec(s *canvases.Schedule) (*client.ScheduleSpec, int, error) {
+	spec := &client.ScheduleSpec{TimeZoneName: s.Timezone}
+	if s.Start != "" {
+		spec.StartAt, _ = time.Parse(time.RFC3339, s.Start)
+	}
+	if s.End != "" {
+		spec.EndAt, _ = time.Parse(time.RFC3339, s.End)
+	}
+	if s.Cron != "" {
+		spec.CronExpressions = []string{s.Cron}
+		return spec, 0, nil
+	}
+	at, err := time.Parse(time.RFC3339, s.At)
+	if err != nil {
+		return nil, 0, err
+	}
+	at = at.UTC()
+	r := func(v int) []client.ScheduleRange { return []client.ScheduleRange{{Start: v}} }
+	spec.TimeZoneName = "UTC"
+	spec.Calendars = []client.ScheduleCalendarSpec{{
+		Second: r(at.Second()), Minute: r(at.Minute()), Hour: r(at.Hour()),
+		DayOfMonth: r(at.Day()), Month: r(int(at.Month())), Year: r(at.Year()),
+		DayOfWeek: []client.ScheduleRange{{Start: 0, End: 6}},
+	}}
+	return spec, 1, nil
+}
+
+func (app *App) deleteSchedule(ctx context.Context, canvasID string) error {
+	err := app.client.ScheduleClient().GetHandle(ctx, schedulePrefix+canvasID).Delete(ctx)
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		return err
+	}
+	return nil
+}
+
+// TriggerSchedule runs a scheduled canvas now, through its Schedule.
+func (app *App) TriggerSchedule(ctx context.Context, canvasID string) error {
+	return app.client.ScheduleClient().GetHandle(ctx, schedulePrefix+canvasID).Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enums.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL})
+}

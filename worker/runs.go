@@ -1,0 +1,131 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/reports"
+	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/workflows"
+)
+
+// ErrUnknownCanvas means no deployed canvas has the id.
+var ErrUnknownCanvas = errors.New("no deployed canvas with that id")
+
+// StartRun starts a run of a canvas's current version now: for its whole
+// audience, or for the named users only.
+func (app *App) StartRun(ctx context.Context, canvasID string, userIDs []string) (server.RunStarted, error) {
+	c, err := app.store.Canvas(ctx, canvasID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !c.Active) {
+		return server.RunStarted{}, fmt.Errorf("%w: %q", ErrUnknownCanvas, canvasID)
+	}
+	if err != nil {
+		return server.RunStarted{}, err
+	}
+	id := fmt.Sprintf("huabu-%s-manual-%d", canvasID, time.Now().UnixNano())
+	run, err := app.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: app.cfg.Temporal.TaskQueue},
+		workflows.RunName, workflows.RunInput{CanvasID: canvasID, PlanHash: c.PlanHash, Trigger: canvases.TriggerManual, UserIDs: userIDs})
+	if err != nil {
+		return server.RunStarted{}, err
+	}
+	return server.RunStarted{WorkflowID: run.GetID(), Plan: c.PlanHash}, nil
+}
+
+// WaitRun waits for a run's workflow to finish and returns its result.
+func (app *App) WaitRun(ctx context.Context, workflowID string) (workflows.RunResult, error) {
+	var res workflows.RunResult
+	err := app.client.GetWorkflow(ctx, workflowID, "").Get(ctx, &res)
+	return res, err
+}
+
+// RunStatus reports a run by its workflow id.
+func (app *App) RunStatus(ctx context.Context, workflowID string) (server.RunStatus, error) {
+	desc, err := app.client.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return server.RunStatus{}, err
+	}
+	st := server.RunStatus{WorkflowID: workflowID, Status: desc.WorkflowExecutionInfo.Status.String()}
+	if st.Status == "Running" {
+		if v, err := app.client.QueryWorkflow(ctx, workflowID, "", workflows.StatusQuery); err == nil {
+			var q workflows.Status
+			if v.Get(&q) == nil {
+				st.RunID, st.Stats, st.Active = q.RunID, q.Stats, q.Active
+				if len(q.Waiting) > 0 {
+					st.Waiting = q.Waiting
+				}
+			}
+		} else {
+			st.Active = 1 // not answering yet: it is starting
+		}
+	}
+	if st.Status == "Completed" {
+		var res workflows.RunResult
+		if err := app.client.GetWorkflow(ctx, workflowID, "").Get(ctx, &res); err == nil {
+			st.RunID, st.Stats = res.RunID, &res.Stats
+		}
+	}
+	return st, nil
+}
+
+// Canvases lists deployed canvases for the API.
+func (app *App) Canvases(ctx context.Context) ([]server.CanvasInfo, error) {
+	list, err := app.store.Canvases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]server.CanvasInfo, 0, len(list))
+	for _, c := range list {
+		p, err := canvases.UnmarshalPlan(c.Plan)
+		if err != nil {
+			return nil, err
+		}
+		info := server.CanvasInfo{ID: c.ID, Name: p.Name, Plan: p.ShortHash(), Trigger: p.Trigger.Kind, Active: c.Active,
+			DeployedAt: c.DeployedAt, Source: c.Source}
+		if s := p.Trigger.Schedule; s != nil && s.Cron != "" {
+			info.Schedule = s.Cron + " (" + s.Timezone + ")"
+			if loc, err := canvases.LoadLocation(s.Timezone); err == nil {
+				if sched, err := canvases.CronParser.Parse(s.Cron); err == nil {
+					next := sched.Next(time.Now().In(loc))
+					info.NextRun = &next
+				}
+			}
+		}
+		if p.Trigger.Event != nil {
+			info.Event = p.Trigger.Event.Event
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Report builds a canvas report.
+func (app *App) Report(ctx context.Context, canvasID string, runID int64) (*reports.Report, error) {
+	return reports.Build(ctx, app.store, canvasID, runID)
+}
+
+// DeploySources compiles uploaded canvas files and deploys them.
+func (app *App) DeploySources(ctx context.Context, files map[string][]byte) (server.DeployOutcome, error) {
+	var compiled []canvases.File
+	var problems canvases.Problems
+	for path, src := range files {
+		plan, probs := app.compiler.Compile(path, src)
+		problems = append(problems, probs...)
+		compiled = append(compiled, canvases.File{Path: path, Plan: plan, Problems: probs})
+	}
+	problems.Sort()
+	res, err := app.Deploy(ctx, compiled, problems, false)
+	out := server.DeployOutcome{Problems: res.Problems}
+	for _, d := range res.Canvases {
+		out.Canvases = append(out.Canvases, server.DeployedCanvas{ID: d.ID, Plan: d.Plan, Changed: d.Changed, Schedule: d.Schedule})
+	}
+	if errors.Is(err, ErrInvalidCanvases) {
+		return out, server.ErrInvalid
+	}
+	return out, err
+}

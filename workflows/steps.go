@@ -1,0 +1,176 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/huabu/huabu/activities"
+	"github.com/huabu/huabu/canvases"
+)
+
+// execute runs one token's step and returns the tokens that follow.
+func (r *runner) execute(ctx workflow.Context, t Token) ([]Token, error) {
+	step := r.plan.Step(t.Step)
+	if step == nil {
+		return nil, fmt.Errorf("plan %s has no step %q", r.plan.ShortHash(), t.Step)
+	}
+	in := activities.StepInput{RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID, Cohort: t.Cohort, Now: workflow.Now(ctx)}
+	sctx := workflow.WithActivityOptions(ctx, shortActivity)
+	pctx := workflow.WithActivityOptions(ctx, pageActivity)
+	if t.Resume == "" {
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second})
+		if err := workflow.ExecuteLocalActivity(lctx, a.EnterStep, in).Get(lctx, nil); err != nil {
+			return nil, err
+		}
+	}
+	switch step.Kind {
+	case canvases.StepPush:
+		if err := r.send(ctx, step, t.Cohort); err != nil {
+			return nil, err
+		}
+		return r.next(ctx, step, t.Cohort, step.Next)
+	case canvases.StepTag:
+		if err := workflow.ExecuteActivity(pctx, a.Tag, in).Get(pctx, nil); err != nil {
+			return nil, err
+		}
+		return r.next(ctx, step, t.Cohort, step.Next)
+	case canvases.StepStaffTask:
+		if err := workflow.ExecuteActivity(pctx, a.StaffTask, in).Get(pctx, nil); err != nil {
+			return nil, err
+		}
+		return r.next(ctx, step, t.Cohort, step.Next)
+	case canvases.StepBranch, canvases.StepSplit:
+		var children []activities.CohortRef
+		if err := workflow.ExecuteActivity(pctx, a.Partition, in).Get(pctx, &children); err != nil {
+			return nil, err
+		}
+		var out []Token
+		for i, c := range children {
+			if c.Size == 0 {
+				continue
+			}
+			target := ""
+			if step.Kind == canvases.StepBranch {
+				target = step.Branch[i].Goto
+			} else {
+				target = step.Split[i].Goto
+			}
+			out = append(out, Token{Cohort: c, Step: target})
+		}
+		return out, nil
+	case canvases.StepWait:
+		return r.wait(ctx, step, t, in)
+	case canvases.StepExit:
+		reason := step.Exit.Reason
+		if reason == "" {
+			reason = "exit"
+		}
+		return nil, r.exit(sctx, in, reason)
+	}
+	return nil, fmt.Errorf("step %s: unknown kind %q", step.ID, step.Kind)
+}
+
+// next moves a cohort on, or ends its path when there is no next step.
+func (r *runner) next(ctx workflow.Context, step *canvases.Step, c activities.CohortRef, next string) ([]Token, error) {
+	if next != "" {
+		return []Token{{Cohort: c, Step: next}}, nil
+	}
+	sctx := workflow.WithActivityOptions(ctx, shortActivity)
+	in := activities.StepInput{RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID, Cohort: c}
+	return nil, r.exit(sctx, in, "completed")
+}
+
+func (r *runner) exit(ctx workflow.Context, in activities.StepInput, reason string) error {
+	var n int64
+	if err := workflow.ExecuteActivity(ctx, a.Exit, activities.ExitInput{StepInput: in, Reason: reason}).Get(ctx, &n); err != nil {
+		return err
+	}
+	r.stats.Exited += n
+	return nil
+}
+
+// wait turns a wait step into sleeping tokens: one timer per cohort, or per
+// wake time when users are in different time zones.
+func (r *runner) wait(ctx workflow.Context, step *canvases.Step, t Token, in activities.StepInput) ([]Token, error) {
+	w := step.Wait
+	now := workflow.Now(ctx)
+	switch w.Kind {
+	case canvases.WaitDuration:
+		return []Token{{Cohort: t.Cohort, Step: step.Next, WakeAt: now.Add(w.Duration.Std())}}, nil
+	case canvases.WaitAt:
+		at, err := time.Parse(time.RFC3339, w.At)
+		if err != nil {
+			return nil, err
+		}
+		return []Token{{Cohort: t.Cohort, Step: step.Next, WakeAt: at}}, nil
+	case canvases.WaitUntil:
+		pctx := workflow.WithActivityOptions(ctx, pageActivity)
+		var buckets []activities.CohortRef
+		if err := workflow.ExecuteActivity(pctx, a.Partition, in).Get(pctx, &buckets); err != nil {
+			return nil, err
+		}
+		var out []Token
+		for _, b := range buckets {
+			if b.Size > 0 {
+				out = append(out, Token{Cohort: b, Step: step.Next, WakeAt: b.WakeAt})
+			}
+		}
+		return out, nil
+	case canvases.WaitEvent:
+		if t.Resume != resumeTimeout {
+			return []Token{{Cohort: t.Cohort, Step: step.ID, Deadline: now.Add(w.Timeout.Std()), Resume: "waiting"}}, nil
+		}
+		// The timeout fired. Until events reach running cohorts, nobody has
+		// arrived, so everyone takes the timeout path.
+		target := w.OnTimeout
+		if target == "" {
+			target = step.Next
+		}
+		return r.next(ctx, step, t.Cohort, target)
+	}
+	return nil, fmt.Errorf("step %s: unknown wait %q", step.ID, w.Kind)
+}
+
+// send runs a push step over the cohort's pages: Send activities over page
+// ranges, a bounded number at a time.
+func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.CohortRef) error {
+	pctx := workflow.WithActivityOptions(ctx, pageActivity)
+	type pending struct {
+		f workflow.Future
+	}
+	var queue []pending
+	var firstErr error
+	collect := func(p pending) {
+		var res activities.SendResult
+		if err := p.f.Get(ctx, &res); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			return
+		}
+		r.stats.Sent += res.Sent
+		r.stats.Failed += res.Failed
+		r.stats.Suppressed += res.Suppressed
+		r.stats.Unknown += res.Unknown
+	}
+	for from := int64(0); from < c.PageSpan; from += pagesPerSend {
+		if len(queue) == maxSendsInFlight {
+			collect(queue[0])
+			queue = queue[1:]
+		}
+		if firstErr != nil {
+			break
+		}
+		f := workflow.ExecuteActivity(pctx, a.Send, activities.SendInput{
+			RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID,
+			Cohort: c, From: from, To: min(from+pagesPerSend, c.PageSpan),
+		})
+		queue = append(queue, pending{f})
+	}
+	for _, p := range queue {
+		collect(p)
+	}
+	return firstErr
+}

@@ -132,7 +132,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		maxActs = 64
 	}
 	app.worker = worker.New(app.client, cfg.Temporal.TaskQueue, worker.Options{
-		MaxConcurrentActivityExecutionSize:     maxActs,
+		MaxConcurrentActivityExecutionSize:      maxActs,
 		MaxConcurrentLocalActivityExecutionSize: 64,
 	})
 	workflows.Register(app.worker)

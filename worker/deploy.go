@@ -29,8 +29,8 @@ type Deployed struct {
 
 // DeployResult is the outcome of a deploy.
 type DeployResult struct {
-	Canvases []Deployed       `json:"canvases"`
-	Removed  []string         `json:"removed,omitempty"`
+	Canvases []Deployed        `json:"canvases"`
+	Removed  []string          `json:"removed,omitempty"`
 	Problems canvases.Problems `json:"problems,omitempty"`
 }
 

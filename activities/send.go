@@ -78,7 +78,7 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 			continue
 		}
 		for _, p := range pages {
-			res, err := s.page(ctx, p, fmt.Sprintf("%s/%d", attempt, p.No))
+			res, err := s.pageWithRetries(ctx, p, fmt.Sprintf("%s/%d", attempt, p.No), &cur)
 			cur.Result.add(res)
 			if err != nil {
 				activity.RecordHeartbeat(ctx, cur)
@@ -89,6 +89,63 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 		}
 	}
 	return cur.Result, nil
+}
+
+// Transient provider failures are retried inside the activity, a few times
+// with a short backoff: Temporal's activity backoff grows with every attempt
+// whatever the progress, so at a 20% fault rate a cohort of many pages would
+// otherwise slow to its maximum interval. Longer waits (a provider asking for
+// a minute) and repeated failures become an activity retry.
+const (
+	pageTries         = 6
+	maxInActivityWait = 30 * time.Second
+)
+
+// pageWithRetries sends a page, retrying what was certainly not sent.
+func (s *sender) pageWithRetries(ctx context.Context, p store.Page, batch string, cur *sendCursor) (SendResult, error) {
+	var total SendResult
+	for try := 0; ; try++ {
+		res, err := s.page(ctx, p, batch)
+		total.Sent += res.Sent
+		total.Failed += res.Failed
+		total.Suppressed += res.Suppressed
+		total.Unknown += res.Unknown
+		if try == 0 {
+			total.Skipped = res.Skipped // later tries skip what the first decided
+		}
+		var re *retryError
+		if !errors.As(err, &re) || try+1 >= pageTries || re.after > maxInActivityWait {
+			total.Recipients = total.Sent + total.Failed + total.Suppressed + total.Unknown
+			if re != nil {
+				return total, re.err()
+			}
+			return total, err
+		}
+		wait := re.after
+		if wait == 0 {
+			wait = min(200*time.Millisecond<<try, 5*time.Second)
+		}
+		if err := sleepHeartbeating(ctx, wait, *cur); err != nil {
+			return total, err
+		}
+	}
+}
+
+// sleepHeartbeating waits, heartbeating so the activity is not timed out.
+func sleepHeartbeating(ctx context.Context, d time.Duration, details any) error {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(left, 5*time.Second)):
+			activity.RecordHeartbeat(ctx, details)
+		}
+	}
 }
 
 // sender is one Send activity's state.
@@ -146,31 +203,35 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 	if err != nil {
 		return res, err
 	}
+	keyBase := fmt.Sprintf("%d/%s/%d", s.in.RunID, s.in.StepID, p.No)
 	var settle []store.Settlement
 	var fallback []int64
 	primary, bad := s.prepare(s.push.Channel, &s.push.Message, users, owners, claim.Mine)
 	for _, b := range bad {
-		if s.push.Fallback != nil && b.Reason == "no_address" {
+		if s.push.Fallback != nil && b.Reason == channels.ReasonNoAddress {
 			fallback = append(fallback, b.UID)
 			continue
 		}
 		settle = append(settle, b)
 	}
-	out, retry := s.deliver(ctx, s.push.Channel, primary, batch)
-	for _, st := range out {
-		if s.push.Fallback != nil && st.State == store.DeliveryFailed && permanentReason(st.Reason) {
-			fallback = append(fallback, st.UID)
+	decided, retry := s.deliver(ctx, s.push.Channel, primary, batch, keyBase)
+	for _, d := range decided {
+		if s.push.Fallback != nil && d.class == channels.Permanent && d.State != store.DeliverySent {
+			fallback = append(fallback, d.UID)
 			continue
 		}
-		settle = append(settle, st)
+		settle = append(settle, d.Settlement)
 	}
 	if len(fallback) > 0 {
 		fb := s.push.Fallback
 		fbOut, fbBad := s.prepare(fb.Channel, &fb.Message, users, owners, fallback)
 		settle = append(settle, withChannel(fbBad, fb.Channel)...)
-		sent, fbRetry := s.deliver(ctx, fb.Channel, fbOut, batch+"/fallback")
-		settle = append(settle, withChannel(sent, fb.Channel)...)
-		retry = errors.Join(retry, fbRetry)
+		fbDecided, fbRetry := s.deliver(ctx, fb.Channel, fbOut, batch, keyBase+"/fallback")
+		for _, d := range fbDecided {
+			d.Channel = fb.Channel
+			settle = append(settle, d.Settlement)
+		}
+		retry = joinRetry(retry, fbRetry)
 	}
 	if err := s.a.Store.SettleDeliveries(ctx, s.in.RunID, s.in.StepID, settle); err != nil {
 		return res, err
@@ -187,7 +248,42 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 			res.Unknown++
 		}
 	}
-	return res, retry
+	if retry != nil {
+		return res, &retryError{retry}
+	}
+	return res, nil
+}
+
+// retryError carries a retryable out of page, so the caller can retry in
+// the activity or turn it into a Temporal retry.
+type retryError struct{ *retryable }
+
+func (e *retryError) Error() string { return e.why }
+
+// retryable collects deliveries that were certainly not sent and may be
+// tried again: the activity fails with a retryable error after settling
+// everything else, and the next attempt claims them afresh.
+type retryable struct {
+	after time.Duration // the longest wait a provider asked for
+	why   string
+	class channels.Class
+}
+
+func joinRetry(a, b *retryable) *retryable {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	if b.after > a.after {
+		return b
+	}
+	return a
+}
+
+func (r *retryable) err() error {
+	return temporal.NewApplicationErrorWithOptions(r.why, string(r.class), temporal.ApplicationErrorOptions{NextRetryDelay: r.after})
 }
 
 func withChannel(sts []store.Settlement, ch string) []store.Settlement {
@@ -195,16 +291,6 @@ func withChannel(sts []store.Settlement, ch string) []store.Settlement {
 		sts[i].Channel = ch
 	}
 	return sts
-}
-
-// permanentReason says whether a failure means this channel cannot reach the
-// user, so a fallback channel should try.
-func permanentReason(reason string) bool {
-	switch reason {
-	case "render_error", "invalid_template":
-		return false
-	}
-	return true
 }
 
 // load decodes the page's user documents and looks up their owners.
@@ -303,7 +389,7 @@ func (s *sender) prepare(channel string, msg *canvases.Message, users map[int64]
 				}
 				out[i] = outgoing{uid: uid, delivery: channels.Delivery{Recipient: rec, Message: m}}
 				if personal {
-					out[i].key = contentKey(m)
+					out[i].key = channels.MessageKey(m)
 				}
 				ok[i] = true
 			}
@@ -331,19 +417,22 @@ func staffDoc(m store.Staff) map[string]any {
 	return map[string]any{"userid": m.UserID, "name": m.Name, "grid": m.Grid, "leader": m.Leader}
 }
 
-func contentKey(m *canvases.Message) string {
-	b, _ := json.Marshal(m)
-	return string(b)
-}
-
 // recipient resolves who a user's message goes to on a channel.
 func (s *sender) recipient(channel string, user map[string]any, owners map[string]store.Staff) (channels.Recipient, string) {
 	rec := channels.Recipient{UserID: str(user["id"])}
+	for _, attr := range channels.ReservedAttrs {
+		if v := str(user[attr]); v != "" {
+			if rec.Attrs == nil {
+				rec.Attrs = make(map[string]string, 4)
+			}
+			rec.Attrs[attr] = v
+		}
+	}
 	switch s.push.To {
 	case canvases.ToOwner, canvases.ToOwnerLeader:
 		owner := str(user["owner"])
 		if owner == "" {
-			return rec, "no_owner"
+			return rec, channels.ReasonNoOwner
 		}
 		staffID := owner
 		if s.push.To == canvases.ToOwnerLeader {
@@ -359,7 +448,7 @@ func (s *sender) recipient(channel string, user map[string]any, owners map[strin
 	case "wecom.customer":
 		rec.Address, rec.Sender = str(user["wecom_external_userid"]), str(user["owner"])
 		if rec.Sender == "" {
-			return rec, "no_owner"
+			return rec, channels.ReasonNoOwner
 		}
 	case "wecom.group":
 		rec.Address, rec.Sender = str(user["owner"]), str(user["owner"])
@@ -374,29 +463,35 @@ func (s *sender) recipient(channel string, user map[string]any, owners map[strin
 		rec.Address = str(user[userAddress[channel]])
 	}
 	if rec.Address == "" {
-		return rec, "no_address"
+		return rec, channels.ReasonNoAddress
 	}
 	return rec, ""
 }
 
+// decided is the outcome of one delivery, with its failure class.
+type decided struct {
+	store.Settlement
+	class channels.Class
+}
+
 // deliver groups deliveries into batches the channel accepts and sends them,
-// a few at a time. It returns a settlement per delivery it decided, and a
-// retryable error when a batch must be tried again (its rows are released).
-func (s *sender) deliver(ctx context.Context, channel string, out []outgoing, batch string) ([]store.Settlement, error) {
+// a few at a time. It returns what was decided; deliveries that may be
+// retried are released from the ledger and reported as a retryable.
+func (s *sender) deliver(ctx context.Context, channel string, out []outgoing, ledgerBatch, keyBase string) ([]decided, *retryable) {
 	if len(out) == 0 {
 		return nil, nil
 	}
 	ch, ok := s.a.Channels.Get(channel)
 	if !ok {
-		sts := make([]store.Settlement, len(out))
+		ds := make([]decided, len(out))
 		for i, o := range out {
-			sts[i] = store.Settlement{UID: o.uid, State: store.DeliveryFailed, Reason: "no_channel"}
+			ds[i] = decided{store.Settlement{UID: o.uid, State: store.DeliveryFailed, Reason: "no_channel"}, channels.Permanent}
 		}
-		return sts, nil
+		return ds, nil
 	}
 	batches := group(ch.Spec(), out)
-	results := make([][]store.Settlement, len(batches))
-	errs := make([]error, len(batches))
+	results := make([][]decided, len(batches))
+	retries := make([]*retryable, len(batches))
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for i, b := range batches {
@@ -404,34 +499,47 @@ func (s *sender) deliver(ctx context.Context, channel string, out []outgoing, ba
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[i], errs[i] = s.sendBatch(ctx, ch, b, fmt.Sprintf("%s/%d", batch, i))
+			results[i], retries[i] = s.sendBatch(ctx, ch, b, fmt.Sprintf("%s/%d", keyBase, i))
 		}()
 	}
 	wg.Wait()
-	var all []store.Settlement
-	for _, r := range results {
+	var all []decided
+	var retry *retryable
+	var release []int64
+	for i, r := range results {
 		all = append(all, r...)
+		if retries[i] != nil {
+			retry = joinRetry(retry, retries[i])
+		}
 	}
-	return all, errors.Join(errs...)
+	// Certainly not sent: free the rows so the next attempt claims them.
+	kept := all[:0]
+	for _, d := range all {
+		if d.State == store.DeliveryPending {
+			release = append(release, d.UID)
+			continue
+		}
+		kept = append(kept, d)
+	}
+	if len(release) > 0 {
+		if err := s.a.Store.ReleaseDeliveries(ctx, s.in.RunID, s.in.StepID, ledgerBatch, release); err != nil {
+			return kept, joinRetry(retry, &retryable{why: "release deliveries: " + err.Error(), class: channels.RetryNow})
+		}
+	}
+	return kept, retry
 }
 
-// group splits deliveries into batches that fit a channel's spec: same
-// sender where required, identical content where the channel groups it.
+// group splits deliveries into batches that fit a channel's spec: the same
+// sender where required; deliveries sharing content together (up to
+// MaxRecipients); the rest packed into mixed batches (up to MaxMixed).
 func group(spec channels.Spec, out []outgoing) [][]outgoing {
-	max := spec.MaxRecipients
-	if max <= 0 {
-		max = 1
-	}
 	type gkey struct{ sender, content string }
 	index := map[gkey]int{}
 	var groups [][]outgoing
 	for _, o := range out {
-		k := gkey{}
+		k := gkey{content: o.key}
 		if spec.SameSender {
 			k.sender = o.delivery.Recipient.Sender
-		}
-		if spec.Groupable {
-			k.content = o.key
 		}
 		i, ok := index[k]
 		if !ok {
@@ -441,16 +549,36 @@ func group(spec channels.Spec, out []outgoing) [][]outgoing {
 		}
 		groups[i] = append(groups[i], o)
 	}
+	uniform, mixedMax := max(spec.BatchLimit(true), 1), max(spec.BatchLimit(false), 1)
 	var batches [][]outgoing
+	mixed := map[string][]outgoing{} // by sender
+	var senders []string
 	for _, g := range groups {
-		for start := 0; start < len(g); start += max {
-			batches = append(batches, g[start:min(start+max, len(g))])
+		if spec.Groupable && len(g) > 1 {
+			for start := 0; start < len(g); start += uniform {
+				batches = append(batches, g[start:min(start+uniform, len(g))])
+			}
+			continue
+		}
+		sender := ""
+		if spec.SameSender {
+			sender = g[0].delivery.Recipient.Sender
+		}
+		if _, ok := mixed[sender]; !ok {
+			senders = append(senders, sender)
+		}
+		mixed[sender] = append(mixed[sender], g...)
+	}
+	for _, sender := range senders {
+		g := mixed[sender]
+		for start := 0; start < len(g); start += mixedMax {
+			batches = append(batches, g[start:min(start+mixedMax, len(g))])
 		}
 	}
 	return batches
 }
 
-func (s *sender) sendBatch(ctx context.Context, ch channels.Channel, b []outgoing, key string) ([]store.Settlement, error) {
+func (s *sender) sendBatch(ctx context.Context, ch channels.Channel, b []outgoing, key string) ([]decided, *retryable) {
 	deliveries := make([]channels.Delivery, len(b))
 	for i, o := range b {
 		deliveries[i] = o.delivery
@@ -458,73 +586,54 @@ func (s *sender) sendBatch(ctx context.Context, ch channels.Channel, b []outgoin
 	outcomes, err := ch.Send(ctx, channels.Batch{
 		Key: key, CanvasID: s.in.CanvasID, RunID: fmt.Sprint(s.in.RunID), StepID: s.in.StepID, Deliveries: deliveries,
 	})
-	sts := make([]store.Settlement, len(b))
+	ds := make([]decided, len(b))
 	if err != nil {
 		ce := channels.Classify(err)
+		state := store.DeliveryFailed
+		var retry *retryable
 		switch ce.Class {
 		case channels.RetryLater, channels.RetryNow:
-			uids := make([]int64, len(b))
-			for i, o := range b {
-				uids[i] = o.uid
-			}
-			// Certainly not sent: free the rows so the retry claims them.
-			if rerr := s.a.Store.ReleaseDeliveries(ctx, s.in.RunID, s.in.StepID, batchOf(key), uids); rerr != nil {
-				return nil, rerr
-			}
-			var delay time.Duration
-			if ce.Class == channels.RetryLater {
-				delay = ce.RetryAfter
-			}
-			return nil, temporal.NewApplicationErrorWithOptions(ce.Error(), string(ce.Class), temporal.ApplicationErrorOptions{NextRetryDelay: delay})
+			state = store.DeliveryPending // released by deliver
+			retry = &retryable{after: ce.RetryAfter, why: ce.Error(), class: ce.Class}
 		case channels.Ambiguous:
-			for i, o := range b {
-				sts[i] = store.Settlement{UID: o.uid, State: store.DeliveryUnknown, Reason: ce.Reason}
-			}
-		default:
-			for i, o := range b {
-				sts[i] = store.Settlement{UID: o.uid, State: store.DeliveryFailed, Reason: ce.Reason}
+			state = store.DeliveryUnknown
+			if ch.Spec().DedupesResends {
+				// The provider drops a resend of this batch: retrying cannot duplicate.
+				state = store.DeliveryPending
+				retry = &retryable{why: ce.Error(), class: channels.RetryNow}
 			}
 		}
-		return sts, nil
+		for i, o := range b {
+			ds[i] = decided{store.Settlement{UID: o.uid, State: state, Reason: ce.Reason}, ce.Class}
+		}
+		return ds, retry
 	}
+	var retry *retryable
 	for i, o := range b {
-		var oc channels.Outcome
+		oc := channels.Outcome{Status: channels.Unknown, Class: channels.Ambiguous, Reason: "no_outcome"}
 		if i < len(outcomes) {
 			oc = outcomes[i]
-		} else {
-			oc = channels.Outcome{Status: channels.Unknown, Reason: "no_outcome"}
 		}
-		st := store.Settlement{UID: o.uid, Reason: oc.Reason, ProviderRef: oc.ProviderRef}
-		switch oc.Status {
-		case channels.Sent:
-			st.State = store.DeliverySent
-		case channels.Failed:
-			st.State = store.DeliveryFailed
-			if oc.Class == channels.Permanent && (oc.Reason == "unsubscribed" || oc.Reason == "blacklisted") {
-				st.State = store.DeliverySuppressed
-			}
+		d := decided{store.Settlement{UID: o.uid, Reason: oc.Reason, ProviderRef: oc.ProviderRef}, oc.Class}
+		switch {
+		case oc.Status == channels.Sent:
+			d.State, d.Reason = store.DeliverySent, ""
+		case oc.Status == channels.Unknown && ch.Spec().DedupesResends:
+			d.State = store.DeliveryPending
+			retry = joinRetry(retry, &retryable{why: oc.Reason + ": " + oc.Detail, class: channels.RetryNow})
+		case oc.Status == channels.Failed && (oc.Class == channels.RetryNow || oc.Class == channels.RetryLater):
+			d.State = store.DeliveryPending // not sent: released, retried by the next attempt
+			retry = joinRetry(retry, &retryable{after: oc.RetryAfter, why: oc.Reason + ": " + oc.Detail, class: oc.Class})
+		case oc.Status == channels.Failed && channels.SuppressesAddress(oc.Reason):
+			d.State = store.DeliverySuppressed
+		case oc.Status == channels.Failed:
+			d.State = store.DeliveryFailed
 		default:
-			st.State = store.DeliveryUnknown
+			d.State = store.DeliveryUnknown
 		}
-		sts[i] = st
+		ds[i] = d
 	}
-	return sts, nil
-}
-
-// batchOf recovers the ledger batch id (the page's) from a send key, which
-// adds the group index and a fallback marker.
-func batchOf(key string) string {
-	// key = attempt/page[/fallback]/group
-	for i := len(key) - 1; i >= 0; i-- {
-		if key[i] == '/' {
-			key = key[:i]
-			break
-		}
-	}
-	if len(key) > len("/fallback") && key[len(key)-len("/fallback"):] == "/fallback" {
-		key = key[:len(key)-len("/fallback")]
-	}
-	return key
+	return ds, retry
 }
 
 // SendOneInput sends a push step to one user.

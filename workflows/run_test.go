@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,11 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
+	return newHarnessWith(t, "")
+}
+
+// newHarnessWith overrides the example config's channels section (YAML).
+func newHarnessWith(t *testing.T, channelsYAML string) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "huabu.db"))
@@ -43,7 +49,13 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(func() { st.Close() })
 	src, err := examples.FS.ReadFile("huabu.yaml")
 	require.NoError(t, err)
-	cfg, err := config.Parse("huabu.yaml", "", src)
+	text := string(src)
+	if channelsYAML != "" {
+		i := strings.Index(text, "channels:")
+		j := strings.Index(text, "policy:")
+		text = text[:i] + channelsYAML + "\n" + text[j:]
+	}
+	cfg, err := config.Parse("huabu.yaml", "", []byte(text))
 	require.NoError(t, err)
 	comp, err := cfg.Compiler()
 	require.NoError(t, err)
@@ -59,6 +71,7 @@ func (h *harness) newEnv() *testsuite.TestWorkflowEnvironment {
 	suite.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetWorkerOptions(worker.Options{})
+	env.SetTestTimeout(2 * time.Minute) // in-activity retries back off in real time
 	env.RegisterWorkflowWithOptions(Run, workflowOptions())
 	env.RegisterActivity(h.acts)
 	// Every run is a new workflow, as in production (BeginRun keys on it).

@@ -1,0 +1,196 @@
+package fakes
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// JPush is a fake of JPush REST API v3: POST /v3/push and GET /v3/push/cid
+// with HTTP Basic appKey:masterSecret. A cid already used returns the first
+// push's answer without pushing again, as JPush does.
+type JPush struct {
+	base
+	AppKey, MasterSecret string
+	// Aliases and RegistrationIDs, when set, are the bound devices; a push
+	// reaching none of them fails with 1011.
+	Aliases, RegistrationIDs map[string]bool
+
+	mu     sync.Mutex
+	n      int
+	cids   map[string]string // cid → msg_id of its first push ("" = unused)
+	pushes []Push
+}
+
+// Push is one push the fake accepted.
+type Push struct {
+	MsgID   string
+	CID     string
+	Targets []string
+	Body    json.RawMessage
+}
+
+// NewJPush starts a JPush fake for one app.
+func NewJPush(appKey, masterSecret string) *JPush {
+	f := &JPush{AppKey: appKey, MasterSecret: masterSecret, cids: map[string]string{}}
+	f.init()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v3/push/cid", f.auth(f.cid))
+	mux.HandleFunc("POST /v3/push", f.auth(f.push))
+	f.srv = httptest.NewServer(mux)
+	return f
+}
+
+func jpushError(w http.ResponseWriter, status, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": code, "message": msg}})
+}
+
+func (f *JPush) auth(h func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc {
+	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(f.AppKey+":"+f.MasterSecret))
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		f.record(r, body)
+		if r.Header.Get("Authorization") != want {
+			jpushError(w, http.StatusUnauthorized, 1004, "Authen failed")
+			return
+		}
+		h(w, r, body)
+	}
+}
+
+func (f *JPush) cid(w http.ResponseWriter, r *http.Request, _ []byte) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("count"))
+	if n < 1 {
+		n = 1
+	}
+	if n > 10 {
+		n = 10 // non-VIP apps get at most 10
+	}
+	f.mu.Lock()
+	list := make([]string, n)
+	for i := range list {
+		f.n++
+		list[i] = fmt.Sprintf("%s-%08x-0000-4000-8000-%012x", f.AppKey, f.n, f.n)
+		f.cids[list[i]] = ""
+	}
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_ = json.NewEncoder(w).Encode(map[string]any{"cidlist": list})
+}
+
+func (f *JPush) push(w http.ResponseWriter, r *http.Request, body []byte) {
+	var req struct {
+		Platform any `json:"platform"`
+		Audience struct {
+			Alias          []string `json:"alias"`
+			RegistrationID []string `json:"registration_id"`
+		} `json:"audience"`
+		Notification *struct {
+			Alert string `json:"alert"`
+		} `json:"notification"`
+		CID string `json:"cid"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		jpushError(w, 400, 1003, "Invalid json")
+		return
+	}
+	if req.Platform == nil || req.Notification == nil || req.Notification.Alert == "" {
+		jpushError(w, 400, 1002, "Missing parameter")
+		return
+	}
+	targets, known := req.Audience.Alias, f.Aliases
+	if len(req.Audience.Alias) > 0 && len(req.Audience.RegistrationID) > 0 {
+		jpushError(w, 400, 1003, "fake: alias and registration_id intersect; send them apart")
+		return
+	}
+	if len(req.Audience.RegistrationID) > 0 {
+		targets, known = req.Audience.RegistrationID, f.RegistrationIDs
+	}
+	if len(targets) == 0 || len(targets) > 1000 {
+		jpushError(w, 400, 1003, "audience must have 1 to 1000 targets")
+		return
+	}
+	f.mu.Lock()
+	if req.CID != "" {
+		first, issued := f.cids[req.CID]
+		if !issued || !strings.HasPrefix(req.CID, f.AppKey+"-") {
+			f.mu.Unlock()
+			jpushError(w, 400, 1003, "cid is invalid")
+			return
+		}
+		if first != "" { // a retry: answer as the first time, push nothing
+			f.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			_ = json.NewEncoder(w).Encode(map[string]string{"sendno": "0", "msg_id": first})
+			return
+		}
+	}
+	f.mu.Unlock()
+	switch f.Next() {
+	case RateLimit:
+		w.Header().Set("X-Rate-Limit-Limit", "600")
+		w.Header().Set("X-Rate-Limit-Remaining", "0")
+		w.Header().Set("X-Rate-Limit-Reset", "1")
+		jpushError(w, http.StatusTooManyRequests, 2002, "Request times of the app_key exceed the limit of current time window")
+		return
+	case ServerError:
+		jpushError(w, http.StatusInternalServerError, 1000, "Server internal error")
+		return
+	case HTTP5xx:
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+		return
+	case Timeout:
+		f.hang(r)
+		return
+	case TimeoutAfterDelivery:
+		f.deliver(req.CID, targets, known, body)
+		f.hang(r)
+		return
+	}
+	msgID, reached := f.deliver(req.CID, targets, known, body)
+	if !reached {
+		jpushError(w, 400, 1011, "cannot find user by this audience")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_ = json.NewEncoder(w).Encode(map[string]string{"sendno": "0", "msg_id": msgID})
+}
+
+func (f *JPush) deliver(cid string, targets []string, known map[string]bool, body []byte) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var reached []string
+	for _, t := range targets {
+		if known == nil || known[t] {
+			reached = append(reached, t)
+		}
+	}
+	if len(reached) == 0 {
+		return "", false
+	}
+	f.n++
+	msgID := strconv.Itoa(54043195528453436 + f.n)
+	if cid != "" {
+		f.cids[cid] = msgID
+	}
+	for _, t := range reached {
+		f.add(t)
+	}
+	f.pushes = append(f.pushes, Push{MsgID: msgID, CID: cid, Targets: reached, Body: append(json.RawMessage(nil), body...)})
+	return msgID, true
+}
+
+// Pushes lists the pushes accepted.
+func (f *JPush) Pushes() []Push {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Push(nil), f.pushes...)
+}

@@ -1,0 +1,395 @@
+package channels
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+func init() {
+	Register(Spec{
+		Name: "push", Provider: "jpush",
+		Doc: "App push through JPush REST API v3 (POST /v3/push, Basic appKey:masterSecret): up to 1000 aliases (or registration ids, " +
+			"for recipients without an alias) per push with identical content. Each push carries a cid from /v3/push/cid, reused when the same push is retried in this process, so JPush does not push it twice.",
+		MaxRecipients: 1000, MaxMixed: 100, Groupable: true,
+		Address: AttrPushAlias,
+		Config: []ConfigField{
+			{Name: "app_key", Doc: "the JPush AppKey", Required: true},
+			{Name: "master_secret", Doc: "the JPush Master Secret", Required: true, Secret: true},
+			{Name: "base_url", Doc: "the API root; change it for a local fake", Default: "https://api.jpush.cn"},
+			{Name: "apns_production", Doc: "iOS: push through APNs production (true) or development (false)", Default: "false"},
+			{Name: "time_to_live", Doc: "seconds JPush keeps an offline message", Default: "86400"},
+			{Name: "use_cid", Doc: "fetch cids so retried pushes are not pushed twice", Default: "true"},
+			{Name: "timeout", Doc: "how long one API call may take", Default: "10s"},
+			{Name: "concurrency", Doc: "API calls one send makes at once", Default: "4"},
+		},
+	}, newJPush)
+}
+
+type jpush struct {
+	spec        Spec
+	base, auth  string
+	production  bool
+	ttl         int
+	useCID      bool
+	timeout     time.Duration
+	concurrency int
+	http        *http.Client
+	cids        *cidPool
+	log         *slog.Logger
+	now         func() time.Time
+}
+
+func newJPush(cfg map[string]any, deps Deps) (Channel, error) {
+	spec, _, _ := Lookup("push", "jpush")
+	s := newSettings(spec, cfg, deps.Logger)
+	c := &jpush{
+		spec: spec, base: s.baseURL("base_url"),
+		auth:       "Basic " + base64.StdEncoding.EncodeToString([]byte(s.str("app_key")+":"+s.str("master_secret"))),
+		production: s.boolean("apns_production"), ttl: s.integer("time_to_live"), useCID: s.boolean("use_cid"),
+		timeout: s.duration("timeout"), concurrency: s.integer("concurrency"),
+		http: deps.HTTP, log: deps.Logger, now: deps.Now,
+	}
+	s.check(c.timeout > 0, "timeout: must be more than 0")
+	s.check(c.concurrency > 0, "concurrency: must be at least 1")
+	s.check(c.ttl >= 0 && c.ttl <= 10*86400, "time_to_live: %d is not between 0 and 864000 seconds", c.ttl)
+	if err := s.err(); err != nil {
+		return nil, err
+	}
+	c.cids = &cidPool{byKey: map[string]cidEntry{}}
+	c.spec.DedupesResends = c.useCID
+	return c, nil
+}
+
+func (c *jpush) Spec() Spec { return c.spec }
+
+type jpushAudience struct {
+	Alias          []string `json:"alias,omitempty"`
+	RegistrationID []string `json:"registration_id,omitempty"`
+}
+
+type jpushBody struct {
+	Platform     string            `json:"platform"`
+	Audience     jpushAudience     `json:"audience"`
+	Notification jpushNotification `json:"notification"`
+	Options      jpushOptions      `json:"options"`
+	CID          string            `json:"cid,omitempty"`
+}
+
+type jpushNotification struct {
+	Alert   string       `json:"alert"`
+	Android jpushAndroid `json:"android"`
+	IOS     jpushIOS     `json:"ios"`
+}
+
+type jpushAndroid struct {
+	Alert  string            `json:"alert"`
+	Title  string            `json:"title,omitempty"`
+	Extras map[string]string `json:"extras,omitempty"`
+}
+
+type jpushIOS struct {
+	Alert  any               `json:"alert"`
+	Sound  string            `json:"sound"`
+	Extras map[string]string `json:"extras,omitempty"`
+}
+
+type jpushOptions struct {
+	TimeToLive     int  `json:"time_to_live"`
+	APNSProduction bool `json:"apns_production"`
+}
+
+func (c *jpush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
+	res := newResults(len(b.Deliveries))
+	kinds := make([]bool, len(b.Deliveries)) // true: registration id
+	targets := make([]string, len(b.Deliveries))
+	var alias, regs []int
+	for i, d := range b.Deliveries {
+		switch {
+		case d.Message == nil || d.Message.Text == "":
+			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "push needs text"})
+		case d.Recipient.Address != "":
+			targets[i] = d.Recipient.Address
+			alias = append(alias, i)
+		case d.Recipient.Attrs[AttrPushRegistrationID] != "":
+			targets[i], kinds[i] = d.Recipient.Attrs[AttrPushRegistrationID], true
+			regs = append(regs, i)
+		default:
+			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no push_alias or push_registration_id"})
+		}
+	}
+	// An audience with both alias and registration_id is their intersection
+	// in JPush, so the two kinds never share a push.
+	var calls [][]int
+	for _, set := range [][]int{alias, regs} {
+		for _, g := range groupByContent(pick(b.Deliveries, set), false) {
+			calls = append(calls, chunks(remap(set, g), c.spec.MaxRecipients)...)
+		}
+	}
+	parallel(ctx, len(calls), c.concurrency, func(k int) { c.push(ctx, b, calls[k], targets, kinds[calls[k][0]], res) })
+	return res.finish()
+}
+
+func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string, reg bool, res *results) {
+	m := b.Deliveries[idxs[0]].Message
+	extras := map[string]string{}
+	for k, v := range m.Data {
+		extras[k] = v
+	}
+	if m.URL != "" {
+		extras["url"] = m.URL
+	}
+	if len(extras) == 0 {
+		extras = nil
+	}
+	body := jpushBody{
+		Platform: "all",
+		Notification: jpushNotification{
+			Alert:   m.Text,
+			Android: jpushAndroid{Alert: m.Text, Title: m.Title, Extras: extras},
+			IOS:     jpushIOS{Alert: m.Text, Sound: "default", Extras: extras},
+		},
+		Options: jpushOptions{TimeToLive: c.ttl, APNSProduction: c.production},
+	}
+	if m.Title != "" {
+		body.Notification.IOS.Alert = map[string]string{"title": m.Title, "body": m.Text}
+	}
+	seen := map[string]bool{}
+	var list []string
+	for _, i := range idxs {
+		if !seen[targets[i]] {
+			seen[targets[i]] = true
+			list = append(list, targets[i])
+		}
+	}
+	if reg {
+		body.Audience.RegistrationID = list
+	} else {
+		body.Audience.Alias = list
+	}
+	fail := func(e *Error) {
+		c.log.Warn("jpush push failed", "batch", b.Key, "targets", len(list), "class", e.Class, "reason", e.Reason, "code", e.Code)
+		for _, i := range idxs {
+			res.callFailed(i, e)
+		}
+	}
+	var key string
+	if c.useCID {
+		key = pushKey(reg, list, m)
+		cid, err := c.cids.get(ctx, key, c)
+		if err != nil {
+			fail(err)
+			return
+		}
+		body.CID = cid
+	}
+	raw, _ := json.Marshal(body)
+	reply, err := c.call(ctx, http.MethodPost, "/v3/push", raw)
+	if err != nil {
+		fail(err.(*Error))
+		return
+	}
+	var r struct {
+		SendNo string `json:"sendno"`
+		MsgID  string `json:"msg_id"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(reply.Body, &r)
+	if reply.Status == http.StatusOK && r.Error == nil {
+		for _, i := range idxs {
+			res.sent(i, r.MsgID)
+		}
+		return
+	}
+	var e *Error
+	if r.Error != nil {
+		e = jpushError(r.Error.Code, r.Error.Message, reply, c.now(), body.CID != "")
+	} else {
+		e = statusError(reply.Status, reply.Header, c.now(), reply.Body)
+	}
+	if e.Class == Permanent && e.Reason == ReasonNoDevice {
+		for _, i := range idxs {
+			res.fail(i, e)
+		}
+		return
+	}
+	if e.Class != Ambiguous && key != "" && e.Reason != ReasonServerError {
+		c.cids.forget(key) // the push was refused: a changed retry needs no old cid
+	}
+	fail(e)
+}
+
+func (c *jpush) call(ctx context.Context, method, path string, body []byte) (*httpReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Class: Permanent, Reason: ReasonMisconfigured, Message: err.Error()}
+	}
+	req.Header.Set("Authorization", c.auth)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	return doHTTP(c.http, req)
+}
+
+// jpushError classifies a JPush error code (HTTP 4xx/5xx with an error body).
+func jpushError(code int, msg string, reply *httpReply, now time.Time, withCID bool) *Error {
+	e := &Error{Code: strconv.Itoa(code), Message: msg}
+	switch code {
+	case 1011: // no device matches the audience
+		e.Class, e.Reason = Permanent, ReasonNoDevice
+	case 2002, 2008, 2009: // API / broadcast / audience frequency limits
+		e.Class, e.Reason = RetryLater, ReasonRateLimited
+		e.RetryAfter = time.Minute
+		if s, err := strconv.Atoi(reply.Header.Get("X-Rate-Limit-Reset")); err == nil && s >= 0 {
+			e.RetryAfter = time.Duration(s) * time.Second
+		}
+	case 2005: // more messages than JPush allows the app
+		e.Class, e.Reason, e.RetryAfter = RetryLater, ReasonOverQuota, time.Hour
+	case 1000, 1030: // internal error / internal timeout
+		// With a cid JPush dedupes the retry; without one it may have pushed.
+		e.Class, e.Reason = RetryNow, ReasonServerError
+		if !withCID && code == 1030 {
+			e.Class, e.Reason = Ambiguous, ReasonTimeout
+		}
+	case 1004, 1008, 2003, 2004, 1020:
+		e.Class, e.Reason = Permanent, ReasonMisconfigured
+	case 1002, 1003, 1005, 1009, 1010, 1012:
+		e.Class, e.Reason = Permanent, ReasonInvalidContent
+	default:
+		se := statusError(reply.Status, reply.Header, now, nil)
+		e.Class, e.Reason, e.RetryAfter = se.Class, se.Reason, se.RetryAfter
+	}
+	return e
+}
+
+// pushKey identifies a push by its audience and content, so that a retry of
+// the same push reuses its cid and a different push never does.
+func pushKey(reg bool, list []string, m any) string {
+	sorted := append([]string(nil), list...)
+	sort.Strings(sorted)
+	b, _ := json.Marshal(m)
+	h := sha256.New()
+	h.Write([]byte(strconv.FormatBool(reg) + "\x00" + strings.Join(sorted, "\x00") + "\x00"))
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// cidPool hands out JPush cids: fetched ten at a time, valid for a day,
+// remembered per push key so a retried push carries the same cid.
+type cidPool struct {
+	fetch sync.Mutex
+	mu    sync.Mutex
+	free  []cidEntry
+	byKey map[string]cidEntry
+}
+
+type cidEntry struct {
+	cid     string
+	expires time.Time
+}
+
+// cidLife is below JPush's one day so a remembered cid is never stale.
+const cidLife = 23 * time.Hour
+
+func (p *cidPool) get(ctx context.Context, key string, c *jpush) (string, *Error) {
+	for attempt := 0; ; attempt++ {
+		now := c.now()
+		p.mu.Lock()
+		if e, ok := p.byKey[key]; ok && now.Before(e.expires) {
+			p.mu.Unlock()
+			return e.cid, nil
+		}
+		for len(p.free) > 0 && !now.Before(p.free[0].expires) {
+			p.free = p.free[1:]
+		}
+		if len(p.free) > 0 {
+			e := p.free[0]
+			p.free = p.free[1:]
+			if len(p.byKey) > 100000 { // bound memory: drop expired keys
+				for k, v := range p.byKey {
+					if !now.Before(v.expires) {
+						delete(p.byKey, k)
+					}
+				}
+			}
+			p.byKey[key] = e
+			p.mu.Unlock()
+			return e.cid, nil
+		}
+		p.mu.Unlock()
+		if attempt > 3 { // others keep emptying the pool faster than we fill it
+			return "", &Error{Class: RetryNow, Reason: ReasonServerError, Message: "no cid left in the pool"}
+		}
+		// One fetch at a time: parallel pushes wait for it and share it.
+		p.fetch.Lock()
+		p.mu.Lock()
+		empty := len(p.free) == 0
+		p.mu.Unlock()
+		if empty {
+			fresh, err := c.fetchCIDs(ctx)
+			if err != nil {
+				p.fetch.Unlock()
+				return "", err
+			}
+			p.mu.Lock()
+			for _, cid := range fresh {
+				p.free = append(p.free, cidEntry{cid: cid, expires: now.Add(cidLife)})
+			}
+			p.mu.Unlock()
+		}
+		p.fetch.Unlock()
+	}
+}
+
+func (p *cidPool) forget(key string) {
+	p.mu.Lock()
+	delete(p.byKey, key)
+	p.mu.Unlock()
+}
+
+func (c *jpush) fetchCIDs(ctx context.Context) ([]string, *Error) {
+	reply, err := c.call(ctx, http.MethodGet, "/v3/push/cid?count=10&type=push", nil)
+	if err != nil {
+		e := err.(*Error)
+		if e.Class == Ambiguous { // fetching cids sends nothing
+			e.Class = RetryNow
+		}
+		return nil, e
+	}
+	var r struct {
+		CIDList []string `json:"cidlist"`
+		Error   *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(reply.Body, &r) != nil || reply.Status != http.StatusOK || r.Error != nil || len(r.CIDList) == 0 {
+		if r.Error != nil {
+			e := jpushError(r.Error.Code, r.Error.Message, reply, c.now(), false)
+			if e.Class == Ambiguous {
+				e.Class = RetryNow
+			}
+			return nil, e
+		}
+		e := statusError(reply.Status, reply.Header, c.now(), reply.Body)
+		if reply.Status == http.StatusOK {
+			e = &Error{Class: RetryNow, Reason: ReasonServerError, Message: "no cids in the answer"}
+		}
+		return nil, e
+	}
+	return r.CIDList, nil
+}

@@ -1,0 +1,298 @@
+package channels
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/silenceper/wechat/v2/work/message"
+
+	"github.com/huabu/huabu/canvases"
+)
+
+func init() {
+	Register(Spec{
+		Name: "wecom.app", Provider: "wecom",
+		Doc: "WeCom app messages (message/send) to staff members: text, markdown or a news card. " +
+			"Identical content goes to up to 1000 members per call; WeCom's duplicate check drops repeats within duplicate_check_interval; " +
+			"each member is paced to member_per_minute / member_per_hour in this process.",
+		MaxRecipients: 1000, MaxMixed: 100, Groupable: true,
+		Address: AttrWeComUserID, Config: wecomConfigFields,
+	}, newWeComApp)
+}
+
+// wecomApp sends app messages (应用消息) to internal members.
+type wecomApp struct {
+	spec    Spec
+	client  *wecomClient
+	agentID string
+	dup     int
+	pacer   *memberPacer
+	maxWait time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+	sleep   func(ctx context.Context, d time.Duration) error
+}
+
+func newWeComApp(cfg map[string]any, deps Deps) (Channel, error) {
+	spec, _, _ := Lookup("wecom.app", "wecom")
+	w, err := parseWeCom(spec, cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	spec.DedupesResends = w.dupInterval > 0 // enable_duplicate_check is on
+	return &wecomApp{
+		spec: spec, client: newWeComClient(w, w.secret, deps), agentID: w.agentID, dup: w.dupInterval,
+		pacer: newMemberPacer(w.perMinute, w.perHour), maxWait: w.maxWait,
+		log: deps.Logger, now: deps.Now, sleep: sleepCtx,
+	}, nil
+}
+
+func (c *wecomApp) Spec() Spec { return c.spec }
+
+// appMessage is message/send's body: the library's common fields plus the
+// content kinds Huabu sends (the library only has text, image and voice).
+type appMessage struct {
+	*message.SendRequestCommon
+	Text     *message.TextField `json:"text,omitempty"`
+	Markdown *message.TextField `json:"markdown,omitempty"`
+	News     *appNews           `json:"news,omitempty"`
+}
+
+type appNews struct {
+	Articles []appArticle `json:"articles"`
+}
+
+type appArticle struct {
+	Title       string `json:"title"`
+	Description string `json:"description,omitempty"`
+	URL         string `json:"url,omitempty"`
+	PicURL      string `json:"picurl,omitempty"`
+}
+
+// content picks the message type: markdown, else a news card when there is a
+// title, else text.
+func appContent(m *canvases.Message, body *appMessage) *Error {
+	switch {
+	case m.Markdown != "":
+		body.MsgType, body.Markdown = "markdown", &message.TextField{Content: m.Markdown}
+	case m.Title != "":
+		desc := m.Description
+		if desc == "" {
+			desc = m.Text
+		}
+		body.MsgType = "news"
+		body.News = &appNews{Articles: []appArticle{{Title: m.Title, Description: desc, URL: m.URL, PicURL: m.Image}}}
+	case m.Text != "":
+		body.MsgType, body.Text = "text", &message.TextField{Content: m.Text}
+	default:
+		return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "wecom.app needs text, markdown or title"}
+	}
+	return nil
+}
+
+func (c *wecomApp) Send(ctx context.Context, b Batch) ([]Outcome, error) {
+	res := newResults(len(b.Deliveries))
+	var todo []int
+	for i, d := range b.Deliveries {
+		switch {
+		case d.Recipient.Address == "":
+			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no wecom_userid"})
+		case d.Message == nil:
+			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "no message"})
+		default:
+			todo = append(todo, i)
+		}
+	}
+	var calls [][]int
+	for _, g := range groupByContent(pick(b.Deliveries, todo), false) {
+		calls = append(calls, chunks(remap(todo, g), c.spec.MaxRecipients)...)
+	}
+	parallel(ctx, len(calls), 4, func(k int) { c.sendGroup(ctx, b, calls[k], res) })
+	return res.finish()
+}
+
+// sendGroup sends one content to up to 1000 deliveries, in waves that wait
+// for each member's rate window.
+func (c *wecomApp) sendGroup(ctx context.Context, b Batch, idxs []int, res *results) {
+	m := b.Deliveries[idxs[0]].Message
+	body := appMessage{SendRequestCommon: &message.SendRequestCommon{AgentID: c.agentID}}
+	if e := appContent(m, &body); e != nil {
+		for _, i := range idxs {
+			res.callFailed(i, e)
+		}
+		return
+	}
+	if c.dup > 0 {
+		body.EnableDuplicateCheck, body.DuplicateCheckInterval = 1, c.dup
+	}
+	// One slot per distinct member: two deliveries to the same member with
+	// the same content are one message (and WeCom would merge them anyway).
+	byMember := map[string][]int{}
+	var members []string
+	for _, i := range idxs {
+		key := strings.ToLower(b.Deliveries[i].Recipient.Address)
+		if _, ok := byMember[key]; !ok {
+			members = append(members, key)
+		}
+		byMember[key] = append(byMember[key], i)
+	}
+	now := c.now()
+	slots := map[time.Time][]string{}
+	for _, mem := range members {
+		at, ok := c.pacer.reserve(mem, now, c.maxWait)
+		if !ok {
+			e := &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: at.Sub(now),
+				Message: "member's WeCom app-message window is full (WeCom would drop the message)"}
+			for _, i := range byMember[mem] {
+				res.fail(i, e)
+			}
+			continue
+		}
+		slots[at] = append(slots[at], mem)
+	}
+	times := make([]time.Time, 0, len(slots))
+	for t := range slots {
+		times = append(times, t)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	for w := 0; w < len(times); {
+		if d := times[w].Sub(c.now()); d > 0 {
+			if err := c.sleep(ctx, d); err != nil {
+				for _, t := range times[w:] {
+					for _, mem := range slots[t] {
+						c.pacer.release(mem, t)
+						for _, i := range byMember[mem] {
+							res.callFailed(i, &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: t.Sub(c.now()), Message: "stopped waiting for the member's rate window: " + err.Error()})
+						}
+					}
+				}
+				return
+			}
+		}
+		// Everything whose slot has come goes in one call.
+		var wave []string
+		var waveTimes []time.Time
+		now := c.now()
+		for w < len(times) && !times[w].After(now) {
+			wave = append(wave, slots[times[w]]...)
+			for range slots[times[w]] {
+				waveTimes = append(waveTimes, times[w])
+			}
+			w++
+		}
+		c.call(ctx, body, wave, waveTimes, byMember, res, b)
+	}
+}
+
+func (c *wecomApp) call(ctx context.Context, body appMessage, members []string, at []time.Time, byMember map[string][]int, res *results, b Batch) {
+	common := *body.SendRequestCommon
+	common.ToUser = strings.Join(addresses(b, members, byMember), "|")
+	body.SendRequestCommon = &common
+	var resp message.SendResponse
+	err := c.client.post(ctx, "/cgi-bin/message/send", body, &resp)
+	releaseAll := func() {
+		for k, mem := range members {
+			c.pacer.release(mem, at[k])
+		}
+	}
+	if err != nil {
+		e := err.(*Error)
+		if e.Code == "81013" { // every recipient invalid: a verdict per recipient
+			releaseAll()
+			for _, mem := range members {
+				for _, i := range byMember[mem] {
+					res.fail(i, e)
+				}
+			}
+			return
+		}
+		if e.Class != Ambiguous {
+			releaseAll()
+		}
+		c.log.Warn("wecom.app send failed", "batch", b.Key, "recipients", len(members), "class", e.Class, "reason", e.Reason, "errcode", e.Code)
+		for _, mem := range members {
+			for _, i := range byMember[mem] {
+				res.callFailed(i, e)
+			}
+		}
+		return
+	}
+	invalid := splitLower(resp.InvalidUser)
+	unlicensed := splitLower(resp.UnlicensedUser)
+	for k, mem := range members {
+		var e *Error
+		switch {
+		case invalid[mem]:
+			e = &Error{Class: Permanent, Reason: ReasonInvalidUser, Message: "invaliduser: not a member or not visible to the app"}
+		case unlicensed[mem]:
+			e = &Error{Class: Permanent, Reason: ReasonUnlicensed, Message: "unlicenseduser: the member has no interface licence"}
+		}
+		if e != nil {
+			c.pacer.release(mem, at[k])
+		}
+		for _, i := range byMember[mem] {
+			if e != nil {
+				res.fail(i, e)
+			} else {
+				res.sent(i, resp.MsgID)
+			}
+		}
+	}
+	if len(invalid)+len(unlicensed) > 0 {
+		c.log.Info("wecom.app: some members were not reached", "batch", b.Key, "invalid", len(invalid), "unlicensed", len(unlicensed))
+	}
+}
+
+// addresses returns the members' userids as the deliveries spelled them.
+func addresses(b Batch, members []string, byMember map[string][]int) []string {
+	out := make([]string, len(members))
+	for k, mem := range members {
+		out[k] = b.Deliveries[byMember[mem][0]].Recipient.Address
+	}
+	return out
+}
+
+func splitLower(list string) map[string]bool {
+	if list == "" {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, s := range strings.Split(list, "|") {
+		if s = strings.TrimSpace(s); s != "" {
+			out[strings.ToLower(s)] = true
+		}
+	}
+	return out
+}
+
+// pick returns the deliveries at idxs; remap maps indexes into that slice
+// back to the batch's.
+func pick(ds []Delivery, idxs []int) []Delivery {
+	out := make([]Delivery, len(idxs))
+	for k, i := range idxs {
+		out[k] = ds[i]
+	}
+	return out
+}
+
+func remap(idxs, local []int) []int {
+	out := make([]int, len(local))
+	for k, l := range local {
+		out[k] = idxs[l]
+	}
+	return out
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,218 @@
+package channels
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/silenceper/wechat/v2/work/externalcontact"
+
+	"github.com/huabu/huabu/canvases"
+)
+
+func init() {
+	Register(Spec{
+		Name: "wecom.customer", Provider: "wecom",
+		Doc: "WeCom enterprise mass-send (externalcontact/add_msg_template, chat_type single): one task per owner staff member (sender) " +
+			"and content, up to 10000 customers each; the staff member confirms it in the WeCom client. fail_list customers fail as not_friend. " +
+			"Sent means the task was created; its msgid is the ProviderRef for result polling.",
+		MaxRecipients: 10000, MaxMixed: 100, Groupable: true, SameSender: true,
+		Address: AttrWeComExternalUserID, Config: wecomConfigFields,
+	}, newWeComCustomer)
+}
+
+// wecomCustomer creates enterprise mass-send tasks for customers.
+type wecomCustomer struct {
+	spec   Spec
+	client *wecomClient
+	log    *slog.Logger
+}
+
+func newWeComCustomer(cfg map[string]any, deps Deps) (Channel, error) {
+	spec, _, _ := Lookup("wecom.customer", "wecom")
+	w, err := parseWeCom(spec, cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	return &wecomCustomer{spec: spec, client: newWeComClient(w, w.customerSecret, deps), log: deps.Logger}, nil
+}
+
+func (c *wecomCustomer) Spec() Spec { return c.spec }
+
+// msgTemplate is add_msg_template's body. The library's AddMsgTemplateRequest
+// marshals every attachment kind (struct fields ignore omitempty) and an
+// empty tag_filter into each request, so Huabu sends its own shape and only
+// reuses the library's response and text types.
+type msgTemplate struct {
+	ChatType       string                   `json:"chat_type"`
+	ExternalUserID []string                 `json:"external_userid,omitempty"`
+	Sender         string                   `json:"sender,omitempty"`
+	ChatIDList     []string                 `json:"chat_id_list,omitempty"`
+	Text           *externalcontact.MsgText `json:"text,omitempty"`
+	Attachments    []wecomAttachment        `json:"attachments,omitempty"`
+}
+
+type wecomAttachment struct {
+	MsgType     string          `json:"msgtype"`
+	Image       *attachImage    `json:"image,omitempty"`
+	Link        *attachLink     `json:"link,omitempty"`
+	MiniProgram *attachMiniProg `json:"miniprogram,omitempty"`
+	Video       *attachMedia    `json:"video,omitempty"`
+	File        *attachMedia    `json:"file,omitempty"`
+}
+
+type attachImage struct {
+	MediaID string `json:"media_id,omitempty"`
+	PicURL  string `json:"pic_url,omitempty"`
+}
+
+type attachLink struct {
+	Title  string `json:"title"`
+	PicURL string `json:"picurl,omitempty"`
+	Desc   string `json:"desc,omitempty"`
+	URL    string `json:"url"`
+}
+
+type attachMiniProg struct {
+	Title      string `json:"title"`
+	PicMediaID string `json:"pic_media_id"`
+	AppID      string `json:"appid"`
+	Page       string `json:"page"`
+}
+
+type attachMedia struct {
+	MediaID string `json:"media_id"`
+}
+
+// wecomAttachments maps canvas attachments to WeCom's (at most 9).
+func wecomAttachments(as []canvases.Attachment) ([]wecomAttachment, *Error) {
+	if len(as) > 9 {
+		return nil, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: fmt.Sprintf("%d attachments; WeCom takes at most 9", len(as))}
+	}
+	bad := func(i int, what string) *Error {
+		return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: fmt.Sprintf("attachments[%d]: %s", i, what)}
+	}
+	out := make([]wecomAttachment, 0, len(as))
+	for i, a := range as {
+		w := wecomAttachment{MsgType: a.Type}
+		switch a.Type {
+		case "image":
+			pic := a.URL
+			if pic == "" {
+				pic = a.Image
+			}
+			if a.MediaID == "" && pic == "" {
+				return nil, bad(i, "an image needs media_id or url")
+			}
+			w.Image = &attachImage{MediaID: a.MediaID, PicURL: pic}
+		case "link":
+			if a.Title == "" || a.URL == "" {
+				return nil, bad(i, "a link needs title and url")
+			}
+			w.Link = &attachLink{Title: a.Title, PicURL: a.Image, Desc: a.Description, URL: a.URL}
+		case "miniprogram":
+			if a.Title == "" || a.AppID == "" || a.Page == "" || a.MediaID == "" {
+				return nil, bad(i, "a miniprogram needs title, appid, page and media_id (its cover)")
+			}
+			w.MiniProgram = &attachMiniProg{Title: a.Title, PicMediaID: a.MediaID, AppID: a.AppID, Page: a.Page}
+		case "video", "file":
+			if a.MediaID == "" {
+				return nil, bad(i, "a "+a.Type+" needs media_id")
+			}
+			if a.Type == "video" {
+				w.Video = &attachMedia{MediaID: a.MediaID}
+			} else {
+				w.File = &attachMedia{MediaID: a.MediaID}
+			}
+		default:
+			return nil, bad(i, fmt.Sprintf("unknown type %q", a.Type))
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// templateContent fills text and attachments; WeCom needs one of them.
+func templateContent(m *canvases.Message, t *msgTemplate) *Error {
+	if m == nil || (m.Text == "" && len(m.Attachments) == 0) {
+		return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "a mass-send needs text or attachments"}
+	}
+	if m.Text != "" {
+		t.Text = &externalcontact.MsgText{Content: m.Text}
+	}
+	as, e := wecomAttachments(m.Attachments)
+	if e != nil {
+		return e
+	}
+	t.Attachments = as
+	return nil
+}
+
+func (c *wecomCustomer) Send(ctx context.Context, b Batch) ([]Outcome, error) {
+	res := newResults(len(b.Deliveries))
+	var todo []int
+	for i, d := range b.Deliveries {
+		switch {
+		case d.Recipient.Address == "":
+			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no wecom_external_userid"})
+		case d.Recipient.Sender == "":
+			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoOwner, Message: "no owner staff member to send as"})
+		default:
+			todo = append(todo, i)
+		}
+	}
+	var calls [][]int
+	for _, g := range groupByContent(pick(b.Deliveries, todo), true) {
+		calls = append(calls, chunks(remap(todo, g), c.spec.MaxRecipients)...)
+	}
+	parallel(ctx, len(calls), 4, func(k int) { c.createTask(ctx, b, calls[k], res) })
+	return res.finish()
+}
+
+// createTask makes one mass-send task for one sender and content.
+func (c *wecomCustomer) createTask(ctx context.Context, b Batch, idxs []int, res *results) {
+	first := b.Deliveries[idxs[0]]
+	t := msgTemplate{ChatType: "single", Sender: first.Recipient.Sender}
+	if e := templateContent(first.Message, &t); e != nil {
+		for _, i := range idxs {
+			res.callFailed(i, e)
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for _, i := range idxs {
+		if a := b.Deliveries[i].Recipient.Address; !seen[a] {
+			seen[a] = true
+			t.ExternalUserID = append(t.ExternalUserID, a)
+		}
+	}
+	var resp externalcontact.AddMsgTemplateResponse
+	if err := c.client.post(ctx, "/cgi-bin/externalcontact/add_msg_template", t, &resp); err != nil {
+		e := err.(*Error)
+		if e.Reason == ReasonInvalidUser && (e.Code == "40003" || e.Code == "60111") {
+			// the sender is not a member: no customer of this task can be reached through them
+			e = &Error{Class: Permanent, Reason: ReasonInvalidUser, Code: e.Code, Message: "sender " + first.Recipient.Sender + ": " + e.Message}
+		}
+		c.log.Warn("wecom.customer: add_msg_template failed", "batch", b.Key, "sender", first.Recipient.Sender, "customers", len(t.ExternalUserID), "class", e.Class, "reason", e.Reason, "errcode", e.Code)
+		for _, i := range idxs {
+			res.callFailed(i, e)
+		}
+		return
+	}
+	failed := map[string]bool{}
+	for _, f := range resp.FailList {
+		failed[f] = true
+	}
+	notFriend := &Error{Class: Permanent, Reason: ReasonNotFriend, Message: "fail_list: not a contact of " + first.Recipient.Sender + " or an invalid external userid"}
+	for _, i := range idxs {
+		if failed[b.Deliveries[i].Recipient.Address] {
+			res.fail(i, notFriend)
+		} else {
+			res.sent(i, resp.MsgID)
+		}
+	}
+	if len(failed) > 0 {
+		c.log.Info("wecom.customer: task created with unreachable customers", "batch", b.Key, "msgid", resp.MsgID, "sender", first.Recipient.Sender, "failed", len(failed), "sample", mask(strings.Join(resp.FailList[:1], "")))
+	}
+}

@@ -1,0 +1,110 @@
+package channels
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// memberPacer keeps app messages within WeCom's per-member limits (≤30 a
+// minute and ≤1000 an hour by default). WeCom does not reject messages over
+// the limit, it drops them silently, so the channel must wait for a free slot
+// instead of sending. Slots are reserved before the call and released when
+// WeCom did not send (error, invalid user).
+//
+// The pacer is per process. With several workers sending to the same staff
+// members the limits must be shared (a limiter in the store, or Temporal
+// task-queue rate limits): that is future work, see docs/DESIGN "Scale plan".
+type memberPacer struct {
+	perMinute, perHour int
+	mu                 sync.Mutex
+	sends              map[string][]time.Time // per member (lowercase), sorted, last hour only
+	ops                int
+}
+
+func newMemberPacer(perMinute, perHour int) *memberPacer {
+	return &memberPacer{perMinute: perMinute, perHour: perHour, sends: map[string][]time.Time{}}
+}
+
+// reserve books the earliest slot at or after now for member. If that slot
+// is within horizon it is recorded and ok is true; otherwise nothing is
+// recorded and at says when a slot would be free.
+func (p *memberPacer) reserve(member string, now time.Time, horizon time.Duration) (at time.Time, ok bool) {
+	if p == nil || (p.perMinute <= 0 && p.perHour <= 0) {
+		return now, true
+	}
+	key := strings.ToLower(member) // WeCom userids are case-insensitive
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gc(now)
+	ts := prune(p.sends[key], now)
+	// Slots are handed out in order per member (a new one never precedes a
+	// booked one), so only the windows ending at the new slot can overflow:
+	// it is free once the send `limit` places back has left the window.
+	at = now
+	if n := len(ts); n > 0 && ts[n-1].After(at) {
+		at = ts[n-1]
+	}
+	for _, w := range []struct {
+		limit  int
+		window time.Duration
+	}{{p.perMinute, time.Minute}, {p.perHour, time.Hour}} {
+		if w.limit > 0 && len(ts) >= w.limit {
+			if free := ts[len(ts)-w.limit].Add(w.window); free.After(at) {
+				at = free
+			}
+		}
+	}
+	if at.Sub(now) > horizon {
+		p.sends[key] = ts
+		return at, false
+	}
+	p.sends[key] = append(ts, at)
+	return at, true
+}
+
+// release gives back a slot that was not used.
+func (p *memberPacer) release(member string, at time.Time) {
+	if p == nil || (p.perMinute <= 0 && p.perHour <= 0) {
+		return
+	}
+	key := strings.ToLower(member)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ts := p.sends[key]
+	for i, t := range ts {
+		if t.Equal(at) {
+			p.sends[key] = append(ts[:i], ts[i+1:]...)
+			break
+		}
+	}
+	if len(p.sends[key]) == 0 {
+		delete(p.sends, key)
+	}
+}
+
+func prune(ts []time.Time, now time.Time) []time.Time {
+	cut := now.Add(-time.Hour)
+	i := 0
+	for i < len(ts) && !ts[i].After(cut) {
+		i++
+	}
+	return ts[i:]
+}
+
+// gc drops members with no send in the last hour, now and then, so the map
+// stays the size of the members actually messaged in the last hour.
+func (p *memberPacer) gc(now time.Time) {
+	p.ops++
+	if p.ops < 4096 || p.ops < len(p.sends) {
+		return
+	}
+	p.ops = 0
+	for k, ts := range p.sends {
+		if ts = prune(ts, now); len(ts) == 0 {
+			delete(p.sends, k)
+		} else {
+			p.sends[k] = ts
+		}
+	}
+}

@@ -298,10 +298,19 @@ func (s *sender) load(ctx context.Context, rows []store.ProfileRow) (map[int64]m
 	users := make(map[int64]map[string]any, len(rows))
 	var ownerIDs []string
 	seen := map[string]bool{}
+	// A message without templates needs only the addresses: decoding those
+	// into a struct is several times cheaper than the whole document.
+	personal := needsRendering(&s.push.Message) || (s.push.Fallback != nil && needsRendering(&s.push.Fallback.Message))
 	for _, r := range rows {
 		var doc map[string]any
-		if err := json.Unmarshal(r.Doc, &doc); err != nil {
-			doc = map[string]any{}
+		if personal {
+			if err := json.Unmarshal(r.Doc, &doc); err != nil {
+				doc = map[string]any{}
+			}
+		} else {
+			var a addresses
+			_ = json.Unmarshal(r.Doc, &a) // a malformed profile has no address: suppressed
+			doc = a.asDoc()
 		}
 		doc["id"] = r.ID
 		users[r.UID] = doc
@@ -658,4 +667,29 @@ func (a *Activities) SendOne(ctx context.Context, in SendOneInput) (SendResult, 
 	info := activity.GetInfo(ctx)
 	s := &sender{a: a, cp: cp, in: SendInput{RunID: in.RunID, CanvasID: in.CanvasID, PlanHash: in.PlanHash, StepID: in.StepID}, push: step.Push}
 	return s.page(ctx, store.Page{Members: []int64{in.UID}}, fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt))
+}
+
+// addresses are the fields a non-personalised send reads from a profile.
+type addresses struct {
+	Owner               string `json:"owner"`
+	Phone               string `json:"phone"`
+	Email               string `json:"email"`
+	WeComExternalUserID string `json:"wecom_external_userid"`
+	WeComUserID         string `json:"wecom_userid"`
+	PushAlias           string `json:"push_alias"`
+	PushRegistrationID  string `json:"push_registration_id"`
+}
+
+func (a addresses) asDoc() map[string]any {
+	doc := make(map[string]any, 8)
+	for k, v := range map[string]string{
+		"owner": a.Owner, channels.AttrPhone: a.Phone, channels.AttrEmail: a.Email,
+		channels.AttrWeComExternalUserID: a.WeComExternalUserID, channels.AttrWeComUserID: a.WeComUserID,
+		channels.AttrPushAlias: a.PushAlias, channels.AttrPushRegistrationID: a.PushRegistrationID,
+	} {
+		if v != "" {
+			doc[k] = v
+		}
+	}
+	return doc
 }

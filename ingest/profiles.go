@@ -145,7 +145,7 @@ func describeValue(v any) string {
 	case string:
 		return strconv.Quote(x)
 	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64)
+		return strconv.FormatFloat(x, 'f', -1, 64)
 	case bool:
 		return strconv.FormatBool(x)
 	case []any:
@@ -316,6 +316,9 @@ func (im *importer) jsonLine(line int, raw []byte) error {
 }
 
 func jsonMessage(err error) string {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "the line ends in the middle of the JSON value"
+	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%s (at byte %d)", se.Error(), se.Offset)

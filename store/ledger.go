@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"time"
 
@@ -34,41 +35,38 @@ type Claim struct {
 // under the attempt's batch id, before any provider is called. A pending row
 // left by another attempt means that attempt crashed mid-call: the message
 // may have gone out, so the row becomes unknown rather than being resent.
-func (s *SQLite) ClaimDeliveries(ctx context.Context, runID int64, stepID, channel, batch string, uids []int64) (Claim, error) {
+func (s *SQLite) ClaimDeliveries(ctx context.Context, runID int64, stepID, channel, attempt string, uids []int64) (Claim, error) {
 	claim := Claim{Done: map[int64]string{}}
+	batch := batchID(attempt)
 	now := s.now().UnixMilli()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		existing := map[int64]bool{}
 		var stale []int64
-		for start := 0; start < len(uids); start += 5000 {
-			chunk := uids[start:min(start+5000, len(uids))]
-			rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch FROM deliveries WHERE run_id = ? AND step_id = ? AND uid IN (`+placeholders(len(chunk))+`)`,
-				append([]any{runID, stepID}, int64Args(chunk)...)...)
-			if err != nil {
+		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch FROM deliveries WHERE run_id = ? AND step_id = ? AND uid`+inIDs, runID, stepID, idList(uids))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var uid, b int64
+			var state string
+			if err := rows.Scan(&uid, &state, &b); err != nil {
+				rows.Close()
 				return err
 			}
-			for rows.Next() {
-				var uid int64
-				var state, b string
-				if err := rows.Scan(&uid, &state, &b); err != nil {
-					rows.Close()
-					return err
-				}
-				existing[uid] = true
-				switch {
-				case state == DeliveryPending && b == batch:
-					claim.Mine = append(claim.Mine, uid)
-				case state == DeliveryPending:
-					stale = append(stale, uid)
-					claim.Done[uid] = DeliveryUnknown
-				default:
-					claim.Done[uid] = state
-				}
+			existing[uid] = true
+			switch {
+			case state == DeliveryPending && b == batch:
+				claim.Mine = append(claim.Mine, uid)
+			case state == DeliveryPending:
+				stale = append(stale, uid)
+				claim.Done[uid] = DeliveryUnknown
+			default:
+				claim.Done[uid] = state
 			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
 		}
 		if err := updateStates(ctx, tx, runID, stepID, stale, DeliveryUnknown, "crashed_mid_send", "", now); err != nil {
 			return err
@@ -79,14 +77,9 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, runID int64, stepID, chann
 				fresh = append(fresh, u)
 			}
 		}
-		const perStmt = 500
-		for start := 0; start < len(fresh); start += perStmt {
-			chunk := fresh[start:min(start+perStmt, len(fresh))]
-			args := make([]any, 0, len(chunk)*7)
-			for _, u := range chunk {
-				args = append(args, runID, stepID, u, channel, DeliveryPending, batch, now)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, uid, channel, state, batch, updated_at) VALUES `+repeatJoin("(?,?,?,?,?,?,?)", len(chunk)), args...); err != nil {
+		if len(fresh) > 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, uid, channel, state, batch, updated_at) SELECT ?, ?, value, ?, ?, ?, ? FROM json_each(?)`,
+				runID, stepID, channel, DeliveryPending, batch, now, idList(fresh)); err != nil {
 				return fmt.Errorf("claim deliveries: %w", err)
 			}
 		}
@@ -139,64 +132,60 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, runID int64, stepID strin
 }
 
 func updateStates(ctx context.Context, tx *sql.Tx, runID int64, stepID string, uids []int64, state, reason, ref string, now int64) error {
-	for start := 0; start < len(uids); start += 5000 {
-		chunk := uids[start:min(start+5000, len(uids))]
-		args := append([]any{state, reason, ref, now, runID, stepID}, int64Args(chunk)...)
-		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND uid IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
-			return err
-		}
+	if len(uids) == 0 {
+		return nil
 	}
-	return nil
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND uid`+inIDs,
+		state, reason, ref, now, runID, stepID, idList(uids))
+	return err
 }
 
 func updateChannel(ctx context.Context, tx *sql.Tx, runID int64, stepID string, uids []int64, channel string) error {
-	for start := 0; start < len(uids); start += 5000 {
-		chunk := uids[start:min(start+5000, len(uids))]
-		args := append([]any{channel, runID, stepID}, int64Args(chunk)...)
-		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND uid IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND uid`+inIDs, channel, runID, stepID, idList(uids))
+	return err
 }
 
 // ReleaseDeliveries deletes this attempt's pending rows for recipients whose
 // provider call certainly did not send (rate limited, rejected before
 // sending), so the retried attempt claims them afresh.
-func (s *SQLite) ReleaseDeliveries(ctx context.Context, runID int64, stepID, batch string, uids []int64) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		for start := 0; start < len(uids); start += 5000 {
-			chunk := uids[start:min(start+5000, len(uids))]
-			args := append([]any{runID, stepID, DeliveryPending, batch}, int64Args(chunk)...)
-			if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND state = ? AND batch = ? AND uid IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+func (s *SQLite) ReleaseDeliveries(ctx context.Context, runID int64, stepID, attempt string, uids []int64) error {
+	batch := batchID(attempt)
+	_, err := s.w.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND state = ? AND batch = ? AND uid`+inIDs,
+		runID, stepID, DeliveryPending, batch, idList(uids))
+	return err
 }
 
 // WriteOutbox records outbox messages; it implements channels.OutboxWriter.
 func (s *SQLite) WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		const perStmt = 200
-		for start := 0; start < len(records); start += perStmt {
-			chunk := records[start:min(start+perStmt, len(records))]
-			args := make([]any, 0, len(chunk)*9)
-			for _, r := range chunk {
-				msg, err := json.Marshal(r.Message)
-				if err != nil {
-					return err
-				}
-				runID := parseRunID(r.RunID)
-				args = append(args, r.CanvasID, runID, r.StepID, r.Channel, r.Recipient.UserID, r.Recipient.Address, r.Recipient.Sender, string(msg), r.At.UnixMilli())
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (canvas_id, run_id, step_id, channel, user_id, address, sender, message, created_at) VALUES `+repeatJoin("(?,?,?,?,?,?,?,?,?)", len(chunk)), args...); err != nil {
-				return err
-			}
-		}
+	if len(records) == 0 {
 		return nil
-	})
+	}
+	type row struct {
+		Canvas  string          `json:"c"`
+		Run     int64           `json:"r"`
+		Step    string          `json:"s"`
+		Channel string          `json:"ch"`
+		User    string          `json:"u"`
+		Address string          `json:"a"`
+		Sender  string          `json:"se"`
+		Message json.RawMessage `json:"m"`
+		At      int64           `json:"t"`
+	}
+	rows := make([]row, len(records))
+	for i, r := range records {
+		msg, err := json.Marshal(r.Message)
+		if err != nil {
+			return err
+		}
+		rows[i] = row{r.CanvasID, parseRunID(r.RunID), r.StepID, r.Channel, r.Recipient.UserID, r.Recipient.Address, r.Recipient.Sender, msg, r.At.UnixMilli()}
+	}
+	b, err := json.Marshal(rows)
+	if err != nil {
+		return err
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO outbox (canvas_id, run_id, step_id, channel, user_id, address, sender, message, created_at)
+		SELECT value->>'c', value->>'r', value->>'s', value->>'ch', value->>'u', value->>'a', value->>'se', json(value->'m'), value->>'t' FROM json_each(?)`, string(b))
+	return err
 }
 
 func parseRunID(s string) int64 {
@@ -406,4 +395,12 @@ func (s *SQLite) convertedBySteps(ctx context.Context, runFilter string, arg any
 		}
 	}
 	return nil
+}
+
+// batchID hashes an attempt's name into the ledger's 8-byte batch column:
+// rows stay small, and only equality matters.
+func batchID(attempt string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(attempt))
+	return int64(h.Sum64())
 }

@@ -23,58 +23,36 @@ type ProfileRow struct {
 	Doc []byte // the user document
 }
 
-// upsertChunk keeps statements well under SQLite's variable limit.
-const upsertChunk = 300
-
 // UpsertProfiles merges updates in one transaction; it returns how many rows
-// it touched. Bulk import calls it with a few thousand rows at a time.
+// it touched. Bulk import calls it with a few thousand rows at a time: the
+// rows go in as one JSON array parameter.
 func (s *SQLite) UpsertProfiles(ctx context.Context, updates []ProfileUpdate) (int, error) {
-	now := s.now().UnixMilli()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		stmts := map[int]*sql.Stmt{}
-		defer func() {
-			for _, st := range stmts {
-				st.Close()
-			}
-		}()
-		for start := 0; start < len(updates); start += upsertChunk {
-			chunk := updates[start:min(start+upsertChunk, len(updates))]
-			st, ok := stmts[len(chunk)]
-			if !ok {
-				var err error
-				st, err = tx.PrepareContext(ctx, `INSERT INTO profiles (id, doc, updated_at) VALUES `+
-					repeatJoin("(?, json(?), ?)", len(chunk))+
-					` ON CONFLICT(id) DO UPDATE SET doc = json_patch(profiles.doc, excluded.doc), updated_at = excluded.updated_at`)
-				if err != nil {
-					return err
-				}
-				stmts[len(chunk)] = st
-			}
-			args := make([]any, 0, 3*len(chunk))
-			for _, u := range chunk {
-				args = append(args, u.ID, string(u.Patch), now)
-			}
-			if _, err := st.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("upsert profiles: %w", err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
+	if len(updates) == 0 {
+		return 0, nil
 	}
-	return len(updates), nil
-}
-
-func repeatJoin(s string, n int) string {
-	b := make([]byte, 0, (len(s)+1)*n)
-	for i := 0; i < n; i++ {
+	var b []byte
+	b = append(b, '[')
+	for i, u := range updates {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, s...)
+		b = append(b, `{"i":`...)
+		id, _ := json.Marshal(u.ID)
+		b = append(b, id...)
+		b = append(b, `,"d":`...)
+		b = append(b, u.Patch...)
+		b = append(b, '}')
 	}
-	return string(b)
+	b = append(b, ']')
+	now := s.now().UnixMilli()
+	// "WHERE true" tells SQLite the ON CONFLICT belongs to the upsert, not the SELECT.
+	_, err := s.w.ExecContext(ctx, `INSERT INTO profiles (id, doc, updated_at)
+		SELECT value->>'i', json(value->'d'), ? FROM json_each(?) WHERE true
+		ON CONFLICT(id) DO UPDATE SET doc = json_patch(profiles.doc, excluded.doc), updated_at = excluded.updated_at`, now, string(b))
+	if err != nil {
+		return 0, fmt.Errorf("upsert profiles: %w", err)
+	}
+	return len(updates), nil
 }
 
 // ScanProfiles returns up to limit profiles with uid > after, in uid order.
@@ -104,20 +82,11 @@ func (s *SQLite) Profiles(ctx context.Context, uids []int64) ([]ProfileRow, erro
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	out := make([]ProfileRow, 0, len(uids))
-	for start := 0; start < len(uids); start += 5000 {
-		chunk := uids[start:min(start+5000, len(uids))]
-		rows, err := s.r.QueryContext(ctx, `SELECT uid, id, doc FROM profiles WHERE uid IN (`+placeholders(len(chunk))+`) ORDER BY uid`, int64Args(chunk)...)
-		if err != nil {
-			return nil, err
-		}
-		got, err := scanProfileRows(rows, len(chunk))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, got...)
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, id, doc FROM profiles WHERE uid`+inIDs+` ORDER BY uid`, idList(uids))
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return scanProfileRows(rows, len(uids))
 }
 
 // ProfileByID returns one profile by its user id.
@@ -133,31 +102,20 @@ func (s *SQLite) ProfileByID(ctx context.Context, id string) (ProfileRow, error)
 // UIDs maps user ids to uids; unknown ids are left out.
 func (s *SQLite) UIDs(ctx context.Context, ids []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(ids))
-	for start := 0; start < len(ids); start += 5000 {
-		chunk := ids[start:min(start+5000, len(ids))]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		rows, err := s.r.QueryContext(ctx, `SELECT id, uid FROM profiles WHERE id IN (`+placeholders(len(chunk))+`)`, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id string
-			var uid int64
-			if err := rows.Scan(&id, &uid); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[id] = uid
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+	rows, err := s.r.QueryContext(ctx, `SELECT id, uid FROM profiles WHERE id IN (SELECT value FROM json_each(?))`, stringList(ids))
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var uid int64
+		if err := rows.Scan(&id, &uid); err != nil {
+			return nil, err
+		}
+		out[id] = uid
+	}
+	return out, rows.Err()
 }
 
 // CountProfiles is the number of profiles.
@@ -174,7 +132,7 @@ func (s *SQLite) UpdateTags(ctx context.Context, uids []int64, add, remove []str
 	}
 	now := s.now().UnixMilli()
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT uid, doc FROM profiles WHERE uid IN (`+placeholders(len(uids))+`)`, int64Args(uids)...)
+		rows, err := tx.QueryContext(ctx, `SELECT uid, doc FROM profiles WHERE uid`+inIDs, idList(uids))
 		if err != nil {
 			return err
 		}
@@ -281,11 +239,7 @@ func (s *SQLite) StaffByIDs(ctx context.Context, ids []string) (map[string]Staff
 	if len(ids) == 0 {
 		return out, nil
 	}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT userid, name, grid, leader FROM staff WHERE userid IN (`+placeholders(len(ids))+`)`, args...)
+	rows, err := s.r.QueryContext(ctx, `SELECT userid, name, grid, leader FROM staff WHERE userid IN (SELECT value FROM json_each(?))`, stringList(ids))
 	if err != nil {
 		return nil, err
 	}

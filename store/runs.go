@@ -236,20 +236,9 @@ func (s *SQLite) RecordExits(ctx context.Context, runID int64, stepID, reason st
 	if len(uids) == 0 {
 		return nil
 	}
-	now := s.now().UnixMilli()
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO exits (run_id, uid, step_id, reason, at) VALUES (?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for _, u := range uids {
-			if _, err := st.ExecContext(ctx, runID, u, stepID, reason, now); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	_, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO exits (run_id, uid, step_id, reason, at) SELECT ?, value, ?, ?, ? FROM json_each(?)`,
+		runID, stepID, reason, s.now().UnixMilli(), idList(uids))
+	return err
 }
 
 // ExitedAmong returns which of uids have left the run.
@@ -258,7 +247,7 @@ func (s *SQLite) ExitedAmong(ctx context.Context, runID int64, uids []int64) (ma
 	if len(uids) == 0 {
 		return out, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT uid FROM exits WHERE run_id = ? AND uid IN (`+placeholders(len(uids))+`)`, append([]any{runID}, int64Args(uids)...)...)
+	rows, err := s.r.QueryContext(ctx, `SELECT uid FROM exits WHERE run_id = ? AND uid`+inIDs, runID, idList(uids))
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +268,7 @@ func (s *SQLite) LastEntries(ctx context.Context, canvasID string, uids []int64)
 	if len(uids) == 0 {
 		return out, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT uid, entered_at FROM entries WHERE canvas_id = ? AND uid IN (`+placeholders(len(uids))+`)`, append([]any{canvasID}, int64Args(uids)...)...)
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, entered_at FROM entries WHERE canvas_id = ? AND uid`+inIDs, canvasID, idList(uids))
 	if err != nil {
 		return nil, err
 	}
@@ -305,38 +294,21 @@ func (s *SQLite) AddCohortPages(ctx context.Context, cohortID int64, pages []Pag
 		if !recordEntries {
 			return nil
 		}
-		st, err := tx.PrepareContext(ctx, `INSERT INTO entries (canvas_id, uid, run_id, entered_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT(canvas_id, uid) DO UPDATE SET run_id = excluded.run_id, entered_at = excluded.entered_at WHERE entries.run_id <> excluded.run_id`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
+		var all []int64
 		for _, p := range pages {
-			for _, u := range p.Members {
-				if _, err := st.ExecContext(ctx, canvasID, u, runID, now); err != nil {
-					return err
-				}
-			}
+			all = append(all, p.Members...)
 		}
-		return nil
+		_, err := tx.ExecContext(ctx, `INSERT INTO entries (canvas_id, uid, run_id, entered_at) SELECT ?, value, ?, ? FROM json_each(?) WHERE true
+			ON CONFLICT(canvas_id, uid) DO UPDATE SET run_id = excluded.run_id, entered_at = excluded.entered_at WHERE entries.run_id <> excluded.run_id`,
+			canvasID, runID, now, idList(all))
+		return err
 	})
 }
 
 // RecordConversions records users reaching the run's goal (first time wins).
 func (s *SQLite) RecordConversions(ctx context.Context, runID int64, uids []int64, at time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO conversions (run_id, uid, at) VALUES (?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for _, u := range uids {
-			if _, err := st.ExecContext(ctx, runID, u, at.UnixMilli()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	_, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO conversions (run_id, uid, at) SELECT ?, value, ? FROM json_each(?)`, runID, at.UnixMilli(), idList(uids))
+	return err
 }
 
 // RecordCohortExit records that a cohort's remaining members finished at a

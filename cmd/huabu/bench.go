@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ func (c *cli) benchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure Huabu on this machine"}
 	var opts bench.Options
 	var verbose bool
+	var cpuProfile string
 	broadcast := &cobra.Command{
 		Use:   "broadcast",
 		Short: "Broadcast to N synthetic users through a local JPush-compatible server; compare with one workflow per user",
@@ -45,6 +47,17 @@ also send the same push to K users as one cohort and as K workflows (one per use
 			if verbose {
 				opts.Log = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			_, err = bench.Broadcast(cmd.Context(), opts)
 			return err
 		},
@@ -53,6 +66,7 @@ also send the same push to K users as one cohort and as K workflows (one per use
 	broadcast.Flags().IntVar(&opts.PerUser, "per-user", 2000, "users in the cohort vs one-workflow-per-user comparison (0: skip)")
 	broadcast.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
 	broadcast.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
+	broadcast.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
 
 	provider := &cobra.Command{
 		Use:    "provider",

@@ -77,7 +77,7 @@ CREATE TABLE deliveries (
   uid          INTEGER NOT NULL,
   channel      TEXT NOT NULL,
   state        TEXT NOT NULL,              -- pending | sent | failed | unknown | suppressed
-  batch        TEXT NOT NULL,              -- the attempt that claimed the row
+  batch        INTEGER NOT NULL,           -- hash of the attempt that claimed the row
   reason       TEXT NOT NULL DEFAULT '',
   provider_ref TEXT NOT NULL DEFAULT '',
   updated_at   INTEGER NOT NULL,

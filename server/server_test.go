@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/reports"
+)
+
+// backend is a small in-memory Backend: the handlers are what is tested.
+type backend struct {
+	ready   bool
+	started []string
+}
+
+func (b *backend) Ready() bool { return b.ready }
+func (b *backend) Canvases(ctx context.Context) ([]CanvasInfo, error) {
+	return []CanvasInfo{{ID: "promo", Name: "促销", Trigger: "manual", Active: true}}, nil
+}
+func (b *backend) Report(ctx context.Context, id string, run int64) (*reports.Report, error) {
+	if id != "promo" {
+		return nil, fmt.Errorf("%w %q", reports.ErrNoCanvas, id)
+	}
+	if run == 99 {
+		return nil, fmt.Errorf("canvas promo has no run 99")
+	}
+	return &reports.Report{CanvasID: id, RunID: run}, nil
+}
+func (b *backend) StartRun(ctx context.Context, id string, users []string) (RunStarted, error) {
+	if id != "promo" {
+		return RunStarted{}, fmt.Errorf("no deployed canvas with that id: %q", id)
+	}
+	b.started = users
+	return RunStarted{WorkflowID: "wf-1", Plan: "abc"}, nil
+}
+func (b *backend) RunStatus(ctx context.Context, wf string) (RunStatus, error) {
+	if wf != "wf-1" {
+		return RunStatus{}, fmt.Errorf("workflow not found")
+	}
+	return RunStatus{WorkflowID: wf, Status: "Completed", RunID: 7}, nil
+}
+func (b *backend) DeploySources(ctx context.Context, files map[string][]byte) (DeployOutcome, error) {
+	for name, src := range files {
+		if strings.Contains(string(src), "broken") {
+			return DeployOutcome{Problems: canvases.Problems{{File: name, Line: 1, Column: 1, Severity: canvases.Error, Message: "broken"}}}, ErrInvalid
+		}
+	}
+	return DeployOutcome{Canvases: []DeployedCanvas{{ID: "promo", Plan: "abc", Changed: true}}}, nil
+}
+
+func request(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var out map[string]any
+	raw, _ := io.ReadAll(rec.Body)
+	if len(raw) > 0 && raw[0] == '{' {
+		require.NoError(t, json.Unmarshal(raw, &out), string(raw))
+		require.Contains(t, rec.Header().Get("Content-Type"), "application/json")
+	}
+	return rec.Code, out
+}
+
+func TestAPI(t *testing.T) {
+	b := &backend{}
+	h := New(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	code, _ := request(t, h, "GET", "/healthz", "")
+	require.Equal(t, 503, code, "not ready until every part is up")
+	b.ready = true
+	code, body := request(t, h, "GET", "/healthz", "")
+	require.Equal(t, 200, code)
+	require.Equal(t, "ok", body["status"])
+
+	code, body = request(t, h, "GET", "/api/v1/canvases", "")
+	require.Equal(t, 200, code)
+	require.Len(t, body["canvases"], 1)
+
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+		field              string
+	}{
+		{"GET", "/api/v1/canvases/nope/report", "", 404, "id"},
+		{"GET", "/api/v1/canvases/promo/report?run=abc", "", 400, "run"},
+		{"GET", "/api/v1/canvases/promo/report?run=99", "", 404, "run"},
+		{"POST", "/api/v1/canvases/nope/runs", "", 404, "id"},
+		{"POST", "/api/v1/canvases/promo/runs", `{"user_ids": "u1"}`, 400, "user_ids"},
+		{"POST", "/api/v1/canvases/promo/runs", `{"users": ["u1"]}`, 400, "users"},
+		{"POST", "/api/v1/canvases/promo/runs", `{"user_ids": ["u1", " "]}`, 400, "user_ids[1]"},
+		{"POST", "/api/v1/canvases/promo/runs", `{"user_ids": [`, 400, ""},
+		{"GET", "/api/v1/runs/nope", "", 404, "workflow"},
+		{"POST", "/api/v1/deploy", `{}`, 400, "files"},
+		{"POST", "/api/v1/deploy", `{"files": {"a.yaml": "broken"}}`, 422, "files"},
+	} {
+		code, body := request(t, h, c.method, c.path, c.body)
+		require.Equal(t, c.code, code, "%s %s %s", c.method, c.path, c.body)
+		require.NotEmpty(t, body["error"], "%s %s: errors are JSON", c.method, c.path)
+		if c.field != "" {
+			require.Equal(t, c.field, body["field"], "%s %s %s", c.method, c.path, c.body)
+		}
+	}
+	require.Nil(t, b.started, "no bad request started a run")
+
+	code, body = request(t, h, "POST", "/api/v1/canvases/promo/runs", `{"user_ids": ["u1","u2"]}`)
+	require.Equal(t, 202, code)
+	require.Equal(t, "wf-1", body["workflow_id"])
+	require.Equal(t, []string{"u1", "u2"}, b.started)
+	code, body = request(t, h, "GET", "/api/v1/canvases/promo/report?run=3", "")
+	require.Equal(t, 200, code)
+	require.Equal(t, float64(3), body["run"])
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	require.Equal(t, 200, rec.Code)
+	require.Contains(t, rec.Body.String(), `huabu_http_requests_total{code="202",route="POST /api/v1/canvases/{id}/runs"} 1`)
+}

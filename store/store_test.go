@@ -1,0 +1,174 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
+)
+
+func open(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "huabu.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestPackMembers(t *testing.T) {
+	for _, uids := range [][]int64{{}, {1}, {1, 2, 3}, {5, 900, 901, 1 << 40}} {
+		got, err := UnpackMembers(PackMembers(uids))
+		require.NoError(t, err)
+		require.Equal(t, len(uids), len(got))
+		for i := range uids {
+			require.Equal(t, uids[i], got[i])
+		}
+	}
+	got, err := UnpackMembers(PackMembers([]int64{9, 3, 5}))
+	require.NoError(t, err)
+	require.Equal(t, []int64{3, 5, 9}, got, "members are stored sorted")
+	dense := make([]int64, PageSize)
+	for i := range dense {
+		dense[i] = int64(100000 + i)
+	}
+	require.Less(t, len(PackMembers(dense)), 1010, "a dense page is about a byte a member")
+	_, err = UnpackMembers([]byte{0xff})
+	require.Error(t, err)
+}
+
+func TestMigrationsAreIdempotent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huabu.db")
+	s, err := OpenSQLite(context.Background(), path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	s, err = OpenSQLite(context.Background(), path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+}
+
+func TestUpsertProfilesMergesLikeIdentify(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	_, err := s.UpsertProfiles(ctx, []ProfileUpdate{
+		{ID: "u1", Patch: []byte(`{"id":"u1","name":"张三","tags":["a"],"city":"上海"}`)},
+		{ID: "u2", Patch: []byte(`{"id":"u2","name":"李四"}`)},
+	})
+	require.NoError(t, err)
+	_, err = s.UpsertProfiles(ctx, []ProfileUpdate{{ID: "u1", Patch: []byte(`{"id":"u1","city":"北京","tags":["b"],"name":null}`)}})
+	require.NoError(t, err)
+	p, err := s.ProfileByID(ctx, "u1")
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(p.Doc, &doc))
+	require.Equal(t, map[string]any{"id": "u1", "city": "北京", "tags": []any{"b"}}, doc, "merge patch: replace, delete on null, arrays replaced")
+	n, err := s.CountProfiles(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n)
+
+	require.NoError(t, s.UpdateTags(ctx, []int64{p.UID}, []string{"vip", "b"}, []string{"x"}))
+	p, _ = s.ProfileByID(ctx, "u1")
+	require.Contains(t, string(p.Doc), `"tags":["b","vip"]`)
+	uids, err := s.UIDs(ctx, []string{"u1", "u2", "nobody"})
+	require.NoError(t, err)
+	require.Len(t, uids, 2)
+}
+
+func TestCohortPages(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	run, err := s.BeginRun(ctx, "wf/1", "c", "h", "manual")
+	require.NoError(t, err)
+	again, err := s.BeginRun(ctx, "wf/1", "c", "h", "manual")
+	require.NoError(t, err)
+	require.Equal(t, run.ID, again.ID, "a retried BeginRun finds its run")
+
+	c, err := s.CreateCohort(ctx, "1/entry", run.ID, "start", 0, time.Time{})
+	require.NoError(t, err)
+	same, err := s.CreateCohort(ctx, "1/entry", run.ID, "start", 0, time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, c.ID, same.ID, "cohort keys make creation idempotent")
+	require.NoError(t, s.WritePages(ctx, c.ID, []Page{{No: 0, Members: []int64{1, 2}}, {No: 2, Members: []int64{7}}, {No: 3}}))
+	require.NoError(t, s.WritePages(ctx, c.ID, []Page{{No: 0, Members: []int64{1, 2, 3}}}), "rewriting a page replaces it")
+	sealed, err := s.SealCohort(ctx, c.ID, 4)
+	require.NoError(t, err)
+	require.Equal(t, int64(4), sealed.Size)
+	require.True(t, sealed.Sealed)
+	pages, err := s.Pages(ctx, c.ID, 1, 4)
+	require.NoError(t, err)
+	require.Equal(t, []Page{{No: 2, Members: []int64{7}}}, pages, "empty pages are not stored")
+}
+
+// TestLedgerClaimSettleRelease walks the delivery ledger through a crash
+// and a retry: settled rows are never claimed again, a pending row left by
+// a crashed attempt becomes unknown, released rows are claimed afresh.
+func TestLedgerClaimSettleRelease(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	uids := []int64{1, 2, 3, 4, 5}
+
+	first, err := s.ClaimDeliveries(ctx, 1, "push", "sms", "attempt-1/page-0", uids)
+	require.NoError(t, err)
+	require.ElementsMatch(t, uids, first.Mine)
+	require.NoError(t, s.SettleDeliveries(ctx, 1, "push", []Settlement{
+		{UID: 1, State: DeliverySent, ProviderRef: "m1"},
+		{UID: 2, State: DeliveryFailed, Reason: "invalid_address"},
+	}))
+	require.NoError(t, s.ReleaseDeliveries(ctx, 1, "push", "attempt-1/page-0", []int64{3}), "3 was rate limited: certainly not sent")
+	// attempt-1 crashes here with 4 and 5 still pending.
+
+	second, err := s.ClaimDeliveries(ctx, 1, "push", "sms", "attempt-2/page-0", uids)
+	require.NoError(t, err)
+	require.Equal(t, []int64{3}, second.Mine, "only the released row is sent again")
+	require.Equal(t, map[int64]string{1: DeliverySent, 2: DeliveryFailed, 4: DeliveryUnknown, 5: DeliveryUnknown}, second.Done)
+
+	resumed, err := s.ClaimDeliveries(ctx, 1, "push", "sms", "attempt-2/page-0", uids)
+	require.NoError(t, err)
+	require.Equal(t, []int64{3}, resumed.Mine, "the same attempt resumes its own pending rows")
+
+	require.NoError(t, s.SettleDeliveries(ctx, 1, "push", []Settlement{{UID: 3, State: DeliverySent, Channel: "push"}}))
+	counts, _, err := s.Counts(ctx, "", 1)
+	require.NoError(t, err)
+	c := counts["push"]
+	require.Equal(t, int64(2), c.Sent)
+	require.Equal(t, map[string]int64{"invalid_address": 1}, c.Failed)
+	require.Equal(t, int64(2), c.Unknown)
+}
+
+func TestOutboxAndCounts(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	run, err := s.BeginRun(ctx, "wf/2", "promo", "h", "manual")
+	require.NoError(t, err)
+	require.NoError(t, s.WriteOutbox(ctx, []channels.OutboxRecord{
+		{CanvasID: "promo", RunID: fmt.Sprint(run.ID), StepID: "hello", Channel: "sms", Recipient: channels.Recipient{UserID: "u1", Address: "13800000000"},
+			Message: canvases.Message{Template: "SMS_1", Params: map[string]string{"name": "张三"}}, At: time.Now()},
+	}))
+	msgs, err := s.Outbox(ctx, "promo", 10)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	require.Equal(t, "13800000000", msgs[0].Address)
+	require.JSONEq(t, `{"template":"SMS_1","params":{"name":"张三"}}`, string(msgs[0].Message))
+
+	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 9, 100))
+	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 9, 100), "entries are idempotent per cohort")
+	require.NoError(t, s.RecordCohortExit(ctx, run.ID, "hello", 9, "completed", 98))
+	require.NoError(t, s.RecordExits(ctx, run.ID, "hello", "exit_event", []int64{5, 6}))
+	c, err := s.CreateCohort(ctx, "x", run.ID, "hello", 0, time.Time{})
+	require.NoError(t, err)
+	require.NoError(t, s.WritePages(ctx, c.ID, []Page{{No: 0, Members: []int64{5, 7}}}))
+	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", c.ID, 2))
+	require.NoError(t, s.RecordConversions(ctx, run.ID, []int64{5, 8}, time.Now()))
+	counts, converted, err := s.Counts(ctx, "promo", 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(102), counts["hello"].Entered)
+	require.Equal(t, int64(100), counts["hello"].Exited)
+	require.Equal(t, int64(2), converted)
+	require.Equal(t, int64(1), counts["hello"].Converted, "user 5 entered hello and converted")
+}

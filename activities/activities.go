@@ -36,6 +36,10 @@ type Store interface {
 	ExitedAmong(ctx context.Context, runID int64, uids []int64) (map[int64]bool, error)
 	LastEntries(ctx context.Context, canvasID string, uids []int64) (map[int64]time.Time, error)
 
+	GetCohort(ctx context.Context, id int64) (store.Cohort, error)
+	RegisterWait(ctx context.Context, w store.Wait) error
+	CollectArrivals(ctx context.Context, waiting store.Cohort, seq int, final bool) (store.Collected, error)
+
 	ClaimDeliveries(ctx context.Context, runID int64, stepID, channel, batch string, uids []int64) (store.Claim, error)
 	SettleDeliveries(ctx context.Context, runID int64, stepID string, settlements []store.Settlement) error
 	ReleaseDeliveries(ctx context.Context, runID int64, stepID, batch string, uids []int64) error
@@ -103,6 +107,9 @@ type compiledPlan struct {
 	audience   *canvases.Condition
 	branches   map[string][]*canvases.Condition // step id → arm conditions (nil for else)
 	exitEvents bool                             // members can leave mid-run: filter exits when reading pages
+	// needsEntries: something reads who entered the run (re-entry rules,
+	// exit and goal events, waits for an event), so entries are recorded.
+	needsEntries bool
 	templates  *templateCache
 }
 
@@ -136,6 +143,12 @@ func (a *Activities) compiled(ctx context.Context, hash string) (*compiledPlan, 
 		}
 	}
 	cp.exitEvents = plan.Exit != nil
+	cp.needsEntries = plan.Entry.Reentry != canvases.ReentryAlways || plan.Exit != nil || plan.Goal != nil
+	for _, s := range plan.Steps {
+		if s.Wait != nil && s.Wait.Kind == canvases.WaitEvent {
+			cp.needsEntries = true
+		}
+	}
 	actual, _ := a.plans.LoadOrStore(hash, cp)
 	return actual.(*compiledPlan), nil
 }

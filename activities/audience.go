@@ -234,10 +234,7 @@ func (e *entrant) write(ctx context.Context, uids []int64, cur *entryCursor) err
 	if len(pages) == 0 {
 		return nil
 	}
-	// Entries are recorded when anything reads them: re-entry rules, and
-	// exit or goal events that must find the runs a user is in.
-	record := e.cp.plan.Entry.Reentry != canvases.ReentryAlways || e.cp.plan.Exit != nil || e.cp.plan.Goal != nil
-	if err := e.a.Store.AddCohortPages(ctx, e.cohort, pages, e.in.CanvasID, e.in.RunID, record); err != nil {
+	if err := e.a.Store.AddCohortPages(ctx, e.cohort, pages, e.in.CanvasID, e.in.RunID, e.cp.needsEntries); err != nil {
 		return err
 	}
 	cur.Entered += int64(len(uids))

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -34,6 +35,7 @@ type Config struct {
 	Tags     map[string]string         `yaml:"tags"`
 	Channels map[string]map[string]any `yaml:"channels"`
 	Policy   PolicyConfig              `yaml:"policy"`
+	Triggers TriggersConfig            `yaml:"triggers"`
 
 	// File is the path the config was read from ("" for the built-in one);
 	// Dir is what relative paths are resolved against.
@@ -52,6 +54,19 @@ type TemporalConfig struct {
 
 // Embedded reports whether Huabu should start its own Temporal server.
 func (t TemporalConfig) Embedded() bool { return t.Address == "" || t.Address == "embedded" }
+
+// TriggersConfig tunes how events start journeys.
+type TriggersConfig struct {
+	// Window is how long entries of an event-triggered canvas gather before
+	// they start one run together (default 200ms).
+	Window string `yaml:"window"`
+}
+
+// EntryWindow is the parsed Window.
+func (t TriggersConfig) EntryWindow() time.Duration {
+	d, _ := time.ParseDuration(t.Window)
+	return d
+}
 
 type StoreConfig struct {
 	Driver string `yaml:"driver"` // sqlite | postgres
@@ -234,6 +249,11 @@ func (c *Config) check() error {
 			if allowed := providers[section]; !slices.Contains(allowed, ps) {
 				return fmt.Errorf("channels.%s.provider: %q is not one of %s", section, ps, strings.Join(allowed, ", "))
 			}
+		}
+	}
+	if c.Triggers.Window != "" {
+		if d, err := time.ParseDuration(c.Triggers.Window); err != nil || d <= 0 || d > time.Minute {
+			return fmt.Errorf("triggers.window: %q is not a duration between 1ms and 1m (e.g. 200ms)", c.Triggers.Window)
 		}
 	}
 	if q := c.Policy.QuietHours; q != nil && q.Action == "" {

@@ -26,14 +26,16 @@ type Store interface {
 
 // Report is a canvas's counts, for one run or all of them.
 type Report struct {
-	CanvasID  string              `json:"canvas"`
-	Name      string              `json:"name"`
-	PlanHash  string              `json:"plan"`
-	RunID     int64               `json:"run,omitempty"` // 0: every run
-	Runs      []RunSummary        `json:"runs"`
-	Entered   int64               `json:"entered"`
-	Converted int64               `json:"converted"`
-	Steps     []*store.StepCounts `json:"steps"`
+	CanvasID  string       `json:"canvas"`
+	Name      string       `json:"name"`
+	PlanHash  string       `json:"plan"`
+	RunID     int64        `json:"run,omitempty"` // 0: every run
+	Runs      []RunSummary `json:"runs"`
+	Entered   int64        `json:"entered"`
+	Converted int64        `json:"converted"`
+	// ExitedEarly counts users who left through the canvas's exit event.
+	ExitedEarly int64               `json:"exited_early"`
+	Steps       []*store.StepCounts `json:"steps"`
 }
 
 // RunSummary is one run in a report.
@@ -92,6 +94,10 @@ func Build(ctx context.Context, st Store, canvasID string, runID int64) (*Report
 		return nil, err
 	}
 	r.Converted = converted
+	if early := counts[""]; early != nil {
+		r.ExitedEarly = early.Exited
+		delete(counts, "")
+	}
 	for _, s := range plan.Steps {
 		c := counts[s.ID]
 		if c == nil {
@@ -126,7 +132,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		scope = fmt.Sprintf("run %d", r.RunID)
 	}
 	fmt.Fprintf(w, "%s (%s) — %s, plan %s\n", r.CanvasID, r.Name, scope, r.PlanHash)
-	fmt.Fprintf(w, "runs: %d   entered: %d   converted: %d\n\n", len(r.Runs), r.Entered, r.Converted)
+	fmt.Fprintf(w, "runs: %d   entered: %d   converted: %d   left by exit event: %d\n\n", len(r.Runs), r.Entered, r.Converted, r.ExitedEarly)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tENTERED\tSENT\tFAILED\tSUPPRESSED\tUNKNOWN\tEXITED\tCONVERTED")
 	for _, s := range r.Steps {

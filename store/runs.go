@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -167,7 +168,7 @@ func (s *SQLite) WritePages(ctx context.Context, cohortID int64, pages []Page) e
 }
 
 func writePages(ctx context.Context, tx *sql.Tx, cohortID int64, pages []Page) error {
-	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO cohort_pages (cohort_id, page, n, members) VALUES (?, ?, ?, ?)`)
+	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO cohort_pages (cohort_id, page, n, min_uid, max_uid, members) VALUES (?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -179,7 +180,9 @@ func writePages(ctx context.Context, tx *sql.Tx, cohortID int64, pages []Page) e
 		if len(p.Members) > PageSize {
 			return fmt.Errorf("page %d has %d members; at most %d", p.No, len(p.Members), PageSize)
 		}
-		if _, err := st.ExecContext(ctx, cohortID, p.No, len(p.Members), PackMembers(p.Members)); err != nil {
+		packed := PackMembers(p.Members) // sorts
+		lo, hi := slices.Min(p.Members), slices.Max(p.Members)
+		if _, err := st.ExecContext(ctx, cohortID, p.No, len(p.Members), lo, hi, packed); err != nil {
 			return err
 		}
 	}
@@ -268,7 +271,7 @@ func (s *SQLite) LastEntries(ctx context.Context, canvasID string, uids []int64)
 	if len(uids) == 0 {
 		return out, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT uid, entered_at FROM entries WHERE canvas_id = ? AND uid`+inIDs, canvasID, idList(uids))
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, max(entered_at) FROM entries WHERE canvas_id = ? AND uid`+inIDs+` GROUP BY uid`, canvasID, idList(uids))
 	if err != nil {
 		return nil, err
 	}
@@ -298,8 +301,7 @@ func (s *SQLite) AddCohortPages(ctx context.Context, cohortID int64, pages []Pag
 		for _, p := range pages {
 			all = append(all, p.Members...)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO entries (canvas_id, uid, run_id, entered_at) SELECT ?, value, ?, ? FROM json_each(?) WHERE true
-			ON CONFLICT(canvas_id, uid) DO UPDATE SET run_id = excluded.run_id, entered_at = excluded.entered_at WHERE entries.run_id <> excluded.run_id`,
+		_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO entries (canvas_id, uid, run_id, entered_at) SELECT ?, value, ?, ? FROM json_each(?)`,
 			canvasID, runID, now, idList(all))
 		return err
 	})

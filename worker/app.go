@@ -22,6 +22,7 @@ import (
 	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/triggers"
 	"github.com/huabu/huabu/worker/embedded"
 	"github.com/huabu/huabu/workflows"
 )
@@ -56,6 +57,9 @@ type App struct {
 	http     *http.Server
 	httpAddr string
 	ready    atomic.Bool
+
+	router     *triggers.Router
+	stopRouter func()
 }
 
 // StorePath is where the SQLite store of a config lives.
@@ -142,6 +146,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, fmt.Errorf("temporal worker: %w", err)
 	}
 
+	app.startRouter()
 	if !opts.NoDeploy {
 		res, err := app.DeployConfigured(ctx)
 		if errors.Is(err, ErrInvalidCanvases) {
@@ -191,6 +196,9 @@ func (app *App) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, app.http.Shutdown(ctx))
 		cancel()
+	}
+	if app.stopRouter != nil {
+		app.stopRouter() // starts the runs of entries still gathering
 	}
 	if app.worker != nil {
 		app.worker.Stop()

@@ -47,7 +47,11 @@ func startExampleApp(t *testing.T, extraCanvases map[string]string) *App {
 	text := strings.Replace(string(src), "listen: 127.0.0.1:8080", "listen: 127.0.0.1:0", 1)
 	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(text))
 	require.NoError(t, err)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logw io.Writer = io.Discard
+	if testing.Verbose() {
+		logw = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	app, err := Start(context.Background(), Options{Config: cfg, DataDir: filepath.Join(dir, "data"), Logger: log})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })

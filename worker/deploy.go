@@ -72,6 +72,9 @@ func (app *App) Deploy(ctx context.Context, files []canvases.File, problems canv
 		}
 		res.Canvases = append(res.Canvases, Deployed{ID: p.ID, Plan: p.ShortHash(), Changed: changed, Schedule: action})
 	}
+	if app.router != nil {
+		defer func() { _ = app.router.Refresh(ctx) }()
+	}
 	if !complete {
 		return res, nil
 	}

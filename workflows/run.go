@@ -42,9 +42,17 @@ type Token struct {
 	// Deadline: awaiting an event at the wait step Step until then.
 	Deadline time.Time `json:"deadline,omitzero"`
 	// Resume says the token comes back to a step it already entered:
-	// "timeout" when an event wait's timeout fired.
+	// "waiting" while it waits for an event, "collect" to take arrivals on,
+	// "timeout" when the wait's timeout fired.
 	Resume string `json:"resume,omitempty"`
+	// Seq numbers the collections of an event wait's arrivals, so that
+	// each collection (retried or not) makes its own, stable child cohort.
+	Seq int `json:"seq,omitempty"`
 }
+
+// ArrivalsSignal tells a run that users it waits for sent the event: the
+// router records arrivals in the store and signals (at most once per batch).
+const ArrivalsSignal = "arrivals"
 
 // Stats are a run's running totals.
 type Stats struct {
@@ -186,10 +194,26 @@ func (r *runner) loop(ctx workflow.Context, tokens []Token) ([]Token, error) {
 			delete(sleeping, id)
 			if !t.Deadline.IsZero() {
 				t.Resume = resumeTimeout // the event wait's timeout fired
+				t.Seq++
 			}
 			t.WakeAt, t.Deadline = time.Time{}, time.Time{}
 			runnable = append(runnable, t)
 		})
+	}
+	// collect queues a collection of arrivals for every event wait: each
+	// takes the next seq, kept in the sleeping token across continue-as-new.
+	collect := func() {
+		for _, id := range order {
+			t, ok := sleeping[id]
+			if !ok || t.Resume != resumeWaiting {
+				continue
+			}
+			t.Seq++
+			sleeping[id] = t
+			c := t
+			c.Resume, c.Deadline = resumeCollect, time.Time{}
+			runnable = append(runnable, c)
+		}
 	}
 	place := func(t Token) {
 		if t.WakeAt.IsZero() && t.Deadline.IsZero() {
@@ -201,6 +225,16 @@ func (r *runner) loop(ctx workflow.Context, tokens []Token) ([]Token, error) {
 	for _, t := range tokens {
 		place(t)
 	}
+	// Arrivals may have been recorded while the run continued as new (its
+	// signal then went to the old run): look once at the start.
+	collect()
+	arrivals := workflow.GetSignalChannel(ctx, ArrivalsSignal)
+	sel.AddReceive(arrivals, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		for c.ReceiveAsync(nil) { // signals that came together are one collection
+		}
+		collect()
+	})
 	done := workflow.NewChannel(ctx)
 	inFlight := 0
 	// The status query lets `huabu run --wait` stop waiting once a run only
@@ -281,5 +315,9 @@ type Waiting struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 }
 
-// resumeTimeout marks a wait-for-event token whose timeout fired.
-const resumeTimeout = "timeout"
+// Phases of a token at a wait for an event.
+const (
+	resumeWaiting = "waiting" // asleep until the deadline, taking arrivals
+	resumeCollect = "collect" // take the arrivals so far on to the next step
+	resumeTimeout = "timeout" // the deadline passed: arrivals on, the rest the timeout way
+)

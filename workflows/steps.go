@@ -119,16 +119,43 @@ func (r *runner) wait(ctx workflow.Context, step *canvases.Step, t Token, in act
 		}
 		return out, nil
 	case canvases.WaitEvent:
-		if t.Resume != resumeTimeout {
-			return []Token{{Cohort: t.Cohort, Step: step.ID, Deadline: now.Add(w.Timeout.Std()), Resume: "waiting"}}, nil
+		sctx := workflow.WithActivityOptions(ctx, shortActivity)
+		switch t.Resume {
+		case "":
+			deadline := now.Add(w.Timeout.Std())
+			if err := workflow.ExecuteActivity(sctx, a.AwaitEvent, activities.AwaitInput{StepInput: in, Event: w.Event, Deadline: deadline}).Get(sctx, nil); err != nil {
+				return nil, err
+			}
+			return []Token{{Cohort: t.Cohort, Step: step.ID, Deadline: deadline, Resume: resumeWaiting}}, nil
+		case resumeCollect, resumeTimeout:
+			final := t.Resume == resumeTimeout
+			pctx := workflow.WithActivityOptions(ctx, pageActivity)
+			var got activities.Collected
+			if err := workflow.ExecuteActivity(pctx, a.CollectArrivals, activities.CollectInput{StepInput: in, Seq: t.Seq, Final: final}).Get(pctx, &got); err != nil {
+				return nil, err
+			}
+			var out []Token
+			if got.Arrived.Size > 0 {
+				next, err := r.next(ctx, step, got.Arrived, step.Next)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, next...)
+			}
+			if final && got.TimedOut.Size > 0 {
+				target := w.OnTimeout
+				if target == "" {
+					target = step.Next
+				}
+				next, err := r.next(ctx, step, got.TimedOut, target)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, next...)
+			}
+			return out, nil
 		}
-		// The timeout fired. Until events reach running cohorts, nobody has
-		// arrived, so everyone takes the timeout path.
-		target := w.OnTimeout
-		if target == "" {
-			target = step.Next
-		}
-		return r.next(ctx, step, t.Cohort, target)
+		return nil, fmt.Errorf("step %s: unexpected phase %q", step.ID, t.Resume)
 	}
 	return nil, fmt.Errorf("step %s: unknown wait %q", step.ID, w.Kind)
 }

@@ -59,9 +59,12 @@ CREATE TABLE cohort_pages (
   cohort_id INTEGER NOT NULL,
   page      INTEGER NOT NULL,
   n         INTEGER NOT NULL,
+  min_uid   INTEGER NOT NULL,              -- pages of a cohort hold increasing, disjoint uid ranges,
+  max_uid   INTEGER NOT NULL,              -- so one indexed lookup answers "is this user in the cohort"
   members   BLOB NOT NULL,
   PRIMARY KEY (cohort_id, page)
 ) WITHOUT ROWID;
+CREATE INDEX cohort_pages_uid ON cohort_pages(cohort_id, max_uid);
 
 CREATE TABLE step_entries (
   run_id    INTEGER NOT NULL,
@@ -107,14 +110,16 @@ CREATE TABLE exits (
   PRIMARY KEY (run_id, uid)
 ) WITHOUT ROWID;
 
+-- Who entered which run: re-entry rules, and the runs an event may concern
+-- (exits, goals, waits for an event).
 CREATE TABLE entries (
   canvas_id  TEXT NOT NULL,
   uid        INTEGER NOT NULL,
   run_id     INTEGER NOT NULL,
   entered_at INTEGER NOT NULL,
-  PRIMARY KEY (canvas_id, uid)
+  PRIMARY KEY (canvas_id, uid, run_id)
 ) WITHOUT ROWID;
-CREATE INDEX entries_uid ON entries(uid);
+CREATE INDEX entries_uid ON entries(uid, run_id);
 
 CREATE TABLE conversions (
   run_id INTEGER NOT NULL,

@@ -1,0 +1,120 @@
+package worker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/store"
+)
+
+const waitCanvas = `
+id: coupon-wait
+trigger: {manual: {}}
+audience: 'user.city in ["上海", "北京", "杭州", "深圳"]'
+exit: {event: unsubscribe}
+steps:
+  - id: coupon
+    push: {channel: outbox, text: 券已到账}
+  - id: wait-use
+    wait: {event: coupon_used, when: 'event.coupon == "C1"', timeout: 1h, on_timeout: remind}
+  - id: thanks
+    push: {channel: outbox, text: 感谢使用}
+    next: done
+  - id: remind
+    push: {channel: outbox, text: 券快过期了}
+  - id: done
+    exit: {}
+`
+
+func sendEvents(t *testing.T, app *App, name string, props map[string]any, users ...string) {
+	t.Helper()
+	ids, err := app.Store().UIDs(context.Background(), users)
+	require.NoError(t, err)
+	var evs []ingest.Event
+	for i, u := range users {
+		evs = append(evs, ingest.Event{ID: time.Now().UnixNano() + int64(i), UID: ids[u], UserID: u, Name: name, Properties: props,
+			Timestamp: time.Now(), ReceivedAt: time.Now(), FromRealtime: true})
+	}
+	app.EventSink().Events(context.Background(), evs)
+}
+
+func outboxOf(t *testing.T, app *App, canvas, step string) map[string]bool {
+	msgs, err := app.Store().Outbox(context.Background(), canvas, 10000)
+	require.NoError(t, err)
+	got := map[string]bool{}
+	for _, m := range msgs {
+		if m.StepID == step {
+			got[m.UserID] = true
+		}
+	}
+	return got
+}
+
+// TestEventsReachCanvases drives the router on the embedded server: an event
+// trigger, a wait for an event, an exit and a goal, each within a second.
+func TestEventsReachCanvases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	app := startExampleApp(t, map[string]string{"coupon-wait.yaml": waitCanvas})
+	ctx := context.Background()
+
+	// An event trigger: purchases of 500 or more start the follow-up.
+	start := time.Now()
+	sendEvents(t, app, "purchase", map[string]any{"amount": 599.0}, "u001", "u003")
+	sendEvents(t, app, "purchase", map[string]any{"amount": 99.0}, "u002")
+	require.Eventually(t, func() bool { return len(outboxOf(t, app, "purchase-followup", "thank-you")) == 2 }, 5*time.Second, 10*time.Millisecond)
+	t.Logf("purchase → thank-you in the outbox: %s", time.Since(start).Round(time.Millisecond))
+	require.Less(t, time.Since(start), 2*time.Second)
+	got := outboxOf(t, app, "purchase-followup", "thank-you")
+	require.True(t, got["u001"] && got["u003"] && !got["u002"])
+
+	// A later purchase is a conversion of the run the user is in.
+	sendEvents(t, app, "purchase", map[string]any{"amount": 50.0}, "u001")
+	require.Eventually(t, func() bool {
+		rep, err := app.Report(ctx, "purchase-followup", 0)
+		return err == nil && rep.Converted == 1
+	}, 5*time.Second, 20*time.Millisecond)
+
+	// A wait for an event: the user who uses the coupon leaves the wait now.
+	started, err := app.StartRun(ctx, "coupon-wait", nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := app.RunStatus(ctx, started.WorkflowID)
+		return err == nil && st.Active == 0 && st.Waiting != nil
+	}, 10*time.Second, 20*time.Millisecond)
+	entered := outboxOf(t, app, "coupon-wait", "coupon")
+	require.GreaterOrEqual(t, len(entered), 2)
+	var user, other string
+	for u := range entered {
+		if user == "" {
+			user = u
+		} else if other == "" {
+			other = u
+		}
+	}
+	start = time.Now()
+	sendEvents(t, app, "coupon_used", map[string]any{"coupon": "C2"}, other) // not the awaited coupon
+	sendEvents(t, app, "coupon_used", map[string]any{"coupon": "C1"}, user)
+	require.Eventually(t, func() bool { return outboxOf(t, app, "coupon-wait", "thanks")[user] }, 5*time.Second, 10*time.Millisecond)
+	t.Logf("coupon_used → thanks in the outbox: %s", time.Since(start).Round(time.Millisecond))
+	require.Less(t, time.Since(start), time.Second)
+	require.False(t, outboxOf(t, app, "coupon-wait", "thanks")[other], "a coupon_used event that fails the wait's condition")
+
+	// The exit event takes a user out of the run.
+	sendEvents(t, app, "unsubscribe", nil, other)
+	require.Eventually(t, func() bool {
+		runs, _ := app.Store().Runs(ctx, "coupon-wait", 1)
+		ids, _ := app.Store().UIDs(ctx, []string{other})
+		exited, _ := app.Store().ExitedAmong(ctx, runs[0].ID, []int64{ids[other]})
+		return exited[ids[other]]
+	}, 5*time.Second, 20*time.Millisecond)
+	rep, err := app.Report(ctx, "coupon-wait", 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), rep.ExitedEarly)
+	_ = store.RunRunning
+}

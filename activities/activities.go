@@ -44,6 +44,8 @@ type Store interface {
 	SettleDeliveries(ctx context.Context, runID int64, stepID string, settlements []store.Settlement) error
 	ReleaseDeliveries(ctx context.Context, runID int64, stepID, batch string, uids []int64) error
 	WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error
+	RecordTouches(ctx context.Context, runID int64, channel string, uids []int64, at time.Time) error
+	Touches(ctx context.Context, uids []int64, since time.Time) (map[int64]map[string]int, error)
 }
 
 // ChannelSet gives the channel behind each catalogue name.
@@ -62,6 +64,8 @@ type Activities struct {
 	// Parallel is how many goroutines evaluate conditions and render
 	// messages inside one activity (defaults to 4).
 	Parallel int
+	// Policy is the deployment's quiet hours and frequency caps.
+	Policy Policy
 
 	plans sync.Map // hash → *compiledPlan
 }
@@ -110,7 +114,7 @@ type compiledPlan struct {
 	// needsEntries: something reads who entered the run (re-entry rules,
 	// exit and goal events, waits for an event), so entries are recorded.
 	needsEntries bool
-	templates  *templateCache
+	templates    *templateCache
 }
 
 func (a *Activities) compiled(ctx context.Context, hash string) (*compiledPlan, error) {

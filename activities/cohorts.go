@@ -13,7 +13,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/store"
 )
 
@@ -318,66 +317,65 @@ func (a *Activities) Exit(ctx context.Context, in ExitInput) (int64, error) {
 	return count, a.Store.RecordCohortExit(ctx, in.RunID, in.StepID, in.Cohort.ID, in.Reason, count)
 }
 
-// StaffTask records one task per owner in the outbox: how many customers and
-// the text to send them. The WeCom mass-send, reminders and escalation are
-// the staff SOP loop's (a later step of the roadmap); the outbox shows what
-// each staff member would be asked to do.
-func (a *Activities) StaffTask(ctx context.Context, in StepInput) (int64, error) {
-	cp, step, err := a.planStep(ctx, in)
+// SubtractInput names a cohort and cohorts of the same page layout whose
+// members leave it (users quiet hours held back at a push step).
+type SubtractInput struct {
+	RunID  int64       `json:"run_id"`
+	StepID string      `json:"step_id"`
+	Cohort CohortRef   `json:"cohort"`
+	Minus  []CohortRef `json:"minus"`
+}
+
+// Subtract writes the cohort's members that are in none of Minus into a new
+// cohort. Deferred cohorts keep the page numbers of the cohort they came
+// from, so each page only meets its own counterparts.
+func (a *Activities) Subtract(ctx context.Context, in SubtractInput) (CohortRef, error) {
+	key := fmt.Sprintf("%d/%s/%d/rest", in.RunID, in.StepID, in.Cohort.ID)
+	out, err := a.Store.CreateCohort(ctx, key, in.RunID, in.StepID, in.Cohort.ID, time.Time{})
 	if err != nil {
-		return 0, err
+		return CohortRef{}, err
 	}
-	counts := map[string]int64{}
 	var cur pageCursor
-	err = a.eachPage(ctx, cp, in, &cur, func(p store.Page) error {
-		rows, err := a.Store.Profiles(ctx, p.Members)
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &cur)
+	}
+	for cur.NextPage < in.Cohort.PageSpan {
+		to := min(cur.NextPage+64, in.Cohort.PageSpan)
+		pages, err := a.Store.Pages(ctx, in.Cohort.ID, cur.NextPage, to)
 		if err != nil {
-			return err
+			return CohortRef{}, err
 		}
-		for _, r := range rows {
-			var doc struct {
-				Owner string `json:"owner"`
+		gone := map[int64]bool{}
+		for _, m := range in.Minus {
+			held, err := a.Store.Pages(ctx, m.ID, cur.NextPage, to)
+			if err != nil {
+				return CohortRef{}, err
 			}
-			_ = json.Unmarshal(r.Doc, &doc)
-			if step.StaffTask.To == canvases.StaffToStaff {
-				counts[r.ID]++
-			} else if doc.Owner != "" {
-				counts[doc.Owner]++
+			for _, p := range held {
+				for _, u := range p.Members {
+					gone[u] = true
+				}
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	staffIDs := sortedKeys(counts)
-	staff, err := a.Store.StaffByIDs(ctx, staffIDs)
-	if err != nil {
-		return 0, err
-	}
-	env := a.Compiler.Env()
-	var records []channels.OutboxRecord
-	cache := newTemplateCache()
-	for _, id := range staffIDs {
-		member := staff[id]
-		member.UserID = id
-		r := &renderer{cache: cache, data: map[string]any{
-			"staff": env.Normalize("staff", staffDoc(member)),
-			"task":  map[string]any{"customers": counts[id], "deadline": time.Time{}},
-		}}
-		msg, err := r.message(&canvases.Message{Text: step.StaffTask.Text, Description: step.StaffTask.Notice, Attachments: step.StaffTask.Attachments})
-		if err != nil {
-			return 0, temporal.NewNonRetryableApplicationError("staff task text: "+err.Error(), "RenderError", err)
+		kept := make([]store.Page, 0, len(pages))
+		for _, p := range pages {
+			members := p.Members
+			if len(gone) > 0 {
+				members = slices.DeleteFunc(slices.Clone(p.Members), func(u int64) bool { return gone[u] })
+			}
+			if len(members) > 0 {
+				kept = append(kept, store.Page{No: p.No, Members: members})
+			}
 		}
-		records = append(records, channels.OutboxRecord{
-			CanvasID: in.CanvasID, RunID: fmt.Sprint(in.RunID), StepID: step.ID, Channel: "staff_task",
-			Recipient: channels.Recipient{UserID: id, Address: id}, Message: *msg, At: a.now(),
-		})
+		if err := a.Store.WritePages(ctx, out.ID, kept); err != nil {
+			return CohortRef{}, err
+		}
+		cur.NextPage = to
+		activity.RecordHeartbeat(ctx, cur)
 	}
-	// One record per staff member and step: a retry rewrites nothing twice
-	// because the run's step is recorded once the activity completes.
-	if err := a.Store.WriteOutbox(ctx, records); err != nil {
-		return 0, err
+	sealed, err := a.Store.SealCohort(ctx, out.ID, in.Cohort.PageSpan)
+	if err != nil {
+		return CohortRef{}, err
 	}
-	return int64(len(records)), nil
+	return refOf(sealed), nil
 }

@@ -35,6 +35,9 @@ type SendResult struct {
 	Suppressed int64 `json:"suppressed"`
 	Unknown    int64 `json:"unknown"`
 	Skipped    int64 `json:"skipped"` // decided by an earlier attempt, or exited
+	// Deferred are users held back by quiet hours, as cohorts to send this
+	// step to at their wake times.
+	Deferred []CohortRef `json:"deferred,omitempty"`
 }
 
 func (r *SendResult) add(o SendResult) {
@@ -49,6 +52,9 @@ func (r *SendResult) add(o SendResult) {
 type sendCursor struct {
 	NextPage int64      `json:"next_page"`
 	Result   SendResult `json:"result"`
+	// Deferred maps wake times (RFC 3339) to the cohorts deferred users
+	// were written into, so a resumed attempt seals the same ones.
+	Deferred map[string]int64 `json:"deferred,omitempty"`
 }
 
 // Send delivers a push step to a range of cohort pages, through the ledger.
@@ -67,7 +73,7 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 	}
 	info := activity.GetInfo(ctx)
 	attempt := fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
-	s := &sender{a: a, cp: cp, in: in, push: step.Push}
+	s := &sender{a: a, cp: cp, in: in, push: step.Push, policy: a.policyFor(cp.plan), cur: &cur}
 	for cur.NextPage < in.To {
 		pages, err := a.Store.Pages(ctx, in.Cohort.ID, cur.NextPage, min(cur.NextPage+8, in.To))
 		if err != nil {
@@ -87,6 +93,13 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 			cur.NextPage = p.No + 1
 			activity.RecordHeartbeat(ctx, cur)
 		}
+	}
+	for _, wake := range sortedKeys(cur.Deferred) {
+		c, err := a.Store.SealCohort(ctx, cur.Deferred[wake], in.Cohort.PageSpan)
+		if err != nil {
+			return cur.Result, err
+		}
+		cur.Result.Deferred = append(cur.Result.Deferred, refOf(c))
 	}
 	return cur.Result, nil
 }
@@ -150,10 +163,12 @@ func sleepHeartbeating(ctx context.Context, d time.Duration, details any) error 
 
 // sender is one Send activity's state.
 type sender struct {
-	a    *Activities
-	cp   *compiledPlan
-	in   SendInput
-	push *canvases.Push
+	a      *Activities
+	cp     *compiledPlan
+	in     SendInput
+	push   *canvases.Push
+	policy effective
+	cur    *sendCursor // nil for SendOne
 }
 
 // outgoing is one recipient's delivery on its way to a channel.
@@ -186,6 +201,23 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 	if len(members) == 0 {
 		return res, nil
 	}
+	// Policy first: quiet hours hold users back (or drop them), caps drop
+	// those who had enough. Staff notices are operational and exempt.
+	var verdicts map[int64]verdict
+	var preloaded []store.ProfileRow
+	if s.policy.active() && s.push.To == canvases.ToUser {
+		rows, err := s.a.Store.Profiles(ctx, members)
+		if err != nil {
+			return res, err
+		}
+		if verdicts, err = s.a.judge(ctx, s.policy, s.push.Channel, s.a.now(), rows); err != nil {
+			return res, err
+		}
+		if members, err = s.deferQuiet(ctx, p.No, members, verdicts); err != nil {
+			return res, err
+		}
+		preloaded = rows
+	}
 	claim, err := s.a.Store.ClaimDeliveries(ctx, s.in.RunID, s.in.StepID, s.push.Channel, batch, members)
 	if err != nil {
 		return res, err
@@ -195,7 +227,16 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 		return res, nil
 	}
 	res.Recipients = int64(len(claim.Mine))
-	rows, err := s.a.Store.Profiles(ctx, claim.Mine)
+	var settle []store.Settlement
+	mine := claim.Mine[:0:0]
+	for _, u := range claim.Mine {
+		if v := verdicts[u]; v.suppress != "" {
+			settle = append(settle, store.Settlement{UID: u, State: store.DeliverySuppressed, Reason: v.suppress})
+		} else {
+			mine = append(mine, u)
+		}
+	}
+	rows, err := s.profilesOf(ctx, mine, preloaded)
 	if err != nil {
 		return res, err
 	}
@@ -204,9 +245,8 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 		return res, err
 	}
 	keyBase := fmt.Sprintf("%d/%s/%d", s.in.RunID, s.in.StepID, p.No)
-	var settle []store.Settlement
 	var fallback []int64
-	primary, bad := s.prepare(s.push.Channel, &s.push.Message, users, owners, claim.Mine)
+	primary, bad := s.prepare(s.push.Channel, &s.push.Message, users, owners, mine)
 	for _, b := range bad {
 		if s.push.Fallback != nil && b.Reason == channels.ReasonNoAddress {
 			fallback = append(fallback, b.UID)
@@ -235,6 +275,11 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 	}
 	if err := s.a.Store.SettleDeliveries(ctx, s.in.RunID, s.in.StepID, settle); err != nil {
 		return res, err
+	}
+	if len(s.policy.caps) > 0 {
+		if err := s.touch(ctx, settle); err != nil {
+			return res, err
+		}
 	}
 	for _, st := range settle {
 		switch st.State {
@@ -692,4 +737,80 @@ func (a addresses) asDoc() map[string]any {
 		}
 	}
 	return doc
+}
+
+// profilesOf returns the profiles of uids, from rows already loaded if any.
+func (s *sender) profilesOf(ctx context.Context, uids []int64, loaded []store.ProfileRow) ([]store.ProfileRow, error) {
+	if loaded == nil {
+		return s.a.Store.Profiles(ctx, uids)
+	}
+	want := make(map[int64]bool, len(uids))
+	for _, u := range uids {
+		want[u] = true
+	}
+	out := make([]store.ProfileRow, 0, len(uids))
+	for _, r := range loaded {
+		if want[r.UID] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// deferQuiet writes users held back by quiet hours into cohorts by wake
+// time (keyed by this activity's page range, so a retry writes the same
+// pages) and returns the members to send to now.
+func (s *sender) deferQuiet(ctx context.Context, page int64, members []int64, verdicts map[int64]verdict) ([]int64, error) {
+	byWake := map[string][]int64{}
+	kept := members[:0:0]
+	for _, u := range members {
+		if w := verdicts[u].deferUntil; !w.IsZero() {
+			key := w.UTC().Truncate(time.Minute).Format(time.RFC3339)
+			byWake[key] = append(byWake[key], u)
+		} else {
+			kept = append(kept, u)
+		}
+	}
+	if len(byWake) > 0 && s.cur == nil {
+		return members, nil // a single-user send has nowhere to defer to: send now
+	}
+	for _, wake := range sortedKeys(byWake) {
+		at, _ := time.Parse(time.RFC3339, wake)
+		id, ok := s.cur.Deferred[wake]
+		if !ok {
+			c, err := s.a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/%d/defer/%d", s.in.RunID, s.in.StepID, s.in.Cohort.ID, s.in.From, at.Unix()), s.in.RunID, s.in.StepID, s.in.Cohort.ID, at)
+			if err != nil {
+				return nil, err
+			}
+			if s.cur.Deferred == nil {
+				s.cur.Deferred = map[string]int64{}
+			}
+			id = c.ID
+			s.cur.Deferred[wake] = id
+		}
+		if err := s.a.Store.WritePages(ctx, id, []store.Page{{No: page, Members: byWake[wake]}}); err != nil {
+			return nil, err
+		}
+	}
+	return kept, nil
+}
+
+// touch records sent messages, per channel, for frequency caps.
+func (s *sender) touch(ctx context.Context, settled []store.Settlement) error {
+	byChannel := map[string][]int64{}
+	for _, st := range settled {
+		if st.State == store.DeliverySent {
+			ch := st.Channel
+			if ch == "" {
+				ch = s.push.Channel
+			}
+			byChannel[ch] = append(byChannel[ch], st.UID)
+		}
+	}
+	for _, ch := range sortedKeys(byChannel) {
+		if err := s.a.Store.RecordTouches(ctx, s.in.RunID, ch, byChannel[ch], s.a.now()); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -267,6 +267,9 @@ type Deps struct {
 	Logger *slog.Logger
 	Outbox OutboxWriter
 	Now    func() time.Time
+	// Contacts, when set, lets wecom.customer skip customers who removed
+	// their owner and send welcome messages with callback welcome codes.
+	Contacts ContactBook
 }
 
 // Factory builds a channel from its config section (after ${ENV} expansion).

@@ -43,6 +43,9 @@ var wecomConfigFields = []ConfigField{
 	{Name: "member_per_hour", Doc: "wecom.app: app messages one member may get per hour (WeCom silently drops more than 1000)", Default: "1000"},
 	{Name: "max_wait", Doc: "wecom.app: the longest a send waits for a member's rate window before reporting rate_limited", Default: "10s"},
 	{Name: "callback", Doc: "the callback token and aes_key; read by the HTTP server's /wecom/callback, not by the channels"},
+	{Name: "staff_poll_interval", Doc: "staff_task: how often mass-send results are fetched while a task is open", Default: "15m"},
+	{Name: "staff_late_window", Doc: "staff_task: how long after the deadline a task is still tracked (done then counts as late, not as not done)", Default: "6h"},
+	{Name: "directory_sync_interval", Doc: "how often the worker syncs the staff directory and customer contacts from WeCom; 0 turns it off (read by the worker)", Default: "6h"},
 }
 
 // wecomSettings is the parsed channels.wecom section.
@@ -50,6 +53,7 @@ type wecomSettings struct {
 	corpID, agentID, secret, customerSecret, baseURL string
 	timeout, maxWait                                 time.Duration
 	dupInterval, perMinute, perHour                  int
+	staffPoll, staffLate                             time.Duration
 }
 
 func parseWeCom(spec Spec, cfg map[string]any, deps Deps) (wecomSettings, error) {
@@ -71,6 +75,7 @@ func parseWeCom(spec Spec, cfg map[string]any, deps Deps) (wecomSettings, error)
 	if w.customerSecret == "" {
 		w.customerSecret = w.secret
 	}
+	w.staffPoll, w.staffLate = parseStaffSettings(s)
 	return w, s.err()
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/silenceper/wechat/v2/work/externalcontact"
 
@@ -24,9 +25,12 @@ func init() {
 
 // wecomCustomer creates enterprise mass-send tasks for customers.
 type wecomCustomer struct {
-	spec   Spec
-	client *wecomClient
-	log    *slog.Logger
+	spec     Spec
+	client   *wecomClient
+	log      *slog.Logger
+	contacts ContactBook // may be nil: no screening, no welcome messages
+	api      *WeComAPI
+	now      func() time.Time
 }
 
 func newWeComCustomer(cfg map[string]any, deps Deps) (Channel, error) {
@@ -35,7 +39,8 @@ func newWeComCustomer(cfg map[string]any, deps Deps) (Channel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &wecomCustomer{spec: spec, client: newWeComClient(w, w.customerSecret, deps), log: deps.Logger}, nil
+	return &wecomCustomer{spec: spec, client: newWeComClient(w, w.customerSecret, deps), log: deps.Logger,
+		contacts: deps.Contacts, api: newWeComAPI(w, deps), now: deps.Now}, nil
 }
 
 func (c *wecomCustomer) Spec() Spec { return c.spec }
@@ -162,6 +167,7 @@ func (c *wecomCustomer) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 			todo = append(todo, i)
 		}
 	}
+	todo = c.screen(ctx, b, todo, res)
 	var calls [][]int
 	for _, g := range groupByContent(pick(b.Deliveries, todo), true) {
 		calls = append(calls, chunks(remap(todo, g), c.spec.MaxRecipients)...)

@@ -256,10 +256,23 @@ func (c *Config) check() error {
 			return fmt.Errorf("triggers.window: %q is not a duration between 1ms and 1m (e.g. 200ms)", c.Triggers.Window)
 		}
 	}
-	if q := c.Policy.QuietHours; q != nil && q.Action == "" {
-		q.Action = "delay"
+	if q := c.Policy.QuietHours; q != nil {
+		if q.Action == "" {
+			q.Action = "delay"
+		}
+		for name, v := range map[string]string{"from": q.From, "to": q.To} {
+			if !clockRE.MatchString(v) {
+				return fmt.Errorf("policy.quiet_hours.%s: %q is not a time of day like 21:00", name, v)
+			}
+		}
+		if q.Action != "delay" && q.Action != "drop" {
+			return fmt.Errorf("policy.quiet_hours.action: %q is not delay or drop", q.Action)
+		}
 	}
 	for i, f := range c.Policy.Frequency {
+		if f.Channel != "any" && canvases.Channel(f.Channel) == nil {
+			return fmt.Errorf("policy.frequency[%d].channel: %q is not a channel or any", i, f.Channel)
+		}
 		if f.Max < 1 {
 			return fmt.Errorf("policy.frequency[%d].max must be at least 1", i)
 		}
@@ -355,7 +368,10 @@ func (c *Config) Schema() (canvases.Schema, error) {
 	return s, nil
 }
 
-var traitNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+var (
+	traitNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+	clockRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
+)
 
 // CompilerOptions is what the canvas compiler needs from the config.
 func (c *Config) CompilerOptions() (canvases.Options, error) {

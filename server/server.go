@@ -181,6 +181,10 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 		}
 		runID = n
 	}
+	if by := r.URL.Query().Get("by"); by != "" {
+		h.staffReport(w, r, runID, by)
+		return
+	}
 	rep, err := h.b.Report(r.Context(), r.PathValue("id"), runID)
 	switch {
 	case errors.Is(err, reports.ErrNoCanvas):

@@ -104,7 +104,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store}); err != nil {
+	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store, Contacts: app.store}); err != nil {
 		return nil, err
 	}
 
@@ -130,7 +130,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, fmt.Errorf("temporal at %s: %w", hostPort, err)
 	}
 
-	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log}
+	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy)}
 	maxActs := opts.MaxConcurrentActivities
 	if maxActs == 0 {
 		maxActs = 64
@@ -147,6 +147,9 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	}
 
 	app.startRouter()
+	if err := app.startDirectorySync(ctx); err != nil {
+		log.Warn("WeCom directory sync schedule", "err", err)
+	}
 	if !opts.NoDeploy {
 		res, err := app.DeployConfigured(ctx)
 		if errors.Is(err, ErrInvalidCanvases) {
@@ -177,7 +180,7 @@ func (app *App) serveHTTP() error {
 		return fmt.Errorf("http.listen %s: %w", app.cfg.HTTP.Listen, err)
 	}
 	app.httpAddr = ln.Addr().String()
-	app.http = &http.Server{Handler: server.New(app, app.log), ReadHeaderTimeout: 10 * time.Second}
+	app.http = &http.Server{Handler: app.withStaffRoutes(server.New(app, app.log)), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := app.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			app.log.Error("http server stopped", "err", err)

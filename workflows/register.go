@@ -15,6 +15,8 @@ func Register(r interface {
 	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
 }) {
 	r.RegisterWorkflowWithOptions(Run, workflowOptions())
+	r.RegisterWorkflowWithOptions(StaffTaskLoop, StaffTaskLoopOptions())
+	r.RegisterWorkflowWithOptions(SyncDirectory, workflow.RegisterOptions{Name: SyncDirectoryName})
 }
 
 // dataConverter is the SDK's default, for tests that read payloads.

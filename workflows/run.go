@@ -320,4 +320,6 @@ const (
 	resumeWaiting = "waiting" // asleep until the deadline, taking arrivals
 	resumeCollect = "collect" // take the arrivals so far on to the next step
 	resumeTimeout = "timeout" // the deadline passed: arrivals on, the rest the timeout way
+	// resumeDeferred: a push step again for users quiet hours held back.
+	resumeDeferred = "deferred"
 )

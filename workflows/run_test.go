@@ -72,7 +72,7 @@ func (h *harness) newEnv() *testsuite.TestWorkflowEnvironment {
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetWorkerOptions(worker.Options{})
 	env.SetTestTimeout(2 * time.Minute) // in-activity retries back off in real time
-	env.RegisterWorkflowWithOptions(Run, workflowOptions())
+	Register(env)
 	env.RegisterActivity(h.acts)
 	// Every run is a new workflow, as in production (BeginRun keys on it).
 	h.runs++

@@ -27,17 +27,47 @@ func (r *runner) execute(ctx workflow.Context, t Token) ([]Token, error) {
 	}
 	switch step.Kind {
 	case canvases.StepPush:
-		if err := r.send(ctx, step, t.Cohort); err != nil {
+		deferred, err := r.send(ctx, step, t.Cohort)
+		if err != nil {
 			return nil, err
 		}
-		return r.next(ctx, step, t.Cohort, step.Next)
+		// Users quiet hours held back come back to this step when they end;
+		// the rest go on now.
+		onward := t.Cohort
+		var held []activities.CohortRef
+		for _, d := range deferred {
+			if d.Size > 0 {
+				held = append(held, d)
+			}
+		}
+		if len(held) > 0 {
+			sub := activities.SubtractInput{RunID: r.runID, StepID: step.ID, Cohort: t.Cohort, Minus: held}
+			if err := workflow.ExecuteActivity(pctx, a.Subtract, sub).Get(pctx, &onward); err != nil {
+				return nil, err
+			}
+		}
+		var next []Token
+		if onward.Size > 0 {
+			if next, err = r.next(ctx, step, onward, step.Next); err != nil {
+				return nil, err
+			}
+		}
+		for _, d := range held {
+			next = append(next, Token{Cohort: d, Step: step.ID, WakeAt: d.WakeAt, Resume: resumeDeferred})
+		}
+		return next, nil
 	case canvases.StepTag:
 		if err := workflow.ExecuteActivity(pctx, a.Tag, in).Get(pctx, nil); err != nil {
 			return nil, err
 		}
 		return r.next(ctx, step, t.Cohort, step.Next)
 	case canvases.StepStaffTask:
-		if err := workflow.ExecuteActivity(pctx, a.StaffTask, in).Get(pctx, nil); err != nil {
+		if workflow.GetVersion(ctx, staffLoopChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			// Runs recorded before the staff SOP loop keep its outbox stub.
+			if err := workflow.ExecuteActivity(pctx, a.StaffTask, in).Get(pctx, nil); err != nil {
+				return nil, err
+			}
+		} else if err := r.staffTask(ctx, step, t, in); err != nil {
 			return nil, err
 		}
 		return r.next(ctx, step, t.Cohort, step.Next)
@@ -162,13 +192,14 @@ func (r *runner) wait(ctx workflow.Context, step *canvases.Step, t Token, in act
 
 // send runs a push step over the cohort's pages: Send activities over page
 // ranges, a bounded number at a time.
-func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.CohortRef) error {
+func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.CohortRef) ([]activities.CohortRef, error) {
 	pctx := workflow.WithActivityOptions(ctx, pageActivity)
 	type pending struct {
 		f workflow.Future
 	}
 	var queue []pending
 	var firstErr error
+	var deferred []activities.CohortRef
 	collect := func(p pending) {
 		var res activities.SendResult
 		if err := p.f.Get(ctx, &res); err != nil {
@@ -177,6 +208,7 @@ func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.Co
 			}
 			return
 		}
+		deferred = append(deferred, res.Deferred...)
 		r.stats.Sent += res.Sent
 		r.stats.Failed += res.Failed
 		r.stats.Suppressed += res.Suppressed
@@ -199,5 +231,5 @@ func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.Co
 	for _, p := range queue {
 		collect(p)
 	}
-	return firstErr
+	return deferred, firstErr
 }

@@ -42,6 +42,7 @@ type WeCom struct {
 	dropped  map[string]int
 	tasks    []Task
 	gettoken int
+	staff    *staffState // the staff SOP endpoints' state (wecom_staff.go)
 }
 
 // Task is a mass-send task created with add_msg_template.
@@ -52,6 +53,8 @@ type Task struct {
 	ExternalUserID []string
 	Text           string
 	Attachments    []json.RawMessage
+	FailList       []string
+	Created        time.Time
 }
 
 // NewWeCom starts a WeCom fake for one corp, secret and agent.
@@ -64,6 +67,7 @@ func NewWeCom(corpID, secret, agentID string) *WeCom {
 	mux.HandleFunc("POST /cgi-bin/message/send", f.api(f.messageSend))
 	mux.HandleFunc("POST /cgi-bin/externalcontact/add_msg_template", f.api(f.addMsgTemplate))
 	mux.HandleFunc("POST /cgi-bin/appchat/send", f.api(f.appchatSend))
+	f.staffRoutes(mux)
 	f.srv = httptest.NewServer(mux)
 	return f
 }
@@ -210,6 +214,8 @@ func (f *WeCom) messageSend(w http.ResponseWriter, body []byte) bool {
 		if req.News != nil && len(req.News.Articles) > 0 {
 			content = req.News.Articles[0].Title
 		}
+	case "template_card":
+		content = templateCardContent(body)
 	default:
 		wecomErr(w, 40008, "invalid message type")
 		return false
@@ -260,6 +266,7 @@ func (f *WeCom) messageSend(w http.ResponseWriter, body []byte) bool {
 		}
 		f.perMin[lu] = append(ts, now)
 		f.add(lu)
+		f.recordAppMessage(lu, req.MsgType, content, body)
 	}
 	f.mu.Unlock()
 	if reached == 0 {
@@ -347,7 +354,8 @@ func (f *WeCom) addMsgTemplate(w http.ResponseWriter, body []byte) bool {
 		wecomErr(w, 40058, "invalid chat_type")
 		return false
 	}
-	f.tasks = append(f.tasks, Task{MsgID: msgid, ChatType: req.ChatType, Sender: req.Sender, ExternalUserID: req.ExternalUserID, Text: text, Attachments: req.Attachments})
+	f.tasks = append(f.tasks, Task{MsgID: msgid, ChatType: req.ChatType, Sender: req.Sender, ExternalUserID: req.ExternalUserID, Text: text, Attachments: req.Attachments,
+		FailList: fail, Created: f.Now()})
 	f.mu.Unlock()
 	if fail == nil {
 		fail = []string{}

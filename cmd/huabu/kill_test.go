@@ -5,12 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,30 +21,53 @@ import (
 	"github.com/huabu/huabu/store"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // devProcess is `huabu dev` running as a child process.
 type devProcess struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	api  string
-	logs *bytes.Buffer
+	logs *syncBuffer
 }
 
-func startDev(t *testing.T, dir, cfgPath string, temporalPort int, api string) *devProcess {
+var apiRE = regexp.MustCompile(`API +(http://[0-9.:]+)`)
+
+// syncBuffer is a bytes.Buffer safe for the child's writes and our reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDev runs `huabu dev` on free ports it picks itself (reserving ports
+// for a child process races with other tests) and reads its API address
+// from the banner.
+func startDev(t *testing.T, dir, cfgPath string) *devProcess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "dev", "-c", cfgPath, "--data", filepath.Join(dir, "data"), "--temporal-port", fmt.Sprint(temporalPort))
+	cmd := exec.Command(os.Args[0], "dev", "-c", cfgPath, "--data", filepath.Join(dir, "data"), "--temporal-port", "0")
 	cmd.Env = append(os.Environ(), "HUABU_AS_CLI=1")
-	logs := &bytes.Buffer{}
+	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
-	p := &devProcess{t: t, cmd: cmd, api: "http://" + api, logs: logs}
+	p := &devProcess{t: t, cmd: cmd, logs: logs}
+	require.Eventually(t, func() bool {
+		m := apiRE.FindStringSubmatch(logs.String())
+		if m == nil {
+			return false
+		}
+		p.api = m[1]
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "huabu dev printed no API address:\n%s", logs)
 	t.Cleanup(func() {
 		if p.cmd.ProcessState == nil {
 			_ = p.cmd.Process.Kill()
@@ -75,13 +99,12 @@ func TestKillWhileWaiting(t *testing.T) {
 	}
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "canvases"), 0o755))
-	api := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfgPath := filepath.Join(dir, "huabu.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`
 canvases: ./canvases
-http: {listen: "%s"}
+http: {listen: "127.0.0.1:0"}
 profile: {attributes: {name: string}}
-`, api)), 0o644))
+`), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "canvases", "two-pushes.yaml"), []byte(`
 id: two-pushes
 trigger: {manual: {}}
@@ -100,11 +123,10 @@ steps:
 	profiles := filepath.Join(dir, "profiles.jsonl")
 	require.NoError(t, os.WriteFile(profiles, []byte(strings.Join(lines, "\n")), 0o644))
 
-	temporalPort := freePort(t)
-	dev := startDev(t, dir, cfgPath, temporalPort, api)
+	dev := startDev(t, dir, cfgPath)
 	out, errOut, code := huabu(t, "import", "profiles", profiles, "-c", cfgPath, "--data", filepath.Join(dir, "data"))
 	require.Equal(t, 0, code, out+errOut)
-	out, errOut, code = huabu(t, "run", "two-pushes", "-c", cfgPath, "--data", filepath.Join(dir, "data"))
+	out, errOut, code = huabu(t, "run", "two-pushes", "-c", cfgPath, "--data", filepath.Join(dir, "data"), "--api", dev.api)
 	require.Equal(t, 0, code, out+errOut)
 	workflowID := strings.Fields(out)[1]
 
@@ -127,10 +149,10 @@ steps:
 
 	dev.kill() // mid-wait, without any chance to clean up
 	time.Sleep(500 * time.Millisecond)
-	startDev(t, dir, cfgPath, temporalPort, api)
+	dev = startDev(t, dir, cfgPath)
 
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + api + "/api/v1/runs/" + workflowID)
+		resp, err := http.Get(dev.api + "/api/v1/runs/" + workflowID)
 		if err != nil {
 			return false
 		}

@@ -268,7 +268,8 @@ func isTerminal(w any) bool {
 
 func (c *cli) reportCmd() *cobra.Command {
 	var runID int64
-	var asJSON bool
+	var asJSON, staff bool
+	var by string
 	cmd := &cobra.Command{
 		Use:   "report CANVAS",
 		Short: "Per-step counts: entered, sent, failed and suppressed by reason, exited, converted",
@@ -279,6 +280,9 @@ func (c *cli) reportCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
+			if staff || by != "" {
+				return c.writeStaffReport(cmd.Context(), st, args[0], runID, by, asJSON)
+			}
 			rep, err := reports.Build(cmd.Context(), st, args[0], runID)
 			if err != nil {
 				return userError{err}
@@ -293,6 +297,8 @@ func (c *cli) reportCmd() *cobra.Command {
 	}
 	cmd.Flags().Int64Var(&runID, "run", 0, "one run (default: all runs)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&staff, "staff", false, "staff task completion per staff member: tasks, customers, sent, not a friend, over quota, on-time and completion rates")
+	cmd.Flags().StringVar(&by, "by", "", "with --staff: staff (default) or grid")
 	return cmd
 }
 

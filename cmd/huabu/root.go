@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().StringVarP(&c.configPath, "config", "c", "", "config file (default ./huabu.yaml, else the built-in example config)")
 	root.PersistentFlags().StringVar(&c.dataDir, "data", "data", "data directory: the store (unless store.dsn is set) and embedded Temporal")
 	root.AddCommand(c.validateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
-		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.benchCmd())
+		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.benchCmd(), c.syncCmd(), c.fakeCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })
 
 	err := root.Execute()

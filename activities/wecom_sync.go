@@ -1,0 +1,28 @@
+package activities
+
+import (
+	"context"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/huabu/huabu/ingest"
+)
+
+// SyncWeComDirectory copies the WeCom address book and customer lists into
+// the staff directory and contact book (ingest.SyncWeCom). The worker runs
+// it on a Temporal Schedule; callbacks keep the data current in between.
+func (a *Activities) SyncWeComDirectory(ctx context.Context) (ingest.SyncSummary, error) {
+	api := a.staffAPI()
+	if api == nil {
+		return ingest.SyncSummary{}, nil // WeCom is not configured: nothing to sync
+	}
+	dir, ok := api.(ingest.WeComDirectory)
+	if !ok {
+		return ingest.SyncSummary{}, temporal.NewNonRetryableApplicationError("the WeCom client cannot read the address book", "WeComUnavailable", nil)
+	}
+	st, ok := a.Store.(ingest.DirectoryStore)
+	if !ok {
+		return ingest.SyncSummary{}, temporal.NewNonRetryableApplicationError("the store has no staff directory", "StaffStoreUnavailable", nil)
+	}
+	return ingest.SyncWeCom(ctx, dir, st)
+}

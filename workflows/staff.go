@@ -1,0 +1,196 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/huabu/huabu/activities"
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/ingest"
+)
+
+// StaffTaskLoopName is the workflow type of a staff_task step execution.
+const StaffTaskLoopName = "StaffTaskLoop"
+
+// staffLoopChange versions the interpreter's staff_task case: runs recorded
+// before it (DefaultVersion) keep calling the outbox stub activity.
+const staffLoopChange = "staff-sop-loop"
+
+// StaffTaskInput starts (or continues) the loop of one staff_task step for
+// one cohort. Keep it backwards compatible: old histories replay with it.
+type StaffTaskInput struct {
+	Step activities.StepInput `json:"step"`
+	// Set when continuing as new.
+	Schedule     *activities.StaffSchedule `json:"schedule,omitempty"`
+	NextReminder int                       `json:"next_reminder,omitempty"`
+	Escalated    bool                      `json:"escalated,omitempty"`
+}
+
+// staffTask runs a staff_task step as a child workflow: the loop waits for
+// hours on timers, and its polls would otherwise fill the run's history.
+// One child per step execution (not per staff member): the tasks live in
+// the store, and every activity handles all of them.
+func (r *runner) staffTask(ctx workflow.Context, step *canvases.Step, t Token, in activities.StepInput) error {
+	id := fmt.Sprintf("%s/staff/%s/%d", workflow.GetInfo(ctx).WorkflowExecution.ID, step.ID, t.Cohort.ID)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id, WaitForCancellation: true})
+	var out activities.StaffOutcome
+	if err := workflow.ExecuteChildWorkflow(cctx, StaffTaskLoopName, StaffTaskInput{Step: in}).Get(ctx, &out); err != nil {
+		return err
+	}
+	r.stats.Sent += out.Sent
+	r.stats.Failed += out.NotFriend + out.OverQuota + out.Unsent
+	r.stats.Suppressed += out.Left
+	return nil
+}
+
+var staffNonRetryable = []string{"PlanUnavailable", "PlanMismatch", "RenderError", "StaffStoreUnavailable", "WeComUnavailable", "NoChannel"}
+
+// staffActivity: polls, reminders and escalations are retried for a while;
+// a missed one is only a later one, so the loop goes on without it.
+var staffActivity = workflow.ActivityOptions{
+	StartToCloseTimeout: 10 * time.Minute,
+	HeartbeatTimeout:    time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+		MaximumAttempts: 8, NonRetryableErrorTypes: staffNonRetryable},
+}
+
+// staffAssignActivity pages through the cohort, like the engine's.
+var staffAssignActivity = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Minute,
+	HeartbeatTimeout:    time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+		NonRetryableErrorTypes: staffNonRetryable},
+}
+
+// StaffTaskLoop is one staff_task step execution: assign the cohort to
+// staff members, create their tasks and tell them, then — between timers,
+// at a poll interval — fetch results, remind at the configured times, tell
+// leaders what is not done at the deadline, and keep tracking for the late
+// window, so a task done late counts as late. Without WeCom it records the
+// tasks in the outbox and ends.
+func StaffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOutcome, error) {
+	var out activities.StaffOutcome
+	log := workflow.GetLogger(ctx)
+	actx := workflow.WithActivityOptions(ctx, staffActivity)
+	var sched activities.StaffSchedule
+	if in.Schedule != nil {
+		sched = *in.Schedule
+	} else {
+		pctx := workflow.WithActivityOptions(ctx, staffAssignActivity)
+		if err := workflow.ExecuteActivity(pctx, a.StaffAssign, in.Step).Get(ctx, &sched); err != nil {
+			return out, err
+		}
+		// Creating tasks is worth retrying until the deadline; after that a
+		// task nobody could act on is failed (or unknown) in the report.
+		opts := staffActivity
+		opts.StartToCloseTimeout = 30 * time.Minute
+		opts.ScheduleToCloseTimeout = max(sched.Deadline.Sub(workflow.Now(ctx)), 5*time.Minute)
+		opts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: staffNonRetryable}
+		dctx := workflow.WithActivityOptions(ctx, opts)
+		var d activities.StaffDispatched
+		if err := workflow.ExecuteActivity(dctx, a.StaffDispatch, activities.StaffInput{StepInput: in.Step, Schedule: sched}).Get(ctx, &d); err != nil {
+			if isPlanError(err) {
+				return out, err
+			}
+			log.Warn("staff tasks: dispatch gave up; what is left is failed or unknown", "step", in.Step.StepID, "error", err)
+		}
+	}
+	sin := activities.StaffInput{StepInput: in.Step, Schedule: sched}
+	if sched.Tracked && sched.Tasks > 0 {
+		next, escalated := in.NextReminder, in.Escalated
+		end := sched.Deadline.Add(sched.LateWindow)
+		for {
+			now := workflow.Now(ctx)
+			wake := now.Add(sched.PollEvery)
+			if !escalated && sched.Deadline.Before(wake) {
+				wake = sched.Deadline
+			}
+			if next < len(sched.Reminders) && sched.Reminders[next].Before(wake) {
+				wake = sched.Reminders[next]
+			}
+			if end.Before(wake) {
+				wake = end
+			}
+			if d := wake.Sub(now); d > 0 {
+				if err := workflow.Sleep(ctx, d); err != nil {
+					return out, err
+				}
+			}
+			now = workflow.Now(ctx)
+			var p activities.StaffProgress
+			if err := workflow.ExecuteActivity(actx, a.StaffPoll, activities.StaffPollInput{StaffInput: sin}).Get(ctx, &p); err != nil {
+				log.Warn("staff tasks: poll failed; trying again at the next one", "step", in.Step.StepID, "error", err)
+				p.Open = 1
+			}
+			if p.Open == 0 {
+				break
+			}
+			// Reminders that fell due (several, after an outage) are one.
+			due := -1
+			for next < len(sched.Reminders) && !sched.Reminders[next].After(now) {
+				due = next
+				next++
+			}
+			if due >= 0 && !escalated {
+				rin := activities.StaffRemindInput{StaffInput: sin, At: sched.Reminders[due]}
+				if err := workflow.ExecuteActivity(actx, a.StaffRemind, rin).Get(ctx, nil); err != nil {
+					log.Warn("staff tasks: reminder failed", "step", in.Step.StepID, "error", err)
+				}
+			}
+			if !escalated && !now.Before(sched.Deadline) {
+				escalated = true
+				if err := workflow.ExecuteActivity(actx, a.StaffEscalate, sin).Get(ctx, nil); err != nil {
+					log.Warn("staff tasks: escalation failed", "step", in.Step.StepID, "error", err)
+				}
+			}
+			if !now.Before(end) {
+				break
+			}
+			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+				return out, workflow.NewContinueAsNewError(ctx, StaffTaskLoopName, StaffTaskInput{Step: in.Step, Schedule: &sched, NextReminder: next, Escalated: escalated})
+			}
+		}
+		_ = workflow.ExecuteActivity(actx, a.StaffPoll, activities.StaffPollInput{StaffInput: sin, Final: true}).Get(ctx, nil)
+	}
+	fopts := staffActivity
+	fopts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, NonRetryableErrorTypes: staffNonRetryable}
+	fctx := workflow.WithActivityOptions(ctx, fopts)
+	err := workflow.ExecuteActivity(fctx, a.StaffFinish, activities.StaffFinishInput{StaffInput: sin}).Get(ctx, &out)
+	return out, err
+}
+
+func isPlanError(err error) bool {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Type() {
+	case "PlanUnavailable", "PlanMismatch", "RenderError", "StaffStoreUnavailable":
+		return true
+	}
+	return false
+}
+
+// StaffTaskLoopOptions registers StaffTaskLoop under its name.
+func StaffTaskLoopOptions() workflow.RegisterOptions {
+	return workflow.RegisterOptions{Name: StaffTaskLoopName}
+}
+
+// SyncDirectoryName is the workflow the directory-sync schedule starts.
+const SyncDirectoryName = "SyncWeComDirectory"
+
+// SyncDirectory runs the WeCom directory sync once.
+func SyncDirectory(ctx workflow.Context) (ingest.SyncSummary, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 10 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute, MaximumAttempts: 5},
+	})
+	var sum ingest.SyncSummary
+	err := workflow.ExecuteActivity(ctx, a.SyncWeComDirectory).Get(ctx, &sum)
+	return sum, err
+}

@@ -1,0 +1,101 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// batchBodies builds /v1/batch bodies of size events each: purchases and
+// app opens of users spread over a population, as an app's backend sends
+// them (the analytics SDKs batch up to 500 KB).
+func batchBodies(n, size, users int, seed uint64) [][]byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	now := time.Now().UTC()
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		var b bytes.Buffer
+		b.WriteString(`{"batch":[`)
+		for j := 0; j < size; j++ {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			u := r.IntN(users)
+			ts := now.Add(-time.Duration(r.IntN(90*24)) * time.Hour).Format(time.RFC3339)
+			if j%4 == 0 {
+				fmt.Fprintf(&b, `{"type":"track","messageId":"%d-%d-%d","userId":"u%d","event":"purchase","properties":{"amount":%d,"order_id":"o%d-%d"},"timestamp":%q,"context":{"library":{"name":"bench"}}}`, seed, i, j, u, 10+r.IntN(990), i, j, ts)
+			} else {
+				fmt.Fprintf(&b, `{"type":"track","messageId":"%d-%d-%d","userId":"u%d","event":"app_open","properties":{"screen":"home","version":"3.2.1"},"timestamp":%q,"context":{"library":{"name":"bench"}}}`, seed, i, j, u, ts)
+			}
+		}
+		b.WriteString(`],"sentAt":"` + now.Format(time.RFC3339) + `"}`)
+		bodies[i] = b.Bytes()
+	}
+	return bodies
+}
+
+// BenchmarkBatchIngest posts /v1/batch requests of 500 events from 8
+// concurrent HTTP clients to the API on a real SQLite store, with the trait
+// engine recomputing traits, RFM and tags in the background as it does in
+// production, and reports events accepted (stored, committed) per second.
+func BenchmarkBatchIngest(b *testing.B) {
+	for _, size := range []int{100, 500} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			s := newStack(b, testConfig)
+			const clients = 8
+			requests := max(b.N, clients)
+			bodies := batchBodies(requests, size, 100000, uint64(size))
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for c := 0; c < clients; c++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= requests {
+							return
+						}
+						req, _ := http.NewRequest("POST", s.srv.URL+"/v1/batch", bytes.NewReader(bodies[i]))
+						req.SetBasicAuth("secret-key", "")
+						resp, err := client.Do(req)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != 200 {
+							b.Errorf("status %d", resp.StatusCode)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(requests*size)/elapsed.Seconds(), "events/s")
+			n, err := s.st.CountEvents(context.Background())
+			require.NoError(b, err)
+			require.Equal(b, int64(requests*size), n)
+			// How far behind the traits are when the load stops, and how long
+			// the engine takes to catch up.
+			catchUp := time.Now()
+			require.NoError(b, s.eng.WaitCurrent(context.Background()))
+			b.ReportMetric(time.Since(catchUp).Seconds(), "trait-catch-up-s")
+		})
+	}
+}

@@ -1,0 +1,452 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Message is one validated ingestion message (a Segment call).
+type Message struct {
+	Type        string // track | page | screen | identify | alias | group
+	MessageID   string // dedupe key: Segment's messageId, or a hash of the payload
+	UserID      string
+	AnonymousID string
+	PreviousID  string // alias: the anonymousId being named
+	Name        string // track: the event; page and screen calls: "page" / "screen"
+	// Properties is a JSON object: the event's properties; for identify the
+	// validated merge patch of the traits.
+	Properties []byte
+	Timestamp  time.Time
+}
+
+// IngestOptions say how Ingest treats a request.
+type IngestOptions struct {
+	// Realtime marks events as sent live (HTTP) rather than imported.
+	Realtime bool
+	// MarkDue records the touched users as needing their computed traits
+	// recomputed (trait_dirty), in the same transaction, so a crash between
+	// storing and recomputing loses nothing.
+	MarkDue bool
+}
+
+// IngestedEvent is a new track, page or screen row that belongs to a profile.
+type IngestedEvent struct {
+	Index      int // position in the Ingest input
+	ID         int64
+	UID        int64
+	UserID     string
+	ReceivedAt time.Time
+}
+
+// IngestResult is what one Ingest call stored.
+type IngestResult struct {
+	Stored     int           // new messages
+	Duplicates int           // messages whose message id was already stored
+	Events     []IngestedEvent // new events with a profile, in input order
+	Touched    []int64       // profiles whose events or attributes changed
+}
+
+// Ingest stores a request's messages in one transaction: all of them or,
+// on error, none. Profiles of unknown userIds are created; identify traits
+// are merged (Segment semantics) in message order; messages whose
+// message_id is already stored are skipped (duplicates change nothing).
+//
+// Identity: a message with only an anonymousId belongs to the user an
+// earlier alias (or a message carrying both ids) named; otherwise it is kept
+// with uid 0 and attached to the user when that anonymousId is first
+// aliased. The first mapping of an anonymousId wins.
+func (s *SQLite) Ingest(ctx context.Context, msgs []Message, opts IngestOptions) (IngestResult, error) {
+	var res IngestResult
+	if len(msgs) == 0 {
+		return res, nil
+	}
+	now := s.now()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = ingest(ctx, tx, msgs, opts, now)
+		return err
+	})
+	if err != nil {
+		return IngestResult{}, fmt.Errorf("ingest: %w", err)
+	}
+	return res, nil
+}
+
+func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions, now time.Time) (IngestResult, error) {
+	var res IngestResult
+	nowMS := now.UnixMilli()
+
+	// 1. Who is each message about? Mappings already stored come first, then
+	// the ones this request introduces, in order.
+	anonymous := map[string]string{}
+	var unknown []string
+	for _, m := range msgs {
+		if m.UserID == "" && m.AnonymousID != "" {
+			if _, seen := anonymous[m.AnonymousID]; !seen {
+				anonymous[m.AnonymousID] = ""
+				unknown = append(unknown, m.AnonymousID)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		rows, err := tx.QueryContext(ctx, `SELECT anonymous_id, user_id FROM aliases WHERE anonymous_id IN (SELECT value FROM json_each(?))`, stringList(unknown))
+		if err != nil {
+			return res, err
+		}
+		for rows.Next() {
+			var a, u string
+			if err := rows.Scan(&a, &u); err != nil {
+				rows.Close()
+				return res, err
+			}
+			anonymous[a] = u
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return res, err
+		}
+	}
+	type alias struct{ anon, user string }
+	var newAliases []alias
+	for _, m := range msgs {
+		a, u := m.AnonymousID, m.UserID
+		if m.Type == "alias" {
+			a = m.PreviousID
+		}
+		if a == "" || u == "" || a == u {
+			continue
+		}
+		if cur, known := anonymous[a]; !known || cur == "" {
+			anonymous[a] = u
+			newAliases = append(newAliases, alias{a, u})
+		}
+	}
+	userOf := func(m Message) string {
+		if m.UserID != "" {
+			return m.UserID
+		}
+		return anonymous[m.AnonymousID]
+	}
+
+	// 2. Every named user has a profile.
+	users := make([]string, 0, len(msgs))
+	seenUser := map[string]bool{}
+	for _, m := range msgs {
+		if u := userOf(m); u != "" && !seenUser[u] {
+			seenUser[u] = true
+			users = append(users, u)
+		}
+	}
+	if len(users) > 0 {
+		// OR IGNORE rather than ON CONFLICT DO NOTHING: the same effect here,
+		// and SQLite then needs no statement journal for the multi-row insert.
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO profiles (id, doc, updated_at)
+			SELECT value, json_object('id', value), ? FROM json_each(?)`, nowMS, stringList(users)); err != nil {
+			return res, fmt.Errorf("profiles: %w", err)
+		}
+	}
+
+	// 3. The messages themselves; RETURNING names the ones that are new.
+	type row struct {
+		K  string          `json:"k"`
+		U  string          `json:"u"`
+		A  string          `json:"a"`
+		T  string          `json:"t"`
+		N  string          `json:"n"`
+		P  json.RawMessage `json:"p"`
+		TS int64           `json:"ts"`
+	}
+	rowsIn := make([]row, len(msgs))
+	first := make(map[string]int, len(msgs)) // message id → first index
+	for i, m := range msgs {
+		props := m.Properties
+		if len(props) == 0 {
+			props = []byte("{}")
+		}
+		rowsIn[i] = row{K: m.MessageID, U: userOf(m), A: m.AnonymousID, T: m.Type, N: m.Name, P: props, TS: m.Timestamp.UnixMilli()}
+		if _, ok := first[m.MessageID]; !ok {
+			first[m.MessageID] = i
+		}
+	}
+	payload, err := json.Marshal(rowsIn)
+	if err != nil {
+		return res, err
+	}
+	realtime := 0
+	if opts.Realtime {
+		realtime = 1
+	}
+	// OR IGNORE skips rows whose message_id is stored (every column is set,
+	// so no other constraint can fire) without a statement journal.
+	rows, err := tx.QueryContext(ctx, `INSERT OR IGNORE INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
+		SELECT value->>'k', coalesce((SELECT uid FROM profiles WHERE id = value->>'u'), 0), value->>'u', value->>'a',
+		       value->>'t', value->>'n', value->>'p', value->>'ts', ?, ?
+		FROM json_each(?)
+		RETURNING id, message_id, uid`, nowMS, realtime, string(payload))
+	if err != nil {
+		return res, fmt.Errorf("events: %w", err)
+	}
+	isNew := make([]bool, len(msgs))
+	ids := make([]int64, len(msgs))
+	uids := make([]int64, len(msgs))
+	for rows.Next() {
+		var id, uid int64
+		var key string
+		if err := rows.Scan(&id, &key, &uid); err != nil {
+			rows.Close()
+			return res, err
+		}
+		i := first[key]
+		isNew[i], ids[i], uids[i] = true, id, uid
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return res, fmt.Errorf("events: %w", err)
+	}
+
+	touched := map[int64]bool{}
+	var patches, anonPatches []byte
+	for i, m := range msgs {
+		if !isNew[i] {
+			res.Duplicates++
+			continue
+		}
+		res.Stored++
+		switch m.Type {
+		case "track", "page", "screen":
+			if uids[i] != 0 {
+				touched[uids[i]] = true
+				res.Events = append(res.Events, IngestedEvent{Index: i, ID: ids[i], UID: uids[i], UserID: rowsIn[i].U, ReceivedAt: time.UnixMilli(nowMS)})
+			}
+		case "identify":
+			if len(m.Properties) == 0 {
+				continue
+			}
+			if u := rowsIn[i].U; u != "" {
+				touched[uids[i]] = true
+				patches = appendPatch(patches, u, m.Properties)
+			} else {
+				anonPatches = appendPatch(anonPatches, m.AnonymousID, m.Properties)
+			}
+		}
+	}
+	// 4. Identify traits, in message order (json_each keeps the array order,
+	// so a later identify of the same user patches the earlier one).
+	if patches != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO profiles (id, doc, updated_at)
+			SELECT value->>'i', json(value->'d'), ? FROM json_each(?) WHERE true
+			ON CONFLICT(id) DO UPDATE SET doc = json_patch(profiles.doc, excluded.doc), updated_at = excluded.updated_at`,
+			nowMS, string(append(patches, ']'))); err != nil {
+			return res, fmt.Errorf("identify: %w", err)
+		}
+	}
+	if anonPatches != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO anonymous_traits (anonymous_id, doc, updated_at)
+			SELECT value->>'i', json(value->'d'), ? FROM json_each(?) WHERE true
+			ON CONFLICT(anonymous_id) DO UPDATE SET doc = json_patch(anonymous_traits.doc, excluded.doc), updated_at = excluded.updated_at`,
+			nowMS, string(append(anonPatches, ']'))); err != nil {
+			return res, fmt.Errorf("anonymous identify: %w", err)
+		}
+	}
+
+	// 5. New aliases adopt what their anonymousId did before: events stored
+	// with uid 0 and traits of anonymous identifies (the profile's own values win).
+	if len(newAliases) > 0 {
+		var b []byte
+		for _, a := range newAliases {
+			b = appendPair(b, a.anon, a.user)
+		}
+		list := string(append(b, ']'))
+		aliased, err := tx.QueryContext(ctx, `INSERT INTO aliases (anonymous_id, user_id, created_at)
+			SELECT value->>'a', value->>'u', ? FROM json_each(?) WHERE true
+			ON CONFLICT(anonymous_id) DO NOTHING
+			RETURNING anonymous_id`, nowMS, list)
+		if err != nil {
+			return res, fmt.Errorf("aliases: %w", err)
+		}
+		var added []string
+		for aliased.Next() {
+			var a string
+			if err := aliased.Scan(&a); err != nil {
+				aliased.Close()
+				return res, err
+			}
+			added = append(added, a)
+		}
+		aliased.Close()
+		if len(added) > 0 {
+			moved, err := tx.QueryContext(ctx, `UPDATE events SET uid = p.uid, user_id = p.id
+				FROM aliases a JOIN profiles p ON p.id = a.user_id
+				WHERE a.anonymous_id IN (SELECT value FROM json_each(?1))
+				  AND events.uid = 0 AND events.anonymous_id = a.anonymous_id
+				RETURNING events.uid`, stringList(added))
+			if err != nil {
+				return res, fmt.Errorf("attach anonymous events: %w", err)
+			}
+			for moved.Next() {
+				var uid int64
+				if err := moved.Scan(&uid); err != nil {
+					moved.Close()
+					return res, err
+				}
+				touched[uid] = true
+			}
+			moved.Close()
+			merged, err := tx.QueryContext(ctx, `UPDATE profiles SET doc = json_patch(json_remove(t.doc, '$.id'), profiles.doc), updated_at = ?1
+				FROM aliases a JOIN anonymous_traits t ON t.anonymous_id = a.anonymous_id
+				WHERE a.anonymous_id IN (SELECT value FROM json_each(?2)) AND profiles.id = a.user_id
+				RETURNING profiles.uid`, nowMS, stringList(added))
+			if err != nil {
+				return res, fmt.Errorf("merge anonymous traits: %w", err)
+			}
+			for merged.Next() {
+				var uid int64
+				if err := merged.Scan(&uid); err != nil {
+					merged.Close()
+					return res, err
+				}
+				touched[uid] = true
+			}
+			merged.Close()
+			if _, err := tx.ExecContext(ctx, `DELETE FROM anonymous_traits WHERE anonymous_id IN (SELECT value FROM json_each(?))`, stringList(added)); err != nil {
+				return res, err
+			}
+		}
+	}
+
+	res.Touched = make([]int64, 0, len(touched))
+	for uid := range touched {
+		res.Touched = append(res.Touched, uid)
+	}
+	if opts.MarkDue && len(res.Touched) > 0 {
+		if err := markDirty(ctx, tx, res.Touched); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// markDirty records that the users' traits must be recomputed now.
+func markDirty(ctx context.Context, tx *sql.Tx, uids []int64) error {
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO trait_dirty (uid) SELECT value FROM json_each(?)`, idList(uids)); err != nil {
+		return fmt.Errorf("trait_dirty: %w", err)
+	}
+	return nil
+}
+
+// MarkAllDue schedules every profile for trait recomputation (the trait or
+// tag definitions changed), in pages so writers are not blocked for long.
+func (s *SQLite) MarkAllDue(ctx context.Context) (int64, error) {
+	var total, after int64
+	for {
+		var last, n int64
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			err := tx.QueryRowContext(ctx, `SELECT coalesce(max(uid), 0), count(*) FROM (SELECT uid FROM profiles WHERE uid > ? ORDER BY uid LIMIT 50000)`, after).Scan(&last, &n)
+			if err != nil || n == 0 {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO trait_dirty (uid) SELECT uid FROM profiles WHERE uid > ? AND uid <= ?`, after, last)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("mark all due: %w", err)
+		}
+		if n == 0 {
+			return total, nil
+		}
+		total += n
+		after = last
+	}
+}
+
+func appendPatch(b []byte, id string, patch []byte) []byte {
+	if b == nil {
+		b = append(b, '[')
+	} else {
+		b = append(b, ',')
+	}
+	b = append(b, `{"i":`...)
+	q, _ := json.Marshal(id)
+	b = append(b, q...)
+	b = append(b, `,"d":`...)
+	b = append(b, patch...)
+	return append(b, '}')
+}
+
+func appendPair(b []byte, anon, user string) []byte {
+	if b == nil {
+		b = append(b, '[')
+	} else {
+		b = append(b, ',')
+	}
+	a, _ := json.Marshal(anon)
+	u, _ := json.Marshal(user)
+	b = append(b, `{"a":`...)
+	b = append(b, a...)
+	b = append(b, `,"u":`...)
+	b = append(b, u...)
+	return append(b, '}')
+}
+
+// EventRow is one stored message.
+type EventRow struct {
+	ID          int64
+	UID         int64
+	UserID      string
+	AnonymousID string
+	Type        string
+	Name        string
+	Properties  []byte
+	Timestamp   time.Time
+	ReceivedAt  time.Time
+	Realtime    bool
+}
+
+// EventsAfter returns up to limit stored track, page and screen events
+// with id > after, in id order: how an engine that missed events (a
+// restart between storing and handing them over) catches up.
+func (s *SQLite) EventsAfter(ctx context.Context, after int64, limit int) ([]EventRow, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime
+		FROM events WHERE id > ? AND type IN ('track', 'page', 'screen') ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+// UserEvents returns a profile's events, oldest first (tests, support).
+func (s *SQLite) UserEvents(ctx context.Context, userID string) ([]EventRow, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime
+		FROM events WHERE user_id = ? ORDER BY ts, id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+// CountEvents counts stored messages of all types.
+func (s *SQLite) CountEvents(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&n)
+	return n, err
+}
+
+func scanEvents(rows *sql.Rows) ([]EventRow, error) {
+	defer rows.Close()
+	var out []EventRow
+	for rows.Next() {
+		var e EventRow
+		var ts, recv int64
+		var props string
+		if err := rows.Scan(&e.ID, &e.UID, &e.UserID, &e.AnonymousID, &e.Type, &e.Name, &props, &ts, &recv, &e.Realtime); err != nil {
+			return nil, err
+		}
+		e.Properties = []byte(props)
+		e.Timestamp, e.ReceivedAt = time.UnixMilli(ts), time.UnixMilli(recv)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

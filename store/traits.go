@@ -1,0 +1,414 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Aggregate is one value computed from a profile's events of one name
+// within [Since, now]: what a computed trait needs from the events table.
+// The traits package decides which aggregates it wants; the store turns
+// them into index range scans over events(uid, name, ts).
+type Aggregate struct {
+	Fn    string // count | sum | min | max | first | last | first_ts | last_ts
+	Event string
+	Path  string // JSON path of the property (sum, min, max, first, last), e.g. $."amount"
+	Since int64  // unix ms; older events are outside the window (0: all time)
+}
+
+// RFMValue is one purchaser's raw RFM inputs.
+type RFMValue struct {
+	UID       int64
+	LastTS    int64
+	Frequency int64
+	Monetary  float64
+}
+
+// DocWrite replaces a profile's document.
+type DocWrite struct {
+	UID int64
+	Doc []byte
+}
+
+// Due is when a profile's traits next need recomputing; At < 0 removes it.
+type Due struct {
+	UID int64
+	At  int64
+}
+
+// TraitTx is one write transaction in which computed traits are read,
+// recomputed and written, so a concurrent ingest cannot slip an event
+// between the read and the write (SQLite has one writer anyway).
+type TraitTx struct {
+	ctx context.Context
+	tx  *sql.Tx
+	now int64
+}
+
+// Traits runs fn in a write transaction.
+func (s *SQLite) Traits(ctx context.Context, fn func(*TraitTx) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		return fn(&TraitTx{ctx: ctx, tx: tx, now: s.now().UnixMilli()})
+	})
+}
+
+// Now is the store clock at the start of the transaction, unix ms.
+func (t *TraitTx) Now() int64 { return t.now }
+
+// Due returns up to limit profiles whose traits are due at or before at,
+// the longest overdue first.
+func (t *TraitTx) Due(at int64, limit int) ([]int64, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid FROM trait_due WHERE at <= ? ORDER BY at, uid LIMIT ?`, at, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var uid int64
+		if err := rows.Scan(&uid); err != nil {
+			return nil, err
+		}
+		out = append(out, uid)
+	}
+	return out, rows.Err()
+}
+
+// Dirty returns up to limit profiles whose traits must be recomputed now.
+func (t *TraitTx) Dirty(limit int) ([]int64, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid FROM trait_dirty ORDER BY uid LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var uid int64
+		if err := rows.Scan(&uid); err != nil {
+			return nil, err
+		}
+		out = append(out, uid)
+	}
+	return out, rows.Err()
+}
+
+// Docs returns the profiles of uids, in uid order.
+func (t *TraitTx) Docs(uids []int64) ([]ProfileRow, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid, id, doc FROM profiles WHERE uid`+inIDs+` ORDER BY uid`, idList(uids))
+	if err != nil {
+		return nil, err
+	}
+	return scanProfileRows(rows, len(uids))
+}
+
+// Aggregates computes aggs for each uid: one statement for the whole page,
+// each aggregate a correlated range scan of events(uid, name, ts). Values
+// are int64, float64, string (first/last: the property as JSON text) or nil.
+func (t *TraitTx) Aggregates(uids []int64, aggs []Aggregate) (map[int64][]any, error) {
+	out := make(map[int64][]any, len(uids))
+	if len(uids) == 0 || len(aggs) == 0 {
+		return out, nil
+	}
+	q, args := aggregateQuery(aggs)
+	args = append(args, idList(uids))
+	rows, err := t.tx.QueryContext(t.ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("trait aggregates: %w", err)
+	}
+	defer rows.Close()
+	dest := make([]any, len(aggs)+1)
+	for rows.Next() {
+		var uid int64
+		vals := make([]any, len(aggs))
+		dest[0] = &uid
+		for i := range vals {
+			dest[i+1] = &vals[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok {
+				vals[i] = string(b)
+			}
+		}
+		out[uid] = vals
+	}
+	return out, rows.Err()
+}
+
+// aggregateQuery builds SELECT uid, agg1, agg2, ... FROM json_each(uids).
+// Parameters are numbered so one event name, path or window is bound once.
+func aggregateQuery(aggs []Aggregate) (string, []any) {
+	var args []any
+	index := map[any]int{}
+	param := func(v any) string {
+		if i, ok := index[v]; ok {
+			return "?" + strconv.Itoa(i)
+		}
+		args = append(args, v)
+		index[v] = len(args)
+		return "?" + strconv.Itoa(len(args))
+	}
+	var b strings.Builder
+	b.WriteString("SELECT j.value")
+	for _, a := range aggs {
+		ev, since := param("e:"+a.Event), param(a.Since)
+		where := " FROM events WHERE uid = j.value AND name = " + ev + " AND ts >= " + since
+		var path string
+		if a.Path != "" {
+			path = param("p:" + a.Path)
+		}
+		num := "iif(json_type(properties, " + path + ") IN ('integer', 'real'), properties ->> " + path + ", NULL)"
+		b.WriteString(", (SELECT ")
+		switch a.Fn {
+		case "count":
+			b.WriteString("count(*)" + where)
+		case "sum":
+			b.WriteString("total(" + num + ")" + where)
+		case "min":
+			b.WriteString("min(" + num + ")" + where)
+		case "max":
+			b.WriteString("max(" + num + ")" + where)
+		case "first":
+			b.WriteString("properties -> " + path + where + " ORDER BY ts, id LIMIT 1")
+		case "last":
+			b.WriteString("properties -> " + path + where + " ORDER BY ts DESC, id DESC LIMIT 1")
+		case "first_ts":
+			b.WriteString("min(ts)" + where)
+		case "last_ts":
+			b.WriteString("max(ts)" + where)
+		default:
+			panic("store: unknown aggregate " + a.Fn)
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(" FROM json_each(?" + strconv.Itoa(len(args)+1) + ") j")
+	// Strip the prefixes that kept event names and paths apart in index.
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = s[2:]
+		}
+	}
+	return b.String(), args
+}
+
+// WriteDocs replaces profile documents in one statement. (The OR IGNORE
+// and OR REPLACE forms in this file spare SQLite a statement journal for
+// multi-row statements; no constraint can fail on these rows.)
+func (t *TraitTx) WriteDocs(docs []DocWrite) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	var b []byte
+	b = append(b, '[')
+	for i, d := range docs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"u":`...)
+		b = strconv.AppendInt(b, d.UID, 10)
+		b = append(b, `,"d":`...)
+		b = append(b, d.Doc...)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	_, err := t.tx.ExecContext(t.ctx, `UPDATE OR IGNORE profiles SET doc = j.value->>'d', updated_at = ?
+		FROM json_each(?) j WHERE profiles.uid = j.value->>'u'`, t.now, string(b))
+	if err != nil {
+		return fmt.Errorf("write traits: %w", err)
+	}
+	return nil
+}
+
+// SetDue records when each profile is next due (At < 0: never) and that
+// it is no longer dirty.
+func (t *TraitTx) SetDue(due []Due) error {
+	if len(due) == 0 {
+		return nil
+	}
+	all := make([]int64, len(due))
+	for i, d := range due {
+		all[i] = d.UID
+	}
+	if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM trait_dirty WHERE uid`+inIDs, idList(all)); err != nil {
+		return fmt.Errorf("trait_dirty: %w", err)
+	}
+	var set, del []int64
+	var b []byte
+	b = append(b, '[')
+	for _, d := range due {
+		if d.At < 0 {
+			del = append(del, d.UID)
+			continue
+		}
+		if len(set) > 0 {
+			b = append(b, ',')
+		}
+		set = append(set, d.UID)
+		b = append(b, '[')
+		b = strconv.AppendInt(b, d.UID, 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, d.At, 10)
+		b = append(b, ']')
+	}
+	b = append(b, ']')
+	if len(set) > 0 {
+		if _, err := t.tx.ExecContext(t.ctx, `INSERT OR REPLACE INTO trait_due (uid, at) SELECT value->>0, value->>1 FROM json_each(?)`, string(b)); err != nil {
+			return fmt.Errorf("trait_due: %w", err)
+		}
+	}
+	if len(del) > 0 {
+		if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM trait_due WHERE uid`+inIDs, idList(del)); err != nil {
+			return fmt.Errorf("trait_due: %w", err)
+		}
+	}
+	return nil
+}
+
+// SetRFM writes purchasers' raw RFM inputs and removes the rows of users
+// who no longer purchased within the window.
+func (t *TraitTx) SetRFM(values []RFMValue, remove []int64) error {
+	if len(values) > 0 {
+		var b []byte
+		b = append(b, '[')
+		for i, v := range values {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '[')
+			b = strconv.AppendInt(b, v.UID, 10)
+			b = append(b, ',')
+			b = strconv.AppendInt(b, v.LastTS, 10)
+			b = append(b, ',')
+			b = strconv.AppendInt(b, v.Frequency, 10)
+			b = append(b, ',')
+			b = strconv.AppendFloat(b, v.Monetary, 'g', -1, 64)
+			b = append(b, ']')
+		}
+		b = append(b, ']')
+		if _, err := t.tx.ExecContext(t.ctx, `INSERT OR REPLACE INTO rfm_values (uid, last_ts, frequency, monetary)
+			SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)`, string(b)); err != nil {
+			return fmt.Errorf("rfm values: %w", err)
+		}
+	}
+	if len(remove) > 0 {
+		if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM rfm_values WHERE uid`+inIDs, idList(remove)); err != nil {
+			return fmt.Errorf("rfm values: %w", err)
+		}
+	}
+	return nil
+}
+
+// RFMValuesOf returns the stored raw RFM inputs of uids.
+func (t *TraitTx) RFMValuesOf(uids []int64) (map[int64]RFMValue, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid, last_ts, frequency, monetary FROM rfm_values WHERE uid`+inIDs, idList(uids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[int64]RFMValue, len(uids))
+	for rows.Next() {
+		var v RFMValue
+		if err := rows.Scan(&v.UID, &v.LastTS, &v.Frequency, &v.Monetary); err != nil {
+			return nil, err
+		}
+		out[v.UID] = v
+	}
+	return out, rows.Err()
+}
+
+// RFMAfter pages through the purchasers' uids in uid order.
+func (t *TraitTx) RFMAfter(after int64, limit int) ([]int64, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid FROM rfm_values WHERE uid > ? ORDER BY uid LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var uid int64
+		if err := rows.Scan(&uid); err != nil {
+			return nil, err
+		}
+		out = append(out, uid)
+	}
+	return out, rows.Err()
+}
+
+// Setting reads a named value into v; it reports false when it is not set.
+func (t *TraitTx) Setting(key string, v any) (bool, error) {
+	return setting(t.ctx, t.tx, key, v)
+}
+
+// SetSetting stores a named value.
+func (t *TraitTx) SetSetting(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.ExecContext(t.ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, string(b))
+	return err
+}
+
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func setting(ctx context.Context, q queryRower, key string, v any) (bool, error) {
+	var raw string
+	err := q.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&raw)
+	if err == sql.ErrNoRows {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal([]byte(raw), v)
+}
+
+// Setting reads a named value outside a transaction.
+func (s *SQLite) Setting(ctx context.Context, key string, v any) (bool, error) {
+	return setting(ctx, s.r, key, v)
+}
+
+// ScanRFM streams every purchaser's raw RFM inputs in uid order, for
+// quintile boundaries (a million rows is a few MB).
+func (s *SQLite) ScanRFM(ctx context.Context, fn func(RFMValue)) error {
+	var after int64
+	for {
+		rows, err := s.r.QueryContext(ctx, `SELECT uid, last_ts, frequency, monetary FROM rfm_values WHERE uid > ? ORDER BY uid LIMIT 50000`, after)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for rows.Next() {
+			var v RFMValue
+			if err := rows.Scan(&v.UID, &v.LastTS, &v.Frequency, &v.Monetary); err != nil {
+				rows.Close()
+				return err
+			}
+			fn(v)
+			after = v.UID
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// CountDue counts profiles whose traits are due at or before at, dirty ones included.
+func (s *SQLite) CountDue(ctx context.Context, at int64) (int64, error) {
+	var n int64
+	err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM trait_dirty) + (SELECT count(*) FROM trait_due WHERE at <= ?)`, at).Scan(&n)
+	return n, err
+}

@@ -5,7 +5,8 @@ package examples
 
 import "embed"
 
-// FS holds huabu.yaml, canvases/*.yaml, profiles.jsonl and staff.jsonl.
+// FS holds huabu.yaml, canvases/*.yaml, profiles.jsonl, staff.jsonl and
+// events.jsonl (purchase history, so RFM and computed traits have data).
 //
-//go:embed huabu.yaml canvases/*.yaml profiles.jsonl staff.jsonl
+//go:embed huabu.yaml canvases/*.yaml profiles.jsonl staff.jsonl events.jsonl
 var FS embed.FS

@@ -224,8 +224,10 @@ func (c *Config) check() error {
 			return fmt.Errorf("profile.traits.%s: %s takes an event name, got %q", name, fn, src)
 		}
 		if t.Within != "" {
-			if _, err := canvases.ParseDuration(t.Within); err != nil {
+			if w, err := canvases.ParseDuration(t.Within); err != nil {
 				return fmt.Errorf("profile.traits.%s.within: %v", name, err)
+			} else if w <= 0 {
+				return fmt.Errorf("profile.traits.%s.within: a window must be longer than 0 (leave within out for all time)", name)
 			}
 		}
 	}
@@ -233,11 +235,16 @@ func (c *Config) check() error {
 		if r.Event == "" || r.Amount == "" {
 			return fmt.Errorf("profile.rfm: event and amount are required")
 		}
+		// amount names a property of the event; "purchase.amount" is
+		// taken to mean the same as "amount".
+		r.Amount = strings.TrimPrefix(r.Amount, r.Event+".")
 		if r.Window == "" {
 			r.Window = "365d"
 		}
-		if _, err := canvases.ParseDuration(r.Window); err != nil {
+		if w, err := canvases.ParseDuration(r.Window); err != nil {
 			return fmt.Errorf("profile.rfm.window: %v", err)
+		} else if w <= 0 {
+			return fmt.Errorf("profile.rfm.window: the window must be longer than 0")
 		}
 	}
 	for section, fields := range c.Channels {

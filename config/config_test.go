@@ -62,6 +62,10 @@ tags:
 	}, s.Traits)
 	require.True(t, s.RFM)
 	require.Equal(t, "365d", cfg.Profile.RFM.Window)
+
+	cfg, err = Parse("huabu.yaml", "", []byte(`profile: {rfm: {event: purchase, amount: purchase.amount, window: 180d}}`))
+	require.NoError(t, err)
+	require.Equal(t, RFMConfig{Event: "purchase", Amount: "amount", Window: "180d"}, *cfg.Profile.RFM, "event.amount means the amount property")
 }
 
 func TestErrors(t *testing.T) {
@@ -80,6 +84,12 @@ func TestErrors(t *testing.T) {
 		"tags: {dormant: 'user.nope > 1'}":                       `tags.dormant: user has no field "nope"`,
 		"policy: {frequency: [{channel: sms, max: 0, per: 1d}]}": `policy.frequency[0].max must be at least 1`,
 		"profile: {rfm: {event: purchase}}":                      `profile.rfm: event and amount are required`,
+		"profile: {traits: {x: {count: a, within: 0d}}}":         `profile.traits.x.within: a window must be longer than 0`,
+		"profile: {traits: {x: {count: a.b}}}":                   `count takes an event name, got "a.b"`,
+		"profile: {traits: {x: {max: .b}}}":                      `max takes event.property, got ".b"`,
+		"profile: {traits: {Orders: {count: a}}}":                `profile.traits.Orders: names must be lowercase`,
+		"profile: {rfm: {event: p, amount: a, window: 0h}}":      `profile.rfm.window: the window must be longer than 0`,
+		"profile: {rfm: {event: p, amount: a, window: 1y}}":      `profile.rfm.window: invalid duration`,
 	} {
 		_, err := Parse("huabu.yaml", "", []byte(src))
 		require.ErrorContains(t, err, want, src)

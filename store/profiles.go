@@ -45,10 +45,21 @@ func (s *SQLite) UpsertProfiles(ctx context.Context, updates []ProfileUpdate) (i
 	}
 	b = append(b, ']')
 	now := s.now().UnixMilli()
-	// "WHERE true" tells SQLite the ON CONFLICT belongs to the upsert, not the SELECT.
-	_, err := s.w.ExecContext(ctx, `INSERT INTO profiles (id, doc, updated_at)
-		SELECT value->>'i', json(value->'d'), ? FROM json_each(?) WHERE true
-		ON CONFLICT(id) DO UPDATE SET doc = json_patch(profiles.doc, excluded.doc), updated_at = excluded.updated_at`, now, string(b))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// "WHERE true" tells SQLite the ON CONFLICT belongs to the upsert, not the SELECT.
+		_, err := tx.ExecContext(ctx, `INSERT INTO profiles (id, doc, updated_at)
+			SELECT value->>'i', json(value->'d'), ? FROM json_each(?) WHERE true
+			ON CONFLICT(id) DO UPDATE SET doc = json_patch(profiles.doc, excluded.doc), updated_at = excluded.updated_at`, now, string(b))
+		if err != nil {
+			return err
+		}
+		// Their attributes changed: computed traits and auto-tags (rules may
+		// read attributes; a new profile has none yet) are recomputed, as
+		// after an identify call.
+		_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO trait_dirty (uid)
+			SELECT uid FROM profiles WHERE id IN (SELECT value->>'i' FROM json_each(?))`, string(b))
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("upsert profiles: %w", err)
 	}

@@ -16,7 +16,7 @@ import (
 type Aggregate struct {
 	Fn    string // count | sum | min | max | first | last | first_ts | last_ts
 	Event string
-	Path  string // JSON path of the property (sum, min, max, first, last), e.g. $."amount"
+	Path  string // JSON path of the property (sum, min, max, first, last), e.g. $."amount"; first and last skip events without it
 	Since int64  // unix ms; older events are outside the window (0: all time)
 }
 
@@ -164,6 +164,9 @@ func aggregateQuery(aggs []Aggregate) (string, []any) {
 			path = param("p:" + a.Path)
 		}
 		num := "iif(json_type(properties, " + path + ") IN ('integer', 'real'), properties ->> " + path + ", NULL)"
+		// first and last are of the events that carry the property: an
+		// event without it (or with null) does not blank the value.
+		present := "coalesce(json_type(properties, " + path + "), 'null') <> 'null'"
 		b.WriteString(", (SELECT ")
 		switch a.Fn {
 		case "count":
@@ -175,9 +178,9 @@ func aggregateQuery(aggs []Aggregate) (string, []any) {
 		case "max":
 			b.WriteString("max(" + num + ")" + where)
 		case "first":
-			b.WriteString("properties -> " + path + where + " ORDER BY ts, id LIMIT 1")
+			b.WriteString("properties -> " + path + where + " AND " + present + " ORDER BY ts, id LIMIT 1")
 		case "last":
-			b.WriteString("properties -> " + path + where + " ORDER BY ts DESC, id DESC LIMIT 1")
+			b.WriteString("properties -> " + path + where + " AND " + present + " ORDER BY ts DESC, id DESC LIMIT 1")
 		case "first_ts":
 			b.WriteString("min(ts)" + where)
 		case "last_ts":
@@ -304,6 +307,14 @@ func (t *TraitTx) SetRFM(values []RFMValue, remove []int64) error {
 	return nil
 }
 
+// ClearRFM removes every purchaser's raw RFM inputs (RFM is no longer configured).
+func (t *TraitTx) ClearRFM() error {
+	if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM rfm_values`); err != nil {
+		return fmt.Errorf("rfm values: %w", err)
+	}
+	return nil
+}
+
 // RFMValuesOf returns the stored raw RFM inputs of uids.
 func (t *TraitTx) RFMValuesOf(uids []int64) (map[int64]RFMValue, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid, last_ts, frequency, monetary FROM rfm_values WHERE uid`+inIDs, idList(uids))
@@ -352,6 +363,12 @@ func (t *TraitTx) SetSetting(key string, v any) error {
 		return err
 	}
 	_, err = t.tx.ExecContext(t.ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, string(b))
+	return err
+}
+
+// DeleteSetting removes a named value.
+func (t *TraitTx) DeleteSetting(key string) error {
+	_, err := t.tx.ExecContext(t.ctx, `DELETE FROM settings WHERE key = ?`, key)
 	return err
 }
 

@@ -69,6 +69,14 @@ func (e *Engine) RefreshRFM(ctx context.Context) error {
 		return nil
 	}
 	e.needRFM.Store(false)
+	if err := e.refreshRFM(ctx); err != nil {
+		e.needRFM.Store(true) // tried again on the next turn of the loop
+		return err
+	}
+	return nil
+}
+
+func (e *Engine) refreshRFM(ctx context.Context) error {
 	if _, err := e.RefreshDue(ctx); err != nil {
 		return err
 	}
@@ -93,6 +101,7 @@ func (e *Engine) RefreshRFM(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.noBounds.Store(false) // whoever was left unscored is scored below
 	rescored, after := 0, int64(0)
 	for {
 		n := 0

@@ -1,6 +1,7 @@
 package traits
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -74,7 +75,7 @@ const day = 24 * time.Hour
 
 // algorithm is part of the definitions' version: bump it when the way values
 // are computed changes, so stored values are recomputed once.
-const algorithm = "1"
+const algorithm = "2"
 
 // New builds the engine of a config.
 func New(cfg *config.Config, st Store, log *slog.Logger) (*Engine, error) {
@@ -171,7 +172,19 @@ func (e *Engine) Sync(ctx context.Context) error {
 		e.log.Info("trait definitions changed; recomputing every profile", "profiles", n)
 	}
 	e.needRFM.Store(e.rfm != nil)
-	return e.st.Traits(ctx, func(tx *store.TraitTx) error { return tx.SetSetting(versionKey, e.version) })
+	return e.st.Traits(ctx, func(tx *store.TraitTx) error {
+		if e.rfm == nil {
+			// RFM was dropped from the config: its raw values and boundaries
+			// go (the recomputation removes the scores from documents).
+			if err := tx.ClearRFM(); err != nil {
+				return err
+			}
+			if err := tx.DeleteSetting(boundsKey); err != nil {
+				return err
+			}
+		}
+		return tx.SetSetting(versionKey, e.version)
+	})
 }
 
 // Notify tells the loop that users were marked due; it never blocks.
@@ -228,9 +241,17 @@ func (e *Engine) Run(ctx context.Context, opts RunOptions) {
 		e.log.Error("traits: sync definitions", "err", err)
 	}
 	if e.rfm != nil {
-		var b bounds
-		ok, err := e.st.Setting(ctx, boundsKey, &b)
-		if err == nil && (!ok || time.Since(time.UnixMilli(b.At)) > opts.RFM) {
+		// Boundaries older than the period (by the store's clock, which
+		// every other time in this package comes from) are recomputed now.
+		err := e.st.Traits(ctx, func(tx *store.TraitTx) error {
+			b, err := loadBounds(tx)
+			if err == nil && (b == nil || time.Duration(tx.Now()-b.At)*time.Millisecond >= opts.RFM) {
+				e.needRFM.Store(true)
+			}
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
+			e.log.Error("traits: rfm quintiles", "err", err)
 			e.needRFM.Store(true)
 		}
 	}
@@ -238,29 +259,32 @@ func (e *Engine) Run(ctx context.Context, opts RunOptions) {
 	defer refresh.Stop()
 	rfm := time.NewTicker(opts.RFM)
 	defer rfm.Stop()
-	for {
-		e.mu.Lock()
-		target := e.requested
-		e.mu.Unlock()
-		_, err := e.RefreshDue(ctx)
-		if err == nil && e.noBounds.Swap(false) {
+	// caughtUp runs whenever no user is dirty any more, before the users
+	// due by time (a backlog of those must not hold up WaitCurrent).
+	caughtUp := func(target uint64) error {
+		if e.noBounds.Swap(false) {
 			// The first purchasers: score them before callers of WaitCurrent
 			// look (later quintile updates run after, off that path).
-			err = e.RefreshRFM(ctx)
+			if err := e.RefreshRFM(ctx); err != nil {
+				e.noBounds.Store(true)
+				return err
+			}
 		}
-		if err != nil {
+		e.mu.Lock()
+		if target > e.done {
+			e.done = target
+			close(e.progress)
+			e.progress = make(chan struct{})
+		}
+		e.mu.Unlock()
+		return nil
+	}
+	for {
+		if _, err := e.refresh(ctx, caughtUp); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			e.log.Error("traits: refresh", "err", err)
-		} else {
-			e.mu.Lock()
-			if target > e.done {
-				e.done = target
-				close(e.progress)
-				e.progress = make(chan struct{})
-			}
-			e.mu.Unlock()
 		}
 		if e.needRFM.Load() {
 			if err := e.RefreshRFM(ctx); err != nil && ctx.Err() == nil {
@@ -281,12 +305,26 @@ func (e *Engine) Run(ctx context.Context, opts RunOptions) {
 // RefreshDue recomputes every user whose traits are due now (new events,
 // or a window that slid), page by page; it returns how many it recomputed.
 func (e *Engine) RefreshDue(ctx context.Context) (int, error) {
+	return e.refresh(ctx, nil)
+}
+
+// refresh is RefreshDue; caughtUp, when set, is called after each page that
+// found no dirty user, with the Notify count read before that page: every
+// user marked dirty before those Notify calls has then been recomputed.
+func (e *Engine) refresh(ctx context.Context, caughtUp func(target uint64) error) (int, error) {
 	total := 0
 	for {
-		n := 0
+		var target uint64
+		if caughtUp != nil {
+			e.mu.Lock()
+			target = e.requested
+			e.mu.Unlock()
+		}
+		n, clean := 0, false
 		err := e.st.Traits(ctx, func(tx *store.TraitTx) error {
 			uids, err := tx.Dirty(e.PageSize)
 			if err == nil && len(uids) == 0 {
+				clean = true
 				uids, err = tx.Due(tx.Now(), e.PageSize)
 			}
 			if err != nil || len(uids) == 0 {
@@ -299,6 +337,11 @@ func (e *Engine) RefreshDue(ctx context.Context) (int, error) {
 			return total, err
 		}
 		total += n
+		if clean && caughtUp != nil {
+			if err := caughtUp(target); err != nil {
+				return total, err
+			}
+		}
 		if n == 0 {
 			return total, nil
 		}
@@ -453,7 +496,7 @@ func (e *Engine) recompute(tx *store.TraitTx, uids []int64) error {
 				rfmRemove = append(rfmRemove, row.UID)
 			}
 		}
-		doc, changed, err := e.apply(row.Doc, traits, rfm, e.rfm != nil)
+		doc, changed, err := e.apply(row.Doc, traits, rfm, true)
 		if err != nil {
 			e.log.Warn("traits: profile document is not a JSON object; left as it is", "uid", row.UID, "err", err)
 		} else if changed {
@@ -479,15 +522,27 @@ func (e *Engine) recompute(tx *store.TraitTx, uids []int64) error {
 	return tx.SetDue(dues)
 }
 
-// apply sets traits (and rfm, when managed) in a user document and
-// re-evaluates the tag rules; it reports whether anything changed.
+// apply sets traits (and rfm, when managed: nil removes the scores) in a
+// user document and re-evaluates the tag rules; it reports whether anything
+// changed.
 func (e *Engine) apply(raw []byte, traits map[string]any, rfm map[string]any, manageRFM bool) ([]byte, bool, error) {
+	// Numbers are decoded as json.Number so attributes are written back
+	// exactly as they came (a float64 round trip would change integers
+	// beyond 2^53, such as member numbers); the values Huabu computes are
+	// plain float64, and compared as such.
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
 	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil {
 		return nil, false, err
 	}
 	if doc == nil {
 		return nil, false, fmt.Errorf("null document")
+	}
+	for _, k := range []string{"traits", "rfm"} {
+		if v, ok := doc[k]; ok {
+			doc[k] = floats(v)
+		}
 	}
 	changed := false
 	if traits != nil && (len(e.defs) > 0 || doc["traits"] != nil) {
@@ -549,6 +604,27 @@ func (e *Engine) retag(doc map[string]any) bool {
 		doc["tags"] = tags
 	}
 	return changed
+}
+
+// floats replaces json.Numbers by float64 in a decoded JSON value.
+func floats(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := x.Float64()
+		if err != nil {
+			return x
+		}
+		return f
+	case map[string]any:
+		for k, y := range x {
+			x[k] = floats(y)
+		}
+	case []any:
+		for i, y := range x {
+			x[i] = floats(y)
+		}
+	}
+	return v
 }
 
 func number(v any) (float64, bool) {

@@ -678,9 +678,10 @@ func (s *sender) sendBatch(ctx context.Context, ch channels.Channel, b []outgoin
 		case oc.Status == channels.Failed && (oc.Class == channels.RetryNow || oc.Class == channels.RetryLater):
 			d.State = store.DeliveryPending // not sent: released, retried by the next attempt
 			retry = joinRetry(retry, &retryable{after: oc.RetryAfter, why: oc.Reason + ": " + oc.Detail, class: oc.Class})
-		case oc.Status == channels.Failed && channels.SuppressesAddress(oc.Reason):
-			d.State = store.DeliverySuppressed
 		case oc.Status == channels.Failed:
+			// The provider refused it: a failure by its reason (invalid_address,
+			// unsubscribed, blacklisted ... included — reports show them as
+			// failed; suppressed is for users Huabu held back itself).
 			d.State = store.DeliveryFailed
 		default:
 			d.State = store.DeliveryUnknown

@@ -31,6 +31,9 @@ type AliyunSMS struct {
 	Signs map[string]bool
 	// Refused numbers have unsubscribed (isv.CUSTOMER_REFUSED).
 	Refused map[string]bool
+	// Invalid numbers are well-formed but refused as illegal
+	// (isv.MOBILE_NUMBER_ILLEGAL), like malformed ones.
+	Invalid map[string]bool
 
 	mu   sync.Mutex
 	n    int
@@ -154,7 +157,7 @@ func (f *AliyunSMS) Sent() []SMS {
 
 func (f *AliyunSMS) check(phone, sign, tmpl string, params map[string]string) (string, string) {
 	switch {
-	case !aliyunPhoneRE.MatchString(phone):
+	case !aliyunPhoneRE.MatchString(phone) || f.Invalid[phone]:
 		return "isv.MOBILE_NUMBER_ILLEGAL", "非法手机号"
 	case f.Refused[phone]:
 		return "isv.CUSTOMER_REFUSED", "用户已退订推广短信"

@@ -21,6 +21,9 @@ type JPush struct {
 	// Aliases and RegistrationIDs, when set, are the bound devices; a push
 	// reaching none of them fails with 1011.
 	Aliases, RegistrationIDs map[string]bool
+	// Unbound aliases and registration ids have no device, whether or not
+	// Aliases and RegistrationIDs are set.
+	Unbound map[string]bool
 
 	mu     sync.Mutex
 	n      int
@@ -169,7 +172,7 @@ func (f *JPush) deliver(cid string, targets []string, known map[string]bool, bod
 	defer f.mu.Unlock()
 	var reached []string
 	for _, t := range targets {
-		if known == nil || known[t] {
+		if (known == nil || known[t]) && !f.Unbound[t] {
 			reached = append(reached, t)
 		}
 	}

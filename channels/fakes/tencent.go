@@ -27,6 +27,9 @@ type TencentSMS struct {
 	Blacklisted map[string]bool
 	// Throttled numbers get LimitExceeded.DeliveryFrequencyLimit.
 	Throttled map[string]bool
+	// Invalid numbers (E.164) are well-formed but get
+	// InvalidParameterValue.IncorrectPhoneNumber, like malformed ones.
+	Invalid map[string]bool
 	// Templates, when set, are the approved template ids with their
 	// parameter count.
 	Templates map[string]int
@@ -131,7 +134,7 @@ func (f *TencentSMS) handle(w http.ResponseWriter, r *http.Request) {
 		st := map[string]any{"SerialNo": fmt.Sprintf("fake-serial-%d", f.n), "PhoneNumber": ph, "Fee": 1, "SessionContext": req.SessionContext, "IsoCode": "CN"}
 		code, msg := "Ok", "send success"
 		switch {
-		case !tencentE164.MatchString(ph):
+		case !tencentE164.MatchString(ph) || f.Invalid[ph]:
 			code, msg = "InvalidParameterValue.IncorrectPhoneNumber", "incorrect phone number"
 		case f.Blacklisted[ph]:
 			code, msg = "FailedOperation.PhoneNumberInBlacklist", "phone number in blacklist"

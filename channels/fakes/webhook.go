@@ -24,6 +24,9 @@ type Webhook struct {
 	Secret []byte
 	// Status, when set, is answered to every valid delivery (e.g. 400 or 410).
 	Status int
+	// Refuse answers valid deliveries to these recipient user ids with the
+	// status given (e.g. 410).
+	Refuse map[string]int
 	Now    func() time.Time
 
 	mu     sync.Mutex
@@ -87,6 +90,10 @@ func (f *Webhook) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.Status != 0 {
 		http.Error(w, "refused", f.Status)
+		return
+	}
+	if st := f.Refuse[ev.Recipient.UserID]; st != 0 {
+		http.Error(w, "refused", st)
 		return
 	}
 	f.deliver(ev.ID, ev.Recipient.UserID, body)

@@ -31,7 +31,7 @@ func (c *cli) fakeCmd() *cobra.Command {
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] != "wecom" {
-				return userErrorf("fake %q: only wecom", args[0])
+				return c.runProviderFake(cmd, args[0]) // fake_providers.go
 			}
 			f, err := fakes.NewWeComAt(listen, corpID, secret, agentID)
 			if err != nil {
@@ -131,6 +131,7 @@ func (c *cli) fakeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&callback, "callback", "", "Huabu's /wecom/callback URL, for --ack")
 	cmd.Flags().StringVar(&token, "token", "", "the callback token, for --ack")
 	cmd.Flags().StringVar(&aesKey, "aes-key", "", "the callback EncodingAESKey, for --ack")
+	c.addProviderFakeFlags(cmd)
 	return cmd
 }
 

@@ -143,6 +143,10 @@ func (c *cli) runCmd() *cobra.Command {
 				case "Completed":
 					b, _ := json.Marshal(st.Stats)
 					fmt.Fprintf(c.stdout, "run %d completed: %s\n", st.RunID, b)
+					var stats workflows.Stats
+					if json.Unmarshal(b, &stats) == nil && stats.Entered == 0 && profiles == "" {
+						fmt.Fprintf(c.stdout, "  nobody is in the audience of %s now; `huabu run %s --profiles FILE` runs it for the profiles in FILE\n", args[0], args[0])
+					}
 					return nil
 				default:
 					return fmt.Errorf("run %s ended %s", started.WorkflowID, st.Status)

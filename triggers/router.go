@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"sort"
 	"sync"
@@ -59,9 +60,10 @@ type Router struct {
 	in    chan []ingest.Event
 	plans sync.Map // hash → *plan
 
-	mu       sync.Mutex
-	triggers map[string][]trigger // event name → canvases it starts
-	pending  map[string]*entries  // canvas → users gathering for a run
+	mu        sync.Mutex
+	triggers  map[string][]trigger // event name → canvases it starts
+	pending   map[string]*entries  // canvas → users gathering for a run
+	readsUser map[string]bool      // event names whose conditions read the user document
 }
 
 type trigger struct {
@@ -123,6 +125,7 @@ func (r *Router) Refresh(ctx context.Context) error {
 		return err
 	}
 	byEvent := map[string][]trigger{}
+	readsUser := map[string]bool{}
 	for _, c := range list {
 		if !c.Active {
 			continue
@@ -134,10 +137,26 @@ func (r *Router) Refresh(ctx context.Context) error {
 		}
 		if p.Trigger.Kind == canvases.TriggerEvent {
 			byEvent[p.Trigger.Event.Event] = append(byEvent[p.Trigger.Event.Event], trigger{canvasID: c.ID, plan: p})
+			if reads(p.trigger) {
+				readsUser[p.Trigger.Event.Event] = true
+			}
+		}
+		if p.Exit != nil && reads(p.exit) {
+			readsUser[p.Exit.Event] = true
+		}
+		if p.Goal != nil && reads(p.goal) {
+			readsUser[p.Goal.Event] = true
+		}
+		for ev, ws := range p.waits {
+			for _, w := range ws {
+				if reads(w.when) {
+					readsUser[ev] = true
+				}
+			}
 		}
 	}
 	r.mu.Lock()
-	r.triggers = byEvent
+	r.triggers, r.readsUser = byEvent, readsUser
 	r.mu.Unlock()
 	return nil
 }
@@ -178,6 +197,55 @@ func (r *Router) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Route routes events in the caller's goroutine (their exits, conversions
+// and arrivals are recorded when it returns) and starts the runs of entry
+// windows that have closed; entries of open windows keep gathering and are
+// started by Run. The engine's event feed calls it, so it can tell how far
+// the stored events have been routed (see PendingFrom).
+func (r *Router) Route(ctx context.Context, events []ingest.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	err := r.route(ctx, events)
+	r.flush(ctx, false)
+	return err
+}
+
+// ReadsUser reports whether routing any of the events evaluates a condition
+// over the user document (a trigger, exit, goal or wait condition of a
+// deployed canvas that mentions user), so the caller can bring computed
+// traits up to date first; events whose conditions read only the event
+// need not wait for them.
+func (r *Router) ReadsUser(events []ingest.Event) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range events {
+		if r.readsUser[e.Name] {
+			return true
+		}
+	}
+	return false
+}
+
+var userRef = regexp.MustCompile(`\buser\b`)
+
+func reads(c *canvases.Condition) bool { return c != nil && userRef.MatchString(c.Source) }
+
+// PendingFrom is the id of the first event whose entries are still
+// gathering in an open window (not yet started as a run), or 0 when none
+// are: every event before it has had all its effects recorded or started.
+func (r *Router) PendingFrom() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first int64
+	for _, p := range r.pending {
+		if first == 0 || p.firstID < first {
+			first = p.firstID
+		}
+	}
+	return first
 }
 
 // RouteNow routes events synchronously (tests, catch-up).

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/traits"
 	"github.com/huabu/huabu/triggers"
 	"github.com/huabu/huabu/worker/embedded"
 	"github.com/huabu/huabu/workflows"
@@ -60,6 +62,13 @@ type App struct {
 
 	router     *triggers.Router
 	stopRouter func()
+	traits     *traits.Engine // nil when the config computes nothing
+	stopTraits func()
+	feed       *eventFeed
+	stopFeed   func()
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // StorePath is where the SQLite store of a config lives.
@@ -146,6 +155,9 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, fmt.Errorf("temporal worker: %w", err)
 	}
 
+	if err := app.startTraits(); err != nil {
+		return nil, err
+	}
 	app.startRouter()
 	if err := app.startDirectorySync(ctx); err != nil {
 		log.Warn("WeCom directory sync schedule", "err", err)
@@ -165,6 +177,11 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 			log.Info("canvas deployed", "canvas", d.ID, "plan", d.Plan, "changed", d.Changed, "schedule", d.Schedule)
 		}
 	}
+	// Events stored before this start and not routed then are routed now,
+	// to the canvases just deployed, before the API takes new ones.
+	if err := app.startFeed(ctx); err != nil {
+		return nil, err
+	}
 	if !opts.NoHTTP && !cfg.HTTP.Disabled {
 		if err := app.serveHTTP(); err != nil {
 			return nil, err
@@ -180,7 +197,14 @@ func (app *App) serveHTTP() error {
 		return fmt.Errorf("http.listen %s: %w", app.cfg.HTTP.Listen, err)
 	}
 	app.httpAddr = ln.Addr().String()
-	app.http = &http.Server{Handler: app.withStaffRoutes(server.New(app, app.log)), ReadHeaderTimeout: 10 * time.Second}
+	h := server.New(app, app.log)
+	api, err := app.ingestAPI(h)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	api.Register(h)
+	app.http = &http.Server{Handler: app.withStaffRoutes(h), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := app.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			app.log.Error("http server stopped", "err", err)
@@ -190,9 +214,16 @@ func (app *App) serveHTTP() error {
 	return nil
 }
 
-// Close stops the HTTP API, the worker, the client, Temporal and the store,
-// in that order, so in-flight activities finish before what they use goes.
+// Close stops the HTTP API, the event feed, the router, the traits engine,
+// the worker, the client, Temporal and the store, in that order, so
+// in-flight activities finish before what they use goes. Calling it again
+// does nothing.
 func (app *App) Close() error {
+	app.closeOnce.Do(func() { app.closeErr = app.close() })
+	return app.closeErr
+}
+
+func (app *App) close() error {
 	app.ready.Store(false)
 	var errs []error
 	if app.http != nil {
@@ -200,8 +231,18 @@ func (app *App) Close() error {
 		errs = append(errs, app.http.Shutdown(ctx))
 		cancel()
 	}
+	if app.stopFeed != nil {
+		app.stopFeed()
+	}
 	if app.stopRouter != nil {
 		app.stopRouter() // starts the runs of entries still gathering
+	}
+	if app.feed != nil {
+		// Every event the feed routed has had its runs started now.
+		app.feed.save(context.Background(), true)
+	}
+	if app.stopTraits != nil {
+		app.stopTraits()
 	}
 	if app.worker != nil {
 		app.worker.Stop()

@@ -32,9 +32,25 @@ var recordHistories = flag.Bool("record-histories", false, "write the histories 
 // canvases from the embedded examples, in a temporary data directory.
 func startExampleApp(t *testing.T, extraCanvases map[string]string) *App {
 	t.Helper()
+	return startApp(t, extraCanvases, nil, nil)
+}
+
+// startApp is startExampleApp with the config's text and the example
+// canvases edited first (either func may be nil).
+func startApp(t *testing.T, extraCanvases map[string]string, editConfig func(string) string, editCanvas func(name string, b []byte) []byte) *App {
+	t.Helper()
+	dir := t.TempDir()
+	app := startAppIn(t, exampleConfig(t, dir, extraCanvases, editConfig, editCanvas), dir)
+	importExamples(t, app)
+	return app
+}
+
+// exampleConfig writes the example config and canvases (plus extra ones,
+// edited as startApp says) into dir, listening on a free port.
+func exampleConfig(t *testing.T, dir string, extraCanvases map[string]string, editConfig func(string) string, editCanvas func(name string, b []byte) []byte) *config.Config {
+	t.Helper()
 	src, err := examples.FS.ReadFile("huabu.yaml")
 	require.NoError(t, err)
-	dir := t.TempDir()
 	canvasDir := filepath.Join(dir, "canvases")
 	require.NoError(t, os.MkdirAll(canvasDir, 0o755))
 	entries, err := examples.FS.ReadDir("canvases")
@@ -52,6 +68,13 @@ func startExampleApp(t *testing.T, extraCanvases map[string]string) *App {
 	text := strings.Replace(string(src), "listen: 127.0.0.1:8080", "listen: 127.0.0.1:0", 1)
 	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(text))
 	require.NoError(t, err)
+	return cfg
+}
+
+// startAppIn starts the stack of cfg with its data under dir/data; Close
+// runs at the end of the test (closing it earlier is fine).
+func startAppIn(t *testing.T, cfg *config.Config, dir string) *App {
+	t.Helper()
 	var logw io.Writer = io.Discard
 	if testing.Verbose() {
 		logw = os.Stderr
@@ -60,8 +83,13 @@ func startExampleApp(t *testing.T, extraCanvases map[string]string) *App {
 	app, err := Start(context.Background(), Options{Config: cfg, DataDir: filepath.Join(dir, "data"), Logger: log})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })
+	return app
+}
 
-	schema, err := cfg.Schema()
+// importExamples loads the example profiles and staff.
+func importExamples(t *testing.T, app *App) {
+	t.Helper()
+	schema, err := app.cfg.Schema()
 	require.NoError(t, err)
 	profiles, _ := examples.FS.Open("profiles.jsonl")
 	sum, err := ingest.ImportProfiles(context.Background(), app.Store(), schema, profiles, ingest.Options{})
@@ -70,7 +98,6 @@ func startExampleApp(t *testing.T, extraCanvases map[string]string) *App {
 	staff, _ := examples.FS.Open("staff.jsonl")
 	_, err = ingest.ImportStaff(context.Background(), app.Store(), staff)
 	require.NoError(t, err)
-	return app
 }
 
 func apiGet(t *testing.T, app *App, path string, out any) int {

@@ -26,5 +26,13 @@ func (app *App) startRouter() {
 	}
 }
 
-// EventSink is where stored events go: the router.
-func (app *App) EventSink() ingest.Sink { return app.router }
+// EventSink is told about stored events (the ingestion API and the WeCom
+// callback call it after each commit): the feed, which reads them from the
+// store and routes them. Before the feed starts, events go to the router
+// directly.
+func (app *App) EventSink() ingest.Sink {
+	if app.feed != nil {
+		return app.feed
+	}
+	return app.router
+}

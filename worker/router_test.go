@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -30,14 +32,27 @@ steps:
     exit: {}
 `
 
+// sendEvents stores track events the way the ingestion API does and tells
+// the sink, which routes what is stored.
 func sendEvents(t *testing.T, app *App, name string, props map[string]any, users ...string) {
 	t.Helper()
-	ids, err := app.Store().UIDs(context.Background(), users)
-	require.NoError(t, err)
-	var evs []ingest.Event
+	raw := []byte("{}")
+	if props != nil {
+		var err error
+		raw, err = json.Marshal(props)
+		require.NoError(t, err)
+	}
+	var msgs []store.Message
 	for i, u := range users {
-		evs = append(evs, ingest.Event{ID: time.Now().UnixNano() + int64(i), UID: ids[u], UserID: u, Name: name, Properties: props,
-			Timestamp: time.Now(), ReceivedAt: time.Now(), FromRealtime: true})
+		msgs = append(msgs, store.Message{Type: "track", MessageID: fmt.Sprintf("t-%d-%d", time.Now().UnixNano(), i), UserID: u, Name: name,
+			Properties: raw, Timestamp: time.Now()})
+	}
+	res, err := app.Store().Ingest(context.Background(), msgs, store.IngestOptions{Realtime: true})
+	require.NoError(t, err)
+	require.Len(t, res.Events, len(users))
+	evs := make([]ingest.Event, len(res.Events))
+	for i, e := range res.Events {
+		evs[i] = ingest.Event{ID: e.ID, UID: e.UID, UserID: e.UserID, Name: name, Properties: props, Timestamp: msgs[e.Index].Timestamp, ReceivedAt: e.ReceivedAt, FromRealtime: true}
 	}
 	app.EventSink().Events(context.Background(), evs)
 }

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -84,6 +85,98 @@ also send the same push to K users as one cohort and as K workflows (one per use
 			return nil
 		},
 	}
-	cmd.AddCommand(broadcast, provider)
+	cmd.AddCommand(broadcast, provider, c.benchIngestCmd(), c.benchEventsCmd())
 	return cmd
+}
+
+func (c *cli) benchLogger(verbose bool) *slog.Logger {
+	if verbose {
+		return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func (c *cli) benchIngestCmd() *cobra.Command {
+	var opts bench.EventOptions
+	var verbose bool
+	var cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "Events accepted per second through POST /v1/batch of the running stack's HTTP server",
+		Long: `Start the embedded stack (Temporal, store, worker, router, traits engine, HTTP API) with the example
+config's computed traits, RFM and tags, post --events track events (purchases and app opens of --users
+users) in /v1/batch requests of --batch from --clients concurrent clients, and print the events
+accepted (stored and committed) per second, then how long the router and the traits took to catch up.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Events <= 0 {
+				return userErrorf("--events must be at least 1")
+			}
+			opts.Out, opts.Log = c.stdout, c.benchLogger(verbose)
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			return bench.Ingest(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().IntVar(&opts.Events, "events", 200000, "events to send")
+	cmd.Flags().IntVar(&opts.Batch, "batch", 500, "events per request")
+	cmd.Flags().IntVar(&opts.Clients, "clients", 8, "concurrent HTTP clients")
+	cmd.Flags().IntVar(&opts.Users, "users", 100000, "distinct users the events name")
+	cmd.Flags().BoolVar(&opts.NoTraits, "no-traits", false, "leave computed traits, RFM and tags out of the config (to see what they cost)")
+	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
+	return cmd
+}
+
+func (c *cli) benchEventsCmd() *cobra.Command {
+	var opts bench.EventOptions
+	var verbose bool
+	var cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Event → outbox latency at a steady rate of POST /v1/track calls",
+		Long: `Start the embedded stack with a canvas triggered by the event bench_ping whose first step writes to the
+outbox, send --rate /v1/track calls per second (each for a new user) for --duration, and print the
+latency from sending each request to its outbox row: p50, p99 and max.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Rate <= 0 || opts.Duration <= 0 {
+				return userErrorf("--rate and --duration must be positive")
+			}
+			opts.Out, opts.Log = c.stdout, c.benchLogger(verbose)
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			return bench.Events(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().IntVar(&opts.Rate, "rate", 500, "events per second")
+	cmd.Flags().DurationVar(&opts.Duration, "duration", 60*time.Second, "how long to send")
+	cmd.Flags().BoolVar(&opts.NoTraits, "no-traits", false, "leave computed traits, RFM and tags out of the config (to see what they cost)")
+	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
+	return cmd
+}
+
+// startCPUProfile writes a CPU profile to path until stop ("" does nothing).
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -12,10 +13,12 @@ import (
 	"golang.org/x/term"
 
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/reports"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/traits"
 	"github.com/huabu/huabu/worker"
 	"github.com/huabu/huabu/workflows"
 )
@@ -206,50 +209,79 @@ func (r *idRecorder) UpsertProfiles(ctx context.Context, updates []store.Profile
 
 func (c *cli) importCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "import profiles|staff FILE",
-		Short: "Load profiles (JSONL identify payloads or CSV) or the staff directory into the store",
-		Args:  cobra.ExactArgs(2),
+		Use:   "import profiles|events|staff FILE",
+		Short: "Load profiles (JSONL identify payloads or CSV), events (JSONL track payloads) or the staff directory into the store",
+		Long: `Load a file into the store of the config (and --data), as huabu dev uses it; the running
+Huabu may keep running. Rejected lines are listed with their line numbers, the others are
+imported (re-running an import stores nothing twice). On a terminal, progress is shown.
+
+profiles: JSONL identify payloads ({"userId": "u1", "traits": {...}}) or CSV with a user_id column.
+events:   JSONL track payloads ({"userId", "event", "properties", "timestamp", optional "messageId"});
+          history: the events start no journeys, and the computed traits, RFM scores and
+          auto-tags of the users they name are recomputed after the import.
+staff:    JSONL or CSV with userid, name, grid, leader.`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			kind, path := args[0], args[1]
-			if kind != "profiles" && kind != "staff" {
-				return userErrorf("import %q: use profiles or staff", kind)
+			if kind != "profiles" && kind != "events" && kind != "staff" {
+				return userErrorf("import %q: use profiles, events or staff", kind)
 			}
 			f, err := os.Open(path)
 			if err != nil {
 				return userError{err}
 			}
 			defer f.Close()
+			cfg, err := c.loadConfig()
+			if err != nil {
+				return err
+			}
 			st, err := c.openStore(ctx)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
+			opts := ingest.Options{}
+			if isTerminal(c.stderr) {
+				start := time.Now()
+				opts.Progress = func(rows int) {
+					fmt.Fprintf(c.stderr, "\r%d rows  %.0f/s ", rows, float64(rows)/time.Since(start).Seconds())
+				}
+			}
 			var sum ingest.Summary
-			if kind == "staff" {
+			extra := ""
+			switch kind {
+			case "staff":
 				sum, err = ingest.ImportStaff(ctx, st, f)
-			} else {
-				cfg, _ := c.loadConfig()
+			case "profiles":
 				schema, serr := cfg.Schema()
 				if serr != nil {
 					return userError{serr}
 				}
-				opts := ingest.Options{}
-				if isTerminal(c.stderr) {
-					start := time.Now()
-					opts.Progress = func(rows int) {
-						fmt.Fprintf(c.stderr, "\r%d rows  %.0f/s ", rows, float64(rows)/time.Since(start).Seconds())
-					}
-				}
 				sum, err = ingest.ImportProfiles(ctx, st, schema, f, opts)
-				if opts.Progress != nil {
-					fmt.Fprintln(c.stderr)
+			case "events":
+				schema, serr := cfg.Schema()
+				if serr != nil {
+					return userError{serr}
 				}
+				var es ingest.EventSummary
+				es, err = ingest.ImportEvents(ctx, st, ingest.NewValidator(schema), f, opts)
+				sum = es.Summary
+				extra = fmt.Sprintf(", %d already imported", es.Duplicates)
+			}
+			if opts.Progress != nil && kind != "staff" {
+				fmt.Fprintln(c.stderr)
 			}
 			for _, r := range sum.Rejected {
 				fmt.Fprintf(c.stdout, "%s:%s\n", path, r)
 			}
-			fmt.Fprintf(c.stdout, "imported %d %s in %s (%.0f/s), %d rejected\n", sum.Imported, kind, sum.Elapsed.Round(time.Millisecond), sum.Rate(), len(sum.Rejected))
+			fmt.Fprintf(c.stdout, "imported %d %s in %s (%.0f/s)%s, %d rejected\n", sum.Imported, kind, sum.Elapsed.Round(time.Millisecond), sum.Rate(), extra, len(sum.Rejected))
+			if kind == "events" && sum.Imported > 0 {
+				// Even after ErrTooManyRejects: what was imported is stored.
+				if terr := c.recomputeTraits(ctx, cfg, st); terr != nil && err == nil {
+					err = terr
+				}
+			}
 			if err != nil {
 				if errors.Is(err, ingest.ErrTooManyRejects) {
 					return userError{err}
@@ -263,6 +295,31 @@ func (c *cli) importCmd() *cobra.Command {
 		},
 	}
 	return cmd
+}
+
+// recomputeTraits brings the computed traits, RFM scores and auto-tags of
+// the users an event import touched up to date (the import marked them due).
+func (c *cli) recomputeTraits(ctx context.Context, cfg *config.Config, st *store.SQLite) error {
+	eng, err := traits.New(cfg, st, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return userError{err}
+	}
+	if !eng.Enabled() {
+		return nil
+	}
+	start := time.Now()
+	if err := eng.Sync(ctx); err != nil {
+		return err
+	}
+	n, err := eng.RefreshDue(ctx)
+	if err != nil {
+		return fmt.Errorf("recomputing traits: %w", err)
+	}
+	if err := eng.RefreshRFM(ctx); err != nil {
+		return fmt.Errorf("recomputing RFM scores: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "recomputed the traits of %d profiles in %s\n", n, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func isTerminal(w any) bool {

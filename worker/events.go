@@ -1,0 +1,215 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/store"
+)
+
+// The event feed: how stored events reach the router.
+//
+// Accepted means stored, so the store's events table is the queue. The
+// ingestion API (and the WeCom callback) store a request's events and then
+// poke the feed (it is their ingest.Sink); the feed reads the events after
+// its cursor from the store, in id order, routes them, and persists the
+// cursor (setting routerCursorKey) every feedSaveEvery. After a crash
+// between storing and routing, the next start resumes from the cursor, so
+// no stored event is lost; events routed after the last save are routed
+// again (exits, conversions and arrivals are idempotent; re-entries are
+// subject to the canvas's entry.reentry).
+
+const (
+	routerCursorKey = "router.cursor"
+	feedPage        = 2000
+	feedPoll        = time.Second            // a safety net: pokes do the real work
+	feedSaveEvery   = 250 * time.Millisecond // how often the cursor is written under load
+	// feedTraitsWait bounds how long the feed waits for the traits of the
+	// events' users to be recomputed before routing them (conditions read
+	// user.traits, user.rfm and user.tags).
+	feedTraitsWait = 300 * time.Millisecond
+	feedRetries    = 5
+)
+
+// eventRouter is what the feed drives (*triggers.Router).
+type eventRouter interface {
+	Route(ctx context.Context, events []ingest.Event) error
+	PendingFrom() int64
+	ReadsUser(events []ingest.Event) bool
+}
+
+// feedStore is what the feed reads and writes.
+type feedStore interface {
+	EventsToRoute(ctx context.Context, after int64, limit int) ([]store.EventRow, int64, error)
+	LastEventID(ctx context.Context) (int64, error)
+	Setting(ctx context.Context, key string, v any) (bool, error)
+	SetSetting(ctx context.Context, key string, v any) error
+}
+
+// traitWaiter is the traits engine, when it has anything to compute.
+type traitWaiter interface {
+	WaitCurrent(ctx context.Context) error
+}
+
+type eventFeed struct {
+	st     feedStore
+	router eventRouter
+	traits traitWaiter // nil: nothing to wait for
+	log    *slog.Logger
+	poke   chan struct{}
+
+	mu      sync.Mutex
+	cursor  int64 // every routable event with id <= cursor has been routed
+	saved   int64 // the cursor as last persisted
+	savedAt time.Time
+	// failures counts consecutive failed attempts at the same page (drain's goroutine only).
+	failures int
+}
+
+func newEventFeed(st feedStore, router eventRouter, traits traitWaiter, log *slog.Logger) *eventFeed {
+	return &eventFeed{st: st, router: router, traits: traits, log: log, poke: make(chan struct{}, 1)}
+}
+
+// Events is the ingest.Sink the API calls after a commit: the events are in
+// the store, so a poke is all the feed needs. It never blocks.
+func (f *eventFeed) Events(ctx context.Context, events []ingest.Event) {
+	select {
+	case f.poke <- struct{}{}:
+	default:
+	}
+}
+
+// load reads the persisted cursor. A store that has none (a new one, or one
+// from before the feed) starts at its newest event: there is nothing to
+// catch up on.
+func (f *eventFeed) load(ctx context.Context) error {
+	var c int64
+	ok, err := f.st.Setting(ctx, routerCursorKey, &c)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if c, err = f.st.LastEventID(ctx); err != nil {
+			return err
+		}
+		if err := f.st.SetSetting(ctx, routerCursorKey, c); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	f.cursor, f.saved, f.savedAt = c, c, time.Now()
+	f.mu.Unlock()
+	return nil
+}
+
+// Cursor is the last event id routed.
+func (f *eventFeed) Cursor() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cursor
+}
+
+// run routes stored events until ctx ends.
+func (f *eventFeed) run(ctx context.Context) {
+	tick := time.NewTicker(feedPoll)
+	defer tick.Stop()
+	for {
+		if _, err := f.drain(ctx); err != nil && ctx.Err() == nil {
+			f.log.Error("routing stored events", "after", f.Cursor(), "err", err)
+		}
+		f.save(ctx, false)
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.poke:
+		case <-tick.C:
+		}
+	}
+}
+
+// drain routes every stored event after the cursor, page by page, and
+// returns how many it routed.
+func (f *eventFeed) drain(ctx context.Context) (int, error) {
+	routed := 0
+	for ctx.Err() == nil {
+		rows, next, err := f.st.EventsToRoute(ctx, f.Cursor(), feedPage)
+		if err != nil {
+			return routed, err
+		}
+		if len(rows) > 0 {
+			events := toEvents(rows)
+			if f.traits != nil && f.router.ReadsUser(events) {
+				// A condition reads user.traits, .rfm or .tags, maybe:
+				// recompute those of the events' users first, but not for
+				// long (late traits are better than late events).
+				wctx, cancel := context.WithTimeout(ctx, feedTraitsWait)
+				_ = f.traits.WaitCurrent(wctx)
+				cancel()
+			}
+			if err := f.router.Route(ctx, events); err != nil {
+				// Retried on the next pass (a restarting Temporal); a page
+				// that keeps failing is given up rather than stalling
+				// every later event.
+				if f.failures++; f.failures < feedRetries || ctx.Err() != nil {
+					return routed, err
+				}
+				f.log.Error("giving up routing a page of events", "from", rows[0].ID, "to", rows[len(rows)-1].ID, "err", err)
+			}
+			f.failures = 0
+			routed += len(rows)
+		}
+		f.mu.Lock()
+		f.cursor = max(f.cursor, next)
+		f.mu.Unlock()
+		f.save(ctx, false)
+		if len(rows) < feedPage {
+			return routed, nil
+		}
+	}
+	return routed, ctx.Err()
+}
+
+// save persists the cursor, held back to before the entries still
+// gathering in the router (their runs have not started), at most every
+// feedSaveEvery unless final.
+func (f *eventFeed) save(ctx context.Context, final bool) {
+	f.mu.Lock()
+	c := f.cursor
+	due := final || time.Since(f.savedAt) >= feedSaveEvery
+	f.mu.Unlock()
+	if !final {
+		if p := f.router.PendingFrom(); p > 0 && p-1 < c {
+			c = p - 1
+		}
+	}
+	if !due || c <= f.saved {
+		return
+	}
+	if err := f.st.SetSetting(ctx, routerCursorKey, c); err != nil {
+		if ctx.Err() == nil {
+			f.log.Warn("saving the router cursor", "err", err)
+		}
+		return
+	}
+	f.mu.Lock()
+	f.saved, f.savedAt = c, time.Now()
+	f.mu.Unlock()
+}
+
+// toEvents turns stored rows into what the router reads.
+func toEvents(rows []store.EventRow) []ingest.Event {
+	out := make([]ingest.Event, len(rows))
+	for i, r := range rows {
+		var props map[string]any
+		if len(r.Properties) > 0 {
+			_ = json.Unmarshal(r.Properties, &props)
+		}
+		out[i] = ingest.Event{ID: r.ID, UID: r.UID, UserID: r.UserID, Name: r.Name, Properties: props,
+			Timestamp: r.Timestamp, ReceivedAt: r.ReceivedAt, FromRealtime: r.Realtime}
+	}
+	return out
+}

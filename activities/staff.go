@@ -70,10 +70,28 @@ const (
 	defaultStaffPoll = 15 * time.Minute
 	defaultStaffLate = 6 * time.Hour
 	maxTaskCustomers = 10000 // add_msg_template's external_userid limit
-	// pendingSettle is how old a pending row must be before the lookup
-	// trusts get_groupmsg_list_v2 to list the task it may have created.
-	pendingSettle = 2 * time.Second
+	// listingDelay is how long after creating a task get_groupmsg_list_v2
+	// is trusted to list it.
+	listingDelay = 2 * time.Second
+	// dispatchHeartbeat is how often StaffDispatch heartbeats, whatever it
+	// is waiting for, so a worker that dies is noticed within the
+	// activity's heartbeat timeout.
+	dispatchHeartbeat = 2 * time.Second
 )
+
+// pendingSettle is how old a pending row must be before its lookup can
+// decide. The attempt that marked it may still be alive (its heartbeat
+// lost, not its process): its create call reaches WeCom, if ever, within
+// four call timeouts (token, a create refused for an expired token, token
+// again, create). Only after that, and after the listing caught up, does
+// "not on WeCom" mean "never created".
+func pendingSettle(api StaffAPI) time.Duration {
+	call := api.Settings().CallTimeout
+	if call <= 0 {
+		call = 10 * time.Second
+	}
+	return 4*call + listingDelay
+}
 
 func (a *Activities) staffStore() (StaffStore, error) {
 	st, ok := a.Store.(StaffStore)
@@ -396,6 +414,7 @@ func (a *Activities) StaffDispatch(ctx context.Context, in StaffInput) (StaffDis
 	}
 	info := activity.GetInfo(ctx)
 	attempt := fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
+	defer heartbeatEvery(ctx, dispatchHeartbeat)()
 	var retry error
 	for _, t := range tasks {
 		var err error
@@ -422,6 +441,26 @@ func (a *Activities) StaffDispatch(ctx context.Context, in StaffInput) (StaffDis
 		retry = err
 	}
 	return res, retry
+}
+
+// heartbeatEvery heartbeats until the returned stop is called.
+func heartbeatEvery(ctx context.Context, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // createTask marks a new row pending, calls add_msg_template and settles.
@@ -473,7 +512,7 @@ func (a *Activities) createFailed(ctx context.Context, st StaffStore, t store.St
 // resolvePending decides a row an earlier attempt left pending.
 func (a *Activities) resolvePending(ctx context.Context, st StaffStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, attempt string, res *StaffDispatched) error {
 	now := a.now()
-	if wait := pendingSettle - now.Sub(t.PendingAt); wait > 0 {
+	if wait := pendingSettle(api) - now.Sub(t.PendingAt); wait > 0 {
 		return temporal.NewApplicationErrorWithOptions("waiting for WeCom to list a task that may exist", "LookupTooEarly", temporal.ApplicationErrorOptions{NextRetryDelay: wait})
 	}
 	msg, err := a.staffText(cp, step.StaffTask, t)
@@ -1057,6 +1096,9 @@ type StaffOutcome struct {
 	OverQuota int64 `json:"over_quota"`
 	Unsent    int64 `json:"unsent"`
 	Left      int64 `json:"left_out"` // no owner, no address, removed: never in a task
+	// Customers of tasks WeCom refused, or that a crash left unknown.
+	CustomersFailed  int64 `json:"customers_failed,omitempty"`
+	CustomersUnknown int64 `json:"customers_unknown,omitempty"`
 }
 
 // StaffFinish decides each task's result and each waiting customer's, and
@@ -1106,6 +1148,10 @@ func (a *Activities) StaffFinish(ctx context.Context, in StaffFinishInput) (Staf
 			out.Unsent += n
 		case store.CustomerNoOwner, store.CustomerNoAddress, store.CustomerRemoved:
 			out.Left += n
+		case store.CustomerFailed:
+			out.CustomersFailed += n
+		case store.CustomerUnknown:
+			out.CustomersUnknown += n
 		}
 	}
 	return out, nil

@@ -42,6 +42,9 @@ type StaffSettings struct {
 	// LateWindow is how long after the deadline a task is still tracked,
 	// so a task done late counts as late rather than not done.
 	LateWindow time.Duration `json:"late_window"`
+	// CallTimeout bounds one API call (channels.wecom.timeout): after a
+	// few of them an interrupted create can no longer reach WeCom.
+	CallTimeout time.Duration `json:"call_timeout"`
 }
 
 // NewWeComAPI builds the API client from the channels.wecom section.
@@ -67,7 +70,7 @@ func newWeComAPI(w wecomSettings, deps Deps) *WeComAPI {
 	return &WeComAPI{
 		customer: newWeComClient(w, w.customerSecret, deps), app: newWeComClient(w, w.secret, deps),
 		agentID: w.agentID, dup: w.dupInterval,
-		settings: StaffSettings{PollInterval: w.staffPoll, LateWindow: w.staffLate},
+		settings: StaffSettings{PollInterval: w.staffPoll, LateWindow: w.staffLate, CallTimeout: w.timeout},
 	}
 }
 

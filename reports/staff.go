@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"text/tabwriter"
+	"strings"
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/store"
@@ -37,6 +37,7 @@ type StaffRow struct {
 	OnTime    int64 `json:"on_time"`
 	Late      int64 `json:"late"`
 	NotDone   int64 `json:"not_done"`
+	Open      int64 `json:"open"`      // not done yet, deadline not passed
 	Failed    int64 `json:"failed"`    // WeCom refused the task, or a crash left it unknown
 	Untracked int64 `json:"untracked"` // recorded in the outbox: no WeCom to track
 
@@ -46,8 +47,9 @@ type StaffRow struct {
 	OverQuota int64 `json:"over_quota"`
 	Unsent    int64 `json:"unsent"`
 
-	// Rates over tasks that could be done (created and tracked): on time,
-	// and done at all (on time or late). Nil when there are none.
+	// Rates over tasks that could be done (created and tracked, open ones
+	// included, so a report read during the day says how far along it is):
+	// on time, and done at all (on time or late). Nil when there are none.
 	OnTimeRate     *float64 `json:"on_time_rate"`
 	CompletionRate *float64 `json:"completion_rate"`
 }
@@ -95,7 +97,7 @@ func BuildStaff(ctx context.Context, st StaffStore, canvasID string, runID int64
 	var gridOrder []string
 	for _, r := range rows {
 		row := StaffRow{Staff: r.Staff, Name: r.Name, Grid: r.Grid, Leader: r.Leader, Staffs: 1,
-			Tasks: r.Tasks, OnTime: r.OnTime, Late: r.Late, NotDone: r.NotDone, Failed: r.Failed, Untracked: r.Untracked,
+			Tasks: r.Tasks, OnTime: r.OnTime, Late: r.Late, NotDone: r.NotDone, Open: r.Open, Failed: r.Failed, Untracked: r.Untracked,
 			Customers: r.Customers, Sent: r.Sent, NotFriend: r.NotFriend, OverQuota: r.OverQuota, Unsent: r.Unsent}
 		add(&rep.Total, row)
 		if by == ByStaff {
@@ -131,6 +133,7 @@ func add(to *StaffRow, r StaffRow) {
 	to.OnTime += r.OnTime
 	to.Late += r.Late
 	to.NotDone += r.NotDone
+	to.Open += r.Open
 	to.Failed += r.Failed
 	to.Untracked += r.Untracked
 	to.Customers += r.Customers
@@ -143,7 +146,7 @@ func add(to *StaffRow, r StaffRow) {
 // rates: a task that failed to be created or was never tracked is nobody's
 // lateness, so it is left out of the denominators.
 func rates(r StaffRow) StaffRow {
-	if n := r.OnTime + r.Late + r.NotDone; n > 0 {
+	if n := r.OnTime + r.Late + r.NotDone + r.Open; n > 0 {
 		on := float64(r.OnTime) / float64(n)
 		done := float64(r.OnTime+r.Late) / float64(n)
 		r.OnTimeRate, r.CompletionRate = &on, &done
@@ -158,35 +161,84 @@ func (r *StaffReport) WriteText(w io.Writer) error {
 		scope = fmt.Sprintf("run %d", r.RunID)
 	}
 	fmt.Fprintf(w, "%s (%s) — staff tasks by %s, %s\n\n", r.CanvasID, r.Name, r.By, scope)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	first := "STAFF\tNAME\tGRID"
+	head := []string{"STAFF", "NAME", "GRID"}
 	if r.By == ByGrid {
-		first = "GRID\tSTAFF"
+		head = []string{"GRID", "STAFF"}
 	}
-	fmt.Fprintln(tw, first+"\tTASKS\tON TIME\tLATE\tNOT DONE\tFAILED\tCUSTOMERS\tSENT\tNOT FRIEND\tOVER QUOTA\tUNSENT\tON-TIME RATE\tCOMPLETION")
-	line := func(lead string, x StaffRow) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", lead, x.Tasks, x.OnTime, x.Late, x.NotDone, x.Failed,
-			x.Customers, x.Sent, x.NotFriend, x.OverQuota, x.Unsent, pct(x.OnTimeRate), pct(x.CompletionRate))
+	rows := [][]string{append(head, "TASKS", "ON TIME", "LATE", "NOT DONE", "OPEN", "FAILED", "CUSTOMERS", "SENT", "NOT FRIEND", "OVER QUOTA", "UNSENT", "ON-TIME RATE", "COMPLETION")}
+	line := func(lead []string, x StaffRow) {
+		cells := lead
+		for _, n := range []int64{x.Tasks, x.OnTime, x.Late, x.NotDone, x.Open, x.Failed, x.Customers, x.Sent, x.NotFriend, x.OverQuota, x.Unsent} {
+			cells = append(cells, fmt.Sprint(n))
+		}
+		rows = append(rows, append(cells, pct(x.OnTimeRate), pct(x.CompletionRate)))
 	}
 	for _, x := range r.Rows {
 		if r.By == ByGrid {
-			line(fmt.Sprintf("%s\t%d", orDash(x.Grid), x.Staffs), x)
+			line([]string{orDash(x.Grid), fmt.Sprint(x.Staffs)}, x)
 		} else {
-			line(fmt.Sprintf("%s\t%s\t%s", x.Staff, orDash(x.Name), orDash(x.Grid)), x)
+			line([]string{x.Staff, orDash(x.Name), orDash(x.Grid)}, x)
 		}
 	}
 	if r.By == ByGrid {
-		line(fmt.Sprintf("TOTAL\t%d", r.Total.Staffs), r.Total)
+		line([]string{"TOTAL", fmt.Sprint(r.Total.Staffs)}, r.Total)
 	} else {
-		line("TOTAL\t\t", r.Total)
+		line([]string{"TOTAL", "", ""}, r.Total)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := writeTable(w, rows); err != nil {
 		return err
+	}
+	if r.Total.Open > 0 {
+		fmt.Fprintf(w, "\n%d task(s) open: not done yet, before their deadline; the rates are so far.\n", r.Total.Open)
 	}
 	if r.Total.Untracked > 0 {
 		fmt.Fprintf(w, "\n%d task(s) were recorded in the outbox (no WeCom configured) and are not tracked.\n", r.Total.Untracked)
 	}
 	return nil
+}
+
+// writeTable prints rows in columns two spaces apart, padding by display
+// width: names and grids are Chinese, and a CJK character takes two
+// columns of a terminal (text/tabwriter counts it as one).
+func writeTable(w io.Writer, rows [][]string) error {
+	var widths []int
+	for _, row := range rows {
+		for i, c := range row {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], displayWidth(c))
+		}
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		for i, c := range row {
+			b.WriteString(c)
+			if i < len(row)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-displayWidth(c)+2))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// displayWidth counts East Asian wide characters (CJK, Hangul, fullwidth
+// forms) as two columns.
+func displayWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		switch {
+		case r >= 0x1100 && r <= 0x115F, r >= 0x2E80 && r <= 0xA4CF, r >= 0xAC00 && r <= 0xD7A3,
+			r >= 0xF900 && r <= 0xFAFF, r >= 0xFE30 && r <= 0xFE4F, r >= 0xFF00 && r <= 0xFF60, r >= 0xFFE0 && r <= 0xFFE6,
+			r >= 0x20000 && r <= 0x3FFFD:
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 func pct(v *float64) string {

@@ -534,11 +534,27 @@ type StaffReportRow struct {
 	Tasks                     int64 // tasks assigned (created or not)
 	Failed                    int64 // tasks WeCom refused, or unknown after a crash
 	OnTime, Late, NotDone     int64
+	Open                      int64 // not done yet, before the deadline
 	Untracked                 int64 // recorded in the outbox: no WeCom to track
-	Customers                 int64 // customers assigned to the staff member
+	Customers                 int64 // customers in the staff member's tasks
 	Sent, NotFriend           int64
 	OverQuota, Unsent         int64
 }
+
+// liveResult is a task's result, or while its step is still tracking it
+// what it comes to so far: on time or late once the staff member has sent
+// (or acknowledged) it, failed once WeCom refused it, not done once the
+// deadline passed (it may still turn late), open before. So a report read
+// during the day shows who has done their task already. The parameter is
+// now, in Unix milliseconds.
+const liveResult = `CASE
+		WHEN result != '' THEN result
+		WHEN state IN ('failed', 'unknown') THEN state
+		WHEN state = 'recorded' THEN ''
+		WHEN done_at > 0 AND done_at <= deadline THEN 'on_time'
+		WHEN done_at > 0 THEN 'late'
+		WHEN deadline <= ? THEN 'not_done'
+		ELSE 'open' END`
 
 // StaffReport aggregates staff tasks per staff member for a canvas (runID
 // 0: every run). Parts of one staff member's task count as one task.
@@ -549,12 +565,13 @@ func (s *SQLite) StaffReport(ctx context.Context, canvasID string, runID int64) 
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT staff, max(name), max(grid), max(leader),
 			count(DISTINCT run_id || '/' || step_id),
-			count(DISTINCT CASE WHEN result IN ('failed', 'unknown') THEN run_id || '/' || step_id END),
-			count(DISTINCT CASE WHEN result = 'on_time' THEN run_id || '/' || step_id END),
-			count(DISTINCT CASE WHEN result = 'late' THEN run_id || '/' || step_id END),
-			count(DISTINCT CASE WHEN result = 'not_done' THEN run_id || '/' || step_id END),
+			count(DISTINCT CASE WHEN live IN ('failed', 'unknown') THEN run_id || '/' || step_id END),
+			count(DISTINCT CASE WHEN live = 'on_time' THEN run_id || '/' || step_id END),
+			count(DISTINCT CASE WHEN live = 'late' THEN run_id || '/' || step_id END),
+			count(DISTINCT CASE WHEN live = 'not_done' THEN run_id || '/' || step_id END),
+			count(DISTINCT CASE WHEN live = 'open' THEN run_id || '/' || step_id END),
 			count(DISTINCT CASE WHEN state = 'recorded' THEN run_id || '/' || step_id END)
-		FROM staff_tasks WHERE `+filter+` GROUP BY staff ORDER BY staff`, arg)
+		FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE `+filter+`) GROUP BY staff ORDER BY staff`, s.now().UnixMilli(), arg)
 	if err != nil {
 		return nil, err
 	}
@@ -562,7 +579,7 @@ func (s *SQLite) StaffReport(ctx context.Context, canvasID string, runID int64) 
 	var out []*StaffReportRow
 	for rows.Next() {
 		r := &StaffReportRow{}
-		if err := rows.Scan(&r.Staff, &r.Name, &r.Grid, &r.Leader, &r.Tasks, &r.Failed, &r.OnTime, &r.Late, &r.NotDone, &r.Untracked); err != nil {
+		if err := rows.Scan(&r.Staff, &r.Name, &r.Grid, &r.Leader, &r.Tasks, &r.Failed, &r.OnTime, &r.Late, &r.NotDone, &r.Open, &r.Untracked); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -573,8 +590,10 @@ func (s *SQLite) StaffReport(ctx context.Context, canvasID string, runID int64) 
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	// Customers Huabu could not put in a task (no WeCom id) are the
+	// per-step report's suppressed/no_address, not the staff member's.
 	crows, err := s.r.QueryContext(ctx, `SELECT c.staff, c.status, count(*) FROM staff_task_customers c
-		WHERE c.staff != '' AND (c.run_id, c.step_id) IN (SELECT DISTINCT run_id, step_id FROM staff_tasks WHERE `+filter+` AND kind = 'customers')
+		WHERE c.staff != '' AND c.status NOT IN ('no_owner', 'no_address') AND (c.run_id, c.step_id) IN (SELECT DISTINCT run_id, step_id FROM staff_tasks WHERE `+filter+` AND kind = 'customers')
 		GROUP BY c.staff, c.status`, arg)
 	if err != nil {
 		return nil, err

@@ -112,4 +112,3 @@ func (app *App) startDirectorySync(ctx context.Context) error {
 		},
 	})
 }
-

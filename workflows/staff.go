@@ -42,7 +42,8 @@ func (r *runner) staffTask(ctx workflow.Context, step *canvases.Step, t Token, i
 		return err
 	}
 	r.stats.Sent += out.Sent
-	r.stats.Failed += out.NotFriend + out.OverQuota + out.Unsent
+	r.stats.Failed += out.NotFriend + out.OverQuota + out.Unsent + out.CustomersFailed
+	r.stats.Unknown += out.CustomersUnknown
 	r.stats.Suppressed += out.Left
 	return nil
 }
@@ -88,6 +89,10 @@ func StaffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOut
 		// task nobody could act on is failed (or unknown) in the report.
 		opts := staffActivity
 		opts.StartToCloseTimeout = 30 * time.Minute
+		// The activity heartbeats every 2 s whatever it waits for, so a
+		// worker killed mid-dispatch is noticed, and its tasks looked up
+		// by the next attempt, within seconds rather than a minute.
+		opts.HeartbeatTimeout = 15 * time.Second
 		opts.ScheduleToCloseTimeout = max(sched.Deadline.Sub(workflow.Now(ctx)), 5*time.Minute)
 		opts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: staffNonRetryable}

@@ -32,6 +32,9 @@ type WeCom struct {
 	// MemberPerMinute is WeCom's per-member app-message limit (default 30).
 	MemberPerMinute int
 	Now             func() time.Time
+	// Log, when set, hears of each thing the fake does, one line each
+	// (the standalone fake prints them); it runs with the fake locked.
+	Log func(line string)
 
 	mu       sync.Mutex
 	tokens   map[string]bool
@@ -43,6 +46,8 @@ type WeCom struct {
 	tasks    []Task
 	gettoken int
 	staff    *staffState // the staff SOP endpoints' state (wecom_staff.go)
+	// senderFaults: add_msg_template faults per sender (wecom_senders.go)
+	senderFaults map[string]*SenderFault
 }
 
 // Task is a mass-send task created with add_msg_template.
@@ -65,7 +70,7 @@ func NewWeCom(corpID, secret, agentID string) *WeCom {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cgi-bin/gettoken", f.gettokenHandler)
 	mux.HandleFunc("POST /cgi-bin/message/send", f.api(f.messageSend))
-	mux.HandleFunc("POST /cgi-bin/externalcontact/add_msg_template", f.api(f.addMsgTemplate))
+	mux.HandleFunc("POST /cgi-bin/externalcontact/add_msg_template", f.withSenderFaults(f.api(f.addMsgTemplate)))
 	mux.HandleFunc("POST /cgi-bin/appchat/send", f.api(f.appchatSend))
 	f.staffRoutes(mux)
 	f.srv = httptest.NewServer(mux)
@@ -250,6 +255,7 @@ func (f *WeCom) messageSend(w http.ResponseWriter, body []byte) bool {
 		if req.Dup == 1 {
 			dk := lu + "\x00" + key
 			if t, ok := f.dedupe[dk]; ok && now.Sub(t) < time.Duration(interval)*time.Second {
+				f.logf("app message to %s dropped: a repeat within duplicate_check_interval", lu)
 				continue // WeCom drops the repeat and still answers ok
 			}
 			f.dedupe[dk] = now
@@ -261,6 +267,7 @@ func (f *WeCom) messageSend(w http.ResponseWriter, body []byte) bool {
 		}
 		if f.MemberPerMinute > 0 && len(ts) >= f.MemberPerMinute {
 			f.dropped[lu]++
+			f.logf("app message to %s dropped silently: over %d a minute", lu, f.MemberPerMinute)
 			f.perMin[lu] = ts
 			continue
 		}
@@ -326,6 +333,13 @@ func (f *WeCom) addMsgTemplate(w http.ResponseWriter, body []byte) bool {
 		wecomErr(w, 40003, "invalid userid")
 		return false
 	}
+	f.mu.Lock()
+	code := f.senderRefusal(req.Sender)
+	f.mu.Unlock()
+	if code != 0 {
+		wecomErr(w, code, "refused for this sender")
+		return false
+	}
 	if req.ChatType == "" {
 		req.ChatType = "single"
 	}
@@ -356,6 +370,7 @@ func (f *WeCom) addMsgTemplate(w http.ResponseWriter, body []byte) bool {
 	}
 	f.tasks = append(f.tasks, Task{MsgID: msgid, ChatType: req.ChatType, Sender: req.Sender, ExternalUserID: req.ExternalUserID, Text: text, Attachments: req.Attachments,
 		FailList: fail, Created: f.Now()})
+	f.logf("mass-send task %s for %s: %d customers (%d not their contacts): %s", msgid, req.Sender, len(req.ExternalUserID), len(fail), summary(text, 30))
 	f.mu.Unlock()
 	if fail == nil {
 		fail = []string{}

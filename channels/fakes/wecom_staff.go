@@ -194,6 +194,7 @@ func (f *WeCom) Confirm(sender string) int {
 		if t.Sender == sender && t.ChatType == "single" {
 			if _, done := f.staff.confirmed[t.MsgID]; !done {
 				f.staff.confirmed[t.MsgID] = f.Now()
+				f.logf("%s sent mass-send task %s (confirmed in the client)", sender, t.MsgID)
 				n++
 			}
 		}
@@ -228,6 +229,7 @@ func (f *WeCom) applyAutoConfirm() {
 		}
 		if _, done := f.staff.confirmed[t.MsgID]; !done && !now.Before(t.Created.Add(after)) {
 			f.staff.confirmed[t.MsgID] = t.Created.Add(after)
+			f.logf("%s sent mass-send task %s (confirmed in the client)", t.Sender, t.MsgID)
 		}
 	}
 }
@@ -307,6 +309,7 @@ func (f *WeCom) recordAppMessage(to, msgType, content string, body []byte) {
 		}
 	}
 	f.staff.app = append(f.staff.app, m)
+	f.logf("app message (%s) to %s: %s", msgType, to, summary(content, 60))
 }
 
 func templateCardContent(body []byte) string {
@@ -582,7 +585,8 @@ func (f *WeCom) remindGroupMsg(w http.ResponseWriter, body []byte) bool {
 	_ = json.Unmarshal(body, &req)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.task(req.MsgID); !ok {
+	task, ok := f.task(req.MsgID)
+	if !ok {
 		wecomErr(w, 40058, "invalid msgid")
 		return false
 	}
@@ -594,11 +598,13 @@ func (f *WeCom) remindGroupMsg(w http.ResponseWriter, body []byte) bool {
 		}
 	}
 	if recent >= RemindLimit {
+		f.logf("reminder to %s for mass-send task %s refused: %d in 24 hours already", task.Sender, req.MsgID, recent)
 		// WeCom answers its generic frequency-limit code here.
 		wecomErr(w, 45009, "api freq out of limit: at most 3 reminders per task in 24 hours")
 		return false
 	}
 	f.staff.reminders[req.MsgID] = append(f.staff.reminders[req.MsgID], now)
+	f.logf("reminder to %s for mass-send task %s (%d in all)", task.Sender, req.MsgID, len(f.staff.reminders[req.MsgID]))
 	wecomJSON(w, map[string]any{"errcode": 0, "errmsg": "ok"})
 	return true
 }
@@ -638,6 +644,7 @@ func (f *WeCom) sendWelcomeMsg(w http.ResponseWriter, body []byte) bool {
 	c.used = true
 	f.staff.welcomes = append(f.staff.welcomes, Welcome{Code: req.WelcomeCode, Staff: c.staff, ExternalUserID: c.external, Text: text})
 	f.add("welcome:" + c.external)
+	f.logf("welcome message from %s to %s, %s after the contact was added: %s", c.staff, c.external, f.Now().Sub(c.issued).Round(time.Millisecond), summary(text, 40))
 	wecomJSON(w, map[string]any{"errcode": 0, "errmsg": "ok"})
 	return true
 }

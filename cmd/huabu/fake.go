@@ -38,6 +38,7 @@ func (c *cli) fakeCmd() *cobra.Command {
 				return userErrorf("--listen %s: %v", listen, err)
 			}
 			defer f.Close()
+			f.Log = func(line string) { fmt.Fprintf(c.stdout, "%s fake: %s\n", time.Now().Format("15:04:05"), line) }
 			staff, err := readJSONL(staffFile, "staff.jsonl")
 			if err != nil {
 				return userError{err}
@@ -104,13 +105,14 @@ func (c *cli) fakeCmd() *cobra.Command {
 					go func() {
 						time.Sleep(2 * time.Second) // a person reads the card first
 						code, body, err := sender.Send(context.Background(), fakes.CardClickedEvent(corpID, agentID, userID, taskID, "ack", time.Now()))
-						fmt.Fprintf(c.stderr, "fake: %s acknowledged %s: %d %s %v\n", userID, taskID, code, body, err)
+						f.Log(fmt.Sprintf("%s acknowledged the brief (card %s) by callback: %d %s %v", userID, taskID, code, body, err))
 					}()
 				})
 			}
 			fmt.Fprintf(c.stdout, "WeCom fake listening on %s\n", f.URL())
 			fmt.Fprintf(c.stdout, "  %d staff in %d grids, %d customer contacts; auto-confirming: %s\n", len(staff), len(gridNames), contacts, orNone(confirm))
 			fmt.Fprintf(c.stdout, "  channels:\n    wecom: {corp_id: %s, agent_id: %s, secret: %s, base_url: \"%s\", staff_poll_interval: 1m}\n", corpID, agentID, secret, f.URL())
+			fmt.Fprintf(c.stdout, "  (examples/huabu-wecom-fake.yaml has these, with the callback on)\n")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			<-ctx.Done()

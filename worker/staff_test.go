@@ -22,7 +22,6 @@ import (
 	"github.com/huabu/huabu/examples"
 	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/reports"
-	"github.com/huabu/huabu/store"
 )
 
 const (
@@ -221,5 +220,4 @@ func TestWelcomeMessageOnContactAdded(t *testing.T) {
 	c, err := app.Store().GetContact(ctx, "zhangwei", "wmNEW01")
 	require.NoError(t, err)
 	require.True(t, c.WelcomeUsed)
-	_ = store.ContactActive
 }

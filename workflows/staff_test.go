@@ -347,8 +347,11 @@ steps:
 	tasks := h.tasks(res.RunID, "task")
 	require.Len(t, tasks["lina"].Reminders, 5, "the refused slot is not recorded as sent")
 	require.Equal(t, store.StaffNotDone, tasks["zhangwei"].Result)
-	// Both leaders... here both have chenjing: one escalation message.
-	require.Len(t, h.fake.AppMessagesTo("chenjing"), 1)
+	// Both staff members' leader is chenjing: one escalation message for the two.
+	esc := h.fake.AppMessagesTo("chenjing")
+	require.Len(t, esc, 1)
+	require.Contains(t, esc[0].Content, "张伟：1 位客户未发送")
+	require.Contains(t, esc[0].Content, "李娜：1 位客户未发送")
 }
 
 // TestStaffTaskAdoptsTaskAfterLostAnswer: WeCom creates zhangwei's task but

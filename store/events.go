@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -59,20 +60,132 @@ type IngestResult struct {
 // with uid 0 and attached to the user when that anonymousId is first
 // aliased. The first mapping of an anonymousId wins.
 func (s *SQLite) Ingest(ctx context.Context, msgs []Message, opts IngestOptions) (IngestResult, error) {
-	var res IngestResult
 	if len(msgs) == 0 {
-		return res, nil
+		return IngestResult{}, nil
+	}
+	req := &ingestRequest{ctx: ctx, msgs: msgs, opts: opts, done: make(chan struct{})}
+	if s.ingests.enqueue(req) {
+		s.commitIngests()
+	}
+	<-req.done
+	if req.err != nil {
+		return IngestResult{}, fmt.Errorf("ingest: %w", req.err)
+	}
+	return req.res, nil
+}
+
+// Concurrent ingestion requests share transactions (group commit): while
+// one transaction is being written, requests that arrive queue up, and the
+// next transaction takes all of them, each inside its own savepoint. A
+// request that fails is rolled back to its savepoint alone, so each request
+// stays all-or-nothing, and a commit is paid once per group instead of once
+// per request: most of the cost of a small transaction in WAL mode is
+// writing the index pages it dirtied, and a group dirties each page once.
+type ingestQueue struct {
+	mu      sync.Mutex
+	pending []*ingestRequest
+	leading bool // a goroutine is committing groups
+}
+
+type ingestRequest struct {
+	ctx  context.Context
+	msgs []Message
+	opts IngestOptions
+	res  IngestResult
+	err  error
+	done chan struct{}
+}
+
+// maxGroupMessages bounds one group transaction, so a burst does not hold
+// the writer for long.
+const maxGroupMessages = 8000
+
+// enqueue adds a request; it reports whether the caller must lead (commit
+// groups until the queue is empty).
+func (q *ingestQueue) enqueue(r *ingestRequest) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending = append(q.pending, r)
+	if q.leading {
+		return false
+	}
+	q.leading = true
+	return true
+}
+
+// next takes the next group, or ends leadership when nothing waits.
+func (q *ingestQueue) next() []*ingestRequest {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) == 0 {
+		q.leading = false
+		return nil
+	}
+	n, size := 0, 0
+	for n < len(q.pending) && (n == 0 || size+len(q.pending[n].msgs) <= maxGroupMessages) {
+		size += len(q.pending[n].msgs)
+		n++
+	}
+	group := q.pending[:n:n]
+	q.pending = q.pending[n:]
+	return group
+}
+
+func (s *SQLite) commitIngests() {
+	for group := s.ingests.next(); group != nil; group = s.ingests.next() {
+		s.commitGroup(group)
+	}
+}
+
+func (s *SQLite) commitGroup(group []*ingestRequest) {
+	finish := func(err error) {
+		for _, r := range group {
+			if r.err == nil && err != nil {
+				r.err, r.res = err, IngestResult{}
+			}
+			close(r.done)
+		}
 	}
 	now := s.now()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		res, err = ingest(ctx, tx, msgs, opts, now)
-		return err
-	})
+	// The transaction outlives any one request's context: a client that
+	// goes away fails its own request, not the group's.
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return IngestResult{}, fmt.Errorf("ingest: %w", err)
+		finish(err)
+		return
 	}
-	return res, nil
+	stored := 0
+	for _, r := range group {
+		if r.err = r.ctx.Err(); r.err != nil {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT ingest`); err != nil {
+			_ = tx.Rollback()
+			finish(err)
+			return
+		}
+		r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, now)
+		undo := []string{`RELEASE ingest`}
+		if r.err != nil {
+			undo = []string{`ROLLBACK TO ingest`, `RELEASE ingest`}
+			r.res = IngestResult{}
+		} else {
+			stored++
+		}
+		for _, stmt := range undo {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				_ = tx.Rollback()
+				finish(err)
+				return
+			}
+		}
+	}
+	if stored == 0 {
+		finish(tx.Rollback())
+		return
+	}
+	finish(tx.Commit())
 }
 
 func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions, now time.Time) (IngestResult, error) {
@@ -149,31 +262,28 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 		}
 	}
 
-	// 3. The messages themselves; RETURNING names the ones that are new.
-	type row struct {
-		K  string          `json:"k"`
-		U  string          `json:"u"`
-		A  string          `json:"a"`
-		T  string          `json:"t"`
-		N  string          `json:"n"`
-		P  json.RawMessage `json:"p"`
-		TS int64           `json:"ts"`
-	}
-	rowsIn := make([]row, len(msgs))
-	first := make(map[string]int, len(msgs)) // message id → first index
-	for i, m := range msgs {
-		props := m.Properties
-		if len(props) == 0 {
-			props = []byte("{}")
+	// 3. The messages themselves, one prepared insert each: cheaper in this
+	// driver than one statement over a JSON array of rows (no JSON to decode
+	// per column, no RETURNING table), and RowsAffected names the new ones.
+	uidOf := make(map[string]int64, len(users))
+	if len(users) > 0 {
+		rows, err := tx.QueryContext(ctx, `SELECT id, uid FROM profiles WHERE id IN (SELECT value FROM json_each(?))`, stringList(users))
+		if err != nil {
+			return res, fmt.Errorf("profiles: %w", err)
 		}
-		rowsIn[i] = row{K: m.MessageID, U: userOf(m), A: m.AnonymousID, T: m.Type, N: m.Name, P: props, TS: m.Timestamp.UnixMilli()}
-		if _, ok := first[m.MessageID]; !ok {
-			first[m.MessageID] = i
+		for rows.Next() {
+			var id string
+			var uid int64
+			if err := rows.Scan(&id, &uid); err != nil {
+				rows.Close()
+				return res, err
+			}
+			uidOf[id] = uid
 		}
-	}
-	payload, err := json.Marshal(rowsIn)
-	if err != nil {
-		return res, err
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return res, err
+		}
 	}
 	realtime := 0
 	if opts.Realtime {
@@ -181,30 +291,31 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 	}
 	// OR IGNORE skips rows whose message_id is stored (every column is set,
 	// so no other constraint can fire) without a statement journal.
-	rows, err := tx.QueryContext(ctx, `INSERT OR IGNORE INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
-		SELECT value->>'k', coalesce((SELECT uid FROM profiles WHERE id = value->>'u'), 0), value->>'u', value->>'a',
-		       value->>'t', value->>'n', value->>'p', value->>'ts', ?, ?
-		FROM json_each(?)
-		RETURNING id, message_id, uid`, nowMS, realtime, string(payload))
+	insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return res, fmt.Errorf("events: %w", err)
 	}
+	defer insert.Close()
 	isNew := make([]bool, len(msgs))
 	ids := make([]int64, len(msgs))
 	uids := make([]int64, len(msgs))
-	for rows.Next() {
-		var id, uid int64
-		var key string
-		if err := rows.Scan(&id, &key, &uid); err != nil {
-			rows.Close()
-			return res, err
+	userIDs := make([]string, len(msgs))
+	for i, m := range msgs {
+		props := m.Properties
+		if len(props) == 0 {
+			props = []byte("{}")
 		}
-		i := first[key]
-		isNew[i], ids[i], uids[i] = true, id, uid
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return res, fmt.Errorf("events: %w", err)
+		u := userOf(m)
+		userIDs[i], uids[i] = u, uidOf[u]
+		r, err := insert.ExecContext(ctx, m.MessageID, uids[i], u, m.AnonymousID, m.Type, m.Name, string(props), m.Timestamp.UnixMilli(), nowMS, realtime)
+		if err != nil {
+			return res, fmt.Errorf("events: %w", err)
+		}
+		if n, _ := r.RowsAffected(); n == 1 {
+			isNew[i] = true
+			ids[i], _ = r.LastInsertId()
+		}
 	}
 
 	touched := map[int64]bool{}
@@ -219,13 +330,13 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 		case "track", "page", "screen":
 			if uids[i] != 0 {
 				touched[uids[i]] = true
-				res.Events = append(res.Events, IngestedEvent{Index: i, ID: ids[i], UID: uids[i], UserID: rowsIn[i].U, ReceivedAt: time.UnixMilli(nowMS)})
+				res.Events = append(res.Events, IngestedEvent{Index: i, ID: ids[i], UID: uids[i], UserID: userIDs[i], ReceivedAt: time.UnixMilli(nowMS)})
 			}
 		case "identify":
 			if len(m.Properties) == 0 {
 				continue
 			}
-			if u := rowsIn[i].U; u != "" {
+			if u := userIDs[i]; u != "" {
 				touched[uids[i]] = true
 				patches = appendPatch(patches, u, m.Properties)
 			} else {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver Temporal's own dev server uses
@@ -28,6 +29,11 @@ var sqliteMigrations embed.FS
 type SQLite struct {
 	w    *sql.DB // writes, one connection
 	r    *sql.DB // reads, a pool
+	// ingests are ingestion requests waiting for the writer; see Ingest.
+	ingests ingestQueue
+
+	stop, stopped chan struct{} // the checkpointer
+	closeOnce     sync.Once
 	path string
 	now  func() time.Time
 }
@@ -42,7 +48,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	dsn := func(txlock string) string {
 		q := url.Values{}
-		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(15000)", "synchronous(NORMAL)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)"} {
+		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(15000)", "synchronous(NORMAL)", "wal_autocheckpoint(20000)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)"} {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", txlock)
@@ -62,16 +68,44 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	s := &SQLite{w: w, r: r, path: path, now: time.Now}
+	s := &SQLite{w: w, r: r, path: path, now: time.Now, stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
+	go s.checkpoint()
 	return s, nil
 }
 
-// Close closes both connection pools.
+// checkpoint copies the WAL into the database file every second, from a
+// reader connection. SQLite would otherwise do it inside whichever commit
+// crosses wal_autocheckpoint pages, and that commit then waits for the
+// checkpoint's fsync, stalling every writer behind it (ingestion measured
+// 19k events/s that way, 30k without). A passive checkpoint never blocks
+// writers; the high wal_autocheckpoint stays as a bound should this fall
+// behind.
+func (s *SQLite) checkpoint() {
+	defer close(s.stopped)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			_, _ = s.r.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
+}
+
+// Close stops the checkpointer and closes both connection pools.
 func (s *SQLite) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stop != nil {
+			close(s.stop)
+			<-s.stopped
+		}
+	})
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 

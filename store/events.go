@@ -44,10 +44,10 @@ type IngestedEvent struct {
 
 // IngestResult is what one Ingest call stored.
 type IngestResult struct {
-	Stored     int           // new messages
-	Duplicates int           // messages whose message id was already stored
+	Stored     int             // new messages
+	Duplicates int             // messages whose message id was already stored
 	Events     []IngestedEvent // new events with a profile, in input order
-	Touched    []int64       // profiles whose events or attributes changed
+	Touched    []int64         // profiles whose events or attributes changed
 }
 
 // Ingest stores a request's messages in one transaction: all of them or,

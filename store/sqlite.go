@@ -27,15 +27,15 @@ var sqliteMigrations embed.FS
 // (SQLite serialises writers anyway; one connection avoids busy retries)
 // and a small pool of readers.
 type SQLite struct {
-	w    *sql.DB // writes, one connection
-	r    *sql.DB // reads, a pool
+	w *sql.DB // writes, one connection
+	r *sql.DB // reads, a pool
 	// ingests are ingestion requests waiting for the writer; see Ingest.
 	ingests ingestQueue
 
 	stop, stopped chan struct{} // the checkpointer
 	closeOnce     sync.Once
-	path string
-	now  func() time.Time
+	path          string
+	now           func() time.Time
 }
 
 // OpenSQLite opens (creating if needed) the database file at path and

@@ -66,6 +66,8 @@ type Activities struct {
 	Parallel int
 	// Policy is the deployment's quiet hours and frequency caps.
 	Policy Policy
+	// Metrics, when set, counts deliveries for /metrics.
+	Metrics *Metrics
 
 	plans sync.Map // hash → *compiledPlan
 }

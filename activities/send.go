@@ -281,6 +281,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 			return res, err
 		}
 	}
+	s.a.Metrics.settled(s.push.Channel, settle)
 	for _, st := range settle {
 		switch st.State {
 		case store.DeliverySent:

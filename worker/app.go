@@ -53,6 +53,7 @@ type App struct {
 	store    *store.SQLite
 	compiler *canvases.Compiler
 	channels *channels.Set
+	metrics  *activities.Metrics
 	embedded *embedded.Server
 	client   client.Client
 	worker   worker.Worker
@@ -139,7 +140,8 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, fmt.Errorf("temporal at %s: %w", hostPort, err)
 	}
 
-	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy)}
+	app.metrics = activities.NewMetrics()
+	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics}
 	maxActs := opts.MaxConcurrentActivities
 	if maxActs == 0 {
 		maxActs = 64
@@ -198,6 +200,7 @@ func (app *App) serveHTTP() error {
 	}
 	app.httpAddr = ln.Addr().String()
 	h := server.New(app, app.log)
+	h.Registry().MustRegister(app.metrics.Collectors()...)
 	api, err := app.ingestAPI(h)
 	if err != nil {
 		ln.Close()

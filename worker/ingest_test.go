@@ -359,4 +359,6 @@ steps:
 	resp.Body.Close()
 	require.Contains(t, string(body), `huabu_ingest_messages_total{outcome="stored",type="track"} 2`)
 	require.Contains(t, string(body), `huabu_ingest_rejected_requests_total{reason="auth"} 2`)
+	// So are the deliveries the purchase started.
+	require.Contains(t, string(body), `huabu_deliveries_total{channel="wecom.customer",reason="",state="sent"}`)
 }

@@ -46,6 +46,9 @@ func (s *SQLite) UpsertProfiles(ctx context.Context, updates []ProfileUpdate) (i
 	b = append(b, ']')
 	now := s.now().UnixMilli()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := adoptWeComPlaceholders(ctx, tx, string(b)); err != nil {
+			return err
+		}
 		// "WHERE true" tells SQLite the ON CONFLICT belongs to the upsert, not the SELECT.
 		_, err := tx.ExecContext(ctx, `INSERT INTO profiles (id, doc, updated_at)
 			SELECT value->>'i', json(value->'d'), ? FROM json_each(?) WHERE true
@@ -64,6 +67,48 @@ func (s *SQLite) UpsertProfiles(ctx context.Context, updates []ProfileUpdate) (i
 		return 0, fmt.Errorf("upsert profiles: %w", err)
 	}
 	return len(updates), nil
+}
+
+// adoptWeComPlaceholders gives a WeCom customer's placeholder profile — the
+// one a directory sync or contact callback created before Huabu knew the
+// customer's user id, named by the external userid — the user id of an
+// imported profile that carries the same wecom_external_userid, so the
+// import completes that profile instead of creating a second one. The uid,
+// and with it the events, tags and history, stay.
+func adoptWeComPlaceholders(ctx context.Context, tx *sql.Tx, updates string) error {
+	rows, err := tx.QueryContext(ctx, `UPDATE profiles SET id = json_extract(n.value, '$.i')
+		FROM json_each(?) n
+		WHERE profiles.id = json_extract(n.value, '$.d.wecom_external_userid')
+		  AND json_extract(profiles.doc, '$.wecom_external_userid') = profiles.id
+		  AND json_extract(n.value, '$.i') != profiles.id
+		  AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = json_extract(n.value, '$.i'))
+		RETURNING uid, id`, updates)
+	if err != nil {
+		return fmt.Errorf("adopt WeCom placeholders: %w", err)
+	}
+	type renamed struct {
+		uid int64
+		id  string
+	}
+	var done []renamed
+	for rows.Next() {
+		var r renamed
+		if err := rows.Scan(&r.uid, &r.id); err != nil {
+			rows.Close()
+			return err
+		}
+		done = append(done, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range done {
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET user_id = ? WHERE uid = ?`, r.id, r.uid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ScanProfiles returns up to limit profiles with uid > after, in uid order.

@@ -172,3 +172,30 @@ func TestOutboxAndCounts(t *testing.T) {
 	require.Equal(t, int64(2), converted)
 	require.Equal(t, int64(1), counts["hello"].Converted, "user 5 entered hello and converted")
 }
+
+// TestImportAdoptsWeComPlaceholder: a customer first seen on WeCom (sync or
+// callback) gets a placeholder profile; importing the app's profile with the
+// same external userid completes it rather than creating a second profile.
+func TestImportAdoptsWeComPlaceholder(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	_, created, err := s.LinkCustomer(ctx, CustomerLink{Staff: "lina", ExternalUserID: "wmEXT0001", Name: "徐静"})
+	require.NoError(t, err)
+	require.True(t, created)
+	before, err := s.ScanProfiles(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, before, 1)
+
+	_, err = s.UpsertProfiles(ctx, []ProfileUpdate{
+		{ID: "u001", Patch: []byte(`{"name":"徐静","phone":"13800130001","wecom_external_userid":"wmEXT0001"}`)},
+		{ID: "u002", Patch: []byte(`{"name":"黄芳","wecom_external_userid":"wmEXT0002"}`)},
+	})
+	require.NoError(t, err)
+	after, err := s.ScanProfiles(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, after, 2, "u001 took over the placeholder; u002 is new")
+	require.Equal(t, before[0].UID, after[0].UID)
+	require.Equal(t, "u001", after[0].ID)
+	require.Contains(t, string(after[0].Doc), `"owner":"lina"`, "what WeCom told us stays")
+	require.Contains(t, string(after[0].Doc), `"phone":"13800130001"`)
+}

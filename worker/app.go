@@ -54,6 +54,7 @@ type App struct {
 	compiler *canvases.Compiler
 	channels *channels.Set
 	metrics  *activities.Metrics
+	listener net.Listener // claimed at start, served once ready
 	embedded *embedded.Server
 	client   client.Client
 	worker   worker.Worker
@@ -106,6 +107,13 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	}()
 	if app.compiler, err = cfg.Compiler(); err != nil {
 		return nil, err
+	}
+	// Claim the API's address first: a port in use is reported before
+	// anything starts or deploys, not after.
+	if !opts.NoHTTP && !cfg.HTTP.Disabled {
+		if app.listener, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+		}
 	}
 	if app.store, err = OpenStore(ctx, cfg, opts.DataDir); err != nil {
 		return nil, err
@@ -184,7 +192,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if err := app.startFeed(ctx); err != nil {
 		return nil, err
 	}
-	if !opts.NoHTTP && !cfg.HTTP.Disabled {
+	if app.listener != nil {
 		if err := app.serveHTTP(); err != nil {
 			return nil, err
 		}
@@ -194,10 +202,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 }
 
 func (app *App) serveHTTP() error {
-	ln, err := net.Listen("tcp", app.cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http.listen %s: %w", app.cfg.HTTP.Listen, err)
-	}
+	ln := app.listener
 	app.httpAddr = ln.Addr().String()
 	h := server.New(app, app.log)
 	h.Registry().MustRegister(app.metrics.Collectors()...)
@@ -233,6 +238,8 @@ func (app *App) close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, app.http.Shutdown(ctx))
 		cancel()
+	} else if app.listener != nil {
+		_ = app.listener.Close() // claimed, never served
 	}
 	if app.stopFeed != nil {
 		app.stopFeed()

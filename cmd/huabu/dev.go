@@ -65,7 +65,7 @@ func (c *cli) serve(ctx context.Context, dev bool, temporalPort int) error {
 		}
 		return err
 	}
-	fmt.Fprintf(c.stderr, "\nHuabu is running.\n  API       http://%s  (GET /healthz, /api/v1/canvases)\n  Temporal  %s  namespace %s\n  data      %s\nTry: huabu import profiles examples/profiles.jsonl && huabu run winback-dormant --wait\nCtrl-C stops.\n\n",
+	fmt.Fprintf(c.stderr, "\nHuabu is running.\n  API       http://%s  (GET /healthz, /api/v1/canvases)\n  Temporal  %s  namespace %s\n  data      %s\nTry: huabu import profiles examples/profiles.jsonl && huabu import events examples/events.jsonl && huabu run winback-dormant --wait\nCtrl-C stops.\n\n",
 		app.HTTPAddr(), app.TemporalAddress(), cfg.Temporal.Namespace, c.dataDir)
 	<-ctx.Done()
 	log.Info("shutting down")

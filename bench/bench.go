@@ -43,17 +43,17 @@ type Options struct {
 
 // Result is what the benchmark measured.
 type Result struct {
-	Users          int
-	SeedTime       time.Duration
-	Recipients     int64
-	Wall           time.Duration
-	PeakRSSBytes   int64
-	HistoryEvents  int
-	Runs           int
-	SmallN         int
-	CohortSmall    time.Duration
-	PerUserSmall   time.Duration
-	PerUserSent    int64
+	Users         int
+	SeedTime      time.Duration
+	Recipients    int64
+	Wall          time.Duration
+	PeakRSSBytes  int64
+	HistoryEvents int
+	Runs          int
+	SmallN        int
+	CohortSmall   time.Duration
+	PerUserSmall  time.Duration
+	PerUserSent   int64
 }
 
 const appKey, masterSecret = "bench-app", "bench-secret"

@@ -794,7 +794,9 @@ func (a *Activities) StaffPoll(ctx context.Context, in StaffPollInput) (StaffPro
 			continue
 		}
 		if !t.DoneAt.IsZero() {
+			mu.Lock() // the pollers below count into res too
 			res.Done++
+			mu.Unlock()
 			if in.Final && t.Kind == canvases.StaffToCustomers && api != nil {
 				if ids, err := st.StaffTaskExternalIDs(ctx, t.StaffTaskKey); err == nil && len(ids) > 0 {
 					_ = a.fetchResults(ctx, st, api, t)
@@ -803,7 +805,9 @@ func (a *Activities) StaffPoll(ctx context.Context, in StaffPollInput) (StaffPro
 			continue
 		}
 		if t.Kind == canvases.StaffToStaff || api == nil {
+			mu.Lock()
 			res.Open++
+			mu.Unlock()
 			continue
 		}
 		asked++

@@ -42,8 +42,11 @@ func init() {
 // timeouts, and a send that stops waiting on its context reports the call
 // as ambiguous.
 type aliyunSMS struct {
-	spec        Spec
-	client      *dysms.Client
+	spec Spec
+	// clients holds SDK clients, one per call in flight: the SDK's client
+	// records each response's headers in a field of its own (for
+	// GetRpcHeaders), so concurrent calls on one client race.
+	clients     sync.Pool
 	sign        string
 	concurrency int
 	log         *slog.Logger
@@ -64,15 +67,25 @@ func newAliyunSMS(cfg map[string]any, deps Deps) (Channel, error) {
 		return nil, err
 	}
 	ms := int(timeout / time.Millisecond)
-	client, err := dysms.NewClient(&openapi.Config{
-		AccessKeyId: tea.String(id), AccessKeySecret: tea.String(secret),
-		Endpoint: tea.String(host), Protocol: tea.String(scheme), RegionId: tea.String(s.str("region")),
-		ReadTimeout: tea.Int(ms), ConnectTimeout: tea.Int(ms), MaxIdleConns: tea.Int(2 * conc),
-	})
+	region := s.str("region")
+	config := func() *openapi.Config { // NewClient writes into its config: one each
+		return &openapi.Config{
+			AccessKeyId: tea.String(id), AccessKeySecret: tea.String(secret),
+			Endpoint: tea.String(host), Protocol: tea.String(scheme), RegionId: tea.String(region),
+			ReadTimeout: tea.Int(ms), ConnectTimeout: tea.Int(ms), MaxIdleConns: tea.Int(2 * conc),
+		}
+	}
+	client, err := dysms.NewClient(config())
 	if err != nil {
 		return nil, errors.New("endpoint: " + err.Error())
 	}
-	return &aliyunSMS{spec: spec, client: client, sign: s.str("sign_name"), concurrency: conc, log: deps.Logger, now: deps.Now}, nil
+	c := &aliyunSMS{spec: spec, sign: s.str("sign_name"), concurrency: conc, log: deps.Logger, now: deps.Now}
+	c.clients.New = func() any {
+		cl, _ := dysms.NewClient(config()) // the same config just succeeded
+		return cl
+	}
+	c.clients.Put(client)
+	return c, nil
 }
 
 func (c *aliyunSMS) Spec() Spec { return c.spec }
@@ -206,6 +219,8 @@ func (c *aliyunSMS) send(ctx context.Context, b Batch, cl aliyunCall) (string, *
 	done := make(chan result, 1)
 	go func() {
 		var r result
+		client := c.clients.Get().(*dysms.Client)
+		defer c.clients.Put(client)
 		rt := &teautil.RuntimeOptions{}
 		if cl.batch {
 			phones := make([]string, len(cl.phones))
@@ -222,7 +237,7 @@ func (c *aliyunSMS) send(ctx context.Context, b Batch, cl aliyunCall) (string, *
 			pj, _ := json.Marshal(phones)
 			sj, _ := json.Marshal(signs)
 			tj, _ := json.Marshal(params)
-			resp, err := c.client.SendBatchSmsWithOptions(&dysms.SendBatchSmsRequest{
+			resp, err := client.SendBatchSmsWithOptions(&dysms.SendBatchSmsRequest{
 				PhoneNumberJson: tea.String(string(pj)), SignNameJson: tea.String(string(sj)),
 				TemplateCode: tea.String(cl.msgs[0].template), TemplateParamJson: tea.String(string(tj)),
 				OutId: tea.String(outID),
@@ -243,7 +258,7 @@ func (c *aliyunSMS) send(ctx context.Context, b Batch, cl aliyunCall) (string, *
 			if p := cl.msgs[0].paramsJSON(); p != "" {
 				req.TemplateParam = tea.String(p)
 			}
-			resp, err := c.client.SendSmsWithOptions(req, rt)
+			resp, err := client.SendSmsWithOptions(req, rt)
 			r.err = err
 			if err == nil && resp != nil && resp.Body != nil {
 				r.ref, r.code, r.msg = tea.StringValue(resp.Body.BizId), tea.StringValue(resp.Body.Code), tea.StringValue(resp.Body.Message)

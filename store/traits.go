@@ -62,38 +62,12 @@ func (t *TraitTx) Now() int64 { return t.now }
 // Due returns up to limit profiles whose traits are due at or before at,
 // the longest overdue first.
 func (t *TraitTx) Due(at int64, limit int) ([]int64, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid FROM trait_due WHERE at <= ? ORDER BY at, uid LIMIT ?`, at, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var uid int64
-		if err := rows.Scan(&uid); err != nil {
-			return nil, err
-		}
-		out = append(out, uid)
-	}
-	return out, rows.Err()
+	return scanUIDs(t.tx.QueryContext(t.ctx, `SELECT uid FROM trait_due WHERE at <= ? ORDER BY at, uid LIMIT ?`, at, limit))
 }
 
 // Dirty returns up to limit profiles whose traits must be recomputed now.
 func (t *TraitTx) Dirty(limit int) ([]int64, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid FROM trait_dirty ORDER BY uid LIMIT ?`, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var uid int64
-		if err := rows.Scan(&uid); err != nil {
-			return nil, err
-		}
-		out = append(out, uid)
-	}
-	return out, rows.Err()
+	return scanUIDs(t.tx.QueryContext(t.ctx, `SELECT uid FROM trait_dirty ORDER BY uid LIMIT ?`, limit))
 }
 
 // Docs returns the profiles of uids, in uid order.
@@ -335,20 +309,7 @@ func (t *TraitTx) RFMValuesOf(uids []int64) (map[int64]RFMValue, error) {
 
 // RFMAfter pages through the purchasers' uids in uid order.
 func (t *TraitTx) RFMAfter(after int64, limit int) ([]int64, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid FROM rfm_values WHERE uid > ? ORDER BY uid LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var uid int64
-		if err := rows.Scan(&uid); err != nil {
-			return nil, err
-		}
-		out = append(out, uid)
-	}
-	return out, rows.Err()
+	return scanUIDs(t.tx.QueryContext(t.ctx, `SELECT uid FROM rfm_values WHERE uid > ? ORDER BY uid LIMIT ?`, after, limit))
 }
 
 // Setting reads a named value into v; it reports false when it is not set.
@@ -428,4 +389,21 @@ func (s *SQLite) CountDue(ctx context.Context, at int64) (int64, error) {
 	var n int64
 	err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM trait_dirty) + (SELECT count(*) FROM trait_due WHERE at <= ?)`, at).Scan(&n)
 	return n, err
+}
+
+// scanUIDs reads a one-column result of uids.
+func scanUIDs(rows *sql.Rows, err error) ([]int64, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var uid int64
+		if err := rows.Scan(&uid); err != nil {
+			return nil, err
+		}
+		out = append(out, uid)
+	}
+	return out, rows.Err()
 }

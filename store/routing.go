@@ -10,12 +10,15 @@ import (
 // (realtime) track, page and screen events of a known profile — with
 // id > after, in id order, and next: the id to resume from, which is the
 // last returned event's when the page is full, else the newest stored id
-// the read saw (so imported and anonymous rows are skipped over).
+// the read saw (so imported and anonymous rows are skipped over). names,
+// when not nil, keeps only events of those names: the ones some plan reacts
+// to (the router says which), so a flood of events no canvas cares about is
+// skipped in the database instead of being read, decoded and routed.
 //
 // Event ids grow in commit order (one writer at a time, ids never reused:
 // events are not deleted), so once an id is visible every smaller one is
 // too: a reader that resumes from next misses nothing.
-func (s *SQLite) EventsToRoute(ctx context.Context, after int64, limit int) (rows []EventRow, next int64, err error) {
+func (s *SQLite) EventsToRoute(ctx context.Context, after int64, limit int, names []string) (rows []EventRow, next int64, err error) {
 	// Everything up to the newest visible id is committed, so the second
 	// query sees all of it whatever commits in between.
 	newest, err := s.LastEventID(ctx)
@@ -25,9 +28,17 @@ func (s *SQLite) EventsToRoute(ctx context.Context, after int64, limit int) (row
 	if newest <= after {
 		return nil, after, nil
 	}
+	filter, args := "", []any{after, newest}
+	if names != nil {
+		if len(names) == 0 {
+			return nil, newest, nil
+		}
+		filter = ` AND name IN (SELECT value FROM json_each(?))`
+		args = append(args, stringList(names))
+	}
 	q, err := s.r.QueryContext(ctx, `SELECT id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime
-		FROM events WHERE id > ? AND id <= ? AND realtime = 1 AND uid != 0 AND type IN ('track', 'page', 'screen')
-		ORDER BY id LIMIT ?`, after, newest, limit)
+		FROM events WHERE id > ? AND id <= ? AND realtime = 1 AND uid != 0 AND type IN ('track', 'page', 'screen')`+filter+`
+		ORDER BY id LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, after, err
 	}
@@ -38,6 +49,24 @@ func (s *SQLite) EventsToRoute(ctx context.Context, after int64, limit int) (row
 		return rows, rows[len(rows)-1].ID, nil
 	}
 	return rows, newest, nil
+}
+
+// PlanHashes lists every stored plan version.
+func (s *SQLite) PlanHashes(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT hash FROM plans ORDER BY hash`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
 }
 
 // LastEventID is the newest stored message id (0 when there is none).

@@ -25,6 +25,7 @@ import (
 type Store interface {
 	Canvases(ctx context.Context) ([]store.DeployedCanvas, error)
 	Plan(ctx context.Context, hash string) ([]byte, error)
+	PlanHashes(ctx context.Context) ([]string, error)
 	Profiles(ctx context.Context, uids []int64) ([]store.ProfileRow, error)
 	MembershipsOf(ctx context.Context, uids []int64, since time.Time) ([]store.Membership, error)
 	WaitsIn(ctx context.Context, runIDs []int64, event string) ([]store.Wait, error)
@@ -64,6 +65,11 @@ type Router struct {
 	triggers  map[string][]trigger // event name → canvases it starts
 	pending   map[string]*entries  // canvas → users gathering for a run
 	readsUser map[string]bool      // event names whose conditions read the user document
+
+	// routed caches RoutedEvents for the plan versions it was built from.
+	routedMu     sync.Mutex
+	routedHashes []string
+	routed       []string
 }
 
 type trigger struct {
@@ -211,6 +217,50 @@ func (r *Router) Route(ctx context.Context, events []ingest.Event) error {
 	err := r.route(ctx, events)
 	r.flush(ctx, false)
 	return err
+}
+
+// RoutedEvents names every event some stored plan version reacts to: its
+// trigger event, exit event, goal event or the event of one of its waits.
+// Any other event can change nothing in the engine, so the feed skips it.
+// Plans are immutable and only added, so the list is rebuilt only when the
+// stored versions change, and it covers runs of older versions and
+// deactivated canvases too.
+func (r *Router) RoutedEvents(ctx context.Context) ([]string, error) {
+	hashes, err := r.opts.Store.PlanHashes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.routedMu.Lock()
+	defer r.routedMu.Unlock()
+	if r.routed != nil && slices.Equal(hashes, r.routedHashes) {
+		return r.routed, nil
+	}
+	seen := map[string]bool{}
+	for _, h := range hashes {
+		p, err := r.plan(ctx, h)
+		if err != nil {
+			return nil, nil // a plan this build cannot read: route everything
+		}
+		if p.Trigger.Kind == canvases.TriggerEvent {
+			seen[p.Trigger.Event.Event] = true
+		}
+		if p.Exit != nil {
+			seen[p.Exit.Event] = true
+		}
+		if p.Goal != nil {
+			seen[p.Goal.Event] = true
+		}
+		for ev := range p.waits {
+			seen[ev] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	r.routed, r.routedHashes = names, hashes
+	return names, nil
 }
 
 // ReadsUser reports whether routing any of the events evaluates a condition

@@ -40,11 +40,13 @@ type eventRouter interface {
 	Route(ctx context.Context, events []ingest.Event) error
 	PendingFrom() int64
 	ReadsUser(events []ingest.Event) bool
+	// RoutedEvents names the events any stored plan reacts to (nil: all).
+	RoutedEvents(ctx context.Context) ([]string, error)
 }
 
 // feedStore is what the feed reads and writes.
 type feedStore interface {
-	EventsToRoute(ctx context.Context, after int64, limit int) ([]store.EventRow, int64, error)
+	EventsToRoute(ctx context.Context, after int64, limit int, names []string) ([]store.EventRow, int64, error)
 	LastEventID(ctx context.Context) (int64, error)
 	Setting(ctx context.Context, key string, v any) (bool, error)
 	SetSetting(ctx context.Context, key string, v any) error
@@ -135,8 +137,12 @@ func (f *eventFeed) run(ctx context.Context) {
 // returns how many it routed.
 func (f *eventFeed) drain(ctx context.Context) (int, error) {
 	routed := 0
+	names, err := f.router.RoutedEvents(ctx)
+	if err != nil {
+		return 0, err
+	}
 	for ctx.Err() == nil {
-		rows, next, err := f.st.EventsToRoute(ctx, f.Cursor(), feedPage)
+		rows, next, err := f.st.EventsToRoute(ctx, f.Cursor(), feedPage, names)
 		if err != nil {
 			return routed, err
 		}

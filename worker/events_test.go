@@ -40,6 +40,8 @@ func (r *fakeRouter) Route(ctx context.Context, events []ingest.Event) error {
 
 func (r *fakeRouter) ReadsUser(events []ingest.Event) bool { return false }
 
+func (r *fakeRouter) RoutedEvents(context.Context) ([]string, error) { return nil, nil }
+
 func (r *fakeRouter) PendingFrom() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -74,7 +74,7 @@ func NewAPI(opts APIOptions) *API {
 	if len(opts.WriteKeys) == 0 {
 		a.log.Warn("http.write_keys is empty: the ingestion API accepts requests from anyone who can reach it")
 	}
-	a.messages = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huabu_ingest_messages_total", Help: "Messages accepted by the ingestion API, by type and outcome (stored, duplicate)."}, []string{"type", "outcome"})
+	a.messages = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huabu_ingest_messages_total", Help: "Messages accepted by the ingestion API, by type and outcome (stored, duplicate; accepted when the accept log defers storing; received for batches)."}, []string{"type", "outcome"})
 	a.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huabu_ingest_rejected_requests_total", Help: "Ingestion requests refused, by reason."}, []string{"reason"})
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(a.messages, a.rejected)
@@ -142,6 +142,11 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, kind string) {
 			// The client went away before the commit: nothing was stored.
 			return
 		}
+		if errors.Is(err, ErrOverloaded) {
+			w.Header().Set("Retry-After", "2")
+			a.fail(w, http.StatusServiceUnavailable, "overloaded", &FieldError{Message: "the ingestion backlog is full; nothing was stored, retry later"})
+			return
+		}
 		a.log.Error("ingest: storing messages failed", "messages", len(msgs), "err", err)
 		a.fail(w, http.StatusInternalServerError, "internal", &FieldError{Message: "internal error; nothing was stored, retry later"})
 		return
@@ -168,7 +173,9 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, kind string) {
 func (a *API) count(parsed []Parsed, res store.IngestResult) {
 	if len(parsed) == 1 {
 		outcome := "stored"
-		if res.Duplicates > 0 {
+		if res.Deferred {
+			outcome = "accepted"
+		} else if res.Duplicates > 0 {
 			outcome = "duplicate"
 		}
 		a.messages.WithLabelValues(parsed[0].Message.Type, outcome).Inc()
@@ -181,7 +188,9 @@ func (a *API) count(parsed []Parsed, res store.IngestResult) {
 	for t, n := range byType {
 		a.messages.WithLabelValues(t, "received").Add(float64(n))
 	}
-	a.messages.WithLabelValues("all", "duplicate").Add(float64(res.Duplicates))
+	if !res.Deferred {
+		a.messages.WithLabelValues("all", "duplicate").Add(float64(res.Duplicates))
+	}
 }
 
 // authorized checks the write key: HTTP Basic with the key as user name

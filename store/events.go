@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -31,6 +32,9 @@ type IngestOptions struct {
 	// recomputed (trait_dirty), in the same transaction, so a crash between
 	// storing and recomputing loses nothing.
 	MarkDue bool
+	// ReceivedAt is when Huabu accepted the messages (zero: now). The accept
+	// log stores requests before the store does, and keeps that time.
+	ReceivedAt time.Time
 }
 
 // IngestedEvent is a new track, page or screen row that belongs to a profile.
@@ -48,6 +52,9 @@ type IngestResult struct {
 	Duplicates int             // messages whose message id was already stored
 	Events     []IngestedEvent // new events with a profile, in input order
 	Touched    []int64         // profiles whose events or attributes changed
+	// Deferred: the messages were accepted into the accept log and will be
+	// stored by its applier (Stored, Duplicates, Events and Touched are empty).
+	Deferred bool
 }
 
 // Ingest stores a request's messages in one transaction: all of them or,
@@ -146,26 +153,55 @@ func (s *SQLite) commitGroup(group []*ingestRequest) {
 			close(r.done)
 		}
 	}
-	now := s.now()
 	// The transaction outlives any one request's context: a client that
 	// goes away fails its own request, not the group's.
-	ctx := context.Background()
+	finish(s.applyGroup(context.Background(), group, true, nil))
+}
+
+// errRequestFailed: a request failed in a group applied without savepoints.
+var errRequestFailed = errors.New("a request of the group failed")
+
+// applyGroup stores requests in one transaction, each in its own savepoint,
+// then runs extra (when set) in the same transaction. It returns an error
+// when the transaction as a whole failed (nothing stored); a request that
+// failed alone has its err set and its changes rolled back.
+//
+// Without savepoints a failing request fails the group (errRequestFailed,
+// nothing stored): a savepoint makes SQLite copy every page a request
+// touches first into a sub-journal, a fifth of the cost of storing events,
+// which a caller whose requests are already validated need not pay.
+func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoints bool, extra func(*sql.Tx) error) error {
+	now := s.now()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		finish(err)
-		return
+		return err
 	}
 	stored := 0
 	for _, r := range group {
 		if r.err = r.ctx.Err(); r.err != nil {
 			continue
 		}
+		if !savepoints {
+			at := now
+			if !r.opts.ReceivedAt.IsZero() {
+				at = r.opts.ReceivedAt
+			}
+			if r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at); r.err != nil {
+				_ = tx.Rollback()
+				return errRequestFailed
+			}
+			stored++
+			continue
+		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT ingest`); err != nil {
 			_ = tx.Rollback()
-			finish(err)
-			return
+			return err
 		}
-		r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, now)
+		at := now
+		if !r.opts.ReceivedAt.IsZero() {
+			at = r.opts.ReceivedAt
+		}
+		r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at)
 		undo := []string{`RELEASE ingest`}
 		if r.err != nil {
 			undo = []string{`ROLLBACK TO ingest`, `RELEASE ingest`}
@@ -176,16 +212,60 @@ func (s *SQLite) commitGroup(group []*ingestRequest) {
 		for _, stmt := range undo {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				_ = tx.Rollback()
-				finish(err)
-				return
+				return err
 			}
 		}
 	}
-	if stored == 0 {
-		finish(tx.Rollback())
-		return
+	if extra != nil {
+		if err := extra(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	} else if stored == 0 {
+		return tx.Rollback()
 	}
-	finish(tx.Commit())
+	return tx.Commit()
+}
+
+// IngestRequest is one request's messages, for IngestAll.
+type IngestRequest struct {
+	Messages []Message
+	Options  IngestOptions
+}
+
+// IngestAll stores several requests in one transaction, each all or nothing
+// (a request that fails is rolled back alone and its error returned in
+// errs), and sets the setting key to value in the same transaction: how the
+// accept log's applier stores records and the log position they end at
+// together, so a crash can neither lose nor repeat them. err reports a
+// transaction that failed as a whole: nothing was stored.
+func (s *SQLite) IngestAll(ctx context.Context, reqs []IngestRequest, key string, value any) (res []IngestResult, errs []error, err error) {
+	b, err := json.Marshal(value)
+	if err != nil {
+		return nil, nil, err
+	}
+	group := make([]*ingestRequest, len(reqs))
+	for i, r := range reqs {
+		group[i] = &ingestRequest{ctx: ctx, msgs: r.Messages, opts: r.Options}
+	}
+	setKey := func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, string(b))
+		return err
+	}
+	// All at once first; when a request fails, again with a savepoint each,
+	// so the others are stored and the failing one is named.
+	err = s.applyGroup(ctx, group, false, setKey)
+	if errors.Is(err, errRequestFailed) {
+		err = s.applyGroup(ctx, group, true, setKey)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("ingest: %w", err)
+	}
+	res, errs = make([]IngestResult, len(group)), make([]error, len(group))
+	for i, r := range group {
+		res[i], errs[i] = r.res, r.err
+	}
+	return res, errs, nil
 }
 
 func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions, now time.Time) (IngestResult, error) {

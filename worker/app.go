@@ -17,10 +17,12 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/huabu/huabu/acceptlog"
 	"github.com/huabu/huabu/activities"
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/config"
+	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/traits"
@@ -68,6 +70,10 @@ type App struct {
 	stopTraits func()
 	feed       *eventFeed
 	stopFeed   func()
+	// The accept log between the ingestion API and the store (ADR 006).
+	acceptLog   *acceptlog.Log
+	applier     *ingest.Applier
+	stopApplier func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -192,6 +198,9 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if err := app.startFeed(ctx); err != nil {
 		return nil, err
 	}
+	if err := app.startApplier(ctx, StorePath(cfg, opts.DataDir)); err != nil {
+		return nil, fmt.Errorf("accept log: %w", err)
+	}
 	if app.listener != nil {
 		if err := app.serveHTTP(); err != nil {
 			return nil, err
@@ -241,6 +250,9 @@ func (app *App) close() error {
 	} else if app.listener != nil {
 		_ = app.listener.Close() // claimed, never served
 	}
+	if app.stopApplier != nil {
+		app.stopApplier()
+	}
 	if app.stopFeed != nil {
 		app.stopFeed()
 	}
@@ -262,6 +274,9 @@ func (app *App) close() error {
 	}
 	if app.embedded != nil {
 		errs = append(errs, app.embedded.Stop())
+	}
+	if app.acceptLog != nil {
+		errs = append(errs, app.acceptLog.Close())
 	}
 	if app.store != nil {
 		errs = append(errs, app.store.Close())

@@ -3,6 +3,11 @@ package worker
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/huabu/huabu/acceptlog"
+	"github.com/huabu/huabu/store"
 
 	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/server"
@@ -78,16 +83,76 @@ func (app *App) ingestAPI(h *server.Handler) (*ingest.API, error) {
 		return nil, err
 	}
 	opts := ingest.APIOptions{
-		Store: app.store, Validator: ingest.NewValidator(schema), WriteKeys: app.cfg.HTTP.WriteKeys,
+		Store: &ingest.Accepter{Log: app.acceptLog}, Validator: ingest.NewValidator(schema), WriteKeys: app.cfg.HTTP.WriteKeys,
 		Logger: app.log.With("component", "ingest"), Metrics: h.Registry(),
 	}
 	if app.traits != nil {
 		opts.Traits = app.traits
 	}
-	if app.feed != nil {
-		opts.Sink = app.feed
-	}
+	h.Registry().MustRegister(app.applier.Collectors()...)
 	return ingest.NewAPI(opts), nil
+}
+
+// AcceptLogDir is where the accept log of a store lives: beside its file.
+func AcceptLogDir(storePath string) string { return storePath + "-accept" }
+
+// startApplier opens the accept log and stores its records until Close:
+// first what earlier runs accepted and did not store, then what the API
+// appends. The traits engine and the event feed hear of each stored group.
+func (app *App) startApplier(ctx context.Context, storePath string) error {
+	l, err := acceptlog.Open(filepath.Join(AcceptLogDir(storePath), "log"), acceptlog.Options{})
+	if err != nil {
+		return err
+	}
+	app.acceptLog = l
+	a, err := ingest.NewApplier(ctx, ingest.ApplierOptions{
+		Log: l, Store: app.store, FailedDir: filepath.Join(AcceptLogDir(storePath), "failed"),
+		Logger: app.log.With("component", "applier"),
+		Applied: func(results []store.IngestResult) {
+			touched, events := false, false
+			for _, r := range results {
+				touched = touched || len(r.Touched) > 0
+				events = events || len(r.Events) > 0
+			}
+			if touched && app.traits != nil {
+				app.traits.Notify()
+			}
+			if events && app.feed != nil {
+				app.feed.Events(context.Background(), nil)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	app.applier = a
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(runCtx)
+	}()
+	app.stopApplier = func() {
+		// What was accepted is stored before the engine stops, if that is
+		// quick; the rest is stored at the next start.
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.WaitApplied(wctx); err != nil {
+			app.log.Warn("stopping with accepted requests not yet stored; they are stored at the next start", "backlog_bytes", l.Backlog())
+		}
+		wcancel()
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+// WaitIngested waits until every request the API has accepted so far is
+// in the store (tests and benchmarks; the API answers on acceptance).
+func (app *App) WaitIngested(ctx context.Context) error {
+	if app.applier == nil {
+		return nil
+	}
+	return app.applier.WaitApplied(ctx)
 }
 
 // EventsRouted is the id of the last stored event the router has been given
@@ -99,11 +164,15 @@ func (app *App) EventsRouted() int64 {
 	return app.feed.Cursor()
 }
 
-// WaitTraits waits until the traits of every user touched so far are
-// recomputed (at once when the config computes none).
+// WaitTraits waits until the traits of every user touched so far (by
+// requests accepted so far) are recomputed (at once when the config
+// computes none).
 func (app *App) WaitTraits(ctx context.Context) error {
 	if app.traits == nil {
 		return nil
+	}
+	if err := app.WaitIngested(ctx); err != nil {
+		return err
 	}
 	return app.traits.WaitCurrent(ctx)
 }

@@ -110,6 +110,9 @@ func (l quietLogger) Errorf(format string, args ...any) { l.t.Logf("analytics: "
 
 func profileDoc(t *testing.T, app *App, id string) map[string]any {
 	t.Helper()
+	// The API answers once a request is in the accept log; the store has
+	// it a moment later.
+	require.NoError(t, app.WaitIngested(context.Background()))
 	row, err := app.Store().ProfileByID(context.Background(), id)
 	require.NoError(t, err)
 	var doc map[string]any
@@ -357,7 +360,8 @@ steps:
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	require.Contains(t, string(body), `huabu_ingest_messages_total{outcome="stored",type="track"} 2`)
+	require.Contains(t, string(body), `huabu_ingest_messages_total{outcome="accepted",type="track"} 2`)
+	require.Contains(t, string(body), "huabu_ingest_applied_messages_total 2\n")
 	require.Contains(t, string(body), `huabu_ingest_rejected_requests_total{reason="auth"} 2`)
 	// So are the deliveries the purchase started.
 	require.Contains(t, string(body), `huabu_deliveries_total{channel="wecom.customer",reason="",state="sent"}`)

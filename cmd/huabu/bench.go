@@ -106,7 +106,8 @@ func (c *cli) benchIngestCmd() *cobra.Command {
 		Long: `Start the embedded stack (Temporal, store, worker, router, traits engine, HTTP API) with the example
 config's computed traits, RFM and tags, post --events track events (purchases and app opens of --users
 users) in /v1/batch requests of --batch from --clients concurrent clients, and print the events
-accepted (stored and committed) per second, then how long the router and the traits took to catch up.`,
+accepted (validated and fsynced to the accept log) per second, how soon all of them were in the
+event store (the sustained rate), then how long the router and the traits took to catch up.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Events <= 0 {

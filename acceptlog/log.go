@@ -356,9 +356,9 @@ func (l *Log) backlogLocked() int64 {
 	return n - l.applied.Offset
 }
 
-// CorruptError reports a record whose frame or checksum is damaged in a
-// segment that was complete (bit rot, a file edited by hand). Reading can
-// continue from Next, the start of the following segment.
+// CorruptError reports a damaged record in synced data (bit rot, a file
+// edited by hand). Reading can continue from Next: the following record
+// when only the checksum failed, else the start of the following segment.
 type CorruptError struct {
 	At   Position
 	Next Position
@@ -412,8 +412,15 @@ func (l *Log) readSegment(pos Position, end int64, maxBytes int) ([]Record, erro
 		return nil, fmt.Errorf("acceptlog: %w", err)
 	}
 	defer f.Close()
-	corrupt := func(at int64) error {
-		return &CorruptError{At: Position{pos.Segment, at}, Next: Position{Segment: pos.Segment + 1}}
+	// A record whose checksum fails but whose length fits is skipped alone;
+	// a length that cannot be right loses the rest of the segment.
+	corrupt := func(at, next int64) error {
+		e := &CorruptError{At: Position{pos.Segment, at}, Next: Position{pos.Segment, next}}
+		if next < 0 {
+			e.Next = Position{Segment: pos.Segment + 1}
+			l.rotateFrom(pos.Segment)
+		}
+		return e
 	}
 	want := min(end-pos.Offset, int64(max(maxBytes, frameHeader)))
 	buf := make([]byte, want)
@@ -425,7 +432,7 @@ func (l *Log) readSegment(pos Position, end int64, maxBytes int) ([]Record, erro
 	for len(buf) >= frameHeader {
 		n := int64(binary.LittleEndian.Uint32(buf[0:4]))
 		if n > MaxRecordBytes || off+frameHeader+n > end {
-			return out, corrupt(off)
+			return out, corrupt(off, -1)
 		}
 		if int64(len(buf)) < frameHeader+n {
 			if len(out) > 0 {
@@ -439,13 +446,24 @@ func (l *Log) readSegment(pos Position, end int64, maxBytes int) ([]Record, erro
 		}
 		data := buf[frameHeader : frameHeader+n]
 		if crc32.Checksum(data, castagnoli) != binary.LittleEndian.Uint32(buf[4:8]) {
-			return out, corrupt(off)
+			return out, corrupt(off, off+frameHeader+n)
 		}
 		off += frameHeader + n
 		out = append(out, Record{Data: data, End: Position{pos.Segment, off}})
 		buf = buf[frameHeader+n:]
 	}
 	return out, nil
+}
+
+// rotateFrom starts a new segment if seg is still the one being written:
+// after damage that makes the rest of seg unreadable, later appends must
+// not land behind it.
+func (l *Log) rotateFrom(seg uint64) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.seg == seg && l.f != nil {
+		_ = l.create(seg + 1)
+	}
 }
 
 // Release tells the log that everything before upTo is applied: segments

@@ -96,7 +96,7 @@ func TestTornTailIsCut(t *testing.T) {
 }
 
 // TestDamagedRecordIsReported: a flipped byte in a complete segment is a
-// CorruptError naming the place, and reading can go on with the next segment.
+// CorruptError naming the place, and reading goes on after the record.
 func TestDamagedRecordIsReported(t *testing.T) {
 	dir := t.TempDir()
 	l, err := Open(dir, Options{SegmentBytes: 30})
@@ -118,9 +118,36 @@ func TestDamagedRecordIsReported(t *testing.T) {
 	var ce *CorruptError
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, Position{2, 0}, ce.At)
+	require.Equal(t, Position{2, frameHeader + 15}, ce.Next, "only that record is skipped")
 	recs, err = l.Read(ce.Next, 1<<20)
 	require.NoError(t, err)
 	require.Equal(t, "third-record-xx", string(recs[0].Data))
+}
+
+// TestDamagedLengthInTheOpenSegment: a length that cannot be right loses
+// the rest of its segment, and when that is the segment being written,
+// later appends go to a new one, so none is lost behind the damage.
+func TestDamagedLengthInTheOpenSegment(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	require.NoError(t, l.Append([]byte("one")))
+	require.NoError(t, l.Append([]byte("two")))
+	path := filepath.Join(dir, "0000000000000001.log")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[frameHeader+3] = 0xff // the second record's length
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+
+	recs, err := l.Read(Position{}, 1<<20)
+	var ce *CorruptError
+	require.ErrorAs(t, err, &ce)
+	require.Len(t, recs, 1)
+	require.Equal(t, Position{Segment: 2}, ce.Next)
+	require.NoError(t, l.Append([]byte("three")))
+	got, _ := readAll(t, l, ce.Next)
+	require.Equal(t, []string{"three"}, got)
 }
 
 // TestReleaseAndBacklog: released segments are deleted; a full backlog

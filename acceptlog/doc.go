@@ -16,5 +16,6 @@
 // default). A record is framed as a 4-byte little-endian length, a 4-byte
 // CRC-32C of the payload, then the payload. On open, a torn record at the end
 // of the newest segment (a crash during a write that was never acknowledged)
-// is cut off. Segments wholly before the applied position are deleted.
+// is cut off. Segments wholly before the applied position are deleted. A
+// LOCK file (flock) keeps a second process from appending to the same log.
 package acceptlog

@@ -68,6 +68,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type Log struct {
 	dir  string
 	opts Options
+	lock *os.File // holds the directory's lock
 
 	// Appenders queue here; one of them at a time leads and writes groups.
 	qmu     sync.Mutex
@@ -107,6 +108,20 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("acceptlog: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("acceptlog: %w", err)
+	}
+	l, err := open(dir, opts)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	l.lock = lock
+	return l, nil
+}
+
+func open(dir string, opts Options) (*Log, error) {
 	l := &Log{dir: dir, opts: opts, sizes: map[uint64]int64{}, notify: make(chan struct{}, 1)}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -502,8 +517,12 @@ func (l *Log) Close() error {
 	// A group being written finishes first; later ones see closed.
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	var errs []error
 	if l.f != nil {
-		return l.f.Close()
+		errs = append(errs, l.f.Close())
 	}
-	return nil
+	if l.lock != nil {
+		errs = append(errs, l.lock.Close())
+	}
+	return errors.Join(errs...)
 }

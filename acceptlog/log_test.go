@@ -190,3 +190,16 @@ func TestLargeRecord(t *testing.T) {
 	require.Len(t, recs, 1)
 	require.Equal(t, big, recs[0].Data)
 }
+
+// TestOneProcessPerLog: a second open of a log in use is refused.
+func TestOneProcessPerLog(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{})
+	require.NoError(t, err)
+	_, err = Open(dir, Options{})
+	require.ErrorContains(t, err, "in use by another Huabu process")
+	require.NoError(t, l.Close())
+	l, err = Open(dir, Options{})
+	require.NoError(t, err, "free again once closed")
+	require.NoError(t, l.Close())
+}

@@ -7,10 +7,9 @@ import (
 	"time"
 
 	"github.com/huabu/huabu/acceptlog"
-	"github.com/huabu/huabu/store"
-
 	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/traits"
 )
 
@@ -75,8 +74,9 @@ func (app *App) startFeed(ctx context.Context) error {
 	return nil
 }
 
-// ingestAPI is the ingestion API over the store, handing stored events to
-// the feed and telling the traits engine about touched users.
+// ingestAPI is the ingestion API in front of the accept log; the applier
+// stores what it accepts and tells the feed and the traits engine. Traits is
+// still set so accepted requests ask for their users' traits to be marked due.
 func (app *App) ingestAPI(h *server.Handler) (*ingest.API, error) {
 	schema, err := app.cfg.Schema()
 	if err != nil {

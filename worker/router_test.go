@@ -78,6 +78,16 @@ func TestEventsReachCanvases(t *testing.T) {
 	app := startExampleApp(t, map[string]string{"coupon-wait.yaml": waitCanvas})
 	ctx := context.Background()
 
+	// The feed reads only events some plan names: triggers, waits, exits, goals.
+	names, err := app.router.RoutedEvents(ctx)
+	require.NoError(t, err)
+	require.Subset(t, names, []string{"purchase", "coupon_used", "unsubscribe", "wecom.contact_added"})
+	require.NotContains(t, names, "video_watched")
+	sendEvents(t, app, "video_watched", nil, "u001")
+	last, err := app.Store().LastEventID(ctx)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return app.EventsRouted() >= last }, 3*time.Second, 5*time.Millisecond, "passed over, not stuck on")
+
 	// An event trigger: purchases of 500 or more start the follow-up.
 	start := time.Now()
 	sendEvents(t, app, "purchase", map[string]any{"amount": 599.0}, "u001", "u003")

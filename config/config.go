@@ -77,6 +77,9 @@ type HTTPConfig struct {
 	Listen    string   `yaml:"listen"`
 	WriteKeys []string `yaml:"write_keys"`
 	Disabled  bool     `yaml:"disabled"`
+	// IngestBacklogMB bounds the accept log: MiB accepted and not yet in the
+	// store before the ingestion API answers 503 (default 1024).
+	IngestBacklogMB int `yaml:"ingest_backlog_mb"`
 }
 
 type ProfileConfig struct {
@@ -196,6 +199,9 @@ func (c *Config) applyDefaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:8080"
 	}
+	if c.HTTP.IngestBacklogMB == 0 {
+		c.HTTP.IngestBacklogMB = 1024
+	}
 	// An unset ${HUABU_WRITE_KEY} leaves an empty key; it must not count.
 	c.HTTP.WriteKeys = slices.DeleteFunc(c.HTTP.WriteKeys, func(k string) bool { return strings.TrimSpace(k) == "" })
 }
@@ -203,6 +209,9 @@ func (c *Config) applyDefaults() {
 func (c *Config) check() error {
 	if _, err := canvases.LoadLocation(c.Timezone); err != nil {
 		return fmt.Errorf("timezone: %w", err)
+	}
+	if c.HTTP.IngestBacklogMB < 0 {
+		return fmt.Errorf("http.ingest_backlog_mb: %d is negative; give the MiB the accept log may hold before the API answers 503", c.HTTP.IngestBacklogMB)
 	}
 	if !slices.Contains([]string{"sqlite", "postgres"}, c.Store.Driver) {
 		return fmt.Errorf("store.driver: %q is not sqlite or postgres", c.Store.Driver)

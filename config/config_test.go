@@ -111,3 +111,11 @@ func TestLoadFile(t *testing.T) {
 	_, err = Load(empty)
 	require.NoError(t, err, "an empty config means all defaults")
 }
+
+func TestIngestBacklog(t *testing.T) {
+	cfg, err := Parse("huabu.yaml", t.TempDir(), []byte("http: {listen: '127.0.0.1:0'}\n"))
+	require.NoError(t, err)
+	require.Equal(t, 1024, cfg.HTTP.IngestBacklogMB, "1 GiB unless set")
+	_, err = Parse("huabu.yaml", t.TempDir(), []byte("http: {ingest_backlog_mb: -1}\n"))
+	require.ErrorContains(t, err, "http.ingest_backlog_mb")
+}

@@ -100,7 +100,7 @@ func AcceptLogDir(storePath string) string { return storePath + "-accept" }
 // first what earlier runs accepted and did not store, then what the API
 // appends. The traits engine and the event feed hear of each stored group.
 func (app *App) startApplier(ctx context.Context, storePath string) error {
-	l, err := acceptlog.Open(filepath.Join(AcceptLogDir(storePath), "log"), acceptlog.Options{})
+	l, err := acceptlog.Open(filepath.Join(AcceptLogDir(storePath), "log"), acceptlog.Options{MaxBacklog: int64(app.cfg.HTTP.IngestBacklogMB) << 20})
 	if err != nil {
 		return err
 	}

@@ -181,7 +181,7 @@ func TestSegmentClientEndToEnd(t *testing.T) {
 	require.Contains(t, string(msg.Message), "感谢您的信任")
 
 	// The traits follow the purchase.
-	require.NoError(t, app.traits.WaitCurrent(ctx))
+	require.NoError(t, app.WaitTraits(ctx))
 	traits, _ := profileDoc(t, app, "sdk-001")["traits"].(map[string]any)
 	require.Equal(t, 1.0, traits["orders_30d"])
 	require.Equal(t, 688.0, traits["spend_90d"])
@@ -201,6 +201,7 @@ func TestSegmentClientEndToEnd(t *testing.T) {
 		cb.wait(t, messageID(m))
 	}
 	require.GreaterOrEqual(t, transport.largest(), 2, "the SDK batched the calls")
+	require.NoError(t, app.WaitIngested(ctx)) // answered on acceptance; stored a moment later
 	evs, err := app.Store().UserEvents(ctx, "sdk-002")
 	require.NoError(t, err)
 	var names []string
@@ -215,6 +216,7 @@ func TestSegmentClientEndToEnd(t *testing.T) {
 	cb.wait(t, "buy-sdk-002")
 	time.Sleep(300 * time.Millisecond)
 	require.False(t, outboxOf(t, app, "purchase-followup", "thank-you")["sdk-002"])
+	require.NoError(t, app.WaitIngested(ctx))
 	evs, err = app.Store().UserEvents(ctx, "sdk-002")
 	require.NoError(t, err)
 	require.Len(t, evs, 5, "messageId dedupes")
@@ -240,7 +242,7 @@ func TestSegmentClientEndToEnd(t *testing.T) {
 	sum, err := ingest.ImportEvents(ctx, app.Store(), ingest.NewValidator(schema), strings.NewReader(history.String()), ingest.Options{})
 	require.NoError(t, err)
 	require.Equal(t, 12, sum.Imported)
-	require.NoError(t, app.traits.WaitCurrent(ctx))
+	require.NoError(t, app.WaitTraits(ctx))
 	require.NoError(t, app.traits.RefreshRFM(ctx))
 	old := profileDoc(t, app, "w-old")
 	rfm, _ := old["rfm"].(map[string]any)
@@ -336,6 +338,7 @@ steps:
 		require.Equal(t, tc.field, field, tc.name)
 		require.Contains(t, out["error"], tc.msg, tc.name)
 	}
+	require.NoError(t, app.WaitIngested(ctx))
 	after, err := app.Store().CountEvents(ctx)
 	require.NoError(t, err)
 	require.Equal(t, before, after, "nothing from a refused request is stored")

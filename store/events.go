@@ -181,11 +181,11 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 		if r.err = r.ctx.Err(); r.err != nil {
 			continue
 		}
+		at := now
+		if !r.opts.ReceivedAt.IsZero() {
+			at = r.opts.ReceivedAt
+		}
 		if !savepoints {
-			at := now
-			if !r.opts.ReceivedAt.IsZero() {
-				at = r.opts.ReceivedAt
-			}
 			if r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at); r.err != nil {
 				_ = tx.Rollback()
 				return errRequestFailed
@@ -196,10 +196,6 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT ingest`); err != nil {
 			_ = tx.Rollback()
 			return err
-		}
-		at := now
-		if !r.opts.ReceivedAt.IsZero() {
-			at = r.opts.ReceivedAt
 		}
 		r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at)
 		undo := []string{`RELEASE ingest`}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/huabu/huabu/config"
+	"github.com/huabu/huabu/internal/loadgen"
 	"github.com/huabu/huabu/worker"
 )
 
@@ -103,35 +103,6 @@ func startStack(ctx context.Context, opts EventOptions, canvases map[string]stri
 	return app, func() { app.Close(); cleanup() }, nil
 }
 
-// batchBodies builds /v1/batch bodies: purchases and app opens of users
-// spread over a population, as an app's backend sends them.
-func batchBodies(n, size, users int) [][]byte {
-	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	now := time.Now().UTC()
-	run := now.UnixNano()
-	bodies := make([][]byte, n)
-	for i := range bodies {
-		var b bytes.Buffer
-		b.Grow(size * 220)
-		b.WriteString(`{"batch":[`)
-		for j := 0; j < size; j++ {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			u := r.IntN(users)
-			ts := now.Add(-time.Duration(r.IntN(90*24)) * time.Hour).Format(time.RFC3339)
-			if j%4 == 0 {
-				fmt.Fprintf(&b, `{"type":"track","messageId":"%d-%d-%d","userId":"u%d","event":"purchase","properties":{"amount":%d,"order_id":"o%d-%d"},"timestamp":%q,"context":{"library":{"name":"bench"}}}`, run, i, j, u, 10+r.IntN(480), i, j, ts)
-			} else {
-				fmt.Fprintf(&b, `{"type":"track","messageId":"%d-%d-%d","userId":"u%d","event":"app_open","properties":{"screen":"home","version":"3.2.1"},"timestamp":%q,"context":{"library":{"name":"bench"}}}`, run, i, j, u, ts)
-			}
-		}
-		b.WriteString(`],"sentAt":"` + now.Format(time.RFC3339) + `"}`)
-		bodies[i] = b.Bytes()
-	}
-	return bodies
-}
-
 func post(ctx context.Context, c *http.Client, url string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 	if err != nil {
@@ -182,7 +153,7 @@ func Ingest(ctx context.Context, opts EventOptions) error {
 		return err
 	}
 	defer stop()
-	bodies := batchBodies(requests, opts.Batch, opts.Users)
+	bodies := loadgen.BatchBodies(requests, opts.Batch, opts.Users, uint64(time.Now().UnixNano()))
 	url := "http://" + app.HTTPAddr() + "/v1/batch"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: opts.Clients}, Timeout: time.Minute}
 	before, err := app.Store().CountEvents(ctx)

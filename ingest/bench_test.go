@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -13,35 +12,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-// batchBodies builds /v1/batch bodies of size events each: purchases and
-// app opens of users spread over a population, as an app's backend sends
-// them (the analytics SDKs batch up to 500 KB).
-func batchBodies(n, size, users int, seed uint64) [][]byte {
-	r := rand.New(rand.NewPCG(seed, 1))
-	now := time.Now().UTC()
-	bodies := make([][]byte, n)
-	for i := range bodies {
-		var b bytes.Buffer
-		b.WriteString(`{"batch":[`)
-		for j := 0; j < size; j++ {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			u := r.IntN(users)
-			ts := now.Add(-time.Duration(r.IntN(90*24)) * time.Hour).Format(time.RFC3339)
-			if j%4 == 0 {
-				fmt.Fprintf(&b, `{"type":"track","messageId":"%d-%d-%d","userId":"u%d","event":"purchase","properties":{"amount":%d,"order_id":"o%d-%d"},"timestamp":%q,"context":{"library":{"name":"bench"}}}`, seed, i, j, u, 10+r.IntN(990), i, j, ts)
-			} else {
-				fmt.Fprintf(&b, `{"type":"track","messageId":"%d-%d-%d","userId":"u%d","event":"app_open","properties":{"screen":"home","version":"3.2.1"},"timestamp":%q,"context":{"library":{"name":"bench"}}}`, seed, i, j, u, ts)
-			}
-		}
-		b.WriteString(`],"sentAt":"` + now.Format(time.RFC3339) + `"}`)
-		bodies[i] = b.Bytes()
-	}
-	return bodies
-}
+	"github.com/huabu/huabu/internal/loadgen"
+)
 
 // BenchmarkBatchIngest posts /v1/batch requests of 500 events from 8
 // concurrent HTTP clients to the API writing straight to a real SQLite
@@ -55,7 +28,7 @@ func BenchmarkBatchIngest(b *testing.B) {
 			s := newStack(b, testConfig)
 			const clients = 8
 			requests := max(b.N, clients)
-			bodies := batchBodies(requests, size, 100000, uint64(size))
+			bodies := loadgen.BatchBodies(requests, size, 100000, uint64(size))
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 			var next atomic.Int64
 			var wg sync.WaitGroup

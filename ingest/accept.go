@@ -29,7 +29,6 @@ var ErrOverloaded = errors.New("the ingestion backlog is full")
 // Accepter is an EventStore that appends requests to the accept log.
 type Accepter struct {
 	Log *acceptlog.Log
-	Now func() time.Time // default time.Now
 }
 
 // Ingest appends the request as one record; it returns once the record is
@@ -39,11 +38,7 @@ func (a *Accepter) Ingest(ctx context.Context, msgs []store.Message, opts store.
 		return store.IngestResult{}, err
 	}
 	if opts.ReceivedAt.IsZero() {
-		now := time.Now
-		if a.Now != nil {
-			now = a.Now
-		}
-		opts.ReceivedAt = now()
+		opts.ReceivedAt = time.Now()
 	}
 	err := a.Log.Append(encodeRecord(msgs, opts))
 	if errors.Is(err, acceptlog.ErrFull) {

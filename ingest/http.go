@@ -136,7 +136,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, kind string) {
 	for i := range parsed {
 		msgs[i] = parsed[i].Message
 	}
-	res, err := a.opts.Store.Ingest(r.Context(), msgs, store.IngestOptions{Realtime: true, MarkDue: a.opts.Traits != nil})
+	res, err := a.opts.Store.Ingest(r.Context(), msgs, store.IngestOptions{Realtime: true, MarkDue: a.opts.Traits != nil, ReceivedAt: now})
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client went away before the commit: nothing was stored.

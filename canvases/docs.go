@@ -112,6 +112,8 @@ func typeName(t *Type) string {
 		return "list of " + typeName(t.Elem)
 	case KindMap:
 		return "map of " + typeName(t.Elem)
+	case KindAny:
+		return "any"
 	case KindUnion:
 		names := make([]string, len(t.Alternatives))
 		for i, a := range t.Alternatives {

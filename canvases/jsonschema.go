@@ -77,6 +77,8 @@ func (g *schemaGen) typ(t *Type) map[string]any {
 		if t.MinItems > 0 {
 			out["minItems"] = t.MinItems
 		}
+	case KindAny:
+		return out
 	case KindMap:
 		out["type"] = "object"
 		out["additionalProperties"] = g.typ(t.Elem)

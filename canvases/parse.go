@@ -25,6 +25,25 @@ type unit struct {
 	src      []byte
 	compiler *Compiler
 	problems Problems
+	// document is set when the file is not a canvas (huabu.yaml): an empty
+	// file is fine, and unknown keys are named by their own path.
+	document bool
+	// expand, when set, rewrites ${ENV} references in scalars before they
+	// are checked.
+	expand func(string) string
+}
+
+// expandTree expands every scalar under n (values the spec does not type).
+func (u *unit) expandTree(n *yaml.Node, depth int) {
+	if u.expand == nil || depth > maxDepth {
+		return
+	}
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		n.Value = u.expand(n.Value)
+	}
+	for _, c := range n.Content {
+		u.expandTree(c, depth+1)
+	}
 }
 
 func (u *unit) report(sev Severity, line, col int, path, format string, args ...any) {
@@ -70,7 +89,9 @@ func (u *unit) parseYAML() (root *yaml.Node) {
 		}
 	}()
 	if len(bytes.TrimSpace(u.src)) == 0 {
-		u.report(Error, 1, 1, "", "empty file: a canvas needs at least id, trigger and steps")
+		if !u.document {
+			u.report(Error, 1, 1, "", "empty file: a canvas needs at least id, trigger and steps")
+		}
 		return nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(u.src))
@@ -81,12 +102,18 @@ func (u *unit) parseYAML() (root *yaml.Node) {
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		u.errAt(&extra, "", "a canvas file holds one canvas; put each canvas in its own file")
+		if u.document {
+			u.errAt(&extra, "", "the file holds more than one YAML document; keep one")
+		} else {
+			u.errAt(&extra, "", "a canvas file holds one canvas; put each canvas in its own file")
+		}
 	} else if !errors.Is(err, io.EOF) {
 		u.yamlError(err)
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		u.report(Error, 1, 1, "", "empty file: a canvas needs at least id, trigger and steps")
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || (u.document && isNull(doc.Content[0])) {
+		if !u.document {
+			u.report(Error, 1, 1, "", "empty file: a canvas needs at least id, trigger and steps")
+		}
 		return nil
 	}
 	return doc.Content[0]
@@ -164,6 +191,9 @@ func (u *unit) walk(n *yaml.Node, key *yaml.Node, t *Type, path string, depth in
 	}
 	v := &Value{Node: n, Key: key, Path: path, Type: t}
 	switch t.Kind {
+	case KindAny:
+		u.expandTree(n, depth)
+		return v
 	case KindObject:
 		return u.walkObject(v, t, depth)
 	case KindMap:
@@ -191,6 +221,19 @@ func (u *unit) walk(n *yaml.Node, key *yaml.Node, t *Type, path string, depth in
 	if n.Kind != yaml.ScalarNode || isNull(n) {
 		u.errAt(n, path, "expected %s, got %s", t.Label(), describe(n))
 		return nil
+	}
+	if u.expand != nil && strings.Contains(n.Value, "${") {
+		// ${ENV} is expanded after parsing (so a value may hold any
+		// character) and before checking; an empty one takes the default.
+		n.Value = u.expand(n.Value)
+		if n.Value == "" {
+			n.Tag = "!!null" // decodes to the zero value, so the default applies
+			return nil
+		}
+		if n.Style == 0 && (t.Kind == KindInt || t.Kind == KindBool) {
+			n.Tag = ""
+			n.Tag = n.ShortTag()
+		}
 	}
 	switch t.Kind {
 	case KindInt:
@@ -306,6 +349,19 @@ func (u *unit) walkObject(v *Value, t *Type, depth int) *Value {
 		}
 		seen[name] = k
 		f := t.Field(name)
+		if f == nil && u.document {
+			names := make([]string, len(t.Fields))
+			for j, tf := range t.Fields {
+				names[j] = tf.Name
+			}
+			msg := "unknown key; known here: " + strings.Join(names, ", ")
+			if s := suggest(name, names); s != "" {
+				typos[s] = true
+				msg = fmt.Sprintf("unknown key (did you mean %q?)", s)
+			}
+			u.errAt(k, join(path, name), "%s", msg)
+			continue
+		}
 		if f == nil {
 			msg := fmt.Sprintf("unknown field %q", name)
 			if hint, ok := fieldHints[name]; ok {

@@ -14,6 +14,7 @@ const (
 	KindList                 // a sequence of Elem
 	KindMap                  // a mapping from free-form keys to Elem
 	KindUnion                // one of Alternatives, chosen by the YAML node's shape
+	KindAny                  // any YAML value, checked by whoever reads it (channel settings in huabu.yaml)
 )
 
 // Format names a constraint on a string scalar beyond its kind.
@@ -118,6 +119,8 @@ func (t *Type) Label() string {
 		return "a list"
 	case KindMap:
 		return "a mapping"
+	case KindAny:
+		return "a value"
 	case KindUnion:
 		labels := make([]string, len(t.Alternatives))
 		for i, a := range t.Alternatives {

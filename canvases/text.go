@@ -24,6 +24,10 @@ func joinOr(items []string) string {
 	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
 }
 
+// Suggest returns the candidate closest to s when it is close enough to be
+// a likely typo, else "" (for other YAML readers' "did you mean").
+func Suggest(s string, candidates []string) string { return suggest(s, candidates) }
+
 // suggest returns the candidate closest to s when it is close enough to be a
 // likely typo, else "". Short names need an exact-but-for-case match, so
 // "x" does not suggest "f".

@@ -1,14 +1,10 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -16,14 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/huabu/huabu/canvases"
 )
 
 // Config is huabu.yaml.
 type Config struct {
-	Timezone string         `yaml:"timezone"`
+	Timezone string         `yaml:"timezone" format:"timezone"`
 	Canvases string         `yaml:"canvases"`
 	Temporal TemporalConfig `yaml:"temporal"`
 	Store    StoreConfig    `yaml:"store"`
@@ -32,7 +26,7 @@ type Config struct {
 	// Events optionally types event properties: events: {purchase: {amount: number}}.
 	Events map[string]map[string]string `yaml:"events"`
 	// Tags are auto-tag rules: a tag and the condition over user that sets it.
-	Tags     map[string]string         `yaml:"tags"`
+	Tags     map[string]string         `yaml:"tags" kind:"expr"`
 	Channels map[string]map[string]any `yaml:"channels"`
 	Policy   PolicyConfig              `yaml:"policy"`
 	Triggers TriggersConfig            `yaml:"triggers"`
@@ -127,15 +121,15 @@ type PolicyConfig struct {
 }
 
 type QuietHoursConfig struct {
-	From   string `yaml:"from"`
-	To     string `yaml:"to"`
+	From   string `yaml:"from" format:"clock"`
+	To     string `yaml:"to" format:"clock"`
 	Action string `yaml:"action"`
 }
 
 type FrequencyConfig struct {
-	Channel string `yaml:"channel"`
+	Channel string `yaml:"channel" format:"channel-or-any"`
 	Max     int    `yaml:"max"`
-	Per     string `yaml:"per"`
+	Per     string `yaml:"per" kind:"duration"`
 }
 
 // DefaultFile is where commands look for the config without -c.
@@ -151,30 +145,24 @@ func Load(path string) (*Config, error) {
 	return Parse(path, dir, src)
 }
 
-// Parse reads config text; file names it in errors and dir anchors relative paths.
+// Parse reads config text; file names it in errors and dir anchors relative
+// paths. Every problem is reported at once, as canvas problems are
+// (FILE:LINE:COL: error: path: message): the error is canvases.Problems.
 func Parse(file, dir string, src []byte) (*Config, error) {
+	doc := canvases.CheckDocument(file, src, Spec, ExpandEnv)
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // empty file: all defaults
-		return nil, fmt.Errorf("%s: %s", file, yamlMessage(err))
+	if doc.Root != nil {
+		// The walk reported every value of the wrong shape; decoding keeps
+		// what fits, and the checks below skip what the walk rejected.
+		_ = doc.Root.Node.Decode(&c)
 	}
-	expandEnv(reflect.ValueOf(&c).Elem())
 	c.File, c.Dir = file, dir
 	c.applyDefaults()
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+	c.check(doc)
+	if doc.HasErrors() {
+		return nil, doc.Problems()
 	}
 	return &c, nil
-}
-
-var yamlLineRE = regexp.MustCompile(`line (\d+): `)
-
-func yamlMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
-	msg = strings.ReplaceAll(msg, "\n  ", "; ")
-	return yamlLineRE.ReplaceAllString(msg, "line $1: ")
 }
 
 func (c *Config) applyDefaults() {
@@ -204,105 +192,176 @@ func (c *Config) applyDefaults() {
 	}
 	// An unset ${HUABU_WRITE_KEY} leaves an empty key; it must not count.
 	c.HTTP.WriteKeys = slices.DeleteFunc(c.HTTP.WriteKeys, func(k string) bool { return strings.TrimSpace(k) == "" })
-}
-
-func (c *Config) check() error {
-	if _, err := canvases.LoadLocation(c.Timezone); err != nil {
-		return fmt.Errorf("timezone: %w", err)
-	}
-	if c.HTTP.IngestBacklogMB < 0 {
-		return fmt.Errorf("http.ingest_backlog_mb: %d is negative; give the MiB the accept log may hold before the API answers 503", c.HTTP.IngestBacklogMB)
-	}
-	if !slices.Contains([]string{"sqlite", "postgres"}, c.Store.Driver) {
-		return fmt.Errorf("store.driver: %q is not sqlite or postgres", c.Store.Driver)
-	}
-	for name, t := range c.Profile.Traits {
-		fn, src, n := t.Aggregation()
-		switch {
-		case n == 0:
-			return fmt.Errorf("profile.traits.%s: say what it computes: count, sum, min, max, first, last or days_since", name)
-		case n > 1:
-			return fmt.Errorf("profile.traits.%s: use one of count, sum, min, max, first, last or days_since", name)
-		}
-		event, prop, hasProp := strings.Cut(src, ".")
-		needsProp := fn != "count" && fn != "days_since"
-		if event == "" || needsProp && (!hasProp || prop == "") {
-			return fmt.Errorf("profile.traits.%s: %s takes event.property, got %q", name, fn, src)
-		}
-		if !needsProp && hasProp {
-			return fmt.Errorf("profile.traits.%s: %s takes an event name, got %q", name, fn, src)
-		}
-		if t.Within != "" {
-			if w, err := canvases.ParseDuration(t.Within); err != nil {
-				return fmt.Errorf("profile.traits.%s.within: %v", name, err)
-			} else if w <= 0 {
-				return fmt.Errorf("profile.traits.%s.within: a window must be longer than 0 (leave within out for all time)", name)
-			}
-		}
-	}
 	if r := c.Profile.RFM; r != nil {
-		if r.Event == "" || r.Amount == "" {
-			return fmt.Errorf("profile.rfm: event and amount are required")
-		}
 		// amount names a property of the event; "purchase.amount" is
 		// taken to mean the same as "amount".
 		r.Amount = strings.TrimPrefix(r.Amount, r.Event+".")
 		if r.Window == "" {
 			r.Window = "365d"
 		}
-		if w, err := canvases.ParseDuration(r.Window); err != nil {
-			return fmt.Errorf("profile.rfm.window: %v", err)
-		} else if w <= 0 {
-			return fmt.Errorf("profile.rfm.window: the window must be longer than 0")
+	}
+	if q := c.Policy.QuietHours; q != nil && q.Action == "" {
+		q.Action = "delay"
+	}
+}
+
+// check reports what the shape check cannot see, each problem at the value
+// it is about. Values the walk already rejected are not checked again.
+func (c *Config) check(doc *canvases.Document) {
+	fail := func(path, format string, args ...any) {
+		if !doc.Reported(path) {
+			doc.Errorf(path, format, args...)
 		}
 	}
-	for section, fields := range c.Channels {
+	if c.HTTP.IngestBacklogMB < 0 {
+		fail("http.ingest_backlog_mb", "%d is negative; give the MiB the accept log may hold before the API answers 503", c.HTTP.IngestBacklogMB)
+	}
+	if !slices.Contains([]string{"sqlite", "postgres"}, c.Store.Driver) {
+		fail("store.driver", "%q is not sqlite or postgres", c.Store.Driver)
+	}
+	for _, name := range sortedKeys(c.Profile.Traits) {
+		t, path := c.Profile.Traits[name], "profile.traits."+name
+		if !traitNameRE.MatchString(name) {
+			fail(path, "names must be lowercase letters, digits and _")
+		}
+		fn, src, n := t.Aggregation()
+		switch {
+		case n == 0:
+			fail(path, "say what it computes: count, sum, min, max, first, last or days_since")
+			continue
+		case n > 1:
+			fail(path, "use one of count, sum, min, max, first, last or days_since")
+			continue
+		}
+		event, prop, hasProp := strings.Cut(src, ".")
+		needsProp := fn != "count" && fn != "days_since"
+		if event == "" || needsProp && (!hasProp || prop == "") {
+			fail(path+"."+fn, "%s takes event.property, got %q", fn, src)
+		}
+		if !needsProp && hasProp {
+			fail(path+"."+fn, "%s takes an event name, got %q", fn, src)
+		}
+		if t.Within != "" {
+			if w, err := canvases.ParseDuration(t.Within); err != nil {
+				fail(path+".within", "%v", err)
+			} else if w <= 0 {
+				fail(path+".within", "a window must be longer than 0 (leave within out for all time)")
+			}
+		}
+	}
+	if r := c.Profile.RFM; r != nil {
+		if r.Event == "" || r.Amount == "" {
+			fail("profile.rfm", "event and amount are required")
+		}
+		if w, err := canvases.ParseDuration(r.Window); err != nil {
+			fail("profile.rfm.window", "%v", err)
+		} else if w <= 0 {
+			fail("profile.rfm.window", "the window must be longer than 0")
+		}
+	}
+	for _, section := range sortedKeys(c.Channels) {
+		fields := c.Channels[section]
 		if !slices.Contains(ChannelSections, section) {
-			return fmt.Errorf("channels.%s: unknown channel section; use %s", section, strings.Join(ChannelSections, ", "))
+			fail("channels."+section, "%s", didYouMean("unknown channel section; use "+strings.Join(ChannelSections, ", "), section, ChannelSections))
+			continue
 		}
 		if p, ok := fields["provider"]; ok {
 			ps, _ := p.(string)
 			if allowed := providers[section]; !slices.Contains(allowed, ps) {
-				return fmt.Errorf("channels.%s.provider: %q is not one of %s", section, ps, strings.Join(allowed, ", "))
+				fail("channels."+section+".provider", "%q is not one of %s", ps, strings.Join(allowed, ", "))
 			}
 		}
 	}
 	if c.Triggers.Window != "" {
 		if d, err := time.ParseDuration(c.Triggers.Window); err != nil || d <= 0 || d > time.Minute {
-			return fmt.Errorf("triggers.window: %q is not a duration between 1ms and 1m (e.g. 200ms)", c.Triggers.Window)
+			fail("triggers.window", "%q is not a duration between 1ms and 1m (e.g. 200ms)", c.Triggers.Window)
 		}
 	}
 	if q := c.Policy.QuietHours; q != nil {
-		if q.Action == "" {
-			q.Action = "delay"
-		}
-		for name, v := range map[string]string{"from": q.From, "to": q.To} {
-			if !clockRE.MatchString(v) {
-				return fmt.Errorf("policy.quiet_hours.%s: %q is not a time of day like 21:00", name, v)
-			}
+		if q.From == "" || q.To == "" {
+			fail("policy.quiet_hours", "from and to are required, like {from: \"21:00\", to: \"08:00\"}")
 		}
 		if q.Action != "delay" && q.Action != "drop" {
-			return fmt.Errorf("policy.quiet_hours.action: %q is not delay or drop", q.Action)
+			fail("policy.quiet_hours.action", "%q is not delay or drop", q.Action)
 		}
 	}
 	for i, f := range c.Policy.Frequency {
-		if f.Channel != "any" && canvases.Channel(f.Channel) == nil {
-			return fmt.Errorf("policy.frequency[%d].channel: %q is not a channel or any", i, f.Channel)
+		path := fmt.Sprintf("policy.frequency[%d]", i)
+		if f.Channel == "" {
+			fail(path+".channel", "channel is required: a channel name or any")
 		}
 		if f.Max < 1 {
-			return fmt.Errorf("policy.frequency[%d].max must be at least 1", i)
+			fail(path+".max", "must be at least 1")
 		}
-		if _, err := canvases.ParseDuration(f.Per); err != nil {
-			return fmt.Errorf("policy.frequency[%d].per: %v", i, err)
+		if f.Per == "" {
+			fail(path+".per", "per is required: the window, like 1d")
 		}
 	}
-	if _, err := c.CompilerOptions(); err != nil {
-		return err
+	for _, name := range sortedKeys(c.Profile.Attributes) {
+		t, path := canvases.FieldType(c.Profile.Attributes[name]), "profile.attributes."+name
+		switch {
+		case !slices.Contains(canvases.FieldTypes, t):
+			fail(path, "unknown type %q; use %s", t, fieldTypeList())
+		case !traitNameRE.MatchString(name):
+			fail(path, "names must be lowercase letters, digits and _")
+		case slices.Contains([]string{"id", "tags", "traits", "rfm"}, name):
+			fail(path, "%q is built in", name)
+		case slices.Contains(canvases.ReservedAttributes, name) && t != canvases.TypeString:
+			fail(path, "reserved attribute %q is a string", name)
+		}
 	}
-	if _, err := c.Compiler(); err != nil {
-		return err
+	for _, ev := range sortedKeys(c.Events) {
+		for _, p := range sortedKeys(c.Events[ev]) {
+			if t := canvases.FieldType(c.Events[ev][p]); !slices.Contains(canvases.FieldTypes, t) {
+				fail("events."+ev+"."+p, "unknown type %q; use %s", t, fieldTypeList())
+			}
+		}
 	}
-	return nil
+	if doc.HasErrors() {
+		return // the schema and the compiler would only repeat them
+	}
+	opts, err := c.CompilerOptions()
+	var comp *canvases.Compiler
+	if err == nil {
+		comp, err = canvases.NewCompiler(opts)
+	}
+	if err != nil {
+		// The schema's own errors name their key: profile.attributes.x: ...
+		path, msg, ok := strings.Cut(err.Error(), ": ")
+		if !ok {
+			path, msg = "profile", err.Error()
+		}
+		fail(path, "%s", msg)
+		return
+	}
+	for _, tag := range sortedKeys(c.Tags) {
+		doc.CheckCondition("tags."+tag, comp)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func fieldTypeList() string {
+	names := make([]string, len(canvases.FieldTypes))
+	for i, t := range canvases.FieldTypes {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
+}
+
+// didYouMean suggests the closest of candidates for a misspelt word.
+func didYouMean(msg, s string, candidates []string) string {
+	if c := canvases.Suggest(s, candidates); c != "" {
+		return fmt.Sprintf("%s (did you mean %q?)", msg, c)
+	}
+	return msg
 }
 
 // ChannelSections are the keys allowed under channels:.
@@ -386,7 +445,6 @@ func (c *Config) Schema() (canvases.Schema, error) {
 
 var (
 	traitNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
-	clockRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 )
 
 // CompilerOptions is what the canvas compiler needs from the config.
@@ -409,12 +467,7 @@ func (c *Config) Compiler() (*canvases.Compiler, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(c.Tags))
-	for n := range c.Tags {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, tag := range names {
+	for _, tag := range sortedKeys(c.Tags) {
 		if _, err := comp.CompileCondition(c.Tags[tag], ""); err != nil {
 			return nil, fmt.Errorf("tags.%s: %v", tag, err)
 		}
@@ -444,50 +497,6 @@ func ExpandEnv(s string) string {
 		}
 		return g[3]
 	})
-}
-
-// expandEnv walks every string in the decoded config.
-func expandEnv(v reflect.Value) {
-	switch v.Kind() {
-	case reflect.String:
-		if v.CanSet() {
-			v.SetString(ExpandEnv(v.String()))
-		}
-	case reflect.Pointer, reflect.Interface:
-		if v.IsNil() {
-			return
-		}
-		if v.Kind() == reflect.Interface {
-			inner := v.Elem()
-			if inner.Kind() == reflect.String && v.CanSet() {
-				v.Set(reflect.ValueOf(ExpandEnv(inner.String())))
-				return
-			}
-			if inner.Kind() == reflect.Map || inner.Kind() == reflect.Slice {
-				expandEnv(inner)
-			}
-			return
-		}
-		expandEnv(v.Elem())
-	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			if v.Type().Field(i).IsExported() {
-				expandEnv(v.Field(i))
-			}
-		}
-	case reflect.Slice:
-		for i := 0; i < v.Len(); i++ {
-			expandEnv(v.Index(i))
-		}
-	case reflect.Map:
-		for _, k := range v.MapKeys() {
-			e := v.MapIndex(k)
-			cp := reflect.New(e.Type()).Elem()
-			cp.Set(e)
-			expandEnv(cp)
-			v.SetMapIndex(k, cp)
-		}
-	}
 }
 
 // Int reads an integer channel setting that YAML may give as a number or a

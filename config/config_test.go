@@ -1,7 +1,10 @@
 package config
 
 import (
+	"flag"
 	"os"
+	"reflect"
+	"strings"
 	"path/filepath"
 	"testing"
 
@@ -72,7 +75,7 @@ func TestErrors(t *testing.T) {
 	for src, want := range map[string]string{
 		"timezone: Mars/Base":                                    `timezone: unknown time zone "Mars/Base"`,
 		"store: {driver: mysql}":                                 `store.driver: "mysql" is not sqlite or postgres`,
-		"htpp: {listen: x}":                                      `field htpp not found`,
+		"htpp: {listen: x}":                                      `huabu.yaml:1:1: error: htpp: unknown key (did you mean "http"?)`,
 		"profile: {attributes: {name: text}}":                    `profile.attributes.name: unknown type "text"`,
 		"profile: {attributes: {phone: number}}":                 `reserved attribute "phone" is a string`,
 		"profile: {traits: {x: {within: 3d}}}":                   `profile.traits.x: say what it computes`,
@@ -82,7 +85,7 @@ func TestErrors(t *testing.T) {
 		"channels: {wechat: {}}":                                 `channels.wechat: unknown channel section`,
 		"channels: {sms: {provider: twilio}}":                    `channels.sms.provider: "twilio" is not one of aliyun, tencent, outbox`,
 		"tags: {dormant: 'user.nope > 1'}":                       `tags.dormant: user has no field "nope"`,
-		"policy: {frequency: [{channel: sms, max: 0, per: 1d}]}": `policy.frequency[0].max must be at least 1`,
+		"policy: {frequency: [{channel: sms, max: 0, per: 1d}]}": `policy.frequency[0].max: must be at least 1`,
 		"profile: {rfm: {event: purchase}}":                      `profile.rfm: event and amount are required`,
 		"profile: {traits: {x: {count: a, within: 0d}}}":         `profile.traits.x.within: a window must be longer than 0`,
 		"profile: {traits: {x: {count: a.b}}}":                   `count takes an event name, got "a.b"`,
@@ -93,7 +96,9 @@ func TestErrors(t *testing.T) {
 	} {
 		_, err := Parse("huabu.yaml", "", []byte(src))
 		require.ErrorContains(t, err, want, src)
-		require.ErrorContains(t, err, "huabu.yaml: ", "errors name the file")
+		require.Regexp(t, `^huabu.yaml:\d+:\d+: error: `, err.Error(), "errors name the file, line and column")
+		var problems canvases.Problems
+		require.ErrorAs(t, err, &problems, "the CLI prints each problem on its own line")
 	}
 }
 
@@ -118,4 +123,66 @@ func TestIngestBacklog(t *testing.T) {
 	require.Equal(t, 1024, cfg.HTTP.IngestBacklogMB, "1 GiB unless set")
 	_, err = Parse("huabu.yaml", t.TempDir(), []byte("http: {ingest_backlog_mb: -1}\n"))
 	require.ErrorContains(t, err, "http.ingest_backlog_mb")
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestProblemsGolden checks every config in testdata/errors against its
+// .golden file: all of its problems, FILE:LINE:COL: severity: path: message.
+func TestProblemsGolden(t *testing.T) {
+	t.Setenv("HUABU_TEST_BACKLOG", "lots")
+	files, err := filepath.Glob("testdata/errors/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			cfg, err := Load(f)
+			require.Nil(t, cfg, "a config with errors is not used")
+			var problems canvases.Problems
+			require.ErrorAs(t, err, &problems)
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			got := problems.Error() + "\n"
+			if *update {
+				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
+				return
+			}
+			want, err := os.ReadFile(golden)
+			require.NoError(t, err, "missing golden file; run go test ./config -update")
+			require.Equal(t, string(want), got, "stale golden file %s; run go test ./config -update and review the diff", golden)
+		})
+	}
+}
+
+// TestSpecMatchesStruct keeps the key spec and the Config struct one thing:
+// every yaml key of the struct is a field of the spec, recursively.
+func TestSpecMatchesStruct(t *testing.T) {
+	var visit func(rt reflect.Type, spec *canvases.Type, path string)
+	visit = func(rt reflect.Type, spec *canvases.Type, path string) {
+		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Map || rt.Kind() == reflect.Slice {
+			rt = rt.Elem()
+			if spec.Kind == canvases.KindMap || spec.Kind == canvases.KindList {
+				spec = spec.Elem
+			}
+		}
+		if rt.Kind() != reflect.Struct {
+			return
+		}
+		require.Equal(t, canvases.KindObject, spec.Kind, path)
+		for i := 0; i < rt.NumField(); i++ {
+			f := rt.Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if key == "" || key == "-" {
+				continue
+			}
+			sf := spec.Field(key)
+			require.NotNil(t, sf, "%s.%s is in the struct but not in the spec", path, key)
+			visit(f.Type, sf.Type, path+"."+key)
+		}
+	}
+	visit(reflect.TypeOf(Config{}), Spec, "config")
+	// The examples parse without a problem.
+	for _, f := range []string{"../examples/huabu.yaml", "../examples/huabu-fakes.yaml", "../examples/huabu-wecom-fake.yaml"} {
+		_, err := Load(f)
+		require.NoError(t, err, f)
+	}
 }

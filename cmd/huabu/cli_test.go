@@ -122,3 +122,22 @@ func TestUsageErrors(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "does-not-exist.yaml")
 }
+
+// TestConfigErrors: a config's problems come out like a canvas's, every one
+// of them, FILE:LINE:COL, whatever the command, and exit 1.
+func TestConfigErrors(t *testing.T) {
+	chdirRepoRoot(t)
+	t.Setenv("HUABU_TEST_BACKLOG", "lots")
+	golden, err := os.ReadFile("config/testdata/errors/typos.golden")
+	require.NoError(t, err)
+	for _, args := range [][]string{
+		{"validate", "examples/canvases"},
+		{"report", "winback-dormant"},
+		{"dev"},
+	} {
+		out, errOut, code := huabu(t, append(args, "-c", "config/testdata/errors/typos.yaml")...)
+		require.Equal(t, 1, code, args)
+		require.Empty(t, out)
+		require.Equal(t, strings.ReplaceAll(string(golden), "testdata/errors/", "config/testdata/errors/"), errOut, args)
+	}
+}

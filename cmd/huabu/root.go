@@ -57,10 +57,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })
 
 	err := root.Execute()
+	var problems canvases.Problems
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, silentFailure):
+		return exitUser
+	case errors.As(err, &problems):
+		// A config's problems, like a canvas's: one per line, all of them.
+		for _, p := range problems {
+			fmt.Fprintln(stderr, p.String())
+		}
 		return exitUser
 	}
 	fmt.Fprintf(stderr, "huabu: %v\n", err)

@@ -3,9 +3,9 @@ package config
 import (
 	"flag"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"

@@ -30,6 +30,7 @@ type Config struct {
 	Channels map[string]map[string]any `yaml:"channels"`
 	Policy   PolicyConfig              `yaml:"policy"`
 	Triggers TriggersConfig            `yaml:"triggers"`
+	Auth     AuthConfig                `yaml:"auth"`
 
 	// File is the path the config was read from ("" for the built-in one);
 	// Dir is what relative paths are resolved against.
@@ -67,10 +68,27 @@ type StoreConfig struct {
 	DSN    string `yaml:"dsn"`
 }
 
+// AuthConfig is who may use the admin API.
+type AuthConfig struct {
+	Tokens []TokenConfig `yaml:"tokens"`
+}
+
+// TokenConfig is one named bearer token with a role (viewer, operator,
+// approver, admin). Empty tokens are refused when the server starts, not
+// here: a CLI reading the same file need not have the server's secrets.
+type TokenConfig struct {
+	Name  string `yaml:"name" required:"true"`
+	Role  string `yaml:"role" required:"true" enum:"viewer|operator|approver|admin"`
+	Token string `yaml:"token"`
+}
+
 type HTTPConfig struct {
-	Listen    string   `yaml:"listen"`
-	WriteKeys []string `yaml:"write_keys"`
-	Disabled  bool     `yaml:"disabled"`
+	Listen string `yaml:"listen"`
+	// AdminListen, when set, serves the admin API (and /metrics) on its own
+	// address; Listen then carries only /v1, /wecom/callback and /healthz.
+	AdminListen string   `yaml:"admin_listen"`
+	WriteKeys   []string `yaml:"write_keys"`
+	Disabled    bool     `yaml:"disabled"`
 	// IngestBacklogMB bounds the accept log: MiB accepted and not yet in the
 	// store before the ingestion API answers 503 (default 1024).
 	IngestBacklogMB int `yaml:"ingest_backlog_mb"`
@@ -215,6 +233,9 @@ func (c *Config) check(doc *canvases.Document) {
 	}
 	if c.HTTP.IngestBacklogMB < 0 {
 		fail("http.ingest_backlog_mb", "%d is negative; give the MiB the accept log may hold before the API answers 503", c.HTTP.IngestBacklogMB)
+	}
+	if c.HTTP.AdminListen != "" && c.HTTP.AdminListen == c.HTTP.Listen && !strings.HasSuffix(c.HTTP.Listen, ":0") {
+		fail("http.admin_listen", "%q is http.listen too; give the admin API its own address, or leave admin_listen out", c.HTTP.AdminListen)
 	}
 	if !slices.Contains([]string{"sqlite", "postgres"}, c.Store.Driver) {
 		fail("store.driver", "%q is not sqlite or postgres", c.Store.Driver)

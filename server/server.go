@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/reports"
 )
@@ -82,43 +84,138 @@ var (
 
 // Handler serves the API.
 type Handler struct {
-	b   Backend
-	log *slog.Logger
-	mux *http.ServeMux
-	reg *prometheus.Registry
-	req *prometheus.CounterVec
+	b     Backend
+	log   *slog.Logger
+	authn *auth.Authenticator
+	mux   *http.ServeMux
+	reg   *prometheus.Registry
+	req   *prometheus.CounterVec
+	// perms maps each admin route pattern to what it needs.
+	perms map[string]auth.Permission
 }
 
-// New builds the API handler.
-func New(b Backend, log *slog.Logger) *Handler {
-	h := &Handler{b: b, log: log, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+// New builds the API handler. Admin routes (/api/...) answer only callers
+// authn lets in; a nil authn has no tokens, so only loopback clients.
+func New(b Backend, log *slog.Logger, authn *auth.Authenticator) *Handler {
+	if authn == nil {
+		authn, _ = auth.New(nil)
+	}
+	h := &Handler{b: b, log: log, authn: authn, mux: http.NewServeMux(), reg: prometheus.NewRegistry(), perms: map[string]auth.Permission{}}
 	h.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.req = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huabu_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"})
 	h.reg.MustRegister(h.req)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{}))
-	h.mux.HandleFunc("GET /api/v1/canvases", h.listCanvases)
-	h.mux.HandleFunc("GET /api/v1/canvases/{id}/report", h.report)
-	h.mux.HandleFunc("POST /api/v1/canvases/{id}/runs", h.startRun)
-	h.mux.HandleFunc("GET /api/v1/runs/{workflow}", h.runStatus)
-	h.mux.HandleFunc("POST /api/v1/deploy", h.deploy)
+	h.HandleAdmin("GET /api/v1/canvases", auth.Read, http.HandlerFunc(h.listCanvases))
+	h.HandleAdmin("GET /api/v1/canvases/{id}/report", auth.Read, http.HandlerFunc(h.report))
+	h.HandleAdmin("POST /api/v1/canvases/{id}/runs", auth.Run, http.HandlerFunc(h.startRun))
+	h.HandleAdmin("GET /api/v1/runs/{workflow}", auth.Read, http.HandlerFunc(h.runStatus))
+	h.HandleAdmin("POST /api/v1/deploy", auth.Deploy, http.HandlerFunc(h.deploy))
 	return h
 }
 
 // Registry lets other parts register metrics.
 func (h *Handler) Registry() *prometheus.Registry { return h.reg }
 
-// Handle adds a route (ingestion and the WeCom callback register here).
-func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+// Handle adds a public route (ingestion and the WeCom callback register
+// here). Patterns under /api/ must use HandleAdmin.
+func (h *Handler) Handle(pattern string, handler http.Handler) {
+	if isAdminPath(patternPath(pattern)) {
+		panic("server: admin route " + pattern + " registered without a permission; use HandleAdmin")
+	}
+	h.mux.Handle(pattern, handler)
+}
+
+// HandleAdmin adds an admin route that needs perm.
+func (h *Handler) HandleAdmin(pattern string, perm auth.Permission, handler http.Handler) {
+	h.perms[pattern] = perm
+	h.mux.Handle(pattern, handler)
+}
+
+// AdminRoutes lists every admin route and the permission it needs.
+func (h *Handler) AdminRoutes() map[string]auth.Permission {
+	out := make(map[string]auth.Permission, len(h.perms))
+	for k, v := range h.perms {
+		out[k] = v
+	}
+	return out
+}
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, code: 200}
-	h.mux.ServeHTTP(rec, r)
-	route := r.Pattern
+	_, route := h.mux.Handler(r)
+	h.serve(rec, r, route)
 	if route == "" {
 		route = "unmatched"
 	}
 	h.req.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+}
+
+// serve authorizes admin paths before routing them, so an unknown admin
+// path answers 401 to a stranger, not 404.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, pattern string) {
+	if isAdminPath(r.URL.Path) {
+		actor, err := h.authn.Authenticate(r)
+		if err != nil {
+			h.refuse(w, r, actor, err)
+			return
+		}
+		if perm, ok := h.perms[pattern]; ok && !actor.Role.Can(perm) {
+			h.log.Warn("admin API: forbidden", "token", actor.Name, "role", actor.Role, "needs", perm, "method", r.Method, "path", r.URL.Path, "remote", actor.Remote)
+			writeError(w, http.StatusForbidden, "Authorization", fmt.Sprintf("token %q (role %s) may not do this: it needs the %s permission", actor.Name, actor.Role, perm))
+			return
+		}
+		r = r.WithContext(auth.WithActor(r.Context(), actor))
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// refuse answers a caller that is not let in: 401 without a valid token,
+// 403 for a stranger in loopback-only mode. The token itself is never logged.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, actor auth.Actor, err error) {
+	h.log.Warn("admin API: refused", "reason", err.Error(), "method", r.Method, "path", r.URL.Path, "remote", actor.Remote)
+	if errors.Is(err, auth.ErrNotLoopback) {
+		writeError(w, http.StatusForbidden, "", err.Error())
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="huabu"`)
+	writeError(w, http.StatusUnauthorized, "Authorization", err.Error())
+}
+
+// isAdminPath: the admin API and, later, the console's pages live here.
+func isAdminPath(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }
+
+// IsPublicPath reports whether a path is served to the internet when the
+// admin API has its own listener: ingestion, the WeCom callback, health.
+func IsPublicPath(path string) bool {
+	return strings.HasPrefix(path, "/v1/") || path == "/wecom/callback" || path == "/healthz"
+}
+
+// patternPath is the path of a ServeMux pattern ("GET /a/{b}" → "/a/{b}").
+func patternPath(pattern string) string {
+	if _, p, ok := strings.Cut(pattern, " "); ok {
+		return p
+	}
+	return pattern
+}
+
+// Public serves only the public paths (IsPublicPath); everything else is
+// 404, as if it did not exist.
+func (h *Handler) Public() http.Handler { return h.only(IsPublicPath) }
+
+// Admin serves everything but ingestion and the WeCom callback.
+func (h *Handler) Admin() http.Handler {
+	return h.only(func(p string) bool { return p == "/healthz" || !IsPublicPath(p) })
+}
+
+func (h *Handler) only(allowed func(path string) bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowed(r.URL.Path) {
+			writeError(w, http.StatusNotFound, "", "not found")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 type statusRecorder struct {

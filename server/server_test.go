@@ -61,6 +61,7 @@ func (b *backend) DeploySources(ctx context.Context, files map[string][]byte) (D
 func request(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.RemoteAddr = "127.0.0.1:50000" // no tokens configured: loopback clients only
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	var out map[string]any
@@ -74,7 +75,7 @@ func request(t *testing.T, h http.Handler, method, path, body string) (int, map[
 
 func TestAPI(t *testing.T) {
 	b := &backend{}
-	h := New(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := New(b, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	code, _ := request(t, h, "GET", "/healthz", "")
 	require.Equal(t, 503, code, "not ready until every part is up")
 	b.ready = true

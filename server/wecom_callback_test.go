@@ -59,7 +59,7 @@ func newCallbackEnv(t *testing.T) *callbackEnv {
 	cb, err := server.NewWeComCallback(server.WeComCallbackConfig{Token: "cb-token", AESKey: testAESKey, CorpID: "ww-corp"},
 		st, server.IngestRecorder{Store: st, Sink: sink}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	h := server.New(nil, slog.New(slog.DiscardHandler))
+	h := server.New(nil, slog.New(slog.DiscardHandler), nil)
 	h.Handle("GET /wecom/callback", cb)
 	h.Handle("POST /wecom/callback", cb)
 	srv := httptest.NewServer(h)

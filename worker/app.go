@@ -19,6 +19,7 @@ import (
 
 	"github.com/huabu/huabu/acceptlog"
 	"github.com/huabu/huabu/activities"
+	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/config"
@@ -57,12 +58,18 @@ type App struct {
 	channels *channels.Set
 	metrics  *activities.Metrics
 	listener net.Listener // claimed at start, served once ready
-	embedded *embedded.Server
-	client   client.Client
-	worker   worker.Worker
-	http     *http.Server
-	httpAddr string
-	ready    atomic.Bool
+	// adminListener is http.admin_listen's, when set: the admin API apart
+	// from the public one.
+	adminListener net.Listener
+	authn         *auth.Authenticator
+	embedded      *embedded.Server
+	client        client.Client
+	worker        worker.Worker
+	http          *http.Server
+	httpAddr      string
+	adminHTTP     *http.Server
+	adminAddr     string
+	ready         atomic.Bool
 
 	router     *triggers.Router
 	stopRouter func()
@@ -114,11 +121,19 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if app.compiler, err = cfg.Compiler(); err != nil {
 		return nil, err
 	}
+	if app.authn, err = authenticator(cfg); err != nil {
+		return nil, err
+	}
 	// Claim the API's address first: a port in use is reported before
 	// anything starts or deploys, not after.
 	if !opts.NoHTTP && !cfg.HTTP.Disabled {
 		if app.listener, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 			return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+		}
+		if cfg.HTTP.AdminListen != "" {
+			if app.adminListener, err = net.Listen("tcp", cfg.HTTP.AdminListen); err != nil {
+				return nil, fmt.Errorf("http.admin_listen %s: %w", cfg.HTTP.AdminListen, err)
+			}
 		}
 	}
 	if app.store, err = OpenStore(ctx, cfg, opts.DataDir); err != nil {
@@ -213,7 +228,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 func (app *App) serveHTTP() error {
 	ln := app.listener
 	app.httpAddr = ln.Addr().String()
-	h := server.New(app, app.log)
+	h := server.New(app, app.log, app.authn)
 	h.Registry().MustRegister(app.metrics.Collectors()...)
 	api, err := app.ingestAPI(h)
 	if err != nil {
@@ -221,14 +236,45 @@ func (app *App) serveHTTP() error {
 		return err
 	}
 	api.Register(h)
-	app.http = &http.Server{Handler: app.withStaffRoutes(h), ReadHeaderTimeout: 10 * time.Second}
+	app.withStaffRoutes(h)
+	public := http.Handler(h)
+	if app.adminListener != nil {
+		public = h.Public()
+		app.adminAddr = app.adminListener.Addr().String()
+		app.adminHTTP = app.serve(app.adminListener, h.Admin())
+	}
+	app.http = app.serve(ln, public)
+	if app.adminHTTP != nil {
+		app.log.Info("HTTP API listening", "public", "http://"+app.httpAddr, "serves", "/v1, /wecom/callback, /healthz")
+		app.log.Info("admin API listening", "address", "http://"+app.adminAddr)
+	} else {
+		app.log.Info("HTTP API listening", "address", "http://"+app.httpAddr)
+	}
+	if app.authn.Open() {
+		app.log.Warn("auth.tokens is empty: the admin API answers loopback clients only (as admin); configure auth.tokens to use it from elsewhere or behind a proxy")
+	} else {
+		app.log.Info("admin API needs a bearer token", "tokens", len(app.cfg.Auth.Tokens))
+	}
+	return nil
+}
+
+func (app *App) serve(ln net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := app.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			app.log.Error("http server stopped", "err", err)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			app.log.Error("http server stopped", "address", ln.Addr().String(), "err", err)
 		}
 	}()
-	app.log.Info("HTTP API listening", "address", "http://"+app.httpAddr)
-	return nil
+	return srv
+}
+
+// authenticator builds the admin API's token check from auth.tokens.
+func authenticator(cfg *config.Config) (*auth.Authenticator, error) {
+	tokens := make([]auth.Token, len(cfg.Auth.Tokens))
+	for i, t := range cfg.Auth.Tokens {
+		tokens[i] = auth.Token{Name: t.Name, Role: auth.Role(t.Role), Secret: t.Token}
+	}
+	return auth.New(tokens)
 }
 
 // Close stops the HTTP API, the event feed, the router, the traits engine,
@@ -246,9 +292,16 @@ func (app *App) close() error {
 	if app.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, app.http.Shutdown(ctx))
+		if app.adminHTTP != nil {
+			errs = append(errs, app.adminHTTP.Shutdown(ctx))
+		}
 		cancel()
-	} else if app.listener != nil {
-		_ = app.listener.Close() // claimed, never served
+	} else {
+		for _, ln := range []net.Listener{app.listener, app.adminListener} {
+			if ln != nil {
+				_ = ln.Close() // claimed, never served
+			}
+		}
 	}
 	if app.stopApplier != nil {
 		app.stopApplier()
@@ -289,6 +342,15 @@ func (app *App) Ready() bool { return app.ready.Load() }
 
 // HTTPAddr is the API's address once listening.
 func (app *App) HTTPAddr() string { return app.httpAddr }
+
+// AdminAddr is the admin API's address: http.admin_listen's when set,
+// else the one HTTPAddr serves everything on.
+func (app *App) AdminAddr() string {
+	if app.adminAddr != "" {
+		return app.adminAddr
+	}
+	return app.httpAddr
+}
 
 // Client is the Temporal client.
 func (app *App) Client() client.Client { return app.client }

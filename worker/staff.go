@@ -27,7 +27,7 @@ func (app *App) StaffReport(ctx context.Context, canvasID string, runID int64, b
 
 // withStaffRoutes adds GET|POST /wecom/callback when
 // channels.wecom.callback is configured.
-func (app *App) withStaffRoutes(h *server.Handler) *server.Handler {
+func (app *App) withStaffRoutes(h *server.Handler) {
 	cb, err := app.wecomCallback()
 	switch {
 	case err != nil:
@@ -37,7 +37,6 @@ func (app *App) withStaffRoutes(h *server.Handler) *server.Handler {
 		h.Handle("POST /wecom/callback", cb)
 		app.log.Info("WeCom callback at /wecom/callback")
 	}
-	return h
 }
 
 // wecomSection is channels.wecom when its provider is WeCom itself.

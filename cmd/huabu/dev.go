@@ -65,8 +65,12 @@ func (c *cli) serve(ctx context.Context, dev bool, temporalPort int) error {
 		}
 		return err
 	}
-	fmt.Fprintf(c.stderr, "\nHuabu is running.\n  API       http://%s  (GET /healthz, /api/v1/canvases)\n  Temporal  %s  namespace %s\n  data      %s\nTry: huabu import profiles examples/profiles.jsonl && huabu import events examples/events.jsonl && huabu run winback-dormant --wait\nCtrl-C stops.\n\n",
-		app.HTTPAddr(), app.TemporalAddress(), cfg.Temporal.Namespace, c.dataDir)
+	api := fmt.Sprintf("  API       http://%s  (GET /healthz, /api/v1/canvases)\n", app.HTTPAddr())
+	if app.AdminAddr() != app.HTTPAddr() {
+		api = fmt.Sprintf("  API       http://%s  (public: /v1, /wecom/callback, /healthz)\n  admin API http://%s  (/api/v1, /metrics)\n", app.HTTPAddr(), app.AdminAddr())
+	}
+	fmt.Fprintf(c.stderr, "\nHuabu is running.\n%s  Temporal  %s  namespace %s\n  data      %s\nTry: huabu import profiles examples/profiles.jsonl && huabu import events examples/events.jsonl && huabu run winback-dormant --wait\nCtrl-C stops.\n\n",
+		api, app.TemporalAddress(), cfg.Temporal.Namespace, c.dataDir)
 	<-ctx.Done()
 	log.Info("shutting down")
 	if err := app.Close(); err != nil {

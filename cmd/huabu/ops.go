@@ -33,7 +33,6 @@ func (c *cli) openStore(ctx context.Context) (*store.SQLite, error) {
 }
 
 func (c *cli) deployCmd() *cobra.Command {
-	var api string
 	cmd := &cobra.Command{
 		Use:   "deploy [PATH...]",
 		Short: "Validate canvases and deploy them (new versions, schedules) to the running Huabu",
@@ -67,7 +66,7 @@ func (c *cli) deployCmd() *cobra.Command {
 				body["files"][f.Path] = string(data)
 			}
 			var out server.DeployOutcome
-			if err := newAPIClient(cfg, api).call(cmd.Context(), "POST", "/api/v1/deploy", body, &out); err != nil {
+			if err := newAPIClient(cfg, c.apiAddr, c.bearerToken()).call(cmd.Context(), "POST", "/api/v1/deploy", body, &out); err != nil {
 				return err
 			}
 			for _, d := range out.Canvases {
@@ -84,12 +83,11 @@ func (c *cli) deployCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&api, "api", "", "address of the running Huabu (default: the config's http.listen)")
 	return cmd
 }
 
 func (c *cli) runCmd() *cobra.Command {
-	var profiles, api string
+	var profiles string
 	var wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -98,7 +96,7 @@ func (c *cli) runCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			cfg, err := c.loadConfig()
+			api, err := c.api()
 			if err != nil {
 				return err
 			}
@@ -110,7 +108,6 @@ func (c *cli) runCmd() *cobra.Command {
 				}
 				body["user_ids"] = ids
 			}
-			api := newAPIClient(cfg, api)
 			var started server.RunStarted
 			if err := api.call(ctx, "POST", "/api/v1/canvases/"+args[0]+"/runs", body, &started); err != nil {
 				return err
@@ -165,7 +162,6 @@ func (c *cli) runCmd() *cobra.Command {
 	cmd.Flags().StringVar(&profiles, "profiles", "", "JSONL or CSV of profiles: imported, then the run is for just them")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish (runs with long waits keep going)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
-	cmd.Flags().StringVar(&api, "api", "", "address of the running Huabu (default: the config's http.listen)")
 	return cmd
 }
 

@@ -7,5 +7,7 @@
 //
 // Entries that arrive close together (a configurable window, 200 ms by
 // default) start one run for all of them: a burst of 10,000 purchases is a
-// few runs, each a cohort, not 10,000 workflows.
+// few runs, each a cohort, not 10,000 workflows. The windows are written to
+// the store before the event feed moves past their events and before their
+// runs start (windows.go, ADR 009), so a crash loses and regroups nothing.
 package triggers

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -33,6 +32,7 @@ type Store interface {
 	RecordArrivals(ctx context.Context, cohortID int64, uids []int64, at time.Time) (int64, error)
 	RecordExits(ctx context.Context, runID int64, stepID, reason string, uids []int64) error
 	RecordConversions(ctx context.Context, runID int64, uids []int64, at time.Time) error
+	WindowStore
 }
 
 // Temporal is the part of the client the router uses.
@@ -51,20 +51,26 @@ type Options struct {
 	// Window is how long entries of an event-triggered canvas gather before
 	// they start one run together.
 	Window time.Duration
+	// MaxUsersPerRun closes a window early (default 10,000): a run's input
+	// stays small; more entries start more runs.
+	MaxUsersPerRun int
 	// GoalLookback bounds how far back entries are searched for goals.
 	GoalLookback time.Duration
+	// Now is the clock windows open and close by (default time.Now).
+	Now func() time.Time
 }
 
-// Router is the ingest.Sink of the engine.
+// Router routes stored events (the event feed calls Route) and starts the
+// runs of entry windows (Run).
 type Router struct {
 	opts  Options
-	in    chan []ingest.Event
 	plans sync.Map // hash → *plan
 
 	mu        sync.Mutex
 	triggers  map[string][]trigger // event name → canvases it starts
-	pending   map[string]*entries  // canvas → users gathering for a run
 	readsUser map[string]bool      // event names whose conditions read the user document
+
+	windows windows
 
 	// routed caches RoutedEvents for the plan versions it was built from.
 	routedMu     sync.Mutex
@@ -75,15 +81,6 @@ type Router struct {
 type trigger struct {
 	canvasID string
 	plan     *plan
-}
-
-// entries gather for one event-triggered run.
-type entries struct {
-	hash    string
-	since   time.Time
-	firstID int64
-	users   []string
-	seen    map[string]bool
 }
 
 // plan is a plan with its event conditions compiled.
@@ -103,25 +100,21 @@ func New(opts Options) *Router {
 	if opts.Window <= 0 {
 		opts.Window = 200 * time.Millisecond
 	}
+	if opts.MaxUsersPerRun <= 0 {
+		opts.MaxUsersPerRun = 10000
+	}
 	if opts.GoalLookback <= 0 {
 		opts.GoalLookback = 90 * 24 * time.Hour
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Router{opts: opts, in: make(chan []ingest.Event, 256), triggers: map[string][]trigger{}, pending: map[string]*entries{}}
-}
-
-// Events queues stored events for routing (ingest.Sink). It blocks briefly
-// when the router is behind rather than dropping anything.
-func (r *Router) Events(ctx context.Context, events []ingest.Event) {
-	if len(events) == 0 {
-		return
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	select {
-	case r.in <- events:
-	case <-ctx.Done():
-	}
+	r := &Router{opts: opts, triggers: map[string][]trigger{}}
+	r.windows.init(r)
+	return r
 }
 
 // Refresh reloads which canvases events trigger (after a deploy).
@@ -167,36 +160,29 @@ func (r *Router) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// Run routes events until ctx ends. Batches form while the previous one is
-// processed, so the router keeps up with bursts.
+// Run starts the runs of entry windows as they close, until ctx ends; then
+// it starts those still gathering (what it cannot start stays in the store
+// for the next start). A window whose start fails is retried, with backoff,
+// never dropped.
 func (r *Router) Run(ctx context.Context) {
 	if err := r.Refresh(ctx); err != nil {
 		r.opts.Logger.Error("router: loading canvases", "err", err)
 	}
-	tick := time.NewTicker(r.opts.Window / 4)
+	tick := time.NewTicker(max(r.opts.Window/4, 5*time.Millisecond))
 	defer tick.Stop()
 	refresh := time.NewTicker(30 * time.Second)
 	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			r.flush(context.WithoutCancel(ctx), true)
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			r.StartWindows(sctx, true)
+			cancel()
 			return
-		case evs := <-r.in:
-			for more := true; more && len(evs) < 5000; { // take what else is waiting
-				select {
-				case next := <-r.in:
-					evs = append(evs, next...)
-				default:
-					more = false
-				}
-			}
-			if err := r.route(ctx, evs); err != nil {
-				r.opts.Logger.Error("router: routing events", "events", len(evs), "err", err)
-			}
-			r.flush(ctx, false)
+		case <-r.windows.wake:
+			r.StartWindows(ctx, false)
 		case <-tick.C:
-			r.flush(ctx, false)
+			r.StartWindows(ctx, false)
 		case <-refresh.C:
 			if err := r.Refresh(ctx); err != nil {
 				r.opts.Logger.Warn("router: reloading canvases", "err", err)
@@ -205,18 +191,17 @@ func (r *Router) Run(ctx context.Context) {
 	}
 }
 
-// Route routes events in the caller's goroutine (their exits, conversions
-// and arrivals are recorded when it returns) and starts the runs of entry
-// windows that have closed; entries of open windows keep gathering and are
-// started by Run. The engine's event feed calls it, so it can tell how far
-// the stored events have been routed (see PendingFrom).
+// Route routes stored events, in id order, in the caller's goroutine. When
+// it returns nil every effect of the events is in the store: exits,
+// conversions and arrivals recorded (and their runs signalled), and entries
+// of event-triggered canvases written into their entry windows, whose runs
+// Run starts. Routing the same events again changes nothing, so the caller
+// may retry a failed call, or route events again after a crash.
 func (r *Router) Route(ctx context.Context, events []ingest.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	err := r.route(ctx, events)
-	r.flush(ctx, false)
-	return err
+	return r.route(ctx, events)
 }
 
 // RoutedEvents names every event some stored plan version reacts to: its
@@ -283,30 +268,6 @@ var userRef = regexp.MustCompile(`\buser\b`)
 
 func reads(c *canvases.Condition) bool { return c != nil && userRef.MatchString(c.Source) }
 
-// PendingFrom is the id of the first event whose entries are still
-// gathering in an open window (not yet started as a run), or 0 when none
-// are: every event before it has had all its effects recorded or started.
-func (r *Router) PendingFrom() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var first int64
-	for _, p := range r.pending {
-		if first == 0 || p.firstID < first {
-			first = p.firstID
-		}
-	}
-	return first
-}
-
-// RouteNow routes events synchronously (tests, catch-up).
-func (r *Router) RouteNow(ctx context.Context, events []ingest.Event) error {
-	if err := r.route(ctx, events); err != nil {
-		return err
-	}
-	r.flush(ctx, true)
-	return nil
-}
-
 func (r *Router) plan(ctx context.Context, hash string) (*plan, error) {
 	if p, ok := r.plans.Load(hash); ok {
 		return p.(*plan), nil
@@ -370,7 +331,9 @@ func (r *Router) route(ctx context.Context, events []ingest.Event) error {
 	if err := b.loadUsers(ctx); err != nil {
 		return err
 	}
-	b.triggers(ctx)
+	if err := r.windows.enter(ctx, b.entries()); err != nil {
+		return fmt.Errorf("entry windows: %w", err)
+	}
 	if err := b.memberships(ctx); err != nil {
 		return err
 	}
@@ -411,66 +374,21 @@ func match(c *canvases.Condition, user map[string]any, e ingest.Event) bool {
 	return err == nil && ok
 }
 
-// triggers gathers users entering event-triggered canvases.
-func (b *batch) triggers(ctx context.Context) {
+// entries lists, in event order, the events that enter users into
+// event-triggered canvases.
+func (b *batch) entries() []entry {
 	r := b.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var out []entry
 	for _, e := range b.events {
 		for _, t := range r.triggers[e.Name] {
-			if !match(t.plan.trigger, b.users[e.UID], e) {
-				continue
-			}
-			p := r.pending[t.canvasID]
-			if p == nil || p.hash != t.plan.Hash {
-				if p != nil {
-					r.start(ctx, t.canvasID, p) // a new version arrived mid-window
-				}
-				p = &entries{hash: t.plan.Hash, since: time.Now(), firstID: e.ID, seen: map[string]bool{}}
-				r.pending[t.canvasID] = p
-			}
-			if !p.seen[e.UserID] {
-				p.seen[e.UserID] = true
-				p.users = append(p.users, e.UserID)
+			if match(t.plan.trigger, b.users[e.UID], e) {
+				out = append(out, entry{canvasID: t.canvasID, hash: t.plan.Hash, event: e})
 			}
 		}
 	}
-}
-
-// maxUsersPerRun keeps a run's input small; more entries start more runs.
-const maxUsersPerRun = 10000
-
-// flush starts runs for windows that have closed (or all, at shutdown).
-func (r *Router) flush(ctx context.Context, all bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ids := make([]string, 0, len(r.pending))
-	for id := range r.pending {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		p := r.pending[id]
-		if all || time.Since(p.since) >= r.opts.Window || len(p.users) >= maxUsersPerRun {
-			r.start(ctx, id, p)
-			delete(r.pending, id)
-		}
-	}
-}
-
-// start runs a canvas for gathered entries. The workflow id comes from the
-// first event, so routing the same events again never starts a second run.
-func (r *Router) start(ctx context.Context, canvasID string, p *entries) {
-	for i := 0; i < len(p.users); i += maxUsersPerRun {
-		users := p.users[i:min(i+maxUsersPerRun, len(p.users))]
-		id := fmt.Sprintf("huabu-%s-event-%d-%d", canvasID, p.firstID, i/maxUsersPerRun)
-		_, err := r.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: r.opts.TaskQueue},
-			workflows.RunName, workflows.RunInput{CanvasID: canvasID, PlanHash: p.hash, Trigger: canvases.TriggerEvent, UserIDs: users, ApplyAudience: true})
-		var started *serviceerror.WorkflowExecutionAlreadyStarted
-		if err != nil && !errors.As(err, &started) {
-			r.opts.Logger.Error("router: starting an event-triggered run", "canvas", canvasID, "users", len(users), "err", err)
-		}
-	}
+	return out
 }
 
 // memberships routes events to the runs their users are in: exits, goals

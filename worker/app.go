@@ -189,7 +189,9 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if err := app.startTraits(); err != nil {
 		return nil, err
 	}
-	app.startRouter()
+	if err := app.startRouter(ctx); err != nil {
+		return nil, err
+	}
 	if err := app.startDirectorySync(ctx); err != nil {
 		log.Warn("WeCom directory sync schedule", "err", err)
 	}
@@ -313,7 +315,8 @@ func (app *App) close() error {
 		app.stopRouter() // starts the runs of entries still gathering
 	}
 	if app.feed != nil {
-		// Every event the feed routed has had its runs started now.
+		// Up to the first window whose run could not be started (it stays
+		// in the store and starts after the next start).
 		app.feed.save(context.Background(), true)
 	}
 	if app.stopTraits != nil {

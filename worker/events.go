@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,11 +18,14 @@ import (
 // ingestion API (and the WeCom callback) store a request's events and then
 // poke the feed (it is their ingest.Sink); the feed reads the events after
 // its cursor from the store, in id order, routes them, and persists the
-// cursor (setting routerCursorKey) every feedSaveEvery. After a crash
+// cursor (setting routerCursorKey) every feedSaveEvery, never past the first
+// event of an entry window whose run is not started yet. After a crash
 // between storing and routing, the next start resumes from the cursor, so
 // no stored event is lost; events routed after the last save are routed
-// again (exits, conversions and arrivals are idempotent; re-entries are
-// subject to the canvas's entry.reentry).
+// again, which changes nothing (exits, conversions and arrivals are
+// idempotent; entries were written into their windows, which the router
+// resumes from the store). A page the router cannot route is retried, with
+// backoff, until it can: no event is ever skipped.
 
 const (
 	routerCursorKey = "router.cursor"
@@ -32,7 +36,9 @@ const (
 	// events' users to be recomputed before routing them (conditions read
 	// user.traits, user.rfm and user.tags).
 	feedTraitsWait = 300 * time.Millisecond
-	feedRetries    = 5
+	// feedMaxBackoff bounds the wait between attempts at a page the router
+	// keeps failing on (Temporal or the store down).
+	feedMaxBackoff = 30 * time.Second
 )
 
 // eventRouter is what the feed drives (*triggers.Router).
@@ -68,7 +74,7 @@ type eventFeed struct {
 	cursor  int64 // every routable event with id <= cursor has been routed
 	saved   int64 // the cursor as last persisted
 	savedAt time.Time
-	// failures counts consecutive failed attempts at the same page (drain's goroutine only).
+	// failures counts consecutive failed attempts at the same page (run's goroutine only).
 	failures int
 }
 
@@ -115,15 +121,31 @@ func (f *eventFeed) Cursor() int64 {
 	return f.cursor
 }
 
-// run routes stored events until ctx ends.
+// run routes stored events until ctx ends. After a failure it waits
+// (doubling up to feedMaxBackoff, pokes notwithstanding) and tries the same
+// events again.
 func (f *eventFeed) run(ctx context.Context) {
 	tick := time.NewTicker(feedPoll)
 	defer tick.Stop()
 	for {
+		var backoff <-chan time.Time
 		if _, err := f.drain(ctx); err != nil && ctx.Err() == nil {
-			f.log.Error("routing stored events", "after", f.Cursor(), "err", err)
+			f.failures++
+			wait := min(feedPoll<<min(f.failures-1, 6), feedMaxBackoff)
+			f.log.Error("routing stored events; retrying the same events", "after", f.Cursor(), "attempts", f.failures, "retry_in", wait, "err", err)
+			backoff = time.After(wait)
+		} else {
+			f.failures = 0
 		}
 		f.save(ctx, false)
+		if backoff != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-backoff:
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -157,15 +179,11 @@ func (f *eventFeed) drain(ctx context.Context) (int, error) {
 				cancel()
 			}
 			if err := f.router.Route(ctx, events); err != nil {
-				// Retried on the next pass (a restarting Temporal); a page
-				// that keeps failing is given up rather than stalling
-				// every later event.
-				if f.failures++; f.failures < feedRetries || ctx.Err() != nil {
-					return routed, err
-				}
-				f.log.Error("giving up routing a page of events", "from", rows[0].ID, "to", rows[len(rows)-1].ID, "err", err)
+				// The cursor stays before these events: the caller tries
+				// them again. Skipping them would lose entries, exits and
+				// arrivals for good.
+				return routed, fmt.Errorf("events %d to %d: %w", rows[0].ID, rows[len(rows)-1].ID, err)
 			}
-			f.failures = 0
 			routed += len(rows)
 		}
 		f.mu.Lock()
@@ -179,18 +197,16 @@ func (f *eventFeed) drain(ctx context.Context) (int, error) {
 	return routed, ctx.Err()
 }
 
-// save persists the cursor, held back to before the entries still
-// gathering in the router (their runs have not started), at most every
-// feedSaveEvery unless final.
+// save persists the cursor, held back to before the first event of a
+// window whose run is not started yet, at most every feedSaveEvery unless
+// final.
 func (f *eventFeed) save(ctx context.Context, final bool) {
 	f.mu.Lock()
 	c := f.cursor
 	due := final || time.Since(f.savedAt) >= feedSaveEvery
 	f.mu.Unlock()
-	if !final {
-		if p := f.router.PendingFrom(); p > 0 && p-1 < c {
-			c = p - 1
-		}
+	if p := f.router.PendingFrom(); p > 0 && p-1 < c {
+		c = p - 1
 	}
 	if !due || c <= f.saved {
 		return

@@ -54,7 +54,8 @@ func (app *App) startFeed(ctx context.Context) error {
 	from := f.Cursor()
 	n, err := f.drain(ctx)
 	if err != nil {
-		return fmt.Errorf("routing events stored before this start: %w", err)
+		// The feed's loop keeps trying; refusing to start would not help.
+		app.log.Error("routing events stored before this start; the feed keeps trying", "after", f.Cursor(), "err", err)
 	}
 	if n > 0 {
 		app.log.Warn("routed events stored before this start but not routed then", "events", n, "after", from)

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"text/template"
@@ -11,34 +12,54 @@ import (
 // templateCache parses each distinct message text once per plan.
 type templateCache struct {
 	mu sync.RWMutex
-	m  map[string]*template.Template
+	m  map[string]*parsedTemplate
 }
 
-func newTemplateCache() *templateCache { return &templateCache{m: map[string]*template.Template{}} }
+// parsedTemplate is a message text and the fields it prints bare.
+type parsedTemplate struct {
+	t       *template.Template
+	printed []canvases.TemplateField
+}
 
-func (c *templateCache) get(src string) (*template.Template, error) {
+func newTemplateCache() *templateCache { return &templateCache{m: map[string]*parsedTemplate{}} }
+
+func (c *templateCache) get(src string) (*parsedTemplate, error) {
 	c.mu.RLock()
-	t, ok := c.m[src]
+	pt, ok := c.m[src]
 	c.mu.RUnlock()
 	if ok {
-		return t, nil
+		return pt, nil
 	}
 	t, err := canvases.ParseTemplate(src)
 	if err != nil {
 		return nil, err
 	}
+	printed, err := canvases.PrintedFields(src)
+	if err != nil {
+		return nil, err
+	}
+	pt = &parsedTemplate{t: t, printed: printed}
 	c.mu.Lock()
-	c.m[src] = t
+	c.m[src] = pt
 	c.mu.Unlock()
-	return t, nil
+	return pt, nil
 }
 
 // renderer renders one recipient's message.
 type renderer struct {
 	cache *templateCache
-	data  map[string]any
-	buf   strings.Builder
-	err   error
+	data  map[string]any // normalised: every schema field present and typed
+	// raw is the same documents as stored, where a missing field is
+	// missing: a text that prints one is refused (a *canvases.MissingDataError).
+	raw map[string]any
+	buf strings.Builder
+	err error
+}
+
+// missingData reports whether err is a render refused for a missing field.
+func missingData(err error) bool {
+	var md *canvases.MissingDataError
+	return errors.As(err, &md)
 }
 
 // text renders one template field; texts without actions are returned as
@@ -47,13 +68,17 @@ func (r *renderer) text(src string) string {
 	if r.err != nil || !strings.Contains(src, "{{") {
 		return src
 	}
-	t, err := r.cache.get(src)
+	pt, err := r.cache.get(src)
 	if err != nil {
 		r.err = err
 		return ""
 	}
+	if field, missing := canvases.MissingField(pt.printed, r.raw); missing {
+		r.err = &canvases.MissingDataError{Field: field}
+		return ""
+	}
 	r.buf.Reset()
-	if err := t.Execute(&r.buf, r.data); err != nil {
+	if err := pt.t.Execute(&r.buf, r.data); err != nil {
 		r.err = err
 		return ""
 	}

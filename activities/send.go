@@ -429,13 +429,19 @@ func (s *sender) prepare(channel string, msg *canvases.Message, users map[int64]
 				}
 				m := msg
 				if personal {
-					owner := owners[str(user["owner"])]
+					owner, ownerRaw := ownerOf(user, owners)
 					r.data = map[string]any{
 						"user":  env.Normalize("user", user),
 						"owner": env.Normalize("owner", staffDoc(owner)),
 					}
+					r.raw = map[string]any{"user": user, "owner": ownerRaw}
 					r.err = nil
 					rendered, err := r.message(msg)
+					if missingData(err) {
+						// Never a message with a hole in it.
+						bad[i] = store.Settlement{UID: uid, State: store.DeliverySuppressed, Reason: canvases.ReasonMissingData}
+						continue
+					}
 					if err != nil {
 						bad[i] = store.Settlement{UID: uid, State: store.DeliveryFailed, Reason: "render_error"}
 						continue
@@ -466,6 +472,21 @@ func (s *sender) prepare(channel string, msg *canvases.Message, users map[int64]
 func str(v any) string {
 	s, _ := v.(string)
 	return s
+}
+
+// ownerOf returns a user's owner from the staff directory, and the owner's
+// document as it is known: nil without an owner, only the userid when the
+// owner is not in the directory.
+func ownerOf(user map[string]any, owners map[string]store.Staff) (store.Staff, map[string]any) {
+	id := str(user["owner"])
+	if id == "" {
+		return store.Staff{}, nil
+	}
+	o, ok := owners[id]
+	if !ok {
+		return store.Staff{UserID: id}, map[string]any{"userid": id}
+	}
+	return o, staffDoc(o)
 }
 
 func staffDoc(m store.Staff) map[string]any {

@@ -336,16 +336,22 @@ type StaffDispatched struct {
 
 // staffText renders the task's content for one staff member.
 func (a *Activities) staffText(cp *compiledPlan, task *canvases.StaffTask, t store.StaffTask) (*canvases.Message, error) {
-	r := &renderer{cache: cp.templates, data: map[string]any{"staff": a.staffData(t)}}
+	r := &renderer{cache: cp.templates, data: map[string]any{"staff": a.staffData(t)}, raw: map[string]any{"staff": staffRaw(t)}}
 	msg, err := r.message(&canvases.Message{Text: task.Text, Attachments: task.Attachments})
 	if err != nil {
+		// A missing field (missingData(err)) is settled by the callers that
+		// create a task: that member's task fails with reason missing_data.
 		return nil, temporal.NewNonRetryableApplicationError("staff task text: "+err.Error(), "RenderError", err)
 	}
 	return msg, nil
 }
 
 func (a *Activities) staffData(t store.StaffTask) map[string]any {
-	return a.Compiler.Env().Normalize("staff", staffDoc(store.Staff{UserID: t.Staff, Name: t.Name, Grid: t.Grid, Leader: t.Leader}))
+	return a.Compiler.Env().Normalize("staff", staffRaw(t))
+}
+
+func staffRaw(t store.StaffTask) map[string]any {
+	return staffDoc(store.Staff{UserID: t.Staff, Name: t.Name, Grid: t.Grid, Leader: t.Leader})
 }
 
 // staffNotice renders the notice for one staff member's tasks.
@@ -357,10 +363,11 @@ func (a *Activities) staffNotice(cp *compiledPlan, task *canvases.StaffTask, t s
 		}
 		src = "{{ .staff.name }}，您有一个客户群发任务：{{ .task.customers }} 位客户，请在 {{ .task.deadline | date \"01-02 15:04\" }} 前在企业微信中确认发送。内容：" + summarize(text, 60)
 	}
-	r := &renderer{cache: cp.templates, data: map[string]any{
-		"staff": a.staffData(t),
-		"task":  map[string]any{"customers": customers, "deadline": deadline.In(a.zone())},
-	}}
+	taskDoc := map[string]any{"customers": customers, "deadline": deadline.In(a.zone())}
+	r := &renderer{cache: cp.templates,
+		data: map[string]any{"staff": a.staffData(t), "task": taskDoc},
+		raw:  map[string]any{"staff": staffRaw(t), "task": taskDoc},
+	}
 	out := r.text(src)
 	if r.err != nil {
 		return "", temporal.NewNonRetryableApplicationError("staff task notice: "+r.err.Error(), "RenderError", r.err)
@@ -466,6 +473,10 @@ func heartbeatEvery(ctx context.Context, every time.Duration) (stop func()) {
 // createTask marks a new row pending, calls add_msg_template and settles.
 func (a *Activities) createTask(ctx context.Context, st StaffStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, attempt string, res *StaffDispatched) error {
 	msg, err := a.staffText(cp, step.StaffTask, t)
+	if missingData(err) {
+		res.Failed++
+		return a.settleMissingData(ctx, st, t, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -486,6 +497,13 @@ func (a *Activities) createTask(ctx context.Context, st StaffStore, api StaffAPI
 		return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskCreated, Ref: mt.MsgID, NotFound: mt.FailList, At: in.Schedule.CreatedAt})
 	}
 	return a.createFailed(ctx, st, t, err, res)
+}
+
+// settleMissingData fails a staff member's task whose text would print a
+// field they do not have: no task with a hole in it.
+func (a *Activities) settleMissingData(ctx context.Context, st StaffStore, t store.StaffTask, err error) error {
+	a.logger().Warn("staff task not created: its text prints a missing field", "run", t.RunID, "step", t.StepID, "staff", t.Staff, "err", err)
+	return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskFailed, Reason: canvases.ReasonMissingData})
 }
 
 func (a *Activities) createFailed(ctx context.Context, st StaffStore, t store.StaffTask, err error, res *StaffDispatched) error {
@@ -583,6 +601,10 @@ func briefTaskID(k store.StaffTaskKey) string {
 // answer is retried rather than looked up.
 func (a *Activities) sendBrief(ctx context.Context, st StaffStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, res *StaffDispatched) error {
 	msg, err := a.staffText(cp, step.StaffTask, t)
+	if missingData(err) {
+		res.Failed++
+		return a.settleMissingData(ctx, st, t, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -647,6 +669,10 @@ func (a *Activities) notifyStaff(ctx context.Context, st StaffStore, cp *compile
 			return err
 		}
 		text, err := a.staffNotice(cp, step.StaffTask, m.first, m.customers, in.Schedule.Deadline, msg.Text)
+		if missingData(err) {
+			a.logger().Warn("staff notice not sent: it prints a field this staff member does not have", "run", m.first.RunID, "step", m.first.StepID, "staff", s, "err", err)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -723,16 +749,21 @@ func (a *Activities) recordStaffTasks(ctx context.Context, cp *compiledPlan, ste
 	}
 	var records []channels.OutboxRecord
 	var keys []store.StaffTaskKey
+	holes := map[string]error{} // staff members whose task would print a missing field
 	for _, s := range order {
 		t := first[s]
 		if t.State != store.StaffTaskNew {
 			continue // recorded by an earlier attempt
 		}
 		msg, err := a.staffText(cp, step.StaffTask, t)
-		if err != nil {
-			return err
+		var notice string
+		if err == nil {
+			notice, err = a.staffNotice(cp, step.StaffTask, t, customers[s], in.Schedule.Deadline, msg.Text)
 		}
-		notice, err := a.staffNotice(cp, step.StaffTask, t, customers[s], in.Schedule.Deadline, msg.Text)
+		if missingData(err) {
+			holes[s] = err
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -741,9 +772,16 @@ func (a *Activities) recordStaffTasks(ctx context.Context, cp *compiledPlan, ste
 			Recipient: channels.Recipient{UserID: s, Address: s}, Message: *msg, At: a.now()})
 	}
 	for _, t := range tasks {
-		if t.State == store.StaffTaskNew {
-			keys = append(keys, t.StaffTaskKey)
+		if t.State != store.StaffTaskNew {
+			continue
 		}
+		if err := holes[t.Staff]; err != nil {
+			if err := a.settleMissingData(ctx, st, t, err); err != nil {
+				return err
+			}
+			continue
+		}
+		keys = append(keys, t.StaffTaskKey)
 	}
 	if err := a.Store.WriteOutbox(ctx, records); err != nil {
 		return err
@@ -1204,11 +1242,16 @@ func (a *Activities) StaffTask(ctx context.Context, in StepInput) (int64, error)
 	for _, id := range staffIDs {
 		member := staff[id]
 		member.UserID = id
-		r := &renderer{cache: cache, data: map[string]any{
-			"staff": env.Normalize("staff", staffDoc(member)),
-			"task":  map[string]any{"customers": counts[id], "deadline": time.Time{}},
-		}}
+		taskDoc := map[string]any{"customers": counts[id], "deadline": time.Time{}}
+		r := &renderer{cache: cache,
+			data: map[string]any{"staff": env.Normalize("staff", staffDoc(member)), "task": taskDoc},
+			raw:  map[string]any{"staff": staffDoc(member), "task": taskDoc},
+		}
 		msg, err := r.message(&canvases.Message{Text: step.StaffTask.Text, Description: step.StaffTask.Notice, Attachments: step.StaffTask.Attachments})
+		if missingData(err) {
+			a.logger().Warn("staff task not recorded: it prints a field this staff member does not have", "run", in.RunID, "step", step.ID, "staff", id, "err", err)
+			continue
+		}
 		if err != nil {
 			return 0, temporal.NewNonRetryableApplicationError("staff task text: "+err.Error(), "RenderError", err)
 		}

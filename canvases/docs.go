@@ -51,6 +51,13 @@ only ` + "`{{ .staff.* }}`" + `; its notice also sees ` + "`{{ .task.customers }
 Functions: ` + "`default`" + ` (` + "`{{ .user.name | default \"顾客\" }}`" + `), ` + "`upper`" + `, ` + "`lower`" + `, ` + "`date`" + `
 (` + "`{{ .user.birthday | date \"1月2日\" }}`" + `) and ` + "`mask`" + ` (` + "`138****5678`" + `).
 
+A message never goes out with a hole in it. When a field it prints is missing for a recipient — absent,
+empty text or an empty list; the owner not in the staff directory — that recipient's message is not
+sent: the report counts it as suppressed with reason ` + "`missing_data`" + ` (for a staff_task, that member's
+task fails with that reason). Print it through ` + "`default`" + ` (` + "`{{ .owner.name | default \"您的顾问\" }}`" + `), or
+inside ` + "`{{ if .user.name }}…{{ end }}`" + `, to send anyway; ` + "`huabu validate`" + ` warns at every field printed
+without either (` + "`user.id`" + `, ` + "`staff.userid`" + ` and ` + "`task.*`" + ` are always there).
+
 ## Channels
 
 | channel | reads | needs | to | |

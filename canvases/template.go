@@ -44,6 +44,17 @@ var TemplateFuncs = template.FuncMap{
 	},
 }
 
+// builtinFuncs names text/template's own functions for parse.Parse, which
+// (unlike template.Parse) knows only the functions it is given.
+var builtinFuncs = map[string]any{}
+
+func init() {
+	for _, name := range []string{"and", "or", "not", "len", "index", "slice", "print", "printf", "println",
+		"html", "js", "urlquery", "eq", "ne", "lt", "le", "gt", "ge", "call"} {
+		builtinFuncs[name] = func() {}
+	}
+}
+
 // ParseTemplate parses a message text the way the engine renders it.
 func ParseTemplate(text string) (*template.Template, error) {
 	return template.New("message").Funcs(TemplateFuncs).Option("missingkey=zero").Parse(text)
@@ -56,15 +67,19 @@ func (u *unit) checkTemplate(v *Value, sc *scope) {
 	if v == nil {
 		return
 	}
-	for _, p := range templateProblems(v.Str, sc) {
+	problems := templateProblems(v.Str, sc)
+	for _, p := range problems {
 		line, col := u.scalarPosition(v.Node, p.offset)
 		u.report(Error, line, col, v.Path, "%s", p.msg)
+	}
+	if len(problems) == 0 {
+		u.warnHoles(v)
 	}
 }
 
 // templateUses reports whether the template reads the named top-level field.
 func templateUses(text, name string) bool {
-	trees, err := parse.Parse("message", text, "", "", TemplateFuncs)
+	trees, err := parse.Parse("message", text, "", "", TemplateFuncs, builtinFuncs)
 	if err != nil {
 		return false
 	}
@@ -126,7 +141,7 @@ func forEachChild(n parse.Node, fn func(parse.Node)) {
 // templateProblems returns unknown fields and syntax errors, with rune
 // offsets into text.
 func templateProblems(text string, sc *scope) []memberProblem {
-	trees, err := parse.Parse("message", text, "", "", TemplateFuncs)
+	trees, err := parse.Parse("message", text, "", "", TemplateFuncs, builtinFuncs)
 	if err != nil {
 		msg := err.Error()
 		offset := 0

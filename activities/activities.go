@@ -48,6 +48,13 @@ type Store interface {
 	Touches(ctx context.Context, uids []int64, since time.Time) (map[int64]map[string]int, error)
 }
 
+// RunGate decides whether a canvas version may start a run now (approval,
+// and the canvas's paused or stopped state). A refusal (why != "") ends the
+// run before anyone enters it; an error is retried.
+type RunGate interface {
+	RunRefusal(ctx context.Context, canvasID, planHash string) (why string, err error)
+}
+
 // ChannelSet gives the channel behind each catalogue name.
 type ChannelSet interface {
 	Get(name string) (channels.Channel, bool)
@@ -68,6 +75,8 @@ type Activities struct {
 	Policy Policy
 	// Metrics, when set, counts deliveries for /metrics.
 	Metrics *Metrics
+	// Gate, when set, is asked before every run begins.
+	Gate RunGate
 
 	plans sync.Map // hash → *compiledPlan
 }

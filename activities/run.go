@@ -28,6 +28,16 @@ type BeginInput struct {
 
 // BeginRun records the run of the calling workflow and returns its id.
 func (a *Activities) BeginRun(ctx context.Context, in BeginInput) (int64, error) {
+	if a.Gate != nil {
+		why, err := a.Gate.RunRefusal(ctx, in.CanvasID, in.PlanHash)
+		if err != nil {
+			return 0, err
+		}
+		if why != "" {
+			// Retrying will not help: the run does not start.
+			return 0, temporal.NewNonRetryableApplicationError(why, "RunRefused", nil)
+		}
+	}
 	wf := activity.GetInfo(ctx).WorkflowExecution
 	run, err := a.Store.BeginRun(ctx, wf.ID+"/"+wf.RunID, in.CanvasID, in.PlanHash, in.Trigger)
 	return run.ID, err

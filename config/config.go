@@ -136,7 +136,21 @@ type RFMConfig struct {
 type PolicyConfig struct {
 	QuietHours *QuietHoursConfig `yaml:"quiet_hours"`
 	Frequency  []FrequencyConfig `yaml:"frequency"`
+	Approval   *ApprovalConfig   `yaml:"approval"`
 }
+
+// ApprovalConfig keeps deployed canvas versions as drafts until an
+// approver who is not their author approves that exact plan hash.
+type ApprovalConfig struct {
+	// Required turns approval on for every version.
+	Required bool `yaml:"required"`
+	// Channels, when set, narrows it (and turns it on) to versions that
+	// send on one of these channels (fallbacks count).
+	Channels []string `yaml:"channels" format:"channel"`
+}
+
+// On reports whether any version may need approval.
+func (a *ApprovalConfig) On() bool { return a != nil && (a.Required || len(a.Channels) > 0) }
 
 type QuietHoursConfig struct {
 	From   string `yaml:"from" format:"clock"`

@@ -38,11 +38,13 @@ func authedHandler(t *testing.T, logTo io.Writer) *Handler {
 // routeRoles is the role × route table: which roles may use each admin
 // route. Every admin route must be here, and nothing else.
 var routeRoles = map[string][]auth.Role{
-	"GET /api/v1/canvases":             {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
-	"GET /api/v1/canvases/{id}/report": {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
-	"GET /api/v1/runs/{workflow}":      {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
-	"POST /api/v1/canvases/{id}/runs":  {auth.Operator, auth.Admin},
-	"POST /api/v1/deploy":              {auth.Operator, auth.Admin},
+	"GET /api/v1/canvases":               {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"GET /api/v1/canvases/{id}/report":   {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"GET /api/v1/runs/{workflow}":        {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"POST /api/v1/canvases/{id}/runs":    {auth.Operator, auth.Admin},
+	"POST /api/v1/deploy":                {auth.Operator, auth.Admin},
+	"POST /api/v1/canvases/{id}/approve": {auth.Approver, auth.Admin},
+	"GET /api/v1/audit":                  {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
 }
 
 var pathParam = regexp.MustCompile(`\{[a-z_]+\}`)

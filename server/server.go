@@ -19,6 +19,7 @@ import (
 	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/reports"
+	"github.com/huabu/huabu/store"
 )
 
 // Backend is what the API drives; worker.App implements it.
@@ -29,6 +30,8 @@ type Backend interface {
 	StartRun(ctx context.Context, canvasID string, userIDs []string) (RunStarted, error)
 	RunStatus(ctx context.Context, workflowID string) (RunStatus, error)
 	DeploySources(ctx context.Context, files map[string][]byte) (DeployOutcome, error)
+	Approve(ctx context.Context, canvasID, plan string) (Approved, error)
+	Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error)
 }
 
 // CanvasInfo describes a deployed canvas.
@@ -43,6 +46,9 @@ type CanvasInfo struct {
 	Active     bool       `json:"active"`
 	DeployedAt time.Time  `json:"deployed_at"`
 	Source     string     `json:"source,omitempty"`
+	Author     string     `json:"author,omitempty"`   // who deployed this version
+	Approval   string     `json:"approval,omitempty"` // approved | awaiting approval; "" when not required
+	Approver   string     `json:"approver,omitempty"`
 }
 
 // RunStarted answers POST /api/v1/canvases/{id}/runs.
@@ -74,12 +80,26 @@ type DeployedCanvas struct {
 	Plan     string `json:"plan"`
 	Changed  bool   `json:"changed"`
 	Schedule string `json:"schedule,omitempty"`
+	Approval string `json:"approval,omitempty"` // approved | awaiting approval; "" when not required
+}
+
+// Approved answers POST /api/v1/canvases/{id}/approve.
+type Approved struct {
+	Canvas     string    `json:"canvas"`
+	Plan       string    `json:"plan"`
+	Author     string    `json:"author,omitempty"`
+	Approver   string    `json:"approver"`
+	ApprovedAt time.Time `json:"approved_at"`
+	// Current: the approved version is the one deployed now.
+	Current bool `json:"current"`
 }
 
 // Errors a Backend returns for the caller's mistakes.
 var (
-	ErrInvalid  = errors.New("invalid input")
-	ErrNotFound = errors.New("not found")
+	ErrInvalid   = errors.New("invalid input")
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("not now")   // 409: the canvas's state forbids it (awaiting approval, stopped ...)
+	ErrForbidden = errors.New("forbidden") // 403: this actor may not, whatever the role (approving one's own version)
 )
 
 // Handler serves the API.
@@ -111,6 +131,8 @@ func New(b Backend, log *slog.Logger, authn *auth.Authenticator) *Handler {
 	h.HandleAdmin("POST /api/v1/canvases/{id}/runs", auth.Run, http.HandlerFunc(h.startRun))
 	h.HandleAdmin("GET /api/v1/runs/{workflow}", auth.Read, http.HandlerFunc(h.runStatus))
 	h.HandleAdmin("POST /api/v1/deploy", auth.Deploy, http.HandlerFunc(h.deploy))
+	h.HandleAdmin("POST /api/v1/canvases/{id}/approve", auth.Approve, http.HandlerFunc(h.approve))
+	h.HandleAdmin("GET /api/v1/audit", auth.Read, http.HandlerFunc(h.auditLog))
 	return h
 }
 
@@ -320,7 +342,7 @@ func (h *Handler) startRun(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "id", err.Error())
 			return
 		}
-		h.internal(w, err)
+		h.backendError(w, "id", err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, started)
@@ -364,6 +386,97 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// backendError answers a Backend error: the caller's mistakes with their
+// status and the backend's message, the rest as 500.
+func (h *Handler) backendError(w http.ResponseWriter, field string, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, field, strings.TrimPrefix(err.Error(), ErrNotFound.Error()+": "))
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, field, strings.TrimPrefix(err.Error(), ErrConflict.Error()+": "))
+	case errors.Is(err, ErrForbidden):
+		writeError(w, http.StatusForbidden, "Authorization", strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": "))
+	case errors.Is(err, ErrInvalid):
+		writeError(w, http.StatusBadRequest, field, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+	default:
+		h.internal(w, err)
+	}
+}
+
+func (h *Handler) approve(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Plan string `json:"plan"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeStrict(r.Body, &body); err != nil {
+			writeError(w, http.StatusBadRequest, jsonField(err), "invalid JSON body: "+err.Error())
+			return
+		}
+	}
+	if body.Plan != "" && !isHex(body.Plan) {
+		writeError(w, http.StatusBadRequest, "plan", "plan must be a plan hash or a prefix of one (hex)")
+		return
+	}
+	out, err := h.b.Approve(r.Context(), r.PathValue("id"), body.Plan)
+	if err != nil {
+		field := "id"
+		if body.Plan != "" && errors.Is(err, ErrNotFound) {
+			field = "plan"
+		}
+		h.backendError(w, field, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// auditLog answers GET /api/v1/audit?canvas=&action=&since=&limit=.
+func (h *Handler) auditLog(w http.ResponseWriter, r *http.Request) {
+	q := store.AuditQuery{CanvasID: r.URL.Query().Get("canvas"), Action: r.URL.Query().Get("action")}
+	if s := r.URL.Query().Get("since"); s != "" {
+		t, err := ParseSince(s, time.Now())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "since", err.Error())
+			return
+		}
+		q.Since = t
+	}
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10000 {
+			writeError(w, http.StatusBadRequest, "limit", "limit must be a number from 1 to 10000")
+			return
+		}
+		q.Limit = n
+	}
+	entries, err := h.b.Audit(r.Context(), q)
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
+}
+
+// ParseSince reads an RFC 3339 time or a duration back from now (24h, 7d).
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := canvases.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("since %q is neither an RFC 3339 time nor a duration like 24h or 7d", s)
+	}
+	return now.Add(-d.Std()), nil
 }
 
 func (h *Handler) internal(w http.ResponseWriter, err error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/reports"
+	"github.com/huabu/huabu/store"
 )
 
 // backend is a small in-memory Backend: the handlers are what is tested.
@@ -56,6 +57,19 @@ func (b *backend) DeploySources(ctx context.Context, files map[string][]byte) (D
 		}
 	}
 	return DeployOutcome{Canvases: []DeployedCanvas{{ID: "promo", Plan: "abc", Changed: true}}}, nil
+}
+
+func (b *backend) Approve(ctx context.Context, id, plan string) (Approved, error) {
+	if id != "promo" {
+		return Approved{}, fmt.Errorf("%w: no deployed canvas %q", ErrNotFound, id)
+	}
+	if plan == "abc" {
+		return Approved{}, fmt.Errorf("%w: you deployed it", ErrForbidden)
+	}
+	return Approved{Canvas: id, Plan: "0123456789ab", Approver: "someone", Current: true}, nil
+}
+func (b *backend) Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error) {
+	return []store.AuditEntry{{ID: 1, Actor: "local", Action: "deploy", CanvasID: q.CanvasID}}, nil
 }
 
 func request(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
@@ -103,6 +117,12 @@ func TestAPI(t *testing.T) {
 		{"GET", "/api/v1/runs/nope", "", 404, "workflow"},
 		{"POST", "/api/v1/deploy", `{}`, 400, "files"},
 		{"POST", "/api/v1/deploy", `{"files": {"a.yaml": "broken"}}`, 422, "files"},
+		{"POST", "/api/v1/canvases/nope/approve", "", 404, "id"},
+		{"POST", "/api/v1/canvases/promo/approve", `{"plan": "XYZ"}`, 400, "plan"},
+		{"POST", "/api/v1/canvases/promo/approve", `{"plan": "abc"}`, 403, "Authorization"},
+		{"POST", "/api/v1/canvases/promo/approve", `{"hash": "abc"}`, 400, "hash"},
+		{"GET", "/api/v1/audit?since=yesterday", "", 400, "since"},
+		{"GET", "/api/v1/audit?limit=0", "", 400, "limit"},
 	} {
 		code, body := request(t, h, c.method, c.path, c.body)
 		require.Equal(t, c.code, code, "%s %s %s", c.method, c.path, c.body)

@@ -124,6 +124,9 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if app.authn, err = authenticator(cfg); err != nil {
 		return nil, err
 	}
+	if cfg.Policy.Approval.On() && app.authn.Open() {
+		return nil, errors.New("policy.approval needs auth.tokens: approval is by an approver who is not the version's author, and without tokens every caller is the same \"local\"")
+	}
 	// Claim the API's address first: a port in use is reported before
 	// anything starts or deploys, not after.
 	if !opts.NoHTTP && !cfg.HTTP.Disabled {
@@ -170,7 +173,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	}
 
 	app.metrics = activities.NewMetrics()
-	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics}
+	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app}
 	maxActs := opts.MaxConcurrentActivities
 	if maxActs == 0 {
 		maxActs = 64

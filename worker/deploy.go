@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/workflows"
 )
@@ -25,6 +26,7 @@ type Deployed struct {
 	Plan     string `json:"plan"`
 	Changed  bool   `json:"changed"`
 	Schedule string `json:"schedule,omitempty"` // created | updated | deleted
+	Approval string `json:"approval,omitempty"` // approved | awaiting approval ("" when not required)
 }
 
 // DeployResult is the outcome of a deploy.
@@ -66,11 +68,24 @@ func (app *App) Deploy(ctx context.Context, files []canvases.File, problems canv
 		if err != nil {
 			return res, err
 		}
+		if err := app.store.RecordAuthor(ctx, p.ID, p.Hash, auth.ActorFrom(ctx).Name); err != nil {
+			return res, err
+		}
 		action, err := app.syncSchedule(ctx, p)
 		if err != nil {
 			return res, fmt.Errorf("canvas %s: schedule: %w", p.ID, err)
 		}
-		res.Canvases = append(res.Canvases, Deployed{ID: p.ID, Plan: p.ShortHash(), Changed: changed, Schedule: action})
+		approval, _, err := app.approvalState(ctx, p.ID, p)
+		if err != nil {
+			return res, err
+		}
+		if err := app.syncHold(ctx, p.ID); err != nil {
+			return res, fmt.Errorf("canvas %s: schedule: %w", p.ID, err)
+		}
+		if changed {
+			app.audit(ctx, "deploy", p.ID, p.Hash, map[string]any{"source": f.Path, "schedule": action, "approval": approval})
+		}
+		res.Canvases = append(res.Canvases, Deployed{ID: p.ID, Plan: p.ShortHash(), Changed: changed, Schedule: action, Approval: approval})
 	}
 	if app.router != nil {
 		defer func() { _ = app.router.Refresh(ctx) }()

@@ -28,12 +28,20 @@ func (app *App) StartRun(ctx context.Context, canvasID string, userIDs []string)
 	if err != nil {
 		return server.RunStarted{}, err
 	}
+	if err := app.MayStart(ctx, canvasID, c.PlanHash); err != nil {
+		return server.RunStarted{}, err
+	}
 	id := fmt.Sprintf("huabu-%s-manual-%d", canvasID, time.Now().UnixNano())
 	run, err := app.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: app.cfg.Temporal.TaskQueue},
 		workflows.RunName, workflows.RunInput{CanvasID: canvasID, PlanHash: c.PlanHash, Trigger: canvases.TriggerManual, UserIDs: userIDs})
 	if err != nil {
 		return server.RunStarted{}, err
 	}
+	detail := map[string]any{"workflow_id": run.GetID()}
+	if userIDs != nil {
+		detail["users"] = len(userIDs)
+	}
+	app.audit(ctx, "run", canvasID, c.PlanHash, detail)
 	return server.RunStarted{WorkflowID: run.GetID(), Plan: c.PlanHash}, nil
 }
 
@@ -87,6 +95,14 @@ func (app *App) Canvases(ctx context.Context) ([]server.CanvasInfo, error) {
 		}
 		info := server.CanvasInfo{ID: c.ID, Name: p.Name, Plan: p.ShortHash(), Trigger: p.Trigger.Kind, Active: c.Active,
 			DeployedAt: c.DeployedAt, Source: c.Source}
+		if info.Author, err = app.store.PlanAuthor(ctx, c.PlanHash); err != nil {
+			return nil, err
+		}
+		var appr store.Approval
+		if info.Approval, appr, err = app.approvalState(ctx, c.ID, p); err != nil {
+			return nil, err
+		}
+		info.Approver = appr.Approver
 		if s := p.Trigger.Schedule; s != nil && s.Cron != "" {
 			info.Schedule = s.Cron + " (" + s.Timezone + ")"
 			if loc, err := canvases.LoadLocation(s.Timezone); err == nil {
@@ -122,7 +138,7 @@ func (app *App) DeploySources(ctx context.Context, files map[string][]byte) (ser
 	res, err := app.Deploy(ctx, compiled, problems, false)
 	out := server.DeployOutcome{Problems: res.Problems}
 	for _, d := range res.Canvases {
-		out.Canvases = append(out.Canvases, server.DeployedCanvas{ID: d.ID, Plan: d.Plan, Changed: d.Changed, Schedule: d.Schedule})
+		out.Canvases = append(out.Canvases, server.DeployedCanvas{ID: d.ID, Plan: d.Plan, Changed: d.Changed, Schedule: d.Schedule, Approval: d.Approval})
 	}
 	if errors.Is(err, ErrInvalidCanvases) {
 		return out, server.ErrInvalid

@@ -87,6 +87,13 @@ func TestCLICarriesToken(t *testing.T) {
 	out, errOut, code = huabu(t, "deploy", "-c", cfgPath, "--api", admin)
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "hello")
+	out, errOut, code = huabu(t, "audit", "--canvas", "hello", "-c", cfgPath, "--api", admin, "--token", testViewerToken)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `(?m)^\S+ \S+ +ops-alice +operator +127\.0\.0\.1 +run +hello +[0-9a-f]{12} +\{"users"|"workflow_id"`, out)
+	require.Regexp(t, `(?m) +system +- +- +deploy +hello `, out)
+	_, errOut, code = huabu(t, "approve", "hello", "-c", cfgPath, "--api", admin)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, `token "ops-alice" (role operator) may not do this: it needs the approve permission`)
 
 	// The public listener carries only /v1, /wecom/callback and /healthz.
 	public := "http://" + app.HTTPAddr()

@@ -78,6 +78,9 @@ func (c *cli) deployCmd() *cobra.Command {
 				if d.Schedule != "" {
 					line += "  schedule " + d.Schedule
 				}
+				if d.Approval != "" {
+					line += "  " + d.Approval
+				}
 				fmt.Fprintln(c.stdout, line)
 			}
 			return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -84,7 +85,9 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 			continue
 		}
 		for _, p := range pages {
+			stop := heartbeatWhile(ctx, cur)
 			res, err := s.pageWithRetries(ctx, p, fmt.Sprintf("%s/%d", attempt, p.No), &cur)
+			stop()
 			cur.Result.add(res)
 			if err != nil {
 				activity.RecordHeartbeat(ctx, cur)
@@ -104,19 +107,26 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 	return cur.Result, nil
 }
 
-// Transient provider failures are retried inside the activity, a few times
-// with a short backoff: Temporal's activity backoff grows with every attempt
-// whatever the progress, so at a 20% fault rate a cohort of many pages would
-// otherwise slow to its maximum interval. Longer waits (a provider asking for
-// a minute) and repeated failures become an activity retry.
+// Deliveries a provider certainly did not send (rate limited, a 5xx) are
+// retried inside the activity, paced by what the provider asked for:
+// Temporal's activity backoff grows with every attempt whatever the
+// progress, so at a 20% rate-limit rate a cohort of many pages would slow to
+// its maximum interval, and each attempt would start the page over. The
+// activity keeps going as long as each try decides something; a wait longer
+// than maxInActivityWait (an hourly or daily quota) or pageTries tries in a
+// row that decide nothing become a Temporal retry, with the provider's wait
+// as its delay.
 const (
-	pageTries         = 6
-	maxInActivityWait = 30 * time.Second
+	pageTries = 6
+	// maxInActivityWait covers per-minute windows: WeCom's 45009 and
+	// JPush's X-Rate-Limit-Reset are at most a minute away.
+	maxInActivityWait = 65 * time.Second
 )
 
 // pageWithRetries sends a page, retrying what was certainly not sent.
 func (s *sender) pageWithRetries(ctx context.Context, p store.Page, batch string, cur *sendCursor) (SendResult, error) {
 	var total SendResult
+	stalled := 0
 	for try := 0; ; try++ {
 		res, err := s.page(ctx, p, batch)
 		total.Sent += res.Sent
@@ -126,8 +136,13 @@ func (s *sender) pageWithRetries(ctx context.Context, p store.Page, batch string
 		if try == 0 {
 			total.Skipped = res.Skipped // later tries skip what the first decided
 		}
+		if res.Sent+res.Failed+res.Suppressed+res.Unknown > 0 {
+			stalled = 0
+		} else {
+			stalled++
+		}
 		var re *retryError
-		if !errors.As(err, &re) || try+1 >= pageTries || re.after > maxInActivityWait {
+		if !errors.As(err, &re) || stalled >= pageTries || re.after > maxInActivityWait {
 			total.Recipients = total.Sent + total.Failed + total.Suppressed + total.Unknown
 			if re != nil {
 				return total, re.err()
@@ -136,12 +151,40 @@ func (s *sender) pageWithRetries(ctx context.Context, p store.Page, batch string
 		}
 		wait := re.after
 		if wait == 0 {
-			wait = min(200*time.Millisecond<<try, 5*time.Second)
+			wait = min(200*time.Millisecond<<max(stalled-1, 0), 5*time.Second)
 		}
 		if err := sleepHeartbeating(ctx, wait, *cur); err != nil {
 			return total, err
 		}
 	}
+}
+
+// heartbeatWhile heartbeats the cursor as it was when a page began, every
+// few seconds until stop: a page of a slow or throttled provider may take
+// longer than the heartbeat timeout, and a retry resumes at that page.
+func heartbeatWhile(ctx context.Context, at sendCursor) (stop func()) {
+	if len(at.Deferred) > 0 { // the page adds to the live map
+		at.Deferred = maps.Clone(at.Deferred)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, at)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 // sleepHeartbeating waits, heartbeating so the activity is not timed out.

@@ -11,6 +11,8 @@ import (
 // SyncWeComDirectory copies the WeCom address book and customer lists into
 // the staff directory and contact book (ingest.SyncWeCom). The worker runs
 // it on a Temporal Schedule; callbacks keep the data current in between.
+// What WeCom refuses for good (a wrong base_url's 404, a secret without the
+// address-book permission) fails the sync at once instead of being retried.
 func (a *Activities) SyncWeComDirectory(ctx context.Context) (ingest.SyncSummary, error) {
 	api := a.staffAPI()
 	if api == nil {
@@ -24,5 +26,6 @@ func (a *Activities) SyncWeComDirectory(ctx context.Context) (ingest.SyncSummary
 	if !ok {
 		return ingest.SyncSummary{}, temporal.NewNonRetryableApplicationError("the store has no staff directory", "StaffStoreUnavailable", nil)
 	}
-	return ingest.SyncWeCom(ctx, dir, st)
+	sum, err := ingest.SyncWeCom(ctx, dir, st)
+	return sum, temporalError(err)
 }

@@ -52,9 +52,12 @@
 // # Limits kept here and elsewhere
 //
 // wecom.app paces each member to WeCom's per-member limits in process (a
-// limiter shared by all workers is future work); JPush cids and WeCom's
-// duplicate check make a resend after an ambiguous failure safe within the
-// provider's window. Frequency caps, quiet hours, suppression lists and the
+// limiter shared by all workers is future work); JPush and wecom.app also
+// stop calling once the provider says its rate-limit window is used up
+// (pacing.go), and report the held deliveries as retry_later with the wait,
+// which the engine sleeps out inside the Send activity. JPush cids and
+// WeCom's duplicate check make a resend after an ambiguous failure safe
+// within the provider's window. Frequency caps, quiet hours, suppression lists and the
 // WeCom per-customer mass-send quota belong to the engine's send policy,
 // which every channel goes through.
 package channels

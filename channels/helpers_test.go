@@ -110,12 +110,21 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // drive sends a batch the way the engine would, resending what may be
 // resent (failed with retry_now/retry_later and, when resendUnknown, the
-// ambiguous ones the provider dedupes) until nothing is left or rounds run out.
-func drive(t testing.TB, ch channels.Channel, ds []channels.Delivery, size int, resendUnknown bool, rounds int) map[string]channels.Outcome {
+// ambiguous ones the provider dedupes) until nothing is left or rounds run
+// out. Between rounds it calls wait (when not nil) with the longest wait a
+// provider asked for, as the engine waits before resending.
+func drive(t testing.TB, ch channels.Channel, ds []channels.Delivery, size int, resendUnknown bool, rounds int, wait func(time.Duration)) map[string]channels.Outcome {
 	t.Helper()
 	final := map[string]channels.Outcome{}
 	pending := ds
 	for round := 0; round < rounds && len(pending) > 0; round++ {
+		if round > 0 && wait != nil {
+			var longest time.Duration
+			for _, d := range pending {
+				longest = max(longest, final[d.Recipient.Address].RetryAfter)
+			}
+			wait(longest)
+		}
 		var next []channels.Delivery
 		for start := 0; start < len(pending); start += size {
 			end := min(start+size, len(pending))
@@ -125,7 +134,7 @@ func drive(t testing.TB, ch channels.Channel, ds []channels.Delivery, size int, 
 				var o channels.Outcome
 				if err != nil {
 					e := channels.Classify(err)
-					o = channels.Outcome{Status: channels.Failed, Class: e.Class, Reason: e.Reason}
+					o = channels.Outcome{Status: channels.Failed, Class: e.Class, Reason: e.Reason, RetryAfter: e.RetryAfter}
 					if e.Class == channels.Ambiguous {
 						o.Status = channels.Unknown
 					}

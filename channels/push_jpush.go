@@ -20,7 +20,8 @@ func init() {
 	Register(Spec{
 		Name: "push", Provider: "jpush",
 		Doc: "App push through JPush REST API v3 (POST /v3/push, Basic appKey:masterSecret): up to 1000 aliases (or registration ids, " +
-			"for recipients without an alias) per push with identical content. Each push carries a cid from /v3/push/cid, reused when the same push is retried in this process, so JPush does not push it twice.",
+			"for recipients without an alias) per push with identical content. Each push carries a cid from /v3/push/cid, reused when the same push is retried in this process, so JPush does not push it twice. " +
+			"Paced by JPush's X-Rate-Limit headers: a push that used the window's last call holds the others until X-Rate-Limit-Reset; a refused push (2002) is retried after it.",
 		MaxRecipients: 1000, MaxMixed: 100, Groupable: true,
 		Address: AttrPushAlias,
 		Config: []ConfigField{
@@ -46,8 +47,10 @@ type jpush struct {
 	concurrency int
 	http        *http.Client
 	cids        *cidPool
+	gate        gate // JPush's rate-limit window, when it is used up
 	log         *slog.Logger
 	now         func() time.Time
+	sleep       func(context.Context, time.Duration) error
 }
 
 func newJPush(cfg map[string]any, deps Deps) (Channel, error) {
@@ -58,7 +61,7 @@ func newJPush(cfg map[string]any, deps Deps) (Channel, error) {
 		auth:       "Basic " + base64.StdEncoding.EncodeToString([]byte(s.str("app_key")+":"+s.str("master_secret"))),
 		production: s.boolean("apns_production"), ttl: s.integer("time_to_live"), useCID: s.boolean("use_cid"),
 		timeout: s.duration("timeout"), concurrency: s.integer("concurrency"),
-		http: deps.HTTP, log: deps.Logger, now: deps.Now,
+		http: deps.HTTP, log: deps.Logger, now: deps.Now, sleep: sleepCtx,
 	}
 	s.check(c.timeout > 0, "timeout: must be more than 0")
 	s.check(c.concurrency > 0, "concurrency: must be at least 1")
@@ -193,12 +196,21 @@ func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string,
 		}
 		body.CID = cid
 	}
+	if left, err := c.gate.pass(ctx, c.now, c.sleep); err != nil || left > 0 {
+		e := &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: left, Message: "JPush's rate-limit window is used up until it resets"}
+		if err != nil {
+			e = &Error{Class: RetryNow, Reason: ReasonCanceled, Message: err.Error()}
+		}
+		fail(e)
+		return
+	}
 	raw, _ := json.Marshal(body)
 	reply, err := c.call(ctx, http.MethodPost, "/v3/push", raw)
 	if err != nil {
 		fail(err.(*Error))
 		return
 	}
+	c.pace(reply)
 	var r struct {
 		SendNo string `json:"sendno"`
 		MsgID  string `json:"msg_id"`
@@ -230,6 +242,19 @@ func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string,
 		c.cids.forget(key) // the push was refused: a changed retry needs no old cid
 	}
 	fail(e)
+}
+
+// pace reads JPush's rate-limit headers (on every /v3 answer): a push that
+// used the window's last call holds further pushes until the reset, so they
+// are not refused. A refused push (2002) holds nothing: its deliveries are
+// retried after the reset it names, while the others go on.
+func (c *jpush) pace(reply *httpReply) {
+	if reply.Status != http.StatusOK || reply.Header.Get("X-Rate-Limit-Remaining") != "0" {
+		return
+	}
+	if s, err := strconv.Atoi(reply.Header.Get("X-Rate-Limit-Reset")); err == nil && s >= 0 {
+		c.gate.hold(c.now().Add(time.Duration(s) * time.Second))
+	}
 }
 
 func (c *jpush) call(ctx context.Context, method, path string, body []byte) (*httpReply, error) {

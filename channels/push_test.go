@@ -98,7 +98,7 @@ func TestJPushCidMakesRetriesExactlyOnce(t *testing.T) {
 	for i := 0; i < 10000; i++ {
 		aliases = append(aliases, fmt.Sprintf("alias-%05d", i))
 	}
-	final := drive(t, ch2, deliveries(aliases...), 200, true, 20)
+	final := drive(t, ch2, deliveries(aliases...), 200, true, 20, nil)
 	require.Len(t, f2.Delivered(), 10000)
 	require.Empty(t, f2.Ledger.Duplicates())
 	for _, a := range aliases {

@@ -17,7 +17,8 @@ func init() {
 		Name: "wecom.app", Provider: "wecom",
 		Doc: "WeCom app messages (message/send) to staff members: text, markdown or a news card. " +
 			"Identical content goes to up to 1000 members per call; WeCom's duplicate check drops repeats within duplicate_check_interval; " +
-			"each member is paced to member_per_minute / member_per_hour in this process.",
+			"each member is paced to member_per_minute / member_per_hour in this process. " +
+			"WeCom's per-minute API limit (45009) holds further calls until the next minute, its concurrency limit (45033) for 2 s; the held deliveries are retried then.",
 		MaxRecipients: 1000, MaxMixed: 100, Groupable: true,
 		Address: AttrWeComUserID, Config: wecomConfigFields,
 	}, newWeComApp)
@@ -30,6 +31,7 @@ type wecomApp struct {
 	agentID string
 	dup     int
 	pacer   *memberPacer
+	gate    gate // WeCom's per-minute API limit (45009) or concurrency limit (45033), when hit
 	maxWait time.Duration
 	log     *slog.Logger
 	now     func() time.Time
@@ -191,15 +193,29 @@ func (c *wecomApp) call(ctx context.Context, body appMessage, members []string, 
 	common := *body.SendRequestCommon
 	common.ToUser = strings.Join(addresses(b, members, byMember), "|")
 	body.SendRequestCommon = &common
-	var resp message.SendResponse
-	err := c.client.post(ctx, "/cgi-bin/message/send", body, &resp)
 	releaseAll := func() {
 		for k, mem := range members {
 			c.pacer.release(mem, at[k])
 		}
 	}
+	var resp message.SendResponse
+	err := error(nil)
+	if left, gerr := c.gate.pass(ctx, c.now, c.sleep); gerr != nil {
+		err = &Error{Class: RetryNow, Reason: ReasonCanceled, Message: gerr.Error()}
+	} else if left > 0 {
+		err = &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: left, Message: "waiting for WeCom's API limit to reset"}
+	} else {
+		err = c.client.post(ctx, "/cgi-bin/message/send", body, &resp)
+	}
 	if err != nil {
 		e := err.(*Error)
+		switch e.Code {
+		case "45009": // per-minute API limit: the next minute
+			e.RetryAfter = untilNextMinute(c.now())
+			c.gate.hold(c.now().Add(e.RetryAfter))
+		case "45033": // too many concurrent calls: a moment
+			c.gate.hold(c.now().Add(e.RetryAfter))
+		}
 		if e.Code == "81013" { // every recipient invalid: a verdict per recipient
 			releaseAll()
 			for _, mem := range members {

@@ -42,6 +42,12 @@ func newHarness(t *testing.T) *harness {
 
 // newHarnessWith overrides the example config's channels section (YAML).
 func newHarnessWith(t *testing.T, channelsYAML string) *harness {
+	return newHarnessWithDeps(t, channelsYAML, nil)
+}
+
+// newHarnessWithDeps is newHarnessWith with the channels' dependencies
+// edited (a clock, say) before they are built.
+func newHarnessWithDeps(t *testing.T, channelsYAML string, edit func(*channels.Deps)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "huabu.db"))
@@ -59,7 +65,11 @@ func newHarnessWith(t *testing.T, channelsYAML string) *harness {
 	require.NoError(t, err)
 	comp, err := cfg.Compiler()
 	require.NoError(t, err)
-	set, err := channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{Outbox: st})
+	deps := channels.Deps{Outbox: st}
+	if edit != nil {
+		edit(&deps)
+	}
+	set, err := channels.NewSet(cfg.Channels, cfg.ChannelProviders(), deps)
 	require.NoError(t, err)
 	h := &harness{t: t, store: st, compiler: comp}
 	h.acts = &activities.Activities{Store: st, Channels: set, Compiler: comp}

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // JPush is a fake of JPush REST API v3: POST /v3/push and GET /v3/push/cid
@@ -24,11 +26,20 @@ type JPush struct {
 	// Unbound aliases and registration ids have no device, whether or not
 	// Aliases and RegistrationIDs are set.
 	Unbound map[string]bool
+	// Limit, when set, is how many /v3/push calls the app may make per
+	// Window (JPush: 600 a minute by default); further calls in the window
+	// are refused with 2002. Every answer carries X-Rate-Limit-Limit,
+	// -Remaining and -Reset (seconds until the window resets), as JPush's do.
+	Limit  int
+	Window time.Duration
 
-	mu     sync.Mutex
-	n      int
-	cids   map[string]string // cid → msg_id of its first push ("" = unused)
-	pushes []Push
+	mu          sync.Mutex
+	n           int
+	cids        map[string]string // cid → msg_id of its first push ("" = unused)
+	pushes      []Push
+	windowStart time.Time
+	used        int
+	refused     int
 }
 
 // Push is one push the fake accepted.
@@ -136,7 +147,12 @@ func (f *JPush) push(w http.ResponseWriter, r *http.Request, body []byte) {
 			return
 		}
 	}
+	over := f.count(w.Header())
 	f.mu.Unlock()
+	if over {
+		jpushError(w, http.StatusTooManyRequests, 2002, "Request times of the app_key exceed the limit of current time window")
+		return
+	}
 	switch f.Next() {
 	case RateLimit:
 		w.Header().Set("X-Rate-Limit-Limit", "600")
@@ -165,6 +181,40 @@ func (f *JPush) push(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	_ = json.NewEncoder(w).Encode(map[string]string{"sendno": "0", "msg_id": msgID})
+}
+
+// count charges a push to the rate-limit window and sets the rate-limit
+// headers (f.mu held); it reports whether the window was used up already.
+func (f *JPush) count(h http.Header) bool {
+	if f.Limit <= 0 {
+		return false
+	}
+	window := f.Window
+	if window <= 0 {
+		window = time.Minute
+	}
+	now := time.Now()
+	if now.Sub(f.windowStart) >= window {
+		f.windowStart, f.used = now, 0
+	}
+	reset := int(math.Ceil(f.windowStart.Add(window).Sub(now).Seconds()))
+	h.Set("X-Rate-Limit-Limit", strconv.Itoa(f.Limit))
+	h.Set("X-Rate-Limit-Reset", strconv.Itoa(reset))
+	if f.used >= f.Limit {
+		f.refused++
+		h.Set("X-Rate-Limit-Remaining", "0")
+		return true
+	}
+	f.used++
+	h.Set("X-Rate-Limit-Remaining", strconv.Itoa(f.Limit-f.used))
+	return false
+}
+
+// Refused is how many pushes the rate limit (Limit) refused.
+func (f *JPush) Refused() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refused
 }
 
 func (f *JPush) deliver(cid string, targets []string, known map[string]bool, body []byte) (string, bool) {

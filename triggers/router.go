@@ -404,7 +404,7 @@ func (b *batch) memberships(ctx context.Context) error {
 		byUser[e.UID] = append(byUser[e.UID], e)
 	}
 	slices.Sort(uids)
-	ms, err := r.opts.Store.MembershipsOf(ctx, uids, time.Now().Add(-r.opts.GoalLookback))
+	ms, err := r.opts.Store.MembershipsOf(ctx, uids, r.opts.Now().Add(-r.opts.GoalLookback))
 	if err != nil {
 		return err
 	}
@@ -503,7 +503,7 @@ func (b *batch) write(ctx context.Context) error {
 		}
 	}
 	for cohort, uids := range b.arrivals {
-		if _, err := st.RecordArrivals(ctx, cohort, uids, time.Now()); err != nil {
+		if _, err := st.RecordArrivals(ctx, cohort, uids, b.r.opts.Now()); err != nil {
 			return err
 		}
 	}

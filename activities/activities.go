@@ -2,10 +2,13 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
@@ -26,23 +29,23 @@ type Store interface {
 	UpdateTags(ctx context.Context, uids []int64, add, remove []string) error
 
 	CreateCohort(ctx context.Context, key string, runID int64, stepID string, parentID int64, wakeAt time.Time) (store.Cohort, error)
-	AddCohortPages(ctx context.Context, cohortID int64, pages []store.Page, canvasID string, runID int64, recordEntries bool) error
+	WriteEntryChunk(ctx context.Context, cohortID int64, chunk store.EntryChunk) error
 	WritePages(ctx context.Context, cohortID int64, pages []store.Page) error
 	SealCohort(ctx context.Context, cohortID, span int64) (store.Cohort, error)
 	Pages(ctx context.Context, cohortID, from, to int64) ([]store.Page, error)
-	RecordStepEntry(ctx context.Context, runID int64, stepID string, cohortID, count int64) error
+	RecordStepEntry(ctx context.Context, runID int64, stepID string, visit int, cohortID, count int64) error
 	RecordExits(ctx context.Context, runID int64, stepID, reason string, uids []int64) error
 	RecordCohortExit(ctx context.Context, runID int64, stepID string, cohortID int64, reason string, count int64) error
 	ExitedAmong(ctx context.Context, runID int64, uids []int64) (map[int64]bool, error)
-	LastEntries(ctx context.Context, canvasID string, uids []int64) (map[int64]time.Time, error)
+	LastEntries(ctx context.Context, canvasID string, exceptRun int64, uids []int64) (map[int64]time.Time, error)
 
 	GetCohort(ctx context.Context, id int64) (store.Cohort, error)
 	RegisterWait(ctx context.Context, w store.Wait) error
 	CollectArrivals(ctx context.Context, waiting store.Cohort, seq int, final bool) (store.Collected, error)
 
-	ClaimDeliveries(ctx context.Context, runID int64, stepID, channel, batch string, uids []int64) (store.Claim, error)
-	SettleDeliveries(ctx context.Context, runID int64, stepID string, settlements []store.Settlement) error
-	ReleaseDeliveries(ctx context.Context, runID int64, stepID, batch string, uids []int64) error
+	ClaimDeliveries(ctx context.Context, key store.LedgerKey, channel, batch string, uids []int64) (store.Claim, error)
+	SettleDeliveries(ctx context.Context, key store.LedgerKey, settlements []store.Settlement) error
+	ReleaseDeliveries(ctx context.Context, key store.LedgerKey, batch string, uids []int64) error
 	WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error
 	RecordTouches(ctx context.Context, runID int64, channel string, uids []int64, at time.Time) error
 	Touches(ctx context.Context, uids []int64, since time.Time) (map[int64]map[string]int, error)
@@ -128,30 +131,52 @@ type compiledPlan struct {
 	templates    *templateCache
 }
 
+// compiled returns a plan version, compiled. A plan that does not exist (or
+// that this build cannot read) fails for good with PlanUnavailable; any
+// other error, such as a busy or unreachable store, is returned as it is so
+// Temporal retries the activity.
 func (a *Activities) compiled(ctx context.Context, hash string) (*compiledPlan, error) {
+	cp, err := a.compile(ctx, hash)
+	var unavailable *planUnavailable
+	if errors.As(err, &unavailable) {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "PlanUnavailable", err)
+	}
+	return cp, err
+}
+
+// planUnavailable marks the errors no retry can cure.
+type planUnavailable struct{ err error }
+
+func (e *planUnavailable) Error() string { return e.err.Error() }
+func (e *planUnavailable) Unwrap() error { return e.err }
+
+func (a *Activities) compile(ctx context.Context, hash string) (*compiledPlan, error) {
 	if cp, ok := a.plans.Load(hash); ok {
 		return cp.(*compiledPlan), nil
 	}
 	raw, err := a.Store.Plan(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &planUnavailable{fmt.Errorf("plan %s: not stored", hash)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", hash, err)
 	}
 	plan, err := canvases.UnmarshalPlan(raw)
 	if err != nil {
-		return nil, err
+		return nil, &planUnavailable{err}
 	}
 	cp := &compiledPlan{plan: plan, branches: map[string][]*canvases.Condition{}, templates: newTemplateCache()}
 	if plan.Audience != "" {
 		if cp.audience, err = a.Compiler.CompileCondition(plan.Audience, ""); err != nil {
-			return nil, fmt.Errorf("plan %s audience: %w", plan.ShortHash(), err)
+			return nil, &planUnavailable{fmt.Errorf("plan %s audience: %w", plan.ShortHash(), err)}
 		}
 	}
 	for _, s := range plan.Steps {
 		for _, arm := range s.Branch {
 			var cond *canvases.Condition
 			if arm.When != "" {
-				if cond, err = a.Compiler.CompileCondition(arm.When, ""); err != nil {
-					return nil, fmt.Errorf("plan %s step %s: %w", plan.ShortHash(), s.ID, err)
+				if cond, err = a.Compiler.CompileBranchCondition(arm.When); err != nil {
+					return nil, &planUnavailable{fmt.Errorf("plan %s step %s: %w", plan.ShortHash(), s.ID, err)}
 				}
 			}
 			cp.branches[s.ID] = append(cp.branches[s.ID], cond)

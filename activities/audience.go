@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/store"
@@ -28,7 +28,10 @@ type EnterInput struct {
 }
 
 // entryCursor is the heartbeat of Enter: profiles up to AfterUID are done
-// and pages below NextPage are written.
+// and pages below NextPage are written. Each chunk of profiles owns the
+// pages [NextPage, NextPage+pagesPerChunk) and rewrites them whole, so a
+// retry that resumes from an older cursor (heartbeats are throttled) writes
+// the same chunks into the same pages instead of shifting them.
 type entryCursor struct {
 	AfterUID int64 `json:"after_uid"`
 	NextPage int64 `json:"next_page"`
@@ -36,13 +39,16 @@ type entryCursor struct {
 }
 
 // scanChunk is how many profiles are read and evaluated at a time.
-const scanChunk = 4 * store.PageSize
+const (
+	pagesPerChunk = 4
+	scanChunk     = pagesPerChunk * store.PageSize
+)
 
 // Enter evaluates who enters the run and writes the entry cohort.
 func (a *Activities) Enter(ctx context.Context, in EnterInput) (CohortRef, error) {
 	cp, err := a.compiled(ctx, in.PlanHash)
 	if err != nil {
-		return CohortRef{}, temporal.NewNonRetryableApplicationError(err.Error(), "PlanUnavailable", err)
+		return CohortRef{}, err
 	}
 	cohort, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/entry", in.RunID), in.RunID, cp.plan.Start(), 0, time.Time{})
 	if err != nil {
@@ -119,20 +125,20 @@ func (e *entrant) everyone(ctx context.Context, cur *entryCursor) error {
 		if err != nil {
 			return err
 		}
-		if err := e.admit(ctx, matched, cur); err != nil {
+		last := c.rows[len(c.rows)-1].UID
+		if err := e.admit(ctx, matched, cur, last); err != nil {
 			return err
 		}
-		cur.AfterUID = c.rows[len(c.rows)-1].UID
+		cur.AfterUID = last
 		activity.RecordHeartbeat(ctx, *cur)
 	}
 	return nil
 }
 
-// named enters the given users (unknown ids are skipped).
+// named enters the given users (unknown ids are skipped). They are one
+// chunk: a retry decides again and replaces what an earlier attempt wrote.
 func (e *entrant) named(ctx context.Context, cur *entryCursor) error {
-	if cur.NextPage > 0 {
-		return nil // already written by an earlier attempt: one chunk, one write
-	}
+	*cur = entryCursor{AfterUID: -1}
 	uidsByID, err := e.a.Store.UIDs(ctx, e.in.UserIDs)
 	if err != nil {
 		return err
@@ -142,8 +148,9 @@ func (e *entrant) named(ctx context.Context, cur *entryCursor) error {
 		uids = append(uids, u)
 	}
 	slices.Sort(uids)
+	const everyUID = math.MaxInt64
 	if !e.in.ApplyAudience {
-		return e.write(ctx, uids, cur)
+		return e.write(ctx, uids, cur, everyUID)
 	}
 	rows, err := e.a.Store.Profiles(ctx, uids)
 	if err != nil {
@@ -153,7 +160,7 @@ func (e *entrant) named(ctx context.Context, cur *entryCursor) error {
 	if err != nil {
 		return err
 	}
-	return e.admit(ctx, matched, cur)
+	return e.admit(ctx, matched, cur, everyUID)
 }
 
 // match evaluates a condition over profiles in parallel; a nil condition
@@ -203,11 +210,12 @@ func (e *entrant) match(rows []store.ProfileRow, cond *canvases.Condition) ([]in
 	return out, nil
 }
 
-// admit applies the re-entry rule and writes the users as entry pages.
-func (e *entrant) admit(ctx context.Context, uids []int64, cur *entryCursor) error {
+// admit applies the re-entry rule and writes the users as the entry pages
+// of the chunk of profiles up to lastUID.
+func (e *entrant) admit(ctx context.Context, uids []int64, cur *entryCursor, lastUID int64) error {
 	entry := e.cp.plan.Entry
 	if entry.Reentry != canvases.ReentryAlways && len(uids) > 0 {
-		last, err := e.a.Store.LastEntries(ctx, e.in.CanvasID, uids)
+		last, err := e.a.Store.LastEntries(ctx, e.in.CanvasID, e.in.RunID, uids)
 		if err != nil {
 			return err
 		}
@@ -222,21 +230,24 @@ func (e *entrant) admit(ctx context.Context, uids []int64, cur *entryCursor) err
 			return e.now.Sub(at) < entry.After.Std()
 		})
 	}
-	return e.write(ctx, uids, cur)
+	return e.write(ctx, uids, cur, lastUID)
 }
 
-func (e *entrant) write(ctx context.Context, uids []int64, cur *entryCursor) error {
-	var pages []store.Page
+// write replaces the chunk's pages (and entry rows) with uids and moves the
+// cursor past the chunk's pages.
+func (e *entrant) write(ctx context.Context, uids []int64, cur *entryCursor, lastUID int64) error {
+	chunk := store.EntryChunk{
+		CanvasID: e.in.CanvasID, RunID: e.in.RunID, AfterUID: cur.AfterUID, LastUID: lastUID,
+		FromPage: cur.NextPage, ToPage: cur.NextPage + max(pagesPerChunk, int64(len(uids)+store.PageSize-1)/store.PageSize),
+		RecordEntries: e.cp.needsEntries,
+	}
 	for start := 0; start < len(uids); start += store.PageSize {
-		pages = append(pages, store.Page{No: cur.NextPage, Members: uids[start:min(start+store.PageSize, len(uids))]})
-		cur.NextPage++
+		chunk.Pages = append(chunk.Pages, store.Page{No: chunk.FromPage + int64(len(chunk.Pages)), Members: uids[start:min(start+store.PageSize, len(uids))]})
 	}
-	if len(pages) == 0 {
-		return nil
-	}
-	if err := e.a.Store.AddCohortPages(ctx, e.cohort, pages, e.in.CanvasID, e.in.RunID, e.cp.needsEntries); err != nil {
+	if err := e.a.Store.WriteEntryChunk(ctx, e.cohort, chunk); err != nil {
 		return err
 	}
+	cur.NextPage = chunk.ToPage
 	cur.Entered += int64(len(uids))
 	return nil
 }

@@ -26,6 +26,19 @@ type StepInput struct {
 	// Now is the workflow's time when the step started, so a retried
 	// activity computes the same wake times.
 	Now time.Time `json:"now,omitzero"`
+	// Visit counts the cohort's earlier visits to this step (a loop), so
+	// each visit has its own ledger rows and child cohorts.
+	Visit int `json:"visit,omitempty"`
+}
+
+// visitKey suffixes a cohort key on visits after the first, so a cohort
+// that comes back to a step (a loop) makes new children; first visits keep
+// the keys runs recorded before loops were counted.
+func visitKey(visit int) string {
+	if visit == 0 {
+		return ""
+	}
+	return fmt.Sprintf("/v%d", visit)
 }
 
 type pageCursor struct {
@@ -70,7 +83,7 @@ func (a *Activities) eachPage(ctx context.Context, cp *compiledPlan, in StepInpu
 func (a *Activities) planStep(ctx context.Context, in StepInput) (*compiledPlan, *canvases.Step, error) {
 	cp, err := a.compiled(ctx, in.PlanHash)
 	if err != nil {
-		return nil, nil, temporal.NewNonRetryableApplicationError(err.Error(), "PlanUnavailable", err)
+		return nil, nil, err
 	}
 	step := cp.plan.Step(in.StepID)
 	if step == nil {
@@ -93,7 +106,7 @@ func (a *Activities) Partition(ctx context.Context, in StepInput) ([]CohortRef, 
 		arms := len(step.Branch) + len(step.Split)
 		children := make([]int64, arms)
 		for i := range children {
-			c, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/arm%d", in.RunID, step.ID, in.Cohort.ID, i), in.RunID, step.ID, in.Cohort.ID, time.Time{})
+			c, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/arm%d%s", in.RunID, step.ID, in.Cohort.ID, i, visitKey(in.Visit)), in.RunID, step.ID, in.Cohort.ID, time.Time{})
 			if err != nil {
 				return nil, err
 			}
@@ -104,6 +117,8 @@ func (a *Activities) Partition(ctx context.Context, in StepInput) ([]CohortRef, 
 			if err != nil {
 				return err
 			}
+			// Every arm's page is written, empty ones too (which deletes
+			// them): an earlier attempt may have put a member on another arm.
 			for i, members := range byArm {
 				if err := a.Store.WritePages(ctx, children[i], []store.Page{{No: p.No, Members: members}}); err != nil {
 					return err
@@ -122,9 +137,18 @@ func (a *Activities) Partition(ctx context.Context, in StepInput) ([]CohortRef, 
 			if err != nil {
 				return err
 			}
+			// A bucket an earlier attempt filled from this page and this one
+			// does not (a user changed time zone in between) loses the page.
+			for _, wake := range sortedKeys(cur.Buckets) {
+				if _, ok := byWake[wake]; !ok {
+					if err := a.Store.WritePages(ctx, cur.Buckets[wake], []store.Page{{No: p.No}}); err != nil {
+						return err
+					}
+				}
+			}
 			for _, wake := range sortedKeys(byWake) {
 				at, _ := time.Parse(time.RFC3339, wake)
-				c, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/wake%d", in.RunID, step.ID, in.Cohort.ID, at.Unix()), in.RunID, step.ID, in.Cohort.ID, at)
+				c, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/wake%d%s", in.RunID, step.ID, in.Cohort.ID, at.Unix(), visitKey(in.Visit)), in.RunID, step.ID, in.Cohort.ID, at)
 				if err != nil {
 					return err
 				}
@@ -189,7 +213,7 @@ func (a *Activities) assign(ctx context.Context, cp *compiledPlan, step *canvase
 					arm = i
 					break
 				}
-				if ok, err := cond.Eval(doc, nil); err == nil && ok {
+				if ok, err := cond.EvalVisit(doc, in.Visit+1); err == nil && ok {
 					arm = i
 					break
 				}
@@ -322,6 +346,7 @@ func (a *Activities) Exit(ctx context.Context, in ExitInput) (int64, error) {
 type SubtractInput struct {
 	RunID  int64       `json:"run_id"`
 	StepID string      `json:"step_id"`
+	Visit  int         `json:"visit,omitempty"`
 	Cohort CohortRef   `json:"cohort"`
 	Minus  []CohortRef `json:"minus"`
 }
@@ -330,7 +355,7 @@ type SubtractInput struct {
 // cohort. Deferred cohorts keep the page numbers of the cohort they came
 // from, so each page only meets its own counterparts.
 func (a *Activities) Subtract(ctx context.Context, in SubtractInput) (CohortRef, error) {
-	key := fmt.Sprintf("%d/%s/%d/rest", in.RunID, in.StepID, in.Cohort.ID)
+	key := fmt.Sprintf("%d/%s/%d/rest%s", in.RunID, in.StepID, in.Cohort.ID, visitKey(in.Visit))
 	out, err := a.Store.CreateCohort(ctx, key, in.RunID, in.StepID, in.Cohort.ID, time.Time{})
 	if err != nil {
 		return CohortRef{}, err

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/huabu/huabu/canvases"
 )
@@ -14,7 +13,7 @@ import (
 func (a *Activities) LoadPlan(ctx context.Context, hash string) (*canvases.Plan, error) {
 	cp, err := a.compiled(ctx, hash)
 	if err != nil {
-		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "PlanUnavailable", err)
+		return nil, err
 	}
 	return cp.plan, nil
 }
@@ -57,5 +56,5 @@ func (a *Activities) FinishRun(ctx context.Context, in FinishInput) error {
 
 // EnterStep records that a cohort entered a step, for reports.
 func (a *Activities) EnterStep(ctx context.Context, in StepInput) error {
-	return a.Store.RecordStepEntry(ctx, in.RunID, in.StepID, in.Cohort.ID, in.Cohort.Size)
+	return a.Store.RecordStepEntry(ctx, in.RunID, in.StepID, in.Visit, in.Cohort.ID, in.Cohort.Size)
 }

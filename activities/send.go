@@ -26,6 +26,13 @@ type SendInput struct {
 	Cohort   CohortRef `json:"cohort"`
 	From     int64     `json:"from"`
 	To       int64     `json:"to"`
+	// Visit counts the cohort's earlier visits to the step (a loop): each
+	// visit is delivered once.
+	Visit int `json:"visit,omitempty"`
+}
+
+func (in SendInput) ledger() store.LedgerKey {
+	return store.LedgerKey{RunID: in.RunID, StepID: in.StepID, Visit: in.Visit}
 }
 
 // SendResult counts what happened to the recipients of the pages.
@@ -35,7 +42,10 @@ type SendResult struct {
 	Failed     int64 `json:"failed"`
 	Suppressed int64 `json:"suppressed"`
 	Unknown    int64 `json:"unknown"`
-	Skipped    int64 `json:"skipped"` // decided by an earlier attempt, or exited
+	// Skipped are members who left the run (exit event) before the send.
+	// Recipients an earlier attempt decided are counted by what it decided,
+	// so a retried Send reports the same totals as one that never failed.
+	Skipped int64 `json:"skipped"`
 	// Deferred are users held back by quiet hours, as cohorts to send this
 	// step to at their wake times.
 	Deferred []CohortRef `json:"deferred,omitempty"`
@@ -62,7 +72,7 @@ type sendCursor struct {
 func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error) {
 	cp, err := a.compiled(ctx, in.PlanHash)
 	if err != nil {
-		return SendResult{}, temporal.NewNonRetryableApplicationError(err.Error(), "PlanUnavailable", err)
+		return SendResult{}, err
 	}
 	step := cp.plan.Step(in.StepID)
 	if step == nil || step.Push == nil {
@@ -128,13 +138,15 @@ func (s *sender) pageWithRetries(ctx context.Context, p store.Page, batch string
 	var total SendResult
 	stalled := 0
 	for try := 0; ; try++ {
-		res, err := s.page(ctx, p, batch)
+		res, prior, err := s.page(ctx, p, batch)
 		total.Sent += res.Sent
 		total.Failed += res.Failed
 		total.Suppressed += res.Suppressed
 		total.Unknown += res.Unknown
 		if try == 0 {
-			total.Skipped = res.Skipped // later tries skip what the first decided
+			// Later tries find what the first decided: count it once.
+			total.Skipped = res.Skipped
+			total.add(prior)
 		}
 		if res.Sent+res.Failed+res.Suppressed+res.Unknown > 0 {
 			stalled = 0
@@ -221,14 +233,14 @@ type outgoing struct {
 	key      string // content identity, for grouping
 }
 
-// page sends one page: claim ledger rows, render, group, send, settle.
-func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResult, error) {
-	var res SendResult
+// page sends one page: claim ledger rows, render, group, send, settle. It
+// returns what it settled, and, apart, what earlier attempts had settled.
+func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, prior SendResult, err error) {
 	members := p.Members
 	if s.cp.exitEvents {
 		exited, err := s.a.Store.ExitedAmong(ctx, s.in.RunID, members)
 		if err != nil {
-			return res, err
+			return res, prior, err
 		}
 		if len(exited) > 0 {
 			kept := make([]int64, 0, len(members))
@@ -242,7 +254,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 		}
 	}
 	if len(members) == 0 {
-		return res, nil
+		return res, prior, nil
 	}
 	// Policy first: quiet hours hold users back (or drop them), caps drop
 	// those who had enough. Staff notices are operational and exempt.
@@ -251,23 +263,35 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 	if s.policy.active() && s.push.To == canvases.ToUser {
 		rows, err := s.a.Store.Profiles(ctx, members)
 		if err != nil {
-			return res, err
+			return res, prior, err
 		}
 		if verdicts, err = s.a.judge(ctx, s.policy, s.push.Channel, s.a.now(), rows); err != nil {
-			return res, err
+			return res, prior, err
 		}
 		if members, err = s.deferQuiet(ctx, p.No, members, verdicts); err != nil {
-			return res, err
+			return res, prior, err
 		}
 		preloaded = rows
 	}
-	claim, err := s.a.Store.ClaimDeliveries(ctx, s.in.RunID, s.in.StepID, s.push.Channel, batch, members)
+	claim, err := s.a.Store.ClaimDeliveries(ctx, s.in.ledger(), s.push.Channel, batch, members)
 	if err != nil {
-		return res, err
+		return res, prior, err
 	}
-	res.Skipped += int64(len(claim.Done))
+	for _, state := range claim.Done {
+		switch state {
+		case store.DeliverySent:
+			prior.Sent++
+		case store.DeliveryFailed:
+			prior.Failed++
+		case store.DeliverySuppressed:
+			prior.Suppressed++
+		case store.DeliveryUnknown:
+			prior.Unknown++
+		}
+	}
+	prior.Recipients = int64(len(claim.Done))
 	if len(claim.Mine) == 0 {
-		return res, nil
+		return res, prior, nil
 	}
 	res.Recipients = int64(len(claim.Mine))
 	var settle []store.Settlement
@@ -281,13 +305,13 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 	}
 	rows, err := s.profilesOf(ctx, mine, preloaded)
 	if err != nil {
-		return res, err
+		return res, prior, err
 	}
 	users, owners, err := s.load(ctx, rows)
 	if err != nil {
-		return res, err
+		return res, prior, err
 	}
-	keyBase := fmt.Sprintf("%d/%s/%d", s.in.RunID, s.in.StepID, p.No)
+	keyBase := fmt.Sprintf("%d/%s/%d%s", s.in.RunID, s.in.StepID, p.No, visitKey(s.in.Visit))
 	var fallback []int64
 	primary, bad := s.prepare(s.push.Channel, &s.push.Message, users, owners, mine)
 	for _, b := range bad {
@@ -316,12 +340,12 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 		}
 		retry = joinRetry(retry, fbRetry)
 	}
-	if err := s.a.Store.SettleDeliveries(ctx, s.in.RunID, s.in.StepID, settle); err != nil {
-		return res, err
+	if err := s.a.Store.SettleDeliveries(ctx, s.in.ledger(), settle); err != nil {
+		return res, prior, err
 	}
 	if len(s.policy.caps) > 0 {
 		if err := s.touch(ctx, settle); err != nil {
-			return res, err
+			return res, prior, err
 		}
 	}
 	s.a.Metrics.settled(s.push.Channel, settle)
@@ -338,9 +362,9 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (SendResu
 		}
 	}
 	if retry != nil {
-		return res, &retryError{retry}
+		return res, prior, &retryError{retry}
 	}
-	return res, nil
+	return res, prior, nil
 }
 
 // retryError carries a retryable out of page, so the caller can retry in
@@ -641,7 +665,7 @@ func (s *sender) deliver(ctx context.Context, channel string, out []outgoing, le
 		kept = append(kept, d)
 	}
 	if len(release) > 0 {
-		if err := s.a.Store.ReleaseDeliveries(ctx, s.in.RunID, s.in.StepID, ledgerBatch, release); err != nil {
+		if err := s.a.Store.ReleaseDeliveries(ctx, s.in.ledger(), ledgerBatch, release); err != nil {
 			return kept, joinRetry(retry, &retryable{why: "release deliveries: " + err.Error(), class: channels.RetryNow})
 		}
 	}
@@ -769,7 +793,7 @@ type SendOneInput struct {
 func (a *Activities) SendOne(ctx context.Context, in SendOneInput) (SendResult, error) {
 	cp, err := a.compiled(ctx, in.PlanHash)
 	if err != nil {
-		return SendResult{}, temporal.NewNonRetryableApplicationError(err.Error(), "PlanUnavailable", err)
+		return SendResult{}, err
 	}
 	step := cp.plan.Step(in.StepID)
 	if step == nil || step.Push == nil {
@@ -777,7 +801,9 @@ func (a *Activities) SendOne(ctx context.Context, in SendOneInput) (SendResult, 
 	}
 	info := activity.GetInfo(ctx)
 	s := &sender{a: a, cp: cp, in: SendInput{RunID: in.RunID, CanvasID: in.CanvasID, PlanHash: in.PlanHash, StepID: in.StepID}, push: step.Push}
-	return s.page(ctx, store.Page{Members: []int64{in.UID}}, fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt))
+	res, prior, err := s.page(ctx, store.Page{Members: []int64{in.UID}}, fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt))
+	res.add(prior)
+	return res, err
 }
 
 // addresses are the fields a non-personalised send reads from a profile.
@@ -844,7 +870,7 @@ func (s *sender) deferQuiet(ctx context.Context, page int64, members []int64, ve
 		at, _ := time.Parse(time.RFC3339, wake)
 		id, ok := s.cur.Deferred[wake]
 		if !ok {
-			c, err := s.a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/%d/defer/%d", s.in.RunID, s.in.StepID, s.in.Cohort.ID, s.in.From, at.Unix()), s.in.RunID, s.in.StepID, s.in.Cohort.ID, at)
+			c, err := s.a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s/%d/%d/defer/%d%s", s.in.RunID, s.in.StepID, s.in.Cohort.ID, s.in.From, at.Unix(), visitKey(s.in.Visit)), s.in.RunID, s.in.StepID, s.in.Cohort.ID, at)
 			if err != nil {
 				return nil, err
 			}

@@ -27,8 +27,8 @@ type Compiler struct {
 	opts Options
 	env  *Env
 
-	audience, push, staffText, staffNotice *scope
-	eventScopes                            sync.Map // event name → *scope
+	audience, branch, push, staffText, staffNotice *scope
+	eventScopes                                    sync.Map // event name → *scope
 }
 
 // NewCompiler builds the typed environments of a config's schema.
@@ -45,7 +45,13 @@ func NewCompiler(opts Options) (*Compiler, error) {
 	}
 	c := &Compiler{opts: opts, env: env}
 	onlyEvents := "event is only known in event conditions (trigger.event.when, exit, goal, wait for an event)"
+	onlyBranches := "visit is only known in branch conditions (how many times the user has come to that step in this run)"
 	c.audience = newScope(map[string]*envNode{"user": env.user}, map[string]string{
+		"event": onlyEvents,
+		"staff": "staff is only known in staff_task texts",
+		"visit": onlyBranches,
+	})
+	c.branch = newScope(map[string]*envNode{"user": env.user, "visit": newLeaf("visit", TypeInteger)}, map[string]string{
 		"event": onlyEvents,
 		"staff": "staff is only known in staff_task texts",
 	})
@@ -79,6 +85,7 @@ func (c *Compiler) eventScope(event string) *scope {
 	}
 	s := newScope(map[string]*envNode{"user": c.env.user, "event": c.env.event(event)}, map[string]string{
 		"staff": "staff is only known in staff_task texts",
+		"visit": "visit is only known in branch conditions (how many times the user has come to that step in this run)",
 	})
 	actual, _ := c.eventScopes.LoadOrStore(event, s)
 	return actual.(*scope)
@@ -679,7 +686,7 @@ func (b *builder) branch(v *Value, step *Value) []BranchArm {
 		if elseAt >= 0 && elseAt < i {
 			b.errAt(a.Node, a.Path, "arms after else are never checked; put else last")
 		}
-		b.checkExpr(a.Get("when"), b.compiler.audience)
+		b.checkExpr(a.Get("when"), b.compiler.branch)
 		arms = append(arms, BranchArm{When: strings.TrimSpace(a.Get("when").String()), Goto: b.ref(a.Get("goto"), a, "goto")})
 	}
 	if elseAt < 0 && len(v.Items) == len(v.Node.Content) {
@@ -878,6 +885,20 @@ func (b *builder) checkGraph(sv *Value) {
 		}
 		first := stepValue[steps[comp[0]].ID]
 		b.errorf(first.Get("id"), first.Path, "steps %s loop back without a wait; users would go round forever (add a wait to the loop)", strings.Join(append(ids, ids[0]), " → "))
+	}
+	// Staff tasks are kept per run and step (one task per staff member), so
+	// a second visit would have nowhere to go.
+	for _, comp := range stronglyConnected(len(steps), func(i int) []int { return edges[i] }) {
+		if len(comp) < 2 && !slices.Contains(edges[comp[0]], comp[0]) {
+			continue
+		}
+		slices.Sort(comp)
+		for _, i := range comp {
+			if steps[i].Kind == StepStaffTask {
+				v := stepValue[steps[i].ID]
+				b.errorf(v.Get("id"), v.Path, "staff_task %q is on a loop; a staff task runs once per run (use a scheduled canvas for a recurring SOP)", steps[i].ID)
+			}
+		}
 	}
 }
 

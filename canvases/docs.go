@@ -41,7 +41,32 @@ under ` + "`profile.attributes`" + ` plus the reserved ones (` + strings.Join(qu
 ` + "`user.traits.NAME`" + ` for each computed trait and ` + "`user.rfm.r`" + ` / ` + "`f`" + ` / ` + "`m`" + ` (1–5) when RFM is
 configured. Conditions on events (` + "`trigger.event.when`" + `, ` + "`exit.when`" + `, ` + "`goal.when`" + `, a wait's
 ` + "`when`" + `) also see ` + "`event`" + `: the event's properties, typed when the event is declared under
-` + "`events:`" + ` in huabu.yaml. Every name and type is checked; an unknown field is an error at its column.
+` + "`events:`" + ` in huabu.yaml. Branch conditions also see ` + "`visit`" + `: how many times the user has come to
+that branch in this run (1 the first time), which is how a loop is bounded. Every name and type is
+checked; an unknown field is an error at its column.
+
+## Loops
+
+A goto back to an earlier step makes a loop; a wait must pace it. Each time users come round,
+they visit the loop's steps again: a push sends again (once per visit, never twice for one visit),
+and ` + "`huabu report`" + ` lists each visit of such a step under it. A branch ends the loop with ` + "`visit`" + `:
+
+` + "```yaml" + `
+  - id: remind
+    push: {channel: push, text: 您的购物车还有商品，今天下单享 9 折}
+  - id: wait-a-day
+    wait: {event: purchase, timeout: 1d, on_timeout: again}
+  - id: bought
+    exit: {reason: converted}
+  - id: again
+    branch:
+      - {when: 'visit < 3', goto: remind}   # at most three reminders
+      - {else: give-up}
+  - id: give-up
+    exit: {reason: no_purchase}
+` + "```" + `
+
+A staff_task cannot be on a loop (its tasks are kept once per run and step).
 
 ## Messages
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // PlanFormat is the version of the Plan JSON layout. The engine refuses plans
@@ -295,4 +296,30 @@ func UnmarshalPlan(b []byte) (*Plan, error) {
 		return nil, fmt.Errorf("plan %s: content does not match its hash %s", p.ID, p.ShortHash())
 	}
 	return &p, nil
+}
+
+// LoopSteps are the steps on a loop (a goto back to an earlier step): users
+// can visit them more than once in a run, and each visit is its own.
+func (p *Plan) LoopSteps() map[string]bool {
+	index := map[string]int{}
+	for i, s := range p.Steps {
+		index[s.ID] = i
+	}
+	edges := make([][]int, len(p.Steps))
+	for i, s := range p.Steps {
+		for _, t := range successors(s) {
+			if j, ok := index[t]; ok {
+				edges[i] = append(edges[i], j)
+			}
+		}
+	}
+	out := map[string]bool{}
+	for _, comp := range stronglyConnected(len(p.Steps), func(i int) []int { return edges[i] }) {
+		if len(comp) > 1 || slices.Contains(edges[comp[0]], comp[0]) {
+			for _, i := range comp {
+				out[p.Steps[i].ID] = true
+			}
+		}
+	}
+	return out
 }

@@ -40,9 +40,33 @@ func (c *Compiler) CompileCondition(src, event string) (*Condition, error) {
 	return &Condition{Source: src, program: program, scope: sc}, nil
 }
 
+// CompileBranchCondition compiles a branch arm's condition: it sees user
+// and visit, the number of times the user has come to the branch (1 the
+// first time), which is how a loop is bounded.
+func (c *Compiler) CompileBranchCondition(src string) (*Condition, error) {
+	program, probs := compileCondition(src, c.branch)
+	if len(probs) > 0 {
+		msgs := make([]string, len(probs))
+		for i, p := range probs {
+			msgs[i] = fmt.Sprintf("%s (at character %d)", p.msg, p.offset+1)
+		}
+		return nil, fmt.Errorf("%s", strings.Join(msgs, "; "))
+	}
+	return &Condition{Source: src, program: program, scope: c.branch}, nil
+}
+
 // Eval runs the condition for one user (and event, for event conditions).
 // user and event are JSON-shaped documents: see UserDocument.
 func (c *Condition) Eval(user, event map[string]any) (bool, error) {
+	return c.eval(user, event, 1)
+}
+
+// EvalVisit runs a branch condition for one user on a visit (1 the first).
+func (c *Condition) EvalVisit(user map[string]any, visit int) (bool, error) {
+	return c.eval(user, nil, visit)
+}
+
+func (c *Condition) eval(user, event map[string]any, visit int) (bool, error) {
 	root := reflect.New(c.scope.root.rtype).Elem()
 	for i, name := range c.scope.root.order {
 		switch name {
@@ -50,6 +74,8 @@ func (c *Condition) Eval(user, event map[string]any) (bool, error) {
 			root.Field(i).Set(bind(c.scope.names[name], user))
 		case "event":
 			root.Field(i).Set(bind(c.scope.names[name], event))
+		case "visit":
+			root.Field(i).Set(reflect.ValueOf(visit))
 		}
 	}
 	out, err := vm.Run(c.program, root.Interface())

@@ -143,7 +143,7 @@ var specWaitObject = oneOf(obj("Wait", "Holds the cohort: for a duration, until 
 var specWait = union("WaitSpec", "", tDuration, specWaitObject)
 
 var specBranchArm = oneOf(obj("BranchArm", "A condition and the step it leads to; the last arm is {else: STEP}.",
-	fld("when", tExpr, "Condition over `user`."),
+	fld("when", tExpr, "Condition over `user` and `visit` (how many times the user has come to this branch in the run, 1 the first time)."),
 	fld("goto", tStepRef, "Where users who match go."),
 	fld("else", tStepRef, "Where everyone else goes."),
 ), "when", "else")

@@ -137,6 +137,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintln(tw, "STEP\tENTERED\tSENT\tFAILED\tSUPPRESSED\tUNKNOWN\tEXITED\tCONVERTED")
 	for _, s := range r.Steps {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\n", s.StepID, s.Entered, s.Sent, reasons(s.Failed), reasons(s.Suppressed), s.Unknown, s.Exited, s.Converted)
+		// A step on a loop: each visit on its own line, under the total.
+		for _, v := range s.Visits {
+			fmt.Fprintf(tw, "  visit %d\t%d\t%d\t%s\t%s\t%d\t\t%d\n", v.Visit, v.Entered, v.Sent, reasons(v.Failed), reasons(v.Suppressed), v.Unknown, v.Converted)
+		}
 	}
 	return tw.Flush()
 }

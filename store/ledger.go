@@ -21,6 +21,15 @@ const (
 	DeliverySuppressed = "suppressed" // never sent on purpose: no address, policy, unsubscribed
 )
 
+// LedgerKey names the deliveries of one visit of a step in a run. A step
+// inside a loop is visited again by the same users; Visit counts the
+// earlier visits (0 the first time), so each visit sends exactly once.
+type LedgerKey struct {
+	RunID  int64
+	StepID string
+	Visit  int
+}
+
 // Claim is the result of claiming ledger rows for a page.
 type Claim struct {
 	// Mine are the recipients this attempt must send to: rows it created,
@@ -35,14 +44,14 @@ type Claim struct {
 // under the attempt's batch id, before any provider is called. A pending row
 // left by another attempt means that attempt crashed mid-call: the message
 // may have gone out, so the row becomes unknown rather than being resent.
-func (s *SQLite) ClaimDeliveries(ctx context.Context, runID int64, stepID, channel, attempt string, uids []int64) (Claim, error) {
+func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, attempt string, uids []int64) (Claim, error) {
 	claim := Claim{Done: map[int64]string{}}
 	batch := batchID(attempt)
 	now := s.now().UnixMilli()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		existing := map[int64]bool{}
 		var stale []int64
-		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch FROM deliveries WHERE run_id = ? AND step_id = ? AND uid`+inIDs, runID, stepID, idList(uids))
+		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs, key.RunID, key.StepID, key.Visit, idList(uids))
 		if err != nil {
 			return err
 		}
@@ -68,7 +77,7 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, runID int64, stepID, chann
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if err := updateStates(ctx, tx, runID, stepID, stale, DeliveryUnknown, "crashed_mid_send", "", now); err != nil {
+		if err := updateStates(ctx, tx, key, stale, DeliveryUnknown, "crashed_mid_send", "", now); err != nil {
 			return err
 		}
 		var fresh []int64
@@ -78,8 +87,8 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, runID int64, stepID, chann
 			}
 		}
 		if len(fresh) > 0 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, uid, channel, state, batch, updated_at) SELECT ?, ?, value, ?, ?, ?, ? FROM json_each(?)`,
-				runID, stepID, channel, DeliveryPending, batch, now, idList(fresh)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at) SELECT ?, ?, ?, value, ?, ?, ?, ? FROM json_each(?)`,
+				key.RunID, key.StepID, key.Visit, channel, DeliveryPending, batch, now, idList(fresh)); err != nil {
 				return fmt.Errorf("claim deliveries: %w", err)
 			}
 		}
@@ -100,15 +109,15 @@ type Settlement struct {
 
 // SettleDeliveries records outcomes. Rows with the same state, reason and
 // reference are updated together, so a grouped provider call is one statement.
-func (s *SQLite) SettleDeliveries(ctx context.Context, runID int64, stepID string, settlements []Settlement) error {
+func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, settlements []Settlement) error {
 	if len(settlements) == 0 {
 		return nil
 	}
-	type key struct{ state, reason, ref, channel string }
-	groups := map[key][]int64{}
-	var order []key
+	type outcome struct{ state, reason, ref, channel string }
+	groups := map[outcome][]int64{}
+	var order []outcome
 	for _, st := range settlements {
-		k := key{st.State, st.Reason, st.ProviderRef, st.Channel}
+		k := outcome{st.State, st.Reason, st.ProviderRef, st.Channel}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -119,11 +128,11 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, runID int64, stepID strin
 		for _, k := range order {
 			uids := groups[k]
 			if k.channel != "" {
-				if err := updateChannel(ctx, tx, runID, stepID, uids, k.channel); err != nil {
+				if err := updateChannel(ctx, tx, key, uids, k.channel); err != nil {
 					return err
 				}
 			}
-			if err := updateStates(ctx, tx, runID, stepID, uids, k.state, k.reason, k.ref, now); err != nil {
+			if err := updateStates(ctx, tx, key, uids, k.state, k.reason, k.ref, now); err != nil {
 				return err
 			}
 		}
@@ -131,27 +140,27 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, runID int64, stepID strin
 	})
 }
 
-func updateStates(ctx context.Context, tx *sql.Tx, runID int64, stepID string, uids []int64, state, reason, ref string, now int64) error {
+func updateStates(ctx context.Context, tx *sql.Tx, key LedgerKey, uids []int64, state, reason, ref string, now int64) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND uid`+inIDs,
-		state, reason, ref, now, runID, stepID, idList(uids))
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs,
+		state, reason, ref, now, key.RunID, key.StepID, key.Visit, idList(uids))
 	return err
 }
 
-func updateChannel(ctx context.Context, tx *sql.Tx, runID int64, stepID string, uids []int64, channel string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND uid`+inIDs, channel, runID, stepID, idList(uids))
+func updateChannel(ctx context.Context, tx *sql.Tx, key LedgerKey, uids []int64, channel string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs, channel, key.RunID, key.StepID, key.Visit, idList(uids))
 	return err
 }
 
 // ReleaseDeliveries deletes this attempt's pending rows for recipients whose
 // provider call certainly did not send (rate limited, rejected before
 // sending), so the retried attempt claims them afresh.
-func (s *SQLite) ReleaseDeliveries(ctx context.Context, runID int64, stepID, attempt string, uids []int64) error {
+func (s *SQLite) ReleaseDeliveries(ctx context.Context, key LedgerKey, attempt string, uids []int64) error {
 	batch := batchID(attempt)
-	_, err := s.w.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND state = ? AND batch = ? AND uid`+inIDs,
-		runID, stepID, DeliveryPending, batch, idList(uids))
+	_, err := s.w.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND uid`+inIDs,
+		key.RunID, key.StepID, key.Visit, DeliveryPending, batch, idList(uids))
 	return err
 }
 
@@ -248,6 +257,26 @@ type StepCounts struct {
 	Pending    int64            `json:"pending,omitempty"`
 	Exited     int64            `json:"exited"`
 	Converted  int64            `json:"converted"`
+	// Visit numbers a visit (1 the first) in Visits.
+	Visit int `json:"visit,omitempty"`
+	// Visits breaks a step inside a loop down by visit, when users came to
+	// it more than once in a run: each visit sends its own messages.
+	Visits []*StepCounts `json:"visits,omitempty"`
+}
+
+// add adds o's message and entry counts to c.
+func (c *StepCounts) add(o *StepCounts) {
+	c.Entered += o.Entered
+	c.Sent += o.Sent
+	c.Unknown += o.Unknown
+	c.Pending += o.Pending
+	c.Converted += o.Converted
+	for k, n := range o.Failed {
+		c.Failed[k] += n
+	}
+	for k, n := range o.Suppressed {
+		c.Suppressed[k] += n
+	}
 }
 
 // Counts gathers per-step counts for one run (runID > 0) or every run of a
@@ -267,8 +296,25 @@ func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[
 		}
 		return c
 	}
+	// Entries, deliveries and conversions are counted per visit first and
+	// summed into the step at the end.
+	type stepVisit struct {
+		step  string
+		visit int
+	}
+	visits := map[stepVisit]*StepCounts{}
+	visit := func(id string, v int) *StepCounts {
+		k := stepVisit{id, v}
+		c, ok := visits[k]
+		if !ok {
+			c = &StepCounts{StepID: id, Visit: v + 1, Failed: map[string]int64{}, Suppressed: map[string]int64{}}
+			visits[k] = c
+		}
+		return c
+	}
 	type row struct {
 		step, state, reason string
+		visit               int
 		n                   int64
 	}
 	query := func(q string, scan func(*sql.Rows) error) error {
@@ -284,21 +330,22 @@ func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[
 		}
 		return rows.Err()
 	}
-	if err := query(`SELECT step_id, sum(count) FROM step_entries WHERE `+runFilter+` GROUP BY step_id`, func(r *sql.Rows) error {
+	if err := query(`SELECT step_id, visit, sum(count) FROM step_entries WHERE `+runFilter+` GROUP BY step_id, visit`, func(r *sql.Rows) error {
 		var id string
+		var v int
 		var n int64
-		err := r.Scan(&id, &n)
-		step(id).Entered = n
+		err := r.Scan(&id, &v, &n)
+		visit(id, v).Entered = n
 		return err
 	}); err != nil {
 		return nil, 0, err
 	}
-	if err := query(`SELECT step_id, state, reason, count(*) FROM deliveries WHERE `+runFilter+` GROUP BY step_id, state, reason`, func(r *sql.Rows) error {
+	if err := query(`SELECT step_id, visit, state, reason, count(*) FROM deliveries WHERE `+runFilter+` GROUP BY step_id, visit, state, reason`, func(r *sql.Rows) error {
 		var x row
-		if err := r.Scan(&x.step, &x.state, &x.reason, &x.n); err != nil {
+		if err := r.Scan(&x.step, &x.visit, &x.state, &x.reason, &x.n); err != nil {
 			return err
 		}
-		c := step(x.step)
+		c := visit(x.step, x.visit)
 		switch x.state {
 		case DeliverySent:
 			c.Sent += x.n
@@ -338,63 +385,133 @@ func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[
 		return nil, 0, err
 	}
 	if converted > 0 {
-		if err := s.convertedBySteps(ctx, runFilter, arg, step); err != nil {
+		if err := s.convertedBySteps(ctx, runFilter, arg, visit); err != nil {
 			return nil, 0, err
+		}
+	}
+	keys := make([]stepVisit, 0, len(visits))
+	for k := range visits {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].step != keys[j].step {
+			return keys[i].step < keys[j].step
+		}
+		return keys[i].visit < keys[j].visit
+	})
+	for _, k := range keys {
+		c := step(k.step)
+		c.add(visits[k])
+		if k.visit > 0 || visits[stepVisit{k.step, 1}] != nil {
+			c.Visits = append(c.Visits, visits[k])
 		}
 	}
 	return out, converted, nil
 }
 
-// convertedBySteps counts, for each step, converted users who entered it.
-func (s *SQLite) convertedBySteps(ctx context.Context, runFilter string, arg any, step func(string) *StepCounts) error {
-	conv := map[[2]int64]bool{}
-	rows, err := s.r.QueryContext(ctx, `SELECT run_id, uid FROM conversions WHERE `+runFilter, arg)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var r, u int64
-		if err := rows.Scan(&r, &u); err != nil {
-			rows.Close()
-			return err
-		}
-		conv[[2]int64{r, u}] = true
-	}
-	rows.Close()
+// convertedBySteps counts, for each step and visit, converted users who
+// entered it. Cohorts are read a few pages at a time and matched against
+// the conversions in those pages' uid range, so a report on a million-user
+// run holds a few thousand ids at once, not every member and conversion.
+func (s *SQLite) convertedBySteps(ctx context.Context, runFilter string, arg any, visit func(string, int) *StepCounts) error {
 	type entry struct {
 		run    int64
 		step   string
+		visit  int
 		cohort int64
 	}
 	var entries []entry
-	rows, err = s.r.QueryContext(ctx, `SELECT run_id, step_id, cohort_id FROM step_entries WHERE `+runFilter, arg)
+	rows, err := s.r.QueryContext(ctx, `SELECT run_id, step_id, visit, cohort_id FROM step_entries WHERE `+runFilter+` ORDER BY cohort_id, step_id, visit`, arg)
 	if err != nil {
 		return err
 	}
 	for rows.Next() {
 		var e entry
-		if err := rows.Scan(&e.run, &e.step, &e.cohort); err != nil {
+		if err := rows.Scan(&e.run, &e.step, &e.visit, &e.cohort); err != nil {
 			rows.Close()
 			return err
 		}
 		entries = append(entries, e)
 	}
 	rows.Close()
-	sort.Slice(entries, func(i, j int) bool { return entries[i].cohort < entries[j].cohort })
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	const pagesAtOnce = 64
 	for _, e := range entries {
-		pages, err := s.Pages(ctx, e.cohort, 0, 1<<62)
-		if err != nil {
-			return err
-		}
-		for _, p := range pages {
-			for _, u := range p.Members {
-				if conv[[2]int64{e.run, u}] {
-					step(e.step).Converted++
+		for from := int64(0); ; from += pagesAtOnce {
+			pages, more, err := s.pagesFrom(ctx, e.cohort, from, pagesAtOnce)
+			if err != nil {
+				return err
+			}
+			if len(pages) > 0 {
+				lo, hi := pages[0].Members[0], pages[len(pages)-1].Members[len(pages[len(pages)-1].Members)-1]
+				conv, err := s.conversionsBetween(ctx, e.run, lo, hi)
+				if err != nil {
+					return err
 				}
+				for _, p := range pages {
+					for _, u := range p.Members {
+						if conv[u] {
+							visit(e.step, e.visit).Converted++
+						}
+					}
+				}
+			}
+			if !more {
+				break
 			}
 		}
 	}
 	return nil
+}
+
+// pagesFrom returns up to n stored pages of a cohort from page number from
+// on, and whether more may follow.
+func (s *SQLite) pagesFrom(ctx context.Context, cohortID, from int64, n int) ([]Page, bool, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT page, members FROM cohort_pages WHERE cohort_id = ? AND page >= ? AND page < ? ORDER BY page`, cohortID, from, from+int64(n))
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	var out []Page
+	for rows.Next() {
+		var p Page
+		var blob []byte
+		if err := rows.Scan(&p.No, &blob); err != nil {
+			return nil, false, err
+		}
+		if p.Members, err = UnpackMembers(blob); err != nil {
+			return nil, false, err
+		}
+		if len(p.Members) > 0 {
+			out = append(out, p)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	var more bool
+	err = s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM cohort_pages WHERE cohort_id = ? AND page >= ?)`, cohortID, from+int64(n)).Scan(&more)
+	return out, more, err
+}
+
+// conversionsBetween returns a run's converted users with uid in [lo, hi].
+func (s *SQLite) conversionsBetween(ctx context.Context, runID, lo, hi int64) (map[int64]bool, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT uid FROM conversions WHERE run_id = ? AND uid >= ? AND uid <= ?`, runID, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]bool{}
+	for rows.Next() {
+		var u int64
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out[u] = true
+	}
+	return out, rows.Err()
 }
 
 // batchID hashes an attempt's name into the ledger's 8-byte batch column:

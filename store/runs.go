@@ -160,9 +160,11 @@ type Page struct {
 	Members []int64
 }
 
-// WritePages writes (or rewrites) pages of a cohort. Empty pages are not
-// stored. Rewriting a page with the same number is how a resumed activity
-// stays idempotent.
+// WritePages writes (or rewrites) pages of a cohort. An empty page deletes
+// the page of that number: a retried activity that now puts nobody on a page
+// (a user moved to another branch arm between attempts) must not leave the
+// earlier attempt's members there. Rewriting pages by number is how a
+// resumed activity stays idempotent.
 func (s *SQLite) WritePages(ctx context.Context, cohortID int64, pages []Page) error {
 	return s.tx(ctx, func(tx *sql.Tx) error { return writePages(ctx, tx, cohortID, pages) })
 }
@@ -175,6 +177,9 @@ func writePages(ctx context.Context, tx *sql.Tx, cohortID int64, pages []Page) e
 	defer st.Close()
 	for _, p := range pages {
 		if len(p.Members) == 0 {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM cohort_pages WHERE cohort_id = ? AND page = ?`, cohortID, p.No); err != nil {
+				return err
+			}
 			continue
 		}
 		if len(p.Members) > PageSize {
@@ -190,16 +195,11 @@ func writePages(ctx context.Context, tx *sql.Tx, cohortID int64, pages []Page) e
 }
 
 // SealCohort computes a cohort's size and page span from its pages and marks
-// it complete. span is the page-number bound the writer used.
+// it complete. span is the page-number bound the writer used; the span is
+// never less than the pages written, so a writer that lost track of its
+// cursor (a retry without heartbeat details) cannot hide members.
 func (s *SQLite) SealCohort(ctx context.Context, cohortID, span int64) (Cohort, error) {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var size int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM cohort_pages WHERE cohort_id = ?`, cohortID).Scan(&size); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE cohorts SET size = ?, page_span = ?, sealed = 1 WHERE id = ?`, size, span, cohortID)
-		return err
-	})
+	err := s.tx(ctx, func(tx *sql.Tx) error { return sealIn(ctx, tx, cohortID, span) })
 	if err != nil {
 		return Cohort{}, err
 	}
@@ -228,9 +228,10 @@ func (s *SQLite) Pages(ctx context.Context, cohortID, from, to int64) ([]Page, e
 	return out, rows.Err()
 }
 
-// RecordStepEntry records that a cohort entered a step (idempotent).
-func (s *SQLite) RecordStepEntry(ctx context.Context, runID int64, stepID string, cohortID, count int64) error {
-	_, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO step_entries (run_id, step_id, cohort_id, count) VALUES (?, ?, ?, ?)`, runID, stepID, cohortID, count)
+// RecordStepEntry records that a cohort entered a step on a visit
+// (idempotent).
+func (s *SQLite) RecordStepEntry(ctx context.Context, runID int64, stepID string, visit int, cohortID, count int64) error {
+	_, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO step_entries (run_id, step_id, visit, cohort_id, count) VALUES (?, ?, ?, ?, ?)`, runID, stepID, visit, cohortID, count)
 	return err
 }
 
@@ -265,13 +266,15 @@ func (s *SQLite) ExitedAmong(ctx context.Context, runID int64, uids []int64) (ma
 	return out, rows.Err()
 }
 
-// LastEntries returns, for the given users, when they last entered a canvas.
-func (s *SQLite) LastEntries(ctx context.Context, canvasID string, uids []int64) (map[int64]time.Time, error) {
+// LastEntries returns, for the given users, when they last entered a canvas
+// in a run other than exceptRun: the run admitting them must not count its
+// own entries (a retried admission would drop everyone it already wrote).
+func (s *SQLite) LastEntries(ctx context.Context, canvasID string, exceptRun int64, uids []int64) (map[int64]time.Time, error) {
 	out := map[int64]time.Time{}
 	if len(uids) == 0 {
 		return out, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT uid, max(entered_at) FROM entries WHERE canvas_id = ? AND uid`+inIDs+` GROUP BY uid`, canvasID, idList(uids))
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, max(entered_at) FROM entries WHERE canvas_id = ? AND run_id != ? AND uid`+inIDs+` GROUP BY uid`, canvasID, exceptRun, idList(uids))
 	if err != nil {
 		return nil, err
 	}
@@ -286,23 +289,48 @@ func (s *SQLite) LastEntries(ctx context.Context, canvasID string, uids []int64)
 	return out, rows.Err()
 }
 
-// AddCohortPages writes entry pages and records the users' entry into the
-// canvas in the same transaction, so re-entry rules see exactly who entered.
-func (s *SQLite) AddCohortPages(ctx context.Context, cohortID int64, pages []Page, canvasID string, runID int64, recordEntries bool) error {
+// EntryChunk is one chunk of a run's admission: of the profiles with uid in
+// (AfterUID, LastUID], the ones who entered, as the entry cohort's pages
+// numbered in [FromPage, ToPage).
+type EntryChunk struct {
+	CanvasID          string
+	RunID             int64
+	AfterUID, LastUID int64
+	FromPage, ToPage  int64
+	Pages             []Page
+	// RecordEntries writes the users' entry into the canvas (re-entry
+	// rules, exits, goals and waits read it).
+	RecordEntries bool
+}
+
+// WriteEntryChunk writes one chunk of an entry cohort, replacing whatever an
+// earlier attempt wrote for the same chunk — its pages and its entry rows —
+// in one transaction, so a retried admission ends with exactly the members
+// its last attempt decided on, and re-entry rules see exactly who entered.
+func (s *SQLite) WriteEntryChunk(ctx context.Context, cohortID int64, c EntryChunk) error {
 	now := s.now().UnixMilli()
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := writePages(ctx, tx, cohortID, pages); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM cohort_pages WHERE cohort_id = ? AND page >= ? AND page < ?`, cohortID, c.FromPage, c.ToPage); err != nil {
 			return err
 		}
-		if !recordEntries {
+		if err := writePages(ctx, tx, cohortID, c.Pages); err != nil {
+			return err
+		}
+		if !c.RecordEntries {
 			return nil
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE canvas_id = ? AND uid > ? AND uid <= ? AND run_id = ?`, c.CanvasID, c.AfterUID, c.LastUID, c.RunID); err != nil {
+			return err
+		}
 		var all []int64
-		for _, p := range pages {
+		for _, p := range c.Pages {
 			all = append(all, p.Members...)
 		}
+		if len(all) == 0 {
+			return nil
+		}
 		_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO entries (canvas_id, uid, run_id, entered_at) SELECT ?, value, ?, ? FROM json_each(?)`,
-			canvasID, runID, now, idList(all))
+			c.CanvasID, c.RunID, now, idList(all))
 		return err
 	})
 }

@@ -103,6 +103,21 @@ func TestCohortPages(t *testing.T) {
 	pages, err := s.Pages(ctx, c.ID, 1, 4)
 	require.NoError(t, err)
 	require.Equal(t, []Page{{No: 2, Members: []int64{7}}}, pages, "empty pages are not stored")
+
+	// A retry that now finds nobody for page 2 (they moved to another arm)
+	// deletes it rather than leaving the earlier attempt's members.
+	require.NoError(t, s.WritePages(ctx, c.ID, []Page{{No: 2}}))
+	sealed, err = s.SealCohort(ctx, c.ID, 4)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), sealed.Size)
+
+	// Sealing with a smaller span than the pages written (a writer that
+	// lost its cursor) still covers every page.
+	require.NoError(t, s.WritePages(ctx, c.ID, []Page{{No: 7, Members: []int64{9}}}))
+	sealed, err = s.SealCohort(ctx, c.ID, 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(8), sealed.PageSpan)
+	require.Equal(t, int64(4), sealed.Size)
 }
 
 // TestLedgerClaimSettleRelease walks the delivery ledger through a crash
@@ -112,33 +127,59 @@ func TestLedgerClaimSettleRelease(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
 	uids := []int64{1, 2, 3, 4, 5}
+	key := LedgerKey{RunID: 1, StepID: "push"}
 
-	first, err := s.ClaimDeliveries(ctx, 1, "push", "sms", "attempt-1/page-0", uids)
+	first, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-1/page-0", uids)
 	require.NoError(t, err)
 	require.ElementsMatch(t, uids, first.Mine)
-	require.NoError(t, s.SettleDeliveries(ctx, 1, "push", []Settlement{
+	require.NoError(t, s.SettleDeliveries(ctx, key, []Settlement{
 		{UID: 1, State: DeliverySent, ProviderRef: "m1"},
 		{UID: 2, State: DeliveryFailed, Reason: "invalid_address"},
 	}))
-	require.NoError(t, s.ReleaseDeliveries(ctx, 1, "push", "attempt-1/page-0", []int64{3}), "3 was rate limited: certainly not sent")
+	require.NoError(t, s.ReleaseDeliveries(ctx, key, "attempt-1/page-0", []int64{3}), "3 was rate limited: certainly not sent")
 	// attempt-1 crashes here with 4 and 5 still pending.
 
-	second, err := s.ClaimDeliveries(ctx, 1, "push", "sms", "attempt-2/page-0", uids)
+	second, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-2/page-0", uids)
 	require.NoError(t, err)
 	require.Equal(t, []int64{3}, second.Mine, "only the released row is sent again")
 	require.Equal(t, map[int64]string{1: DeliverySent, 2: DeliveryFailed, 4: DeliveryUnknown, 5: DeliveryUnknown}, second.Done)
 
-	resumed, err := s.ClaimDeliveries(ctx, 1, "push", "sms", "attempt-2/page-0", uids)
+	resumed, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-2/page-0", uids)
 	require.NoError(t, err)
 	require.Equal(t, []int64{3}, resumed.Mine, "the same attempt resumes its own pending rows")
 
-	require.NoError(t, s.SettleDeliveries(ctx, 1, "push", []Settlement{{UID: 3, State: DeliverySent, Channel: "push"}}))
+	require.NoError(t, s.SettleDeliveries(ctx, key, []Settlement{{UID: 3, State: DeliverySent, Channel: "push"}}))
 	counts, _, err := s.Counts(ctx, "", 1)
 	require.NoError(t, err)
 	c := counts["push"]
 	require.Equal(t, int64(2), c.Sent)
 	require.Equal(t, map[string]int64{"invalid_address": 1}, c.Failed)
 	require.Equal(t, int64(2), c.Unknown)
+
+	// The second visit of the step (a loop) is a ledger of its own: the
+	// same users are sent to again, once.
+	again := LedgerKey{RunID: 1, StepID: "push", Visit: 1}
+	visit2, err := s.ClaimDeliveries(ctx, again, "sms", "attempt-3/page-0", uids)
+	require.NoError(t, err)
+	require.ElementsMatch(t, uids, visit2.Mine)
+	require.NoError(t, s.SettleDeliveries(ctx, again, []Settlement{{UID: 1, State: DeliverySent}, {UID: 2, State: DeliverySent}}))
+	retried, err := s.ClaimDeliveries(ctx, again, "sms", "attempt-4/page-0", []int64{1, 2})
+	require.NoError(t, err)
+	require.Empty(t, retried.Mine, "a visit sends once")
+	require.NoError(t, s.RecordStepEntry(ctx, 1, "push", 0, 9, 5))
+	require.NoError(t, s.RecordStepEntry(ctx, 1, "push", 1, 9, 5), "the same cohort may come back on a loop")
+	counts, _, err = s.Counts(ctx, "", 1)
+	require.NoError(t, err)
+	c = counts["push"]
+	require.Equal(t, int64(10), c.Entered)
+	require.Equal(t, int64(4), c.Sent)
+	require.Len(t, c.Visits, 2)
+	require.Equal(t, 1, c.Visits[0].Visit)
+	require.Equal(t, int64(5), c.Visits[0].Entered)
+	require.Equal(t, int64(2), c.Visits[0].Sent)
+	require.Equal(t, 2, c.Visits[1].Visit)
+	require.Equal(t, int64(2), c.Visits[1].Sent)
+	require.Equal(t, int64(3), c.Visits[1].Pending)
 }
 
 func TestOutboxAndCounts(t *testing.T) {
@@ -156,14 +197,14 @@ func TestOutboxAndCounts(t *testing.T) {
 	require.Equal(t, "13800000000", msgs[0].Address)
 	require.JSONEq(t, `{"template":"SMS_1","params":{"name":"张三"}}`, string(msgs[0].Message))
 
-	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 9, 100))
-	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 9, 100), "entries are idempotent per cohort")
+	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 0, 9, 100))
+	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 0, 9, 100), "entries are idempotent per cohort")
 	require.NoError(t, s.RecordCohortExit(ctx, run.ID, "hello", 9, "completed", 98))
 	require.NoError(t, s.RecordExits(ctx, run.ID, "hello", "exit_event", []int64{5, 6}))
 	c, err := s.CreateCohort(ctx, "x", run.ID, "hello", 0, time.Time{})
 	require.NoError(t, err)
 	require.NoError(t, s.WritePages(ctx, c.ID, []Page{{No: 0, Members: []int64{5, 7}}}))
-	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", c.ID, 2))
+	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 0, c.ID, 2))
 	require.NoError(t, s.RecordConversions(ctx, run.ID, []int64{5, 8}, time.Now()))
 	counts, converted, err := s.Counts(ctx, "promo", 0)
 	require.NoError(t, err)

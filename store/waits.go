@@ -211,7 +211,8 @@ func childCohort(ctx context.Context, tx *sql.Tx, key string, parent Cohort, now
 }
 
 func sealIn(ctx context.Context, tx *sql.Tx, cohortID, span int64) error {
-	_, err := tx.ExecContext(ctx, `UPDATE cohorts SET size = (SELECT coalesce(sum(n), 0) FROM cohort_pages WHERE cohort_id = ?), page_span = ?, sealed = 1 WHERE id = ?`, cohortID, span, cohortID)
+	_, err := tx.ExecContext(ctx, `UPDATE cohorts SET size = (SELECT coalesce(sum(n), 0) FROM cohort_pages WHERE cohort_id = ?),
+		page_span = max(?, (SELECT coalesce(max(page) + 1, 0) FROM cohort_pages WHERE cohort_id = ?)), sealed = 1 WHERE id = ?`, cohortID, span, cohortID, cohortID)
 	return err
 }
 

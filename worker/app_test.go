@@ -122,7 +122,7 @@ func TestExampleCanvasesEndToEnd(t *testing.T) {
 	require.Equal(t, 200, apiGet(t, app, "/healthz", nil))
 	var list struct{ Canvases []map[string]any }
 	require.Equal(t, 200, apiGet(t, app, "/api/v1/canvases", &list))
-	require.Len(t, list.Canvases, 7)
+	require.Len(t, list.Canvases, 8)
 
 	// The HQ daily SOP runs to its end: one task per owner.
 	started, err := app.StartRun(ctx, "hq-daily-sop", nil)

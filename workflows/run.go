@@ -48,6 +48,9 @@ type Token struct {
 	// Seq numbers the collections of an event wait's arrivals, so that
 	// each collection (retried or not) makes its own, stable child cohort.
 	Seq int `json:"seq,omitempty"`
+	// Visits counts, for the steps on loops, how often the cohort's users
+	// entered them before: each visit has its own deliveries.
+	Visits map[string]int `json:"visits,omitempty"`
 }
 
 // ArrivalsSignal tells a run that users it waits for sent the event: the
@@ -109,6 +112,7 @@ var pageActivity = workflow.ActivityOptions{
 type runner struct {
 	in    RunInput
 	plan  *canvases.Plan
+	loops map[string]bool // steps on a loop: visits are counted
 	runID int64
 	stats Stats
 }
@@ -121,6 +125,7 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 	if err := workflow.ExecuteLocalActivity(lctx, a.LoadPlan, r.in.PlanHash).Get(lctx, &r.plan); err != nil {
 		return RunResult{}, fmt.Errorf("load plan %s: %w", r.in.PlanHash, err)
 	}
+	r.loops = r.plan.LoopSteps()
 	sctx := workflow.WithActivityOptions(ctx, shortActivity)
 	r.runID = r.in.RunID
 	tokens := r.in.Tokens

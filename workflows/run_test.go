@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -34,6 +35,8 @@ type harness struct {
 	acts     *activities.Activities
 	env      *testsuite.TestWorkflowEnvironment
 	runs     int
+	// faults, when set, is installed in every new environment.
+	faults *faultInjector
 }
 
 func newHarness(t *testing.T) *harness {
@@ -80,7 +83,11 @@ func (h *harness) newEnv() *testsuite.TestWorkflowEnvironment {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := suite.NewTestWorkflowEnvironment()
-	env.SetWorkerOptions(worker.Options{})
+	opts := worker.Options{}
+	if h.faults != nil {
+		opts.Interceptors = []interceptor.WorkerInterceptor{h.faults}
+	}
+	env.SetWorkerOptions(opts)
 	env.SetTestTimeout(2 * time.Minute) // in-activity retries back off in real time
 	Register(env)
 	env.RegisterActivity(h.acts)

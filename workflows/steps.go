@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -12,11 +13,51 @@ import (
 
 // execute runs one token's step and returns the tokens that follow.
 func (r *runner) execute(ctx workflow.Context, t Token) ([]Token, error) {
+	next, err := r.step(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return r.countVisit(t, next), nil
+}
+
+// countVisit marks the tokens leaving a step on a loop as having visited
+// it once more. Tokens that come back to the same step to go on with the
+// same visit (a wait for an event, users quiet hours held back) keep the
+// count they had.
+func (r *runner) countVisit(t Token, next []Token) []Token {
+	visits := t.Visits
+	if r.loops[t.Step] {
+		visits = make(map[string]int, len(t.Visits)+1)
+		for _, id := range sortedStepIDs(t.Visits) {
+			visits[id] = t.Visits[id]
+		}
+		visits[t.Step]++
+	}
+	for i := range next {
+		if next[i].Step == t.Step && next[i].Resume != "" {
+			next[i].Visits = t.Visits
+		} else {
+			next[i].Visits = visits
+		}
+	}
+	return next
+}
+
+func sortedStepIDs(m map[string]int) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (r *runner) step(ctx workflow.Context, t Token) ([]Token, error) {
 	step := r.plan.Step(t.Step)
 	if step == nil {
 		return nil, fmt.Errorf("plan %s has no step %q", r.plan.ShortHash(), t.Step)
 	}
-	in := activities.StepInput{RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID, Cohort: t.Cohort, Now: workflow.Now(ctx)}
+	in := activities.StepInput{RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID, Cohort: t.Cohort, Now: workflow.Now(ctx), Visit: t.Visits[t.Step]}
 	sctx := workflow.WithActivityOptions(ctx, shortActivity)
 	pctx := workflow.WithActivityOptions(ctx, pageActivity)
 	if t.Resume == "" {
@@ -27,7 +68,7 @@ func (r *runner) execute(ctx workflow.Context, t Token) ([]Token, error) {
 	}
 	switch step.Kind {
 	case canvases.StepPush:
-		deferred, err := r.send(ctx, step, t.Cohort)
+		deferred, err := r.send(ctx, step, t.Cohort, in.Visit)
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +82,7 @@ func (r *runner) execute(ctx workflow.Context, t Token) ([]Token, error) {
 			}
 		}
 		if len(held) > 0 {
-			sub := activities.SubtractInput{RunID: r.runID, StepID: step.ID, Cohort: t.Cohort, Minus: held}
+			sub := activities.SubtractInput{RunID: r.runID, StepID: step.ID, Visit: in.Visit, Cohort: t.Cohort, Minus: held}
 			if err := workflow.ExecuteActivity(pctx, a.Subtract, sub).Get(pctx, &onward); err != nil {
 				return nil, err
 			}
@@ -192,7 +233,7 @@ func (r *runner) wait(ctx workflow.Context, step *canvases.Step, t Token, in act
 
 // send runs a push step over the cohort's pages: Send activities over page
 // ranges, a bounded number at a time.
-func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.CohortRef) ([]activities.CohortRef, error) {
+func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.CohortRef, visit int) ([]activities.CohortRef, error) {
 	pctx := workflow.WithActivityOptions(ctx, pageActivity)
 	type pending struct {
 		f workflow.Future
@@ -224,7 +265,7 @@ func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.Co
 		}
 		f := workflow.ExecuteActivity(pctx, a.Send, activities.SendInput{
 			RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID,
-			Cohort: c, From: from, To: min(from+pagesPerSend, c.PageSpan),
+			Cohort: c, From: from, To: min(from+pagesPerSend, c.PageSpan), Visit: visit,
 		})
 		queue = append(queue, pending{f})
 	}

@@ -61,7 +61,7 @@ func TestValidateJSON(t *testing.T) {
 		}
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &report))
-	require.Equal(t, 8, report.Files)
+	require.Equal(t, 9, report.Files)
 	require.Equal(t, 1, report.Errors)
 	require.Equal(t, 7, report.Problems[0].Line)
 	require.Equal(t, 9, report.Problems[0].Column)

@@ -216,8 +216,8 @@ func TestRetriedAdmissionKeepsEveryone(t *testing.T) {
 		mode  fault // of the first Enter attempt, besides its SealCohort failing
 	}{
 		{"named users, seal failed", 50, true, ""},
-		{"full scan, seal failed", 10000, false, ""},
-		{"full scan, seal failed, stale heartbeat", 10000, false, staleHeartbeat},
+		{"full scan, seal failed", 5000, false, ""},
+		{"full scan, seal failed, stale heartbeat", 5000, false, staleHeartbeat},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)

@@ -32,6 +32,7 @@ type Backend interface {
 	DeploySources(ctx context.Context, files map[string][]byte) (DeployOutcome, error)
 	Approve(ctx context.Context, canvasID, plan string) (Approved, error)
 	Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error)
+	Previewer
 }
 
 // CanvasInfo describes a deployed canvas.
@@ -133,6 +134,7 @@ func New(b Backend, log *slog.Logger, authn *auth.Authenticator) *Handler {
 	h.HandleAdmin("POST /api/v1/deploy", auth.Deploy, http.HandlerFunc(h.deploy))
 	h.HandleAdmin("POST /api/v1/canvases/{id}/approve", auth.Approve, http.HandlerFunc(h.approve))
 	h.HandleAdmin("GET /api/v1/audit", auth.Read, http.HandlerFunc(h.auditLog))
+	h.previewRoutes()
 	return h
 }
 

@@ -36,6 +36,13 @@ type SQLite struct {
 	closeOnce     sync.Once
 	path          string
 	now           func() time.Time
+
+	readDSN string
+	// scans are whole-table reads (the audience estimate): a pool of its
+	// own, opened on first use, that maps the file into memory.
+	scansOnce sync.Once
+	scans     *sql.DB
+	scansErr  error
 }
 
 // OpenSQLite opens (creating if needed) the database file at path and
@@ -68,7 +75,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	s := &SQLite{w: w, r: r, path: path, now: time.Now, stop: make(chan struct{}), stopped: make(chan struct{})}
+	s := &SQLite{w: w, r: r, path: path, now: time.Now, readDSN: dsn("deferred"), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -106,7 +113,11 @@ func (s *SQLite) Close() error {
 			<-s.stopped
 		}
 	})
-	return errors.Join(s.w.Close(), s.r.Close())
+	err := errors.Join(s.w.Close(), s.r.Close())
+	if s.scans != nil {
+		err = errors.Join(err, s.scans.Close())
+	}
+	return err
 }
 
 // Path is the database file.

@@ -57,6 +57,7 @@ type App struct {
 	compiler *canvases.Compiler
 	channels *channels.Set
 	metrics  *activities.Metrics
+	acts     *activities.Activities // the worker's: estimates, previews and test sends use the same
 	listener net.Listener // claimed at start, served once ready
 	// adminListener is http.admin_listen's, when set: the admin API apart
 	// from the public one.
@@ -174,6 +175,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 
 	app.metrics = activities.NewMetrics()
 	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app}
+	app.acts = acts
 	maxActs := opts.MaxConcurrentActivities
 	if maxActs == 0 {
 		maxActs = 64

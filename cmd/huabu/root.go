@@ -58,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().StringVar(&c.dataDir, "data", "data", "data directory: the store (unless store.dsn is set) and embedded Temporal")
 	root.PersistentFlags().StringVar(&c.apiAddr, "api", "", "address of the running Huabu's admin API (default: the config's http.admin_listen, else http.listen)")
 	root.PersistentFlags().StringVar(&c.token, "token", "", "bearer token for the admin API (default: $"+TokenEnv+"); one of the server's auth.tokens")
-	root.AddCommand(c.validateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
+	root.AddCommand(c.validateCmd(), c.estimateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
 		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.benchCmd(), c.syncCmd(), c.fakeCmd(),
 		c.approveCmd(), c.auditCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })

@@ -1,0 +1,119 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/store"
+)
+
+// What the engine would do, without doing it: the audience estimate, the
+// message preview and test sends (package preview, estimate) call these so
+// that what they show is what Send does — the same recipient resolution,
+// owner lookup, templates and policy — rather than a copy of it.
+
+// Rendered is a push step's message for one user, as Send would hand it to
+// a channel.
+type Rendered struct {
+	UID    int64
+	UserID string
+	// Channel is the channel it would go through: the step's, or its
+	// fallback's when the user has no address on the step's channel.
+	Channel   string
+	Recipient channels.Recipient
+	Message   *canvases.Message
+	// Unsent says why nothing would be sent (no_address, no_owner,
+	// render_error, ...); empty when it would be.
+	Unsent string
+}
+
+// Render renders a push step of plan for the profiles the way Send prepares
+// a page, and sends nothing. The send-time policy is not applied (HeldBack
+// says what it would do); a provider's own refusal cannot be known.
+func (a *Activities) Render(ctx context.Context, plan *canvases.Plan, stepID string, rows []store.ProfileRow) ([]Rendered, error) {
+	step := plan.Step(stepID)
+	if step == nil || step.Push == nil {
+		return nil, fmt.Errorf("canvas %s has no push step %q", plan.ID, stepID)
+	}
+	cp := &compiledPlan{plan: plan, templates: newTemplateCache()}
+	s := &sender{a: a, cp: cp, in: SendInput{CanvasID: plan.ID, PlanHash: plan.Hash, StepID: stepID}, push: step.Push}
+	users, owners, err := s.load(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
+	uids := make([]int64, len(rows))
+	ids := make(map[int64]string, len(rows))
+	for i, r := range rows {
+		uids[i], ids[r.UID] = r.UID, r.ID
+	}
+	out := make(map[int64]Rendered, len(rows))
+	good, bad := s.prepare(step.Push.Channel, &step.Push.Message, users, owners, uids)
+	for _, g := range good {
+		out[g.uid] = Rendered{UID: g.uid, Channel: step.Push.Channel, Recipient: g.delivery.Recipient, Message: g.delivery.Message}
+	}
+	var fallback []int64
+	for _, b := range bad {
+		if fb := step.Push.Fallback; fb != nil && b.Reason == channels.ReasonNoAddress {
+			fallback = append(fallback, b.UID)
+			continue
+		}
+		out[b.UID] = Rendered{UID: b.UID, Channel: step.Push.Channel, Unsent: b.Reason}
+	}
+	if fb := step.Push.Fallback; fb != nil && len(fallback) > 0 {
+		good, bad := s.prepare(fb.Channel, &fb.Message, users, owners, fallback)
+		for _, g := range good {
+			out[g.uid] = Rendered{UID: g.uid, Channel: fb.Channel, Recipient: g.delivery.Recipient, Message: g.delivery.Message}
+		}
+		for _, b := range bad {
+			out[b.UID] = Rendered{UID: b.UID, Channel: fb.Channel, Unsent: b.Reason}
+		}
+	}
+	list := make([]Rendered, 0, len(rows))
+	for _, u := range uids {
+		r := out[u]
+		r.UserID = ids[u]
+		list = append(list, r)
+	}
+	return list, nil
+}
+
+// Reachable reports why a user (a JSON-shaped profile with its "id") could
+// not be reached on a channel when messages go to `to` (user, owner, ...),
+// or "" when they could; owners are the staff directory entries of the
+// user's owner and, for owner.leader, of the owner's leader.
+func Reachable(channel, to string, user map[string]any, owners map[string]store.Staff) string {
+	s := &sender{push: &canvases.Push{Channel: channel, To: to}}
+	_, reason := s.recipient(channel, user, owners)
+	return reason
+}
+
+// Verdict is the send-time policy's decision for one user: send later
+// (quiet hours with action delay) or not at all (Suppress is the reason).
+type Verdict struct {
+	DeferUntil time.Time
+	Suppress   string
+}
+
+// HeldBack applies the canvas's sending policy — quiet hours and frequency
+// caps, as configured and overridden by the canvas — at now to profiles on a
+// channel, as Send does for each page, and returns the users it would hold
+// back. Messages to staff (to: owner, owner.leader) are exempt in Send, so
+// callers ask only for messages to users.
+func (a *Activities) HeldBack(ctx context.Context, plan *canvases.Plan, channel string, now time.Time, rows []store.ProfileRow) (map[int64]Verdict, error) {
+	e := a.policyFor(plan)
+	if !e.active() {
+		return nil, nil
+	}
+	vs, err := a.judge(ctx, e, channel, now, rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Verdict, len(vs))
+	for u, v := range vs {
+		out[u] = Verdict{DeferUntil: v.deferUntil, Suppress: v.suppress}
+	}
+	return out, nil
+}

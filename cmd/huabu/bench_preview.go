@@ -1,0 +1,38 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/huabu/huabu/bench"
+)
+
+func (c *cli) benchEstimateCmd() *cobra.Command {
+	var opts bench.EstimateOptions
+	var cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "estimate",
+		Short: "Audience estimate over N profiles: wall time (median of --runs) and how close it came to the exact count",
+		Long: `Seed --users profiles shaped like the example ones (kept in --bench-data and reused when it has them),
+estimate the win-back canvas's audience --runs times with the default time budget, print each wall
+time and the median, then count exactly once and print how far the estimate was from it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Users <= 0 {
+				return userErrorf("--users must be at least 1")
+			}
+			opts.Out = c.stdout
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			_, err = bench.Estimate(cmd.Context(), opts)
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&opts.Users, "users", 1000000, "profiles in the store")
+	cmd.Flags().IntVar(&opts.Runs, "runs", 3, "estimates to time")
+	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the seeded store here and reuse it (default: a temporary directory)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
+	return cmd
+}

@@ -58,7 +58,7 @@ type App struct {
 	channels *channels.Set
 	metrics  *activities.Metrics
 	acts     *activities.Activities // the worker's: estimates, previews and test sends use the same
-	listener net.Listener // claimed at start, served once ready
+	listener net.Listener           // claimed at start, served once ready
 	// adminListener is http.admin_listen's, when set: the admin API apart
 	// from the public one.
 	adminListener net.Listener

@@ -45,8 +45,8 @@ var routeRoles = map[string][]auth.Role{
 	"POST /api/v1/deploy":                {auth.Operator, auth.Admin},
 	"POST /api/v1/canvases/{id}/approve": {auth.Approver, auth.Admin},
 	"GET /api/v1/audit":                  {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
-	"GET /api/v1/canvases/{id}/estimate":  {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
-	"POST /api/v1/estimate":               {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"GET /api/v1/canvases/{id}/estimate": {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"POST /api/v1/estimate":              {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
 }
 
 var pathParam = regexp.MustCompile(`\{[a-z_]+\}`)

@@ -49,6 +49,8 @@ type Store interface {
 	WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error
 	RecordTouches(ctx context.Context, runID int64, channel string, uids []int64, at time.Time) error
 	Touches(ctx context.Context, uids []int64, since time.Time) (map[int64]map[string]int, error)
+	SuppressedAmong(ctx context.Context, channel string, subjects []string) (map[string]bool, error)
+	Suppress(ctx context.Context, entries []store.Suppression) (int, error)
 }
 
 // RunGate decides whether a canvas version may start a run now (approval,

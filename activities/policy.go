@@ -17,6 +17,9 @@ import (
 type Policy struct {
 	QuietHours *canvases.QuietHours
 	Frequency  []canvases.FrequencyRule
+	// RequireConsent names a profile trait that must be true for a user to
+	// get marketing (policy.require_consent); "" sends without asking.
+	RequireConsent string
 }
 
 // effective is the policy a canvas sends under.

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -103,17 +104,41 @@ type Verdict struct {
 // back. Messages to staff (to: owner, owner.leader) are exempt in Send, so
 // callers ask only for messages to users.
 func (a *Activities) HeldBack(ctx context.Context, plan *canvases.Plan, channel string, now time.Time, rows []store.ProfileRow) (map[int64]Verdict, error) {
-	e := a.policyFor(plan)
-	if !e.active() {
-		return nil, nil
+	out := map[int64]Verdict{}
+	if e := a.policyFor(plan); e.active() {
+		vs, err := a.judge(ctx, e, channel, now, rows)
+		if err != nil {
+			return nil, err
+		}
+		for u, v := range vs {
+			out[u] = Verdict{DeferUntil: v.deferUntil, Suppress: v.suppress}
+		}
 	}
-	vs, err := a.judge(ctx, e, channel, now, rows)
+	// Opt-outs (the suppression list, consent) hold marketing back too.
+	if plan.Policy.Kind == "transactional" {
+		return out, nil
+	}
+	s := &sender{push: &canvases.Push{Channel: channel, To: canvases.ToUser}}
+	cands := make([]optCandidate, 0, len(rows))
+	for _, r := range rows {
+		if _, held := out[r.UID]; held {
+			continue
+		}
+		var doc map[string]any
+		_ = json.Unmarshal(r.Doc, &doc)
+		if doc == nil {
+			doc = map[string]any{}
+		}
+		doc["id"] = r.ID
+		rec, _ := s.recipient(channel, doc, nil)
+		cands = append(cands, optCandidate{uid: r.UID, userID: r.ID, address: rec.Address, doc: doc})
+	}
+	reasons, err := a.optOutReasons(ctx, channel, cands)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int64]Verdict, len(vs))
-	for u, v := range vs {
-		out[u] = Verdict{DeferUntil: v.deferUntil, Suppress: v.suppress}
+	for u, why := range reasons {
+		out[u] = Verdict{Suppress: why}
 	}
 	return out, nil
 }

@@ -314,6 +314,11 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 	keyBase := fmt.Sprintf("%d/%s/%d%s", s.in.RunID, s.in.StepID, p.No, visitKey(s.in.Visit))
 	var fallback []int64
 	primary, bad := s.prepare(s.push.Channel, &s.push.Message, users, owners, mine)
+	primary, optedOut, err := s.optOut(ctx, s.push.Channel, primary, users)
+	if err != nil {
+		return res, prior, err
+	}
+	settle = append(settle, optedOut...)
 	for _, b := range bad {
 		if s.push.Fallback != nil && b.Reason == channels.ReasonNoAddress {
 			fallback = append(fallback, b.UID)
@@ -322,6 +327,9 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		settle = append(settle, b)
 	}
 	decided, retry := s.deliver(ctx, s.push.Channel, primary, batch, keyBase)
+	if err := s.recordRefusals(ctx, s.push.Channel, primary, decided); err != nil {
+		return res, prior, err
+	}
 	for _, d := range decided {
 		if s.push.Fallback != nil && d.class == channels.Permanent && d.State != store.DeliverySent {
 			fallback = append(fallback, d.UID)
@@ -333,7 +341,15 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		fb := s.push.Fallback
 		fbOut, fbBad := s.prepare(fb.Channel, &fb.Message, users, owners, fallback)
 		settle = append(settle, withChannel(fbBad, fb.Channel)...)
+		fbOut, fbOptedOut, err := s.optOut(ctx, fb.Channel, fbOut, users)
+		if err != nil {
+			return res, prior, err
+		}
+		settle = append(settle, fbOptedOut...)
 		fbDecided, fbRetry := s.deliver(ctx, fb.Channel, fbOut, batch, keyBase+"/fallback")
+		if err := s.recordRefusals(ctx, fb.Channel, fbOut, fbDecided); err != nil {
+			return res, prior, err
+		}
 		for _, d := range fbDecided {
 			d.Channel = fb.Channel
 			settle = append(settle, d.Settlement)
@@ -413,7 +429,8 @@ func (s *sender) load(ctx context.Context, rows []store.ProfileRow) (map[int64]m
 	seen := map[string]bool{}
 	// A message without templates needs only the addresses: decoding those
 	// into a struct is several times cheaper than the whole document.
-	personal := needsRendering(&s.push.Message) || (s.push.Fallback != nil && needsRendering(&s.push.Fallback.Message))
+	personal := needsRendering(&s.push.Message) || (s.push.Fallback != nil && needsRendering(&s.push.Fallback.Message)) ||
+		s.a.Policy.RequireConsent != "" // the consent trait is read from the document
 	for _, r := range rows {
 		var doc map[string]any
 		if personal {

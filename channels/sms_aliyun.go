@@ -32,6 +32,7 @@ func init() {
 			{Name: "endpoint", Doc: "the API endpoint host, or a URL with http:// for a local fake", Default: "dysmsapi.aliyuncs.com"},
 			{Name: "region", Doc: "the region id", Default: "cn-hangzhou"},
 			{Name: "timeout", Doc: "how long one API call may take", Default: "10s"},
+			{Name: "reply_token", Doc: "turns on POST /sms/replies?token=TOKEN on the public listener for Aliyun's SmsUp HTTP batch push (上行消息 HTTP 批量推送); replies such as TD or 退订 put the number on the suppression list (read by the HTTP server)", Secret: true},
 			{Name: "concurrency", Doc: "API calls one send makes at once", Default: "4"},
 		},
 	}, newAliyunSMS)

@@ -31,6 +31,7 @@ func init() {
 			{Name: "endpoint", Doc: "the API endpoint host, or a URL with http:// for a local fake", Default: "sms.tencentcloudapi.com"},
 			{Name: "region", Doc: "the region", Default: "ap-guangzhou"},
 			{Name: "timeout", Doc: "how long one API call may take", Default: "10s"},
+			{Name: "reply_token", Doc: "turns on POST /sms/replies?token=TOKEN on the public listener for Tencent's SMS reply callback (短信回复回调); replies such as TD or 退订 put the number on the suppression list (read by the HTTP server)", Secret: true},
 			{Name: "concurrency", Doc: "API calls one send makes at once", Default: "4"},
 		},
 	}, newTencentSMS)

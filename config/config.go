@@ -137,6 +137,9 @@ type PolicyConfig struct {
 	QuietHours *QuietHoursConfig `yaml:"quiet_hours"`
 	Frequency  []FrequencyConfig `yaml:"frequency"`
 	Approval   *ApprovalConfig   `yaml:"approval"`
+	// RequireConsent names a profile attribute or trait that must be true
+	// for a user to get marketing messages.
+	RequireConsent string `yaml:"require_consent"`
 }
 
 // ApprovalConfig keeps deployed canvas versions as drafts until an
@@ -247,6 +250,13 @@ func (c *Config) check(doc *canvases.Document) {
 	}
 	if c.HTTP.IngestBacklogMB < 0 {
 		fail("http.ingest_backlog_mb", "%d is negative; give the MiB the accept log may hold before the API answers 503", c.HTTP.IngestBacklogMB)
+	}
+	if t := c.Policy.RequireConsent; t != "" {
+		if _, attr := c.Profile.Attributes[t]; !attr {
+			if _, trait := c.Profile.Traits[t]; !trait {
+				fail("policy.require_consent", "%q is not in profile.attributes or profile.traits; declare it (e.g. %s: bool)", t, t)
+			}
+		}
 	}
 	if c.HTTP.AdminListen != "" && c.HTTP.AdminListen == c.HTTP.Listen && !strings.HasSuffix(c.HTTP.Listen, ":0") {
 		fail("http.admin_listen", "%q is http.listen too; give the admin API its own address, or leave admin_listen out", c.HTTP.AdminListen)

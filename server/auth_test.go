@@ -47,6 +47,11 @@ var routeRoles = map[string][]auth.Role{
 	"GET /api/v1/audit":                  {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
 	"GET /api/v1/canvases/{id}/estimate": {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
 	"POST /api/v1/estimate":              {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"GET /api/v1/suppressions":           {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"POST /api/v1/suppressions":          {auth.Operator, auth.Admin},
+	"POST /api/v1/suppressions/remove":   {auth.Operator, auth.Admin},
+	"DELETE /api/v1/users/{id}":          {auth.Admin},
+	"POST /api/v1/users/forget":          {auth.Admin},
 }
 
 var pathParam = regexp.MustCompile(`\{[a-z_]+\}`)

@@ -33,6 +33,10 @@ type Backend interface {
 	Approve(ctx context.Context, canvasID, plan string) (Approved, error)
 	Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error)
 	Previewer
+	Suppress(ctx context.Context, req SuppressRequest) (SuppressOutcome, error)
+	Unsuppress(ctx context.Context, req SuppressRequest) (SuppressOutcome, error)
+	Suppressions(ctx context.Context, f SuppressionFilter) ([]store.Suppression, error)
+	Forget(ctx context.Context, userIDs []string) (store.ForgetResult, error)
 }
 
 // CanvasInfo describes a deployed canvas.
@@ -135,6 +139,7 @@ func New(b Backend, log *slog.Logger, authn *auth.Authenticator) *Handler {
 	h.HandleAdmin("POST /api/v1/canvases/{id}/approve", auth.Approve, http.HandlerFunc(h.approve))
 	h.HandleAdmin("GET /api/v1/audit", auth.Read, http.HandlerFunc(h.auditLog))
 	h.previewRoutes()
+	h.registerOptOut()
 	return h
 }
 
@@ -210,9 +215,10 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, actor auth.Acto
 func isAdminPath(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }
 
 // IsPublicPath reports whether a path is served to the internet when the
-// admin API has its own listener: ingestion, the WeCom callback, health.
+// admin API has its own listener: ingestion, the WeCom callback, SMS
+// replies, health.
 func IsPublicPath(path string) bool {
-	return strings.HasPrefix(path, "/v1/") || path == "/wecom/callback" || path == "/healthz"
+	return strings.HasPrefix(path, "/v1/") || path == "/wecom/callback" || path == "/sms/replies" || path == "/healthz"
 }
 
 // patternPath is the path of a ServeMux pattern ("GET /a/{b}" → "/a/{b}").

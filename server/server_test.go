@@ -72,6 +72,27 @@ func (b *backend) Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditE
 	return []store.AuditEntry{{ID: 1, Actor: "local", Action: "deploy", CanvasID: q.CanvasID}}, nil
 }
 
+func (b *backend) Suppress(ctx context.Context, req SuppressRequest) (SuppressOutcome, error) {
+	return SuppressOutcome{Added: len(req.Users) + len(req.Addresses)}, nil
+}
+func (b *backend) Unsuppress(ctx context.Context, req SuppressRequest) (SuppressOutcome, error) {
+	return SuppressOutcome{Removed: len(req.Users)}, nil
+}
+func (b *backend) Suppressions(ctx context.Context, f SuppressionFilter) ([]store.Suppression, error) {
+	return []store.Suppression{}, nil
+}
+func (b *backend) Forget(ctx context.Context, ids []string) (store.ForgetResult, error) {
+	res := store.ForgetResult{}
+	for _, id := range ids {
+		if id == "promo" || id == "u1" {
+			res.Forgotten++
+		} else {
+			res.Unknown = append(res.Unknown, id)
+		}
+	}
+	return res, nil
+}
+
 func request(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
@@ -123,6 +144,15 @@ func TestAPI(t *testing.T) {
 		{"POST", "/api/v1/canvases/promo/approve", `{"hash": "abc"}`, 400, "hash"},
 		{"GET", "/api/v1/audit?since=yesterday", "", 400, "since"},
 		{"GET", "/api/v1/audit?limit=0", "", 400, "limit"},
+		{"POST", "/api/v1/suppressions", `{}`, 400, "users"},
+		{"POST", "/api/v1/suppressions", `{"users": ["u1"], "channel": "fax"}`, 400, "channel"},
+		{"POST", "/api/v1/suppressions", `{"users": ["u1"], "channel": "*"}`, 400, "channel"},
+		{"POST", "/api/v1/suppressions", `{"users": [""]}`, 400, "users[0]"},
+		{"POST", "/api/v1/suppressions", `{"addresses": ["  "]}`, 400, "addresses[0]"},
+		{"POST", "/api/v1/suppressions/remove", `{"users": ["u1"], "channels": "sms"}`, 400, "channels"},
+		{"GET", "/api/v1/suppressions?channel=fax", "", 400, "channel"},
+		{"DELETE", "/api/v1/users/nobody", "", 404, "id"},
+		{"POST", "/api/v1/users/forget", `{"users": []}`, 400, "users"},
 	} {
 		code, body := request(t, h, c.method, c.path, c.body)
 		require.Equal(t, c.code, code, "%s %s %s", c.method, c.path, c.body)

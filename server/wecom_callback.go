@@ -41,6 +41,8 @@ type WeComCallbackStore interface {
 	LinkCustomer(ctx context.Context, l store.CustomerLink) (string, bool, error)
 	CustomerByExternal(ctx context.Context, external string) (string, error)
 	AckStaffTask(ctx context.Context, ref, staff string, at time.Time) (bool, error)
+	Suppress(ctx context.Context, entries []store.Suppression) (int, error)
+	LiftSuppression(ctx context.Context, subject, source string) (int, error)
 }
 
 // CallbackEvent is a track event a callback produces, e.g. wecom.contact_added.
@@ -236,6 +238,10 @@ func (c *WeComCallback) handle(ctx context.Context, m callbackMessage, raw []byt
 		if err := c.store.ContactAdded(ctx, m.UserID, m.ExternalUserID, m.State, m.WelcomeCode, c.Now().Add(WelcomeWindow)); err != nil {
 			return err
 		}
+		// Adding the staff member again is a fresh opt-in to WeCom messages.
+		if _, err := c.store.LiftSuppression(ctx, store.AddressSubject(m.ExternalUserID), store.SuppressWeComDelFollow); err != nil {
+			return err
+		}
 		userID, _, err := c.store.LinkCustomer(ctx, store.CustomerLink{Staff: m.UserID, ExternalUserID: m.ExternalUserID, State: m.State})
 		if err != nil {
 			return err
@@ -250,6 +256,14 @@ func (c *WeComCallback) handle(ctx context.Context, m callbackMessage, raw []byt
 		}
 		if err := c.store.ContactRemoved(ctx, m.UserID, m.ExternalUserID, state); err != nil {
 			return err
+		}
+		if m.ChangeType == changeDelFollow && m.ExternalUserID != "" {
+			// The customer deleted the staff member: no more WeCom marketing
+			// to them until they add someone again.
+			if _, err := c.store.Suppress(ctx, []store.Suppression{{Subject: store.AddressSubject(m.ExternalUserID), Channel: "wecom.customer",
+				Source: store.SuppressWeComDelFollow, Reason: "deleted staff member " + m.UserID, Display: store.MaskAddress(m.ExternalUserID)}}); err != nil {
+				return err
+			}
 		}
 		userID, err := c.store.CustomerByExternal(ctx, m.ExternalUserID)
 		if errors.Is(err, store.ErrNotFound) {

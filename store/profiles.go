@@ -113,7 +113,8 @@ func adoptWeComPlaceholders(ctx context.Context, tx *sql.Tx, updates string) err
 
 // ScanProfiles returns up to limit profiles with uid > after, in uid order.
 func (s *SQLite) ScanProfiles(ctx context.Context, after int64, limit int) ([]ProfileRow, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT uid, id, doc FROM profiles WHERE uid > ? ORDER BY uid LIMIT ?`, after, limit)
+	// Forgotten profiles (tombstones) are in no audience.
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, id, doc FROM profiles WHERE uid > ? AND forgotten = 0 ORDER BY uid LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -29,9 +29,10 @@ var govTokens = map[string]string{
 	"vic":   "vic-viewer-0123456789abcdef",     // viewer
 }
 
-// startGovernedApp runs Huabu with tokens, policy.approval and the given
-// canvases in a temporary directory; profiles u1..u3 exist.
-func startGovernedApp(t *testing.T, policy string, canvasFiles map[string]string) *App {
+// startGovernedApp runs Huabu with tokens, more config (configTail: top
+// level keys) and the given canvases in a temporary directory; profiles
+// u1..u3 exist.
+func startGovernedApp(t *testing.T, configTail string, canvasFiles map[string]string) *App {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "canvases"), 0o755))
@@ -40,15 +41,14 @@ func startGovernedApp(t *testing.T, policy string, canvasFiles map[string]string
 	}
 	text := `canvases: ./canvases
 http: {listen: "127.0.0.1:0"}
-profile: {attributes: {name: string, phone: string}}
+profile: {attributes: {name: string, phone: string, marketing_ok: bool}}
 auth:
   tokens:
     - {name: alice, role: operator, token: ` + govTokens["alice"] + `}
     - {name: bob, role: approver, token: ` + govTokens["bob"] + `}
     - {name: carol, role: admin, token: ` + govTokens["carol"] + `}
     - {name: vic, role: viewer, token: ` + govTokens["vic"] + `}
-policy:
-` + policy
+` + configTail
 	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(text))
 	require.NoError(t, err)
 	app := startAppIn(t, cfg, dir)
@@ -94,7 +94,7 @@ func TestApprovalPerPlanHash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Temporal")
 	}
-	app := startGovernedApp(t, "  approval: {required: true}\n", map[string]string{"promo.yaml": promoV1})
+	app := startGovernedApp(t, "policy:\n  approval: {required: true}\n", map[string]string{"promo.yaml": promoV1})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -175,7 +175,7 @@ func TestApprovalHoldsSchedules(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Temporal")
 	}
-	app := startGovernedApp(t, "  approval: {channels: [sms]}\n", map[string]string{
+	app := startGovernedApp(t, "policy:\n  approval: {channels: [sms]}\n", map[string]string{
 		"weekly.yaml": `id: weekly
 trigger: {schedule: {cron: "0 10 * * MON"}}
 steps:

@@ -9,7 +9,7 @@ import (
 // policyOf turns the config's policy into the activities' (the config was
 // checked when loaded, so durations parse).
 func policyOf(p config.PolicyConfig) activities.Policy {
-	var out activities.Policy
+	out := activities.Policy{RequireConsent: p.RequireConsent}
 	if q := p.QuietHours; q != nil {
 		out.QuietHours = &canvases.QuietHours{From: q.From, To: q.To, Action: q.Action}
 	}

@@ -26,7 +26,8 @@ func (app *App) StaffReport(ctx context.Context, canvasID string, runID int64, b
 }
 
 // withStaffRoutes adds GET|POST /wecom/callback when
-// channels.wecom.callback is configured.
+// channels.wecom.callback is configured, and POST /sms/replies when
+// channels.sms.reply_token is.
 func (app *App) withStaffRoutes(h *server.Handler) {
 	cb, err := app.wecomCallback()
 	switch {
@@ -36,6 +37,10 @@ func (app *App) withStaffRoutes(h *server.Handler) {
 		h.Handle("GET /wecom/callback", cb)
 		h.Handle("POST /wecom/callback", cb)
 		app.log.Info("WeCom callback at /wecom/callback")
+	}
+	if sr := app.smsReplies(); sr != nil {
+		h.Handle("POST /sms/replies", sr)
+		app.log.Info("SMS replies at /sms/replies?token=… (channels.sms.reply_token)", "provider", sr.Provider)
 	}
 }
 

@@ -148,6 +148,13 @@ func (f *AliyunSMS) deliver(msgs []SMS) string {
 	return biz
 }
 
+// refused reads Refused, which Reply may add to while sends are checked.
+func (f *AliyunSMS) refused(phone string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Refused[phone]
+}
+
 // Sent lists the messages accepted, in order.
 func (f *AliyunSMS) Sent() []SMS {
 	f.mu.Lock()
@@ -159,7 +166,7 @@ func (f *AliyunSMS) check(phone, sign, tmpl string, params map[string]string) (s
 	switch {
 	case !aliyunPhoneRE.MatchString(phone) || f.Invalid[phone]:
 		return "isv.MOBILE_NUMBER_ILLEGAL", "非法手机号"
-	case f.Refused[phone]:
+	case f.refused(phone):
 		return "isv.CUSTOMER_REFUSED", "用户已退订推广短信"
 	case f.Signs != nil && !f.Signs[sign]:
 		return "isv.SMS_SIGNATURE_ILLEGAL", "该账号下找不到对应签名"

@@ -110,3 +110,125 @@ func (c *cli) auditCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
 	return cmd
 }
+
+func (c *cli) suppressCmd() *cobra.Command {
+	var channel, reason string
+	var addresses, asJSON bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "suppress add|remove|list [USER...]",
+		Short: "The suppression list: users (or, with --address, phone numbers, emails, WeCom external userids) who get no marketing, on one channel or all",
+		Long: `add and remove take user ids (or addresses with --address) and --channel (default: every
+channel; remove --channel '*' removes every entry of them). list shows the newest entries, or
+those of the users named. Marketing sends to suppressed users are reported as suppressed with
+reason unsubscribed; transactional canvases are exempt. Replies such as TD or 退订 (Aliyun, Tencent),
+customers deleting their staff member on WeCom and providers' "unsubscribed" refusals add entries
+on their own.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			op, subjects := args[0], args[1:]
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			req := server.SuppressRequest{Channel: channel, Reason: reason}
+			if addresses {
+				req.Addresses = subjects
+			} else {
+				req.Users = subjects
+			}
+			switch op {
+			case "add", "remove":
+				if len(subjects) == 0 {
+					return userErrorf("suppress %s: name at least one user (or address with --address)", op)
+				}
+				var out server.SuppressOutcome
+				path := "/api/v1/suppressions"
+				if op == "remove" {
+					path += "/remove"
+				}
+				if err := api.call(cmd.Context(), "POST", path, req, &out); err != nil {
+					return err
+				}
+				if op == "add" {
+					fmt.Fprintf(c.stdout, "%d added (%d already on the list)\n", out.Added, len(subjects)-out.Added)
+				} else {
+					fmt.Fprintf(c.stdout, "%d removed\n", out.Removed)
+				}
+				return nil
+			case "list":
+				q := url.Values{}
+				key := "user"
+				if addresses {
+					key = "address"
+				}
+				for _, s := range subjects {
+					q.Add(key, s)
+				}
+				if channel != "" {
+					q.Set("channel", channel)
+				}
+				q.Set("limit", strconv.Itoa(limit))
+				var out struct {
+					Suppressions []store.Suppression `json:"suppressions"`
+				}
+				if err := api.call(cmd.Context(), "GET", "/api/v1/suppressions?"+q.Encode(), nil, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(c.stdout)
+					enc.SetEscapeHTML(false)
+					for _, e := range out.Suppressions {
+						if err := enc.Encode(e); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "SINCE\tWHO\tCHANNEL\tSOURCE\tREASON")
+				for _, e := range out.Suppressions {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format("2006-01-02 15:04:05"), e.Display, channelName(e.Channel), e.Source, e.Reason)
+				}
+				return tw.Flush()
+			}
+			return userErrorf("suppress %q: use add, remove or list", op)
+		},
+	}
+	cmd.Flags().StringVar(&channel, "channel", "", "one channel (sms, wecom.customer, push, email, ...); default every channel")
+	cmd.Flags().StringVar(&reason, "reason", "", "add: why (kept with the entry)")
+	cmd.Flags().BoolVar(&addresses, "address", false, "the arguments are addresses (phone numbers, emails, WeCom external userids), not user ids")
+	cmd.Flags().IntVar(&limit, "limit", 100, "list: at most this many")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "list: print JSON lines")
+	return cmd
+}
+
+func channelName(ch string) string {
+	if ch == "" {
+		return "all"
+	}
+	return ch
+}
+
+func (c *cli) forgetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "forget USER...",
+		Short: "PIPL deletion: remove users' profiles, events, message contents and identifiers; reports keep anonymous counts, opt-outs stay as address hashes",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			var out store.ForgetResult
+			if err := api.call(cmd.Context(), "POST", "/api/v1/users/forget", map[string]any{"users": args}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "forgot %d user(s): %d events and %d messages deleted, %d opt-out(s) kept as address hashes\n", out.Forgotten, out.Events, out.Messages, out.Kept)
+			for _, u := range out.Unknown {
+				fmt.Fprintf(c.stdout, "  %s: no such user (already forgotten, or never known)\n", u)
+			}
+			return nil
+		},
+	}
+}

@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().StringVar(&c.token, "token", "", "bearer token for the admin API (default: $"+TokenEnv+"); one of the server's auth.tokens")
 	root.AddCommand(c.validateCmd(), c.estimateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
 		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.benchCmd(), c.syncCmd(), c.fakeCmd(),
-		c.approveCmd(), c.auditCmd())
+		c.approveCmd(), c.auditCmd(), c.suppressCmd(), c.forgetCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })
 
 	err := root.Execute()

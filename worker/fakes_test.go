@@ -268,8 +268,10 @@ func TestExampleCanvasesAgainstFakes(t *testing.T) {
 	offer := fakesStepTotals(rep, "offer-discount", "offer-first-month")
 	require.Equal(t, int64(40), offer.Entered)
 	require.Equal(t, int64(36), offer.Sent)
-	require.Equal(t, refused, offer.Failed)
-	require.Equal(t, map[string]int64{"frequency_cap": 2}, offer.Suppressed)
+	// Aliyun's refusal of the unsubscribed number in the reminder put it on
+	// the suppression list: the offer does not try it again.
+	require.Equal(t, map[string]int64{"invalid_address": 1}, offer.Failed)
+	require.Equal(t, map[string]int64{"frequency_cap": 2, "unsubscribed": 1}, offer.Suppressed)
 	var text bytes.Buffer
 	require.NoError(t, rep.WriteText(&text))
 	t.Logf("huabu report trial-expiry:\n%s", text.String())

@@ -350,6 +350,10 @@ func (h *Handler) startRun(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "id", err.Error())
 			return
 		}
+		if errors.Is(err, ErrInvalid) {
+			writeError(w, http.StatusBadRequest, "user_ids", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+			return
+		}
 		h.backendError(w, "id", err)
 		return
 	}

@@ -28,6 +28,17 @@ func (app *App) StartRun(ctx context.Context, canvasID string, userIDs []string)
 	if err != nil {
 		return server.RunStarted{}, err
 	}
+	plan, err := canvases.UnmarshalPlan(c.Plan)
+	if err != nil {
+		return server.RunStarted{}, err
+	}
+	if plan.Trigger.Kind == canvases.TriggerEvent && len(userIDs) == 0 {
+		// Its audience is who may enter when the event happens, not who
+		// should get the message now: the purchase thank-you would go to
+		// every customer who bought nothing.
+		return server.RunStarted{}, fmt.Errorf("%w: %s starts when %s happens; a run now must name the users it is for (user_ids), or it would send to everyone in its audience",
+			server.ErrInvalid, canvasID, plan.Trigger.Event.Event)
+	}
 	if err := app.MayStart(ctx, canvasID, c.PlanHash); err != nil {
 		return server.RunStarted{}, err
 	}

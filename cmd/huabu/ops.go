@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,24 +92,42 @@ func (c *cli) deployCmd() *cobra.Command {
 
 func (c *cli) runCmd() *cobra.Command {
 	var profiles string
+	var users []string
 	var wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run CANVAS",
-		Short: "Start a run now for a manual or scheduled canvas (with --profiles, for just those users)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Start a run now for a manual or scheduled canvas (with --profiles or --users, for just those users)",
+		Long: `Start a run of a deployed canvas now, for its whole audience, or with --profiles FILE
+(imported first) or --users ID,... for just those users.
+
+An event-triggered canvas (trigger: event) is refused without --profiles or --users: its
+audience says who may enter when the event happens, not who should get the message now.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			api, err := c.api()
 			if err != nil {
 				return err
 			}
+			canvas, err := c.deployedCanvas(ctx, api, args[0])
+			if err != nil {
+				return err
+			}
+			if canvas.Trigger == canvases.TriggerEvent && profiles == "" && len(users) == 0 {
+				return userErrorf("%s starts when %s happens; a run now would send to everyone in its audience, not to those who did it.\n"+
+					"Name the users it is for: huabu run %s --users ID,... or --profiles FILE", canvas.ID, canvas.Event, canvas.ID)
+			}
 			body := map[string]any{}
+			ids := append([]string(nil), users...)
 			if profiles != "" {
-				ids, err := c.importForRun(ctx, profiles)
+				imported, err := c.importForRun(ctx, profiles)
 				if err != nil {
 					return err
 				}
+				ids = append(ids, imported...)
+			}
+			if ids != nil {
 				body["user_ids"] = ids
 			}
 			var started server.RunStarted
@@ -163,9 +182,34 @@ func (c *cli) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&profiles, "profiles", "", "JSONL or CSV of profiles: imported, then the run is for just them")
+	cmd.Flags().StringSliceVar(&users, "users", nil, "user ids (comma-separated): the run is for just them")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish (runs with long waits keep going)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
 	return cmd
+}
+
+// deployedCanvas finds a canvas the running Huabu has deployed.
+func (c *cli) deployedCanvas(ctx context.Context, api *apiClient, id string) (server.CanvasInfo, error) {
+	var list struct {
+		Canvases []server.CanvasInfo `json:"canvases"`
+	}
+	if err := api.call(ctx, "GET", "/api/v1/canvases", nil, &list); err != nil {
+		return server.CanvasInfo{}, err
+	}
+	var ids []string
+	for _, ci := range list.Canvases {
+		if ci.ID == id && ci.Active {
+			return ci, nil
+		}
+		ids = append(ids, ci.ID)
+	}
+	msg := fmt.Sprintf("no deployed canvas %q", id)
+	if s := canvases.Suggest(id, ids); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	} else if len(ids) > 0 {
+		msg += "; deployed: " + strings.Join(ids, ", ")
+	}
+	return server.CanvasInfo{}, userErrorf("%s", msg)
 }
 
 // importForRun imports a profiles file and returns its user ids.

@@ -56,7 +56,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.PersistentFlags().StringVarP(&c.configPath, "config", "c", "", "config file (default ./huabu.yaml, else the built-in example config)")
 	root.PersistentFlags().StringVar(&c.dataDir, "data", "data", "data directory: the store (unless store.dsn is set) and embedded Temporal")
-	root.PersistentFlags().StringVar(&c.apiAddr, "api", "", "address of the running Huabu's admin API (default: the config's http.admin_listen, else http.listen)")
+	root.PersistentFlags().StringVar(&c.apiAddr, "server", "", "address of the running Huabu's admin API (default: the config's http.admin_listen, else http.listen)")
+	root.PersistentFlags().StringVar(&c.apiAddr, "api", "", "the same as --server")
+	_ = root.PersistentFlags().MarkHidden("api")
 	root.PersistentFlags().StringVar(&c.token, "token", "", "bearer token for the admin API (default: $"+TokenEnv+"); one of the server's auth.tokens")
 	root.AddCommand(c.validateCmd(), c.estimateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
 		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.benchCmd(), c.syncCmd(), c.fakeCmd(),

@@ -52,6 +52,9 @@ var routeRoles = map[string][]auth.Role{
 	"POST /api/v1/suppressions/remove":   {auth.Operator, auth.Admin},
 	"DELETE /api/v1/users/{id}":          {auth.Admin},
 	"POST /api/v1/users/forget":          {auth.Admin},
+	"GET /api/v1/runs":                   {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"GET /api/v1/outbox":                 {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
+	"GET /api/v1/status":                 {auth.Viewer, auth.Operator, auth.Approver, auth.Admin},
 }
 
 var pathParam = regexp.MustCompile(`\{[a-z_]+\}`)

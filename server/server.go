@@ -37,6 +37,7 @@ type Backend interface {
 	Unsuppress(ctx context.Context, req SuppressRequest) (SuppressOutcome, error)
 	Suppressions(ctx context.Context, f SuppressionFilter) ([]store.Suppression, error)
 	Forget(ctx context.Context, userIDs []string) (store.ForgetResult, error)
+	Reader
 }
 
 // CanvasInfo describes a deployed canvas.
@@ -62,15 +63,21 @@ type RunStarted struct {
 	Plan       string `json:"plan"`
 }
 
-// RunStatus answers GET /api/v1/runs/{workflow_id}.
+// RunStatus answers GET /api/v1/runs/{id}, by run id or workflow id.
 type RunStatus struct {
 	WorkflowID string `json:"workflow_id"`
 	Status     string `json:"status"` // Running, Completed, Failed, ...
 	RunID      int64  `json:"run_id,omitempty"`
+	Canvas     string `json:"canvas,omitempty"`
 	Stats      any    `json:"stats,omitempty"`
 	// For running runs: cohorts at work, and sleeping ones with wake times.
 	Active  int `json:"active"`
 	Waiting any `json:"waiting,omitempty"`
+	// Steps is every step of the run's plan with its counts so far, staff
+	// tasks for staff_task steps, and how many users wait to reach it.
+	Steps      []StepProgress `json:"steps"`
+	StartedAt  *time.Time     `json:"started_at,omitempty"`
+	FinishedAt *time.Time     `json:"finished_at,omitempty"`
 }
 
 // DeployOutcome answers POST /api/v1/deploy.
@@ -135,6 +142,9 @@ func New(b Backend, log *slog.Logger, authn *auth.Authenticator) *Handler {
 	h.HandleAdmin("GET /api/v1/canvases/{id}/report", auth.Read, http.HandlerFunc(h.report))
 	h.HandleAdmin("POST /api/v1/canvases/{id}/runs", auth.Run, http.HandlerFunc(h.startRun))
 	h.HandleAdmin("GET /api/v1/runs/{workflow}", auth.Read, http.HandlerFunc(h.runStatus))
+	h.HandleAdmin("GET /api/v1/runs", auth.Read, http.HandlerFunc(h.runs))
+	h.HandleAdmin("GET /api/v1/outbox", auth.Read, http.HandlerFunc(h.outbox))
+	h.HandleAdmin("GET /api/v1/status", auth.Read, http.HandlerFunc(h.status))
 	h.HandleAdmin("POST /api/v1/deploy", auth.Deploy, http.HandlerFunc(h.deploy))
 	h.HandleAdmin("POST /api/v1/canvases/{id}/approve", auth.Approve, http.HandlerFunc(h.approve))
 	h.HandleAdmin("GET /api/v1/audit", auth.Read, http.HandlerFunc(h.auditLog))
@@ -280,10 +290,10 @@ func writeError(w http.ResponseWriter, code int, field, msg string) {
 
 func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
 	if !h.b.Ready() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+		writeJSON(w, http.StatusServiceUnavailable, h.healthBody(r, "starting"))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, h.healthBody(r, "ok"))
 }
 
 func (h *Handler) listCanvases(w http.ResponseWriter, r *http.Request) {

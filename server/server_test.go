@@ -71,6 +71,18 @@ func (b *backend) Approve(ctx context.Context, id, plan string) (Approved, error
 func (b *backend) Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error) {
 	return []store.AuditEntry{{ID: 1, Actor: "local", Action: "deploy", CanvasID: q.CanvasID}}, nil
 }
+func (b *backend) Outbox(ctx context.Context, canvas string, limit int) ([]store.OutboxMessage, error) {
+	return nil, nil // nothing recorded: the API still answers a list
+}
+func (b *backend) Runs(ctx context.Context, canvas string, limit int) ([]RunInfo, error) {
+	if canvas != "" && canvas != "promo" {
+		return nil, fmt.Errorf("%w %q", reports.ErrNoCanvas, canvas)
+	}
+	return nil, nil
+}
+func (b *backend) Status(ctx context.Context) (Status, error) {
+	return Status{Service: ServiceName, Version: "dev", Timezone: "Asia/Shanghai"}, nil
+}
 
 func (b *backend) Suppress(ctx context.Context, req SuppressRequest) (SuppressOutcome, error) {
 	return SuppressOutcome{Added: len(req.Users) + len(req.Addresses)}, nil
@@ -175,4 +187,34 @@ func TestAPI(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	require.Equal(t, 200, rec.Code)
 	require.Contains(t, rec.Body.String(), `huabu_http_requests_total{code="202",route="POST /api/v1/canvases/{id}/runs"} 1`)
+}
+
+// TestReadRoutes: the lists the CLI reads are JSON lists even when empty,
+// bad parameters name themselves, and /healthz says who answers.
+func TestReadRoutes(t *testing.T) {
+	h := New(&backend{ready: true}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	for path, key := range map[string]string{"/api/v1/outbox": "messages", "/api/v1/runs": "runs", "/api/v1/runs?canvas=promo": "runs"} {
+		code, body := request(t, h, "GET", path, "")
+		require.Equal(t, 200, code, path)
+		require.NotNil(t, body[key], "%s: %s is a list, never null", path, key)
+		require.Empty(t, body[key], path)
+	}
+	code, body := request(t, h, "GET", "/api/v1/runs?canvas=nope", "")
+	require.Equal(t, 404, code)
+	require.Equal(t, "canvas", body["field"])
+	code, body = request(t, h, "GET", "/api/v1/outbox?limit=0", "")
+	require.Equal(t, 400, code)
+	require.Equal(t, "limit", body["field"])
+	code, body = request(t, h, "GET", "/api/v1/status", "")
+	require.Equal(t, 200, code)
+	require.Equal(t, "huabu", body["service"])
+	code, body = request(t, h, "GET", "/healthz", "")
+	require.Equal(t, 200, code)
+	require.Equal(t, "huabu", body["service"])
+	require.NotZero(t, body["pid"], "a caller on this machine learns the pid, to stop the process")
+	req := httptest.NewRequest("GET", "/healthz", nil)
+	req.RemoteAddr = "203.0.113.9:4000"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.NotContains(t, rec.Body.String(), "pid", "a remote caller does not")
 }

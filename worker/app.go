@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -43,6 +44,9 @@ type Options struct {
 	NoHTTP bool
 	// NoDeploy skips deploying the config's canvases at start.
 	NoDeploy bool
+	// Progress, when set, is told what Start is doing, step by step (huabu
+	// dev prints it: the first start takes a while).
+	Progress func(step string)
 	// HTTPClient is what channels call providers with (tests point it at fakes).
 	HTTPClient *http.Client
 	// Workers tunes the Temporal worker; zero values take defaults.
@@ -85,6 +89,8 @@ type App struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	startedAt time.Time
+	dataLock  *os.File // held while running: one Huabu per data directory
 }
 
 // StorePath is where the SQLite store of a config lives.
@@ -113,7 +119,11 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if opts.DataDir == "" {
 		opts.DataDir = "data"
 	}
-	app := &App{cfg: cfg, log: log}
+	app := &App{cfg: cfg, log: log, startedAt: time.Now()}
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
 	defer func() {
 		if err != nil {
 			app.Close()
@@ -128,18 +138,24 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if cfg.Policy.Approval.On() && app.authn.Open() {
 		return nil, errors.New("policy.approval needs auth.tokens: approval is by an approver who is not the version's author, and without tokens every caller is the same \"local\"")
 	}
-	// Claim the API's address first: a port in use is reported before
-	// anything starts or deploys, not after.
+	// Claim the data directory and the API's address first: a second
+	// Huabu on either is told which one holds it before anything starts.
+	if cfg.Temporal.Embedded() || (cfg.Store.Driver == "sqlite" && cfg.Store.DSN == "") {
+		if app.dataLock, err = lockDataDir(opts.DataDir, Holder{PID: os.Getpid(), StartedAt: app.startedAt, HTTP: cfg.HTTP.Listen, Config: cfg.File}); err != nil {
+			return nil, err
+		}
+	}
 	if !opts.NoHTTP && !cfg.HTTP.Disabled {
-		if app.listener, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-			return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+		if app.listener, err = listen("http.listen", cfg.HTTP.Listen); err != nil {
+			return nil, err
 		}
 		if cfg.HTTP.AdminListen != "" {
-			if app.adminListener, err = net.Listen("tcp", cfg.HTTP.AdminListen); err != nil {
-				return nil, fmt.Errorf("http.admin_listen %s: %w", cfg.HTTP.AdminListen, err)
+			if app.adminListener, err = listen("http.admin_listen", cfg.HTTP.AdminListen); err != nil {
+				return nil, err
 			}
 		}
 	}
+	progress("opening the store")
 	if app.store, err = OpenStore(ctx, cfg, opts.DataDir); err != nil {
 		return nil, err
 	}
@@ -151,6 +167,11 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, err
 	}
 
+	if cfg.Temporal.Embedded() {
+		progress("starting the embedded Temporal server (the first start creates its database)")
+	} else {
+		progress("connecting to Temporal at " + cfg.Temporal.Address)
+	}
 	hostPort, namespace := cfg.Temporal.Address, cfg.Temporal.Namespace
 	if cfg.Temporal.Embedded() {
 		app.embedded, err = embedded.Start(ctx, embedded.Options{
@@ -159,8 +180,11 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 			FrontendPort: opts.TemporalPort,
 			Logger:       log.With("component", "temporal"),
 		})
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%w\n(the embedded Temporal's port is taken: by another `huabu dev`, or a Temporal server. Stop it, or start this one with --temporal-port 0 for any free port)", err)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("embedded temporal: %w", err)
+			return nil, err
 		}
 		hostPort = app.embedded.HostPort()
 		log.Info("embedded Temporal started", "address", hostPort, "data", filepath.Join(opts.DataDir, "temporal"))
@@ -173,6 +197,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, fmt.Errorf("temporal at %s: %w", hostPort, err)
 	}
 
+	progress("starting the worker")
 	app.metrics = activities.NewMetrics()
 	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app}
 	app.acts = acts
@@ -201,6 +226,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		log.Warn("WeCom directory sync schedule", "err", err)
 	}
 	if !opts.NoDeploy {
+		progress("deploying the canvases")
 		res, err := app.DeployConfigured(ctx)
 		if errors.Is(err, ErrInvalidCanvases) {
 			return nil, fmt.Errorf("%w:\n%s", err, res.Problems.Errors().Error())
@@ -217,6 +243,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	}
 	// Events stored before this start and not routed then are routed now,
 	// to the canvases just deployed, before the API takes new ones.
+	progress("routing stored events")
 	if err := app.startFeed(ctx); err != nil {
 		return nil, err
 	}
@@ -342,6 +369,10 @@ func (app *App) close() error {
 	if app.store != nil {
 		errs = append(errs, app.store.Close())
 	}
+	if app.dataLock != nil {
+		_ = app.dataLock.Truncate(0)
+		errs = append(errs, app.dataLock.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -386,5 +417,3 @@ type levelFilter struct {
 func (h levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
-
-var _ = os.Getpid

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -63,30 +64,65 @@ func (app *App) WaitRun(ctx context.Context, workflowID string) (workflows.RunRe
 	return res, err
 }
 
-// RunStatus reports a run by its workflow id.
-func (app *App) RunStatus(ctx context.Context, workflowID string) (server.RunStatus, error) {
-	desc, err := app.client.DescribeWorkflowExecution(ctx, workflowID, "")
-	if err != nil {
+// RunStatus reports a run by its number or its workflow id: the
+// workflow's state, the cohorts at work and asleep, and every step's counts
+// so far.
+func (app *App) RunStatus(ctx context.Context, id string) (server.RunStatus, error) {
+	run, err := app.runByID(ctx, id)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return server.RunStatus{}, err
 	}
-	st := server.RunStatus{WorkflowID: workflowID, Status: desc.WorkflowExecutionInfo.Status.String()}
-	if st.Status == "Running" {
+	workflowID := id
+	if known {
+		workflowID = run.TemporalWorkflowID()
+	}
+	st := server.RunStatus{WorkflowID: workflowID, Steps: []server.StepProgress{}}
+	var waiting []workflows.Waiting
+	desc, err := app.client.DescribeWorkflowExecution(ctx, workflowID, "")
+	switch {
+	case err != nil && !known:
+		return server.RunStatus{}, err
+	case err != nil:
+		// Temporal no longer has it (retention): the store still does.
+		st.Status = "Unknown"
+		if run.State != "" {
+			st.Status = strings.ToUpper(run.State[:1]) + run.State[1:]
+		}
+	default:
+		st.Status = desc.WorkflowExecutionInfo.Status.String()
+	}
+	if st.Status == "Running" && err == nil {
 		if v, err := app.client.QueryWorkflow(ctx, workflowID, "", workflows.StatusQuery); err == nil {
 			var q workflows.Status
 			if v.Get(&q) == nil {
 				st.RunID, st.Stats, st.Active = q.RunID, q.Stats, q.Active
 				if len(q.Waiting) > 0 {
-					st.Waiting = q.Waiting
+					for i := range q.Waiting {
+						q.Waiting[i].WakeAt, q.Waiting[i].Deadline = app.inZone(q.Waiting[i].WakeAt), app.inZone(q.Waiting[i].Deadline)
+					}
+					st.Waiting, waiting = q.Waiting, q.Waiting
 				}
 			}
 		} else {
 			st.Active = 1 // not answering yet: it is starting
 		}
 	}
-	if st.Status == "Completed" {
+	if st.Status == "Completed" && err == nil {
 		var res workflows.RunResult
 		if err := app.client.GetWorkflow(ctx, workflowID, "").Get(ctx, &res); err == nil {
 			st.RunID, st.Stats = res.RunID, &res.Stats
+		}
+	}
+	if !known && st.RunID > 0 {
+		run, err = app.store.GetRun(ctx, st.RunID)
+		known = err == nil
+	}
+	if known {
+		st.RunID, st.Canvas = run.ID, run.CanvasID
+		st.StartedAt, st.FinishedAt = app.inZonePtr(run.StartedAt), app.inZonePtr(run.FinishedAt)
+		if st.Steps, err = app.stepProgress(ctx, run, waiting); err != nil {
+			return server.RunStatus{}, err
 		}
 	}
 	return st, nil
@@ -105,7 +141,7 @@ func (app *App) Canvases(ctx context.Context) ([]server.CanvasInfo, error) {
 			return nil, err
 		}
 		info := server.CanvasInfo{ID: c.ID, Name: p.Name, Plan: p.ShortHash(), Trigger: p.Trigger.Kind, Active: c.Active,
-			DeployedAt: c.DeployedAt, Source: c.Source}
+			DeployedAt: app.inZone(c.DeployedAt), Source: app.displaySource(c.Source)}
 		if info.Author, err = app.store.PlanAuthor(ctx, c.PlanHash); err != nil {
 			return nil, err
 		}
@@ -118,7 +154,7 @@ func (app *App) Canvases(ctx context.Context) ([]server.CanvasInfo, error) {
 			info.Schedule = s.Cron + " (" + s.Timezone + ")"
 			if loc, err := canvases.LoadLocation(s.Timezone); err == nil {
 				if sched, err := canvases.CronParser.Parse(s.Cron); err == nil {
-					next := sched.Next(time.Now().In(loc))
+					next := app.inZone(sched.Next(time.Now().In(loc)))
 					info.NextRun = &next
 				}
 			}
@@ -131,9 +167,21 @@ func (app *App) Canvases(ctx context.Context) ([]server.CanvasInfo, error) {
 	return out, nil
 }
 
-// Report builds a canvas report.
+// Report builds a canvas report, its times in the config's zone and its
+// push steps marked where they go to the outbox.
 func (app *App) Report(ctx context.Context, canvasID string, runID int64) (*reports.Report, error) {
-	return reports.Build(ctx, app.store, canvasID, runID)
+	rep, err := reports.Build(ctx, app.store, canvasID, runID)
+	if err != nil {
+		return nil, err
+	}
+	rep.MarkOutbox(app.cfg.ChannelProviders())
+	for i := range rep.Runs {
+		rep.Runs[i].StartedAt = app.inZone(rep.Runs[i].StartedAt)
+		if rep.Runs[i].FinishedAt != nil {
+			rep.Runs[i].FinishedAt = app.inZonePtr(*rep.Runs[i].FinishedAt)
+		}
+	}
+	return rep, nil
 }
 
 // DeploySources compiles uploaded canvas files and deploys them.

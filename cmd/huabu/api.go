@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/huabu/huabu/config"
@@ -24,6 +26,9 @@ type apiClient struct {
 	base  string
 	token string
 	http  *http.Client
+	// startHint is the command that would start the server this client
+	// looks for: huabu dev -c FILE.
+	startHint string
 }
 
 // api returns the client of the running Huabu: --api, else the config's
@@ -34,7 +39,15 @@ func (c *cli) api() (*apiClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newAPIClient(cfg, c.apiAddr, c.bearerToken()), nil
+	api := newAPIClient(cfg, c.apiAddr, c.bearerToken())
+	api.startHint = "huabu dev"
+	if c.configPath != "" {
+		api.startHint += " -c " + c.configPath
+	}
+	if c.dataDir != "data" {
+		api.startHint += " --data " + c.dataDir
+	}
+	return api, nil
 }
 
 func (c *cli) bearerToken() string {
@@ -72,6 +85,22 @@ func dialable(listen string) string {
 	return listen
 }
 
+// errNotRunning: no server listens where the client looks.
+type errNotRunning struct{ error }
+
+func (e errNotRunning) Unwrap() error { return e.error }
+
+// unreachable explains a request that reached no server.
+func (a *apiClient) unreachable(err error) error {
+	if a.startHint == "" {
+		a.startHint = "huabu dev"
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return userError{errNotRunning{fmt.Errorf("nothing is running at %s: start Huabu first (%s), or point --server at the one that runs", a.base, a.startHint)}}
+	}
+	return userErrorf("cannot reach Huabu at %s: %v\n(is it running? start it with %s, or point --server at it)", a.base, err, a.startHint)
+}
+
 // call sends a JSON request and decodes the JSON answer into out. A 4xx
 // answer is the user's error and comes back as a userError.
 func (a *apiClient) call(ctx context.Context, method, path string, body, out any) error {
@@ -95,10 +124,13 @@ func (a *apiClient) call(ctx context.Context, method, path string, body, out any
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return userErrorf("cannot reach Huabu at %s (is `huabu dev` running?): %v", a.base, err)
+		return a.unreachable(err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if resp.StatusCode == http.StatusNotFound && !strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		return userErrorf("something answers at %s, but it is not Huabu's admin API (%s %s: %s); check --server or the config's http.listen / http.admin_listen", a.base, method, path, resp.Status)
+	}
 	if resp.StatusCode >= 400 {
 		var e struct {
 			Error string `json:"error"`

@@ -24,7 +24,9 @@ type testApp struct {
 }
 
 // server is the --server flag pointing the CLI at this app.
-func (a *testApp) server() []string { return []string{"-c", a.cfgPath, "--server", "http://" + a.HTTPAddr()} }
+func (a *testApp) server() []string {
+	return []string{"-c", a.cfgPath, "--server", "http://" + a.HTTPAddr()}
+}
 
 // startTestApp runs Huabu with the given canvases (file name → YAML) and
 // config text appended to a small base config, with profiles imported.

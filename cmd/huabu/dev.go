@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/reports"
 	"github.com/huabu/huabu/worker"
 )
 
@@ -58,9 +62,15 @@ func (c *cli) serve(ctx context.Context, dev bool, temporalPort int) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	app, err := worker.Start(ctx, worker.Options{Config: cfg, DataDir: c.dataDir, Logger: log, TemporalPort: temporalPort})
+	began := time.Now()
+	progress := func(step string) {
+		fmt.Fprintf(c.stderr, "huabu: %s… (%.1fs)\n", step, time.Since(began).Seconds())
+	}
+	app, err := worker.Start(ctx, worker.Options{Config: cfg, DataDir: c.dataDir, Logger: log, TemporalPort: temporalPort, Progress: progress})
 	if err != nil {
-		if errors.Is(err, worker.ErrInvalidCanvases) {
+		var inUse *worker.DataDirInUseError
+		var addr *worker.AddrInUseError
+		if errors.Is(err, worker.ErrInvalidCanvases) || errors.As(err, &inUse) || errors.As(err, &addr) || errors.Is(err, syscall.EADDRINUSE) {
 			return userError{err}
 		}
 		return err
@@ -69,12 +79,40 @@ func (c *cli) serve(ctx context.Context, dev bool, temporalPort int) error {
 	if app.AdminAddr() != app.HTTPAddr() {
 		api = fmt.Sprintf("  API       http://%s  (public: /v1, /wecom/callback, /healthz)\n  admin API http://%s  (/api/v1, /metrics)\n", app.HTTPAddr(), app.AdminAddr())
 	}
-	fmt.Fprintf(c.stderr, "\nHuabu is running.\n%s  Temporal  %s  namespace %s\n  data      %s\nTry: huabu import profiles examples/profiles.jsonl && huabu import events examples/events.jsonl && huabu run winback-dormant --wait\nCtrl-C stops.\n\n",
-		api, app.TemporalAddress(), cfg.Temporal.Namespace, c.dataDir)
+	zone, _ := canvases.LoadLocation(cfg.Timezone)
+	fmt.Fprintf(c.stderr, "\nHuabu is running (started in %.1fs, at %s).\n%s  Temporal  %s  namespace %s\n  data      %s\n%sCtrl-C stops.\n\n",
+		time.Since(began).Seconds(), reports.FormatTime(time.Now(), zone), api, app.TemporalAddress(), cfg.Temporal.Namespace, c.dataDir, c.tryLines(dev))
 	<-ctx.Done()
 	log.Info("shutting down")
 	if err := app.Close(); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
 	return nil
+}
+
+// tryLines is the banner's first steps, with the flags this process was
+// started with so that they reach it (and its store).
+func (c *cli) tryLines(dev bool) string {
+	if !dev {
+		return ""
+	}
+	flags := ""
+	if c.configPath != "" {
+		flags += " -c " + c.configPath
+	}
+	if c.dataDir != "data" {
+		flags += " --data " + c.dataDir
+	}
+	var b strings.Builder
+	b.WriteString("Try, in another terminal (the example files are in the repository's examples/):\n")
+	for _, line := range []string{
+		"huabu import profiles examples/profiles.jsonl" + flags + "   # 40 customers",
+		"huabu import staff examples/staff.jsonl" + flags + "         # their advisers: names in messages",
+		"huabu import events examples/events.jsonl" + flags + "       # purchases: RFM scores",
+		"huabu run winback-dormant --wait" + flags,
+		"huabu outbox" + flags,
+	} {
+		fmt.Fprintf(&b, "  %s\n", line)
+	}
+	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -21,16 +22,49 @@ import (
 	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/traits"
 	"github.com/huabu/huabu/worker"
-	"github.com/huabu/huabu/workflows"
 )
 
-// openStore opens the store of the config and --data, as `huabu dev` uses it.
+// openStore opens the store of the config and --data to write to it (the
+// bulk paths: import, run --profiles, sync; ADR 013). When a Huabu is
+// running at the config's address, the store must be the one it uses:
+// otherwise the rows would land where nothing reads them.
 func (c *cli) openStore(ctx context.Context) (*store.SQLite, error) {
 	cfg, err := c.loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	return worker.OpenStore(ctx, cfg, c.dataDir)
+	path := worker.StorePath(cfg, c.dataDir)
+	api, err := c.api()
+	if err != nil {
+		return nil, err
+	}
+	api.http.Timeout = 3 * time.Second
+	var running server.Status
+	err = api.call(ctx, "GET", "/api/v1/status", nil, &running)
+	switch {
+	case errors.As(err, new(errNotRunning)):
+		// Nobody to disagree with: the next `huabu dev` opens this store.
+	case err != nil:
+		fmt.Fprintf(c.stderr, "huabu: could not ask the running Huabu which store it uses (%v); writing %s\n", err, path)
+	default:
+		if _, serr := os.Stat(path); serr != nil {
+			return nil, userErrorf("the Huabu running at %s (pid %d) uses another store: there is none at %s.\nPass the --data (and -c) it was started with", api.base, running.PID, path)
+		}
+	}
+	st, err := worker.OpenStore(ctx, cfg, c.dataDir)
+	if err != nil || running.StoreID == "" {
+		return st, err
+	}
+	id, err := st.StoreID(ctx)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if id != running.StoreID {
+		st.Close()
+		return nil, userErrorf("the Huabu running at %s (pid %d) uses another store than %s.\nPass the --data (and -c) it was started with", api.base, running.PID, path)
+	}
+	return st, nil
 }
 
 func (c *cli) deployCmd() *cobra.Command {
@@ -134,48 +168,49 @@ audience says who may enter when the event happens, not who should get the messa
 			if err := api.call(ctx, "POST", "/api/v1/canvases/"+args[0]+"/runs", body, &started); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "started %s (plan %.12s)\n", started.WorkflowID, started.Plan)
-			if !wait {
-				return nil
+			loc, err := c.zone()
+			if err != nil {
+				return err
 			}
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
+			deadline := time.Now().Add(timeout)
+			if !wait {
+				// Wait only until the run is recorded, so that a report read
+				// right after this shows it.
+				deadline = time.Now().Add(10 * time.Second)
+			}
 			for {
 				var st server.RunStatus
-				if err := api.call(ctx, "GET", "/api/v1/runs/"+started.WorkflowID, nil, &st); err != nil {
+				if err := api.call(ctx, "GET", "/api/v1/runs/"+url.PathEscape(started.WorkflowID), nil, &st); err != nil {
 					return err
 				}
-				switch st.Status {
-				case "Running":
-					if st.Active == 0 && st.Waiting != nil {
-						b, _ := json.Marshal(st.Stats)
-						fmt.Fprintf(c.stdout, "run %d is waiting (nothing more to do until then): %s\n", st.RunID, b)
-						var waits []workflows.Waiting
-						raw, _ := json.Marshal(st.Waiting)
-						_ = json.Unmarshal(raw, &waits)
-						for _, w := range waits {
-							if !w.Deadline.IsZero() {
-								fmt.Fprintf(c.stdout, "  %d users at %s wait for an event until %s\n", w.Users, w.Step, w.Deadline.Local().Format("2006-01-02 15:04:05"))
-							} else {
-								fmt.Fprintf(c.stdout, "  %d users go on to %s at %s\n", w.Users, w.Step, w.WakeAt.Local().Format("2006-01-02 15:04:05"))
-							}
-						}
+				switch {
+				case !wait && st.RunID > 0:
+					fmt.Fprintf(c.stdout, "started %s (run %d, plan %.12s); it goes on in the background:\n  huabu runs --id %d   its progress, step by step\n  huabu report %s --run %d   its counts so far\n",
+						started.WorkflowID, st.RunID, started.Plan, st.RunID, args[0], st.RunID)
+					return nil
+				case st.Status == "Running" && wait && st.Active == 0 && st.Waiting != nil:
+					fmt.Fprintf(c.stdout, "run %d is waiting (nothing more to do until then): %s\n", st.RunID, statsLine(st))
+					c.writeWaits(st.Waiting, loc)
+					return c.writeRunSteps(st)
+				case st.Status == "Completed":
+					fmt.Fprintf(c.stdout, "run %d completed: %s\n", st.RunID, statsLine(st))
+					if st.RunID == 0 || len(st.Steps) > 0 && st.Steps[0].Entered == 0 && ids == nil {
+						fmt.Fprintf(c.stdout, "  nobody is in the audience of %s now; `huabu run %s --profiles FILE` (or --users) runs it for those users\n", args[0], args[0])
+					}
+					return c.writeRunSteps(st)
+				case st.Status != "Running":
+					return fmt.Errorf("run %s ended %s", started.WorkflowID, st.Status)
+				}
+				if time.Now().After(deadline) {
+					if !wait {
+						fmt.Fprintf(c.stdout, "started %s (plan %.12s); it goes on in the background (huabu runs %s lists it)\n", started.WorkflowID, started.Plan, args[0])
 						return nil
 					}
-				case "Completed":
-					b, _ := json.Marshal(st.Stats)
-					fmt.Fprintf(c.stdout, "run %d completed: %s\n", st.RunID, b)
-					var stats workflows.Stats
-					if json.Unmarshal(b, &stats) == nil && stats.Entered == 0 && profiles == "" {
-						fmt.Fprintf(c.stdout, "  nobody is in the audience of %s now; `huabu run %s --profiles FILE` runs it for the profiles in FILE\n", args[0], args[0])
-					}
-					return nil
-				default:
-					return fmt.Errorf("run %s ended %s", started.WorkflowID, st.Status)
+					return userErrorf("run %s still running after %s (it carries on; huabu runs --id %s shows how far it is)", started.WorkflowID, timeout, started.WorkflowID)
 				}
 				select {
 				case <-ctx.Done():
-					return userErrorf("run %s still running after %s (it carries on; see huabu report %s)", started.WorkflowID, timeout, args[0])
+					return ctx.Err()
 				case <-time.After(300 * time.Millisecond):
 				}
 			}
@@ -186,6 +221,25 @@ audience says who may enter when the event happens, not who should get the messa
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish (runs with long waits keep going)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
 	return cmd
+}
+
+// statsLine is a run's totals as JSON (entered, sent, ...), as scripts read it.
+func statsLine(st server.RunStatus) string {
+	b, _ := json.Marshal(st.Stats)
+	return string(b)
+}
+
+// writeRunSteps prints a run's steps, when the server sent them.
+func (c *cli) writeRunSteps(st server.RunStatus) error {
+	if len(st.Steps) == 0 {
+		return nil
+	}
+	steps := make([]*reports.StepReport, len(st.Steps))
+	for i := range st.Steps {
+		steps[i] = st.Steps[i].StepReport
+	}
+	fmt.Fprintln(c.stdout)
+	return reports.WriteSteps(c.stdout, st.Canvas, steps)
 }
 
 // deployedCanvas finds a canvas the running Huabu has deployed.
@@ -368,84 +422,6 @@ func (c *cli) recomputeTraits(ctx context.Context, cfg *config.Config, st *store
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-func (c *cli) reportCmd() *cobra.Command {
-	var runID int64
-	var asJSON, staff bool
-	var by string
-	cmd := &cobra.Command{
-		Use:   "report CANVAS",
-		Short: "Per-step counts: entered, sent, failed and suppressed by reason, exited, converted",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := c.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if staff || by != "" {
-				return c.writeStaffReport(cmd.Context(), st, args[0], runID, by, asJSON)
-			}
-			rep, err := reports.Build(cmd.Context(), st, args[0], runID)
-			if err != nil {
-				return userError{err}
-			}
-			if asJSON {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
-			}
-			return rep.WriteText(c.stdout)
-		},
-	}
-	cmd.Flags().Int64Var(&runID, "run", 0, "one run (default: all runs)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().BoolVar(&staff, "staff", false, "staff task completion per staff member: tasks, customers, sent, not a friend, over quota, on-time and completion rates")
-	cmd.Flags().StringVar(&by, "by", "", "with --staff: staff (default) or grid")
-	return cmd
-}
-
-func (c *cli) outboxCmd() *cobra.Command {
-	var canvas string
-	var limit int
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "outbox",
-		Short: "Messages the outbox channel recorded (what would have been sent), newest first",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := c.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			msgs, err := st.Outbox(cmd.Context(), canvas, limit)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetEscapeHTML(false)
-				for _, m := range msgs {
-					if err := enc.Encode(m); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			for _, m := range msgs {
-				var msg canvases.Message
-				_ = json.Unmarshal(m.Message, &msg)
-				fmt.Fprintf(c.stdout, "%s  %-18s %-14s %-14s %-12s %s\n", m.CreatedAt.Format("2006-01-02 15:04:05"), m.CanvasID+"/"+m.StepID, m.Channel, m.Address, m.UserID, summary(msg))
-			}
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&canvas, "canvas", "", "only this canvas")
-	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
-	return cmd
 }
 
 // summary is a one-line view of a message.

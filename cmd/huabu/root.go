@@ -41,6 +41,8 @@ type cli struct {
 	// and the bearer token (default $HUABU_TOKEN).
 	apiAddr string
 	token   string
+	// tz is the zone times are printed in (default: the config's timezone).
+	tz string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -60,8 +62,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().StringVar(&c.apiAddr, "api", "", "the same as --server")
 	_ = root.PersistentFlags().MarkHidden("api")
 	root.PersistentFlags().StringVar(&c.token, "token", "", "bearer token for the admin API (default: $"+TokenEnv+"); one of the server's auth.tokens")
+	root.PersistentFlags().StringVar(&c.tz, "tz", "", "time zone times are printed in, e.g. UTC or Asia/Shanghai (default: the config's timezone)")
 	root.AddCommand(c.validateCmd(), c.estimateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
-		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.benchCmd(), c.syncCmd(), c.fakeCmd(),
+		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.runsCmd(), c.benchCmd(), c.syncCmd(), c.fakeCmd(),
 		c.approveCmd(), c.auditCmd(), c.suppressCmd(), c.forgetCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })
 

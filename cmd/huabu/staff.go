@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,30 +9,7 @@ import (
 
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/ingest"
-	"github.com/huabu/huabu/reports"
-	"github.com/huabu/huabu/store"
 )
-
-// writeStaffReport prints `huabu report CANVAS --staff [--by grid]`.
-func (c *cli) writeStaffReport(ctx context.Context, st *store.SQLite, canvasID string, runID int64, by string, asJSON bool) error {
-	if by == "" {
-		by = reports.ByStaff
-	}
-	if by != reports.ByStaff && by != reports.ByGrid {
-		return userErrorf("--by %q: use staff or grid", by)
-	}
-	rep, err := reports.BuildStaff(ctx, st, canvasID, runID, by)
-	if err != nil {
-		return userError{err}
-	}
-	if asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		return enc.Encode(rep)
-	}
-	return rep.WriteText(c.stdout)
-}
 
 func (c *cli) syncCmd() *cobra.Command {
 	cmd := &cobra.Command{

@@ -106,7 +106,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts.IP = defaultIP
 	}
 	if net.ParseIP(opts.IP) == nil {
-		return nil, fmt.Errorf("embedded temporal: IP %q is not an IP address", opts.IP)
+		return nil, fmt.Errorf("embedded Temporal: IP %q is not an IP address", opts.IP)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -121,7 +121,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.DataDir != "" {
 		abs, err := filepath.Abs(opts.DataDir)
 		if err != nil {
-			return nil, fmt.Errorf("embedded temporal: data dir %q: %w", opts.DataDir, err)
+			return nil, fmt.Errorf("embedded Temporal: data dir %q: %w", opts.DataDir, err)
 		}
 		dataDir = abs
 		if err := claimDir(dataDir); err != nil {
@@ -140,22 +140,22 @@ func start(ctx context.Context, opts Options, dataDir string, level *slog.LevelV
 	began := time.Now()
 	sqlConf, err := prepareDatabase(dataDir, opts.Namespace)
 	if err != nil {
-		return nil, fmt.Errorf("embedded temporal: %w", err)
+		return nil, fmt.Errorf("embedded Temporal: %w", err)
 	}
 
 	if opts.FrontendPort != 0 {
 		if err := checkPortFree(opts.IP, opts.FrontendPort); err != nil {
-			return nil, fmt.Errorf("embedded temporal: frontend port %d: %w", opts.FrontendPort, err)
+			return nil, fmt.Errorf("embedded Temporal: frontend port %d: %w", opts.FrontendPort, err)
 		}
 	}
 	ports, err := freePorts(defaultIP, 4)
 	if err != nil {
-		return nil, fmt.Errorf("embedded temporal: %w", err)
+		return nil, fmt.Errorf("embedded Temporal: %w", err)
 	}
 	frontendPort := opts.FrontendPort
 	if frontendPort == 0 {
 		if frontendPort, err = pickFrontendPort(opts.IP, ports[3]); err != nil {
-			return nil, fmt.Errorf("embedded temporal: %w", err)
+			return nil, fmt.Errorf("embedded Temporal: %w", err)
 		}
 	}
 	dialIP := opts.IP
@@ -176,11 +176,11 @@ func start(ctx context.Context, opts Options, dataDir string, level *slog.LevelV
 	srvLogger := newSlogLogger(logger.With("frontend", hostPort), level)
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
 	if err != nil {
-		return nil, fmt.Errorf("embedded temporal: authorizer: %w", err)
+		return nil, fmt.Errorf("embedded Temporal: authorizer: %w", err)
 	}
 	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, srvLogger)
 	if err != nil {
-		return nil, fmt.Errorf("embedded temporal: claim mapper: %w", err)
+		return nil, fmt.Errorf("embedded Temporal: claim mapper: %w", err)
 	}
 	hosts := make(map[primitives.ServiceName]static.Hosts, len(svcPorts))
 	for svc, port := range svcPorts {
@@ -203,12 +203,12 @@ func start(ctx context.Context, opts Options, dataDir string, level *slog.LevelV
 		// block in Start; the host process owns shutdown.
 	)
 	if err != nil {
-		return nil, fmt.Errorf("embedded temporal: new server: %w", err)
+		return nil, fmt.Errorf("embedded Temporal: new server: %w", err)
 	}
 	if err := srv.Start(); err != nil {
 		// Services that did start still hold ports; stop what we can.
 		_ = srv.Stop()
-		return nil, fmt.Errorf("embedded temporal: start: %w", err)
+		return nil, fmt.Errorf("embedded Temporal: start: %w", err)
 	}
 	s := &Server{
 		server:    srv,
@@ -221,9 +221,9 @@ func start(ctx context.Context, opts Options, dataDir string, level *slog.LevelV
 	}
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.stop()
-		return nil, fmt.Errorf("embedded temporal: not ready: %w", err)
+		return nil, fmt.Errorf("embedded Temporal: not ready: %w", err)
 	}
-	logger.Info("embedded temporal started",
+	logger.Info("embedded Temporal started",
 		"frontend", hostPort, "namespace", opts.Namespace,
 		"db", dbDescription(dataDir), "took", time.Since(began).Round(time.Millisecond))
 	return s, nil
@@ -271,9 +271,9 @@ func (s *Server) stop() error {
 	// server is gone, so nothing they say is actionable any more.
 	s.logLevel.Set(levelOff)
 	releaseDir(s.dataDir)
-	s.logger.Info("embedded temporal stopped", "took", time.Since(began).Round(time.Millisecond))
+	s.logger.Info("embedded Temporal stopped", "took", time.Since(began).Round(time.Millisecond))
 	if err != nil {
-		return fmt.Errorf("embedded temporal: stop: %w", err)
+		return fmt.Errorf("embedded Temporal: stop: %w", err)
 	}
 	return nil
 }
@@ -416,7 +416,7 @@ func claimDir(dir string) error {
 	openDirsMu.Lock()
 	defer openDirsMu.Unlock()
 	if openDirs[dir] {
-		return fmt.Errorf("embedded temporal: a server is already running on %s in this process", dir)
+		return fmt.Errorf("embedded Temporal: a server is already running on %s in this process", dir)
 	}
 	openDirs[dir] = true
 	return nil

@@ -30,6 +30,7 @@ type Config struct {
 	Channels map[string]map[string]any `yaml:"channels"`
 	Policy   PolicyConfig              `yaml:"policy"`
 	Triggers TriggersConfig            `yaml:"triggers"`
+	Run      RunConfig                 `yaml:"run"`
 	Auth     AuthConfig                `yaml:"auth"`
 
 	// File is the path the config was read from ("" for the built-in one);
@@ -49,6 +50,21 @@ type TemporalConfig struct {
 
 // Embedded reports whether Huabu should start its own Temporal server.
 func (t TemporalConfig) Embedded() bool { return t.Address == "" || t.Address == "embedded" }
+
+// RunConfig guards `huabu run`.
+type RunConfig struct {
+	// ConfirmAbove: `huabu run` asks for confirmation (or --yes) before a
+	// run that would enter more users than this; 0 never asks. Default 1000.
+	ConfirmAbove *int `yaml:"confirm_above"`
+}
+
+// ConfirmAboveOrDefault is ConfirmAbove with its default.
+func (r RunConfig) ConfirmAboveOrDefault() int {
+	if r.ConfirmAbove == nil {
+		return 1000
+	}
+	return *r.ConfirmAbove
+}
 
 // TriggersConfig tunes how events start journeys.
 type TriggersConfig struct {
@@ -316,6 +332,9 @@ func (c *Config) check(doc *canvases.Document) {
 				fail("channels."+section+".provider", "%q is not one of %s", ps, strings.Join(allowed, ", "))
 			}
 		}
+	}
+	if n := c.Run.ConfirmAbove; n != nil && *n < 0 {
+		fail("run.confirm_above", "%d is negative; give the number of users above which huabu run asks first (0: never ask)", *n)
 	}
 	if c.Triggers.Window != "" {
 		if d, err := time.ParseDuration(c.Triggers.Window); err != nil || d <= 0 || d > time.Minute {

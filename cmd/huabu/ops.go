@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,7 +128,7 @@ func (c *cli) deployCmd() *cobra.Command {
 func (c *cli) runCmd() *cobra.Command {
 	var profiles string
 	var users []string
-	var wait bool
+	var wait, yes bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run CANVAS",
@@ -136,7 +137,10 @@ func (c *cli) runCmd() *cobra.Command {
 (imported first) or --users ID,... for just those users.
 
 An event-triggered canvas (trigger: event) is refused without --profiles or --users: its
-audience says who may enter when the event happens, not who should get the message now.`,
+audience says who may enter when the event happens, not who should get the message now.
+
+A run that would enter more users than the config's run.confirm_above (default 1000) asks
+first, showing the estimate (huabu estimate CANVAS); --yes starts it without asking.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -163,6 +167,11 @@ audience says who may enter when the event happens, not who should get the messa
 			}
 			if ids != nil {
 				body["user_ids"] = ids
+			}
+			if !yes {
+				if err := c.confirmRun(ctx, api, canvas, ids); err != nil {
+					return err
+				}
 			}
 			var started server.RunStarted
 			if err := api.call(ctx, "POST", "/api/v1/canvases/"+args[0]+"/runs", body, &started); err != nil {
@@ -218,9 +227,58 @@ audience says who may enter when the event happens, not who should get the messa
 	}
 	cmd.Flags().StringVar(&profiles, "profiles", "", "JSONL or CSV of profiles: imported, then the run is for just them")
 	cmd.Flags().StringSliceVar(&users, "users", nil, "user ids (comma-separated): the run is for just them")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "start without asking, however many users it enters")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish (runs with long waits keep going)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
 	return cmd
+}
+
+// confirmRun asks before a run that would enter more users than
+// run.confirm_above: on a terminal it asks, elsewhere it refuses (--yes).
+func (c *cli) confirmRun(ctx context.Context, api *apiClient, canvas server.CanvasInfo, ids []string) error {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	limit := cfg.Run.ConfirmAboveOrDefault()
+	if limit == 0 {
+		return nil
+	}
+	n, about := int64(len(ids)), ""
+	if ids == nil {
+		var est struct {
+			Exact    bool `json:"exact"`
+			Entering struct {
+				N      int64 `json:"n"`
+				Margin int64 `json:"margin"`
+			} `json:"entering"`
+		}
+		if err := api.call(ctx, "GET", "/api/v1/canvases/"+url.PathEscape(canvas.ID)+"/estimate", nil, &est); err != nil {
+			return userErrorf("could not estimate how many users %s would enter (%v); pass --yes to start it anyway", canvas.ID, err)
+		}
+		n = est.Entering.N
+		if !est.Exact && est.Entering.Margin > 0 {
+			about = fmt.Sprintf("about %d (±%d)", n, est.Entering.Margin)
+		}
+		if n+est.Entering.Margin <= int64(limit) {
+			return nil
+		}
+	} else if n <= int64(limit) {
+		return nil
+	}
+	if about == "" {
+		about = fmt.Sprint(n)
+	}
+	question := fmt.Sprintf("%s would enter %s users, more than run.confirm_above (%d)", canvas.ID, about, limit)
+	if !isTerminal(c.stdin) {
+		return userErrorf("%s: pass --yes to start it", question)
+	}
+	fmt.Fprintf(c.stderr, "%s. Start it? [y/N] ", question)
+	answer, _ := bufio.NewReader(c.stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return userErrorf("not started")
+	}
+	return nil
 }
 
 // statsLine is a run's totals as JSON (entered, sent, ...), as scripts read it.

@@ -34,6 +34,7 @@ var silentFailure = userError{errors.New("")}
 
 // cli carries what every command shares.
 type cli struct {
+	stdin          io.Reader // answers to questions (huabu run's confirmation)
 	stdout, stderr io.Writer
 	configPath     string
 	dataDir        string
@@ -46,7 +47,7 @@ type cli struct {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr}
+	c := &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "huabu",
 		Short:         "Marketing canvases on Temporal: validate, draw, deploy and run them",

@@ -40,7 +40,7 @@ func TestRunGuards(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Temporal")
 	}
-	app := startTestApp(t, map[string]string{"thanks.yaml": thanksCanvas, "news.yaml": newsCanvas}, "", testProfiles(5))
+	app := startTestApp(t, map[string]string{"thanks.yaml": thanksCanvas, "news.yaml": newsCanvas}, "run: {confirm_above: 3}\n", testProfiles(5))
 
 	out, errOut, code := huabu(t, append([]string{"run", "purchase-thanks"}, app.server()...)...)
 	require.Equal(t, 1, code, out)
@@ -70,4 +70,22 @@ func TestRunGuards(t *testing.T) {
 	_, errOut, code = huabu(t, append([]string{"run", "newz"}, app.server()...)...)
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, `no deployed canvas "newz" (did you mean "news"?)`)
+
+	// More users than run.confirm_above: asked first (refused without a
+	// terminal), started with --yes; a small run goes without asking.
+	_, errOut, code = huabu(t, append([]string{"run", "news"}, app.server()...)...)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "news would enter 5 users, more than run.confirm_above (3): pass --yes to start it")
+	_, errOut, code = huabu(t, append([]string{"run", "news", "--users", "u001,u002,u003,u004"}, app.server()...)...)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "news would enter 4 users")
+	msgs, err = app.Store().Outbox(t.Context(), "news", 10)
+	require.NoError(t, err)
+	require.Empty(t, msgs, "nothing was sent")
+	out, errOut, code = huabu(t, append([]string{"run", "news", "--users", "u001,u002", "--wait"}, app.server()...)...)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `completed: {"entered":2`)
+	out, errOut, code = huabu(t, append([]string{"run", "news", "--yes", "--wait"}, app.server()...)...)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `completed: {"entered":5`)
 }

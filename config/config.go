@@ -108,6 +108,17 @@ type HTTPConfig struct {
 	// IngestBacklogMB bounds the accept log: MiB accepted and not yet in the
 	// store before the ingestion API answers 503 (default 1024).
 	IngestBacklogMB int `yaml:"ingest_backlog_mb"`
+	// CORSOrigins are the web origins whose pages may send events to /v1
+	// (analytics.js); "*" for any.
+	CORSOrigins []string `yaml:"cors_origins"`
+	// RateLimit limits /v1 requests per write key.
+	RateLimit *RateLimitConfig `yaml:"rate_limit"`
+}
+
+// RateLimitConfig is a token bucket per write key.
+type RateLimitConfig struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	Burst             int     `yaml:"burst"`
 }
 
 type ProfileConfig struct {
@@ -266,6 +277,14 @@ func (c *Config) check(doc *canvases.Document) {
 	}
 	if c.HTTP.IngestBacklogMB < 0 {
 		fail("http.ingest_backlog_mb", "%d is negative; give the MiB the accept log may hold before the API answers 503", c.HTTP.IngestBacklogMB)
+	}
+	if rl := c.HTTP.RateLimit; rl != nil && (rl.RequestsPerSecond <= 0 || rl.Burst < 0) {
+		fail("http.rate_limit", "requests_per_second must be above 0 (and burst 0 or more); leave rate_limit out for no limit")
+	}
+	for i, o := range c.HTTP.CORSOrigins {
+		if o != "*" && (!strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") || strings.Count(o, "/") != 2) {
+			fail(fmt.Sprintf("http.cors_origins[%d]", i), "%q is not an origin like https://shop.example.com (scheme and host, no path) or *", o)
+		}
 	}
 	if t := c.Policy.RequireConsent; t != "" {
 		if _, attr := c.Profile.Attributes[t]; !attr {

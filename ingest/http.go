@@ -47,7 +47,16 @@ type APIOptions struct {
 	Logger *slog.Logger
 	// Metrics, when set, gets the ingestion counters.
 	Metrics prometheus.Registerer
-	Now     func() time.Time
+	// CORSOrigins are the web origins whose pages may call the API
+	// (http.cors_origins; "*" for any). Browser requests from other origins
+	// are refused.
+	CORSOrigins []string
+	// RatePerSecond and RateBurst limit requests per write key (per client
+	// address when no keys are configured); 0 is no limit. Over it, 429
+	// with Retry-After.
+	RatePerSecond float64
+	RateBurst     int
+	Now           func() time.Time
 }
 
 // API serves the Segment-compatible ingestion endpoints:
@@ -60,6 +69,7 @@ type API struct {
 	log      *slog.Logger
 	messages *prometheus.CounterVec
 	rejected *prometheus.CounterVec
+	limits   *keyLimits
 }
 
 // NewAPI builds the ingestion API.
@@ -79,6 +89,9 @@ func NewAPI(opts APIOptions) *API {
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(a.messages, a.rejected)
 	}
+	if opts.RatePerSecond > 0 {
+		a.limits = newKeyLimits(opts.RatePerSecond, opts.RateBurst)
+	}
 	return a
 }
 
@@ -87,10 +100,15 @@ type Router interface {
 	Handle(pattern string, handler http.Handler)
 }
 
-// Register adds the ingestion routes.
+// Register adds the ingestion routes: Segment's names, the one-letter
+// paths analytics.js (analytics-next) posts to (/v1/t, /v1/i, ...), and
+// their CORS preflights.
 func (a *API) Register(r Router) {
 	for _, kind := range []string{"identify", "track", "page", "screen", "alias", "group", "batch"} {
-		r.Handle("POST /v1/"+kind, a.Handler(kind))
+		for _, path := range []string{"/v1/" + kind, "/v1/" + kind[:1]} {
+			r.Handle("POST "+path, a.Handler(kind))
+			r.Handle("OPTIONS "+path, http.HandlerFunc(a.preflight))
+		}
 	}
 }
 
@@ -99,7 +117,11 @@ func (a *API) Handler(kind string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.serve(w, r, kind) })
 }
 
-func (a *API) fail(w http.ResponseWriter, code int, reason string, fe *FieldError) {
+func (a *API) fail(w http.ResponseWriter, r *http.Request, code int, reason string, fe *FieldError) {
+	// Read what the client is still sending before answering: a server that
+	// answers and closes mid-upload leaves the client with a broken pipe
+	// instead of this answer.
+	drain(r.Body)
 	a.rejected.WithLabelValues(reason).Inc()
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
@@ -108,10 +130,17 @@ func (a *API) fail(w http.ResponseWriter, code int, reason string, fe *FieldErro
 	_ = enc.Encode(fe)
 }
 
+// maxDrain bounds what is read of a refused request's body so it can be
+// answered; past it the connection is closed.
+const maxDrain = 16 << 20
+
+func drain(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+}
+
 func (a *API) serve(w http.ResponseWriter, r *http.Request, kind string) {
-	if !a.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="huabu"`)
-		a.fail(w, http.StatusUnauthorized, "auth", &FieldError{Field: "Authorization", Message: "a valid write key is required: HTTP Basic with the write key as user name, or Authorization: Bearer KEY"})
+	if !a.corsAllowed(w, r) {
+		a.fail(w, r, http.StatusForbidden, "origin", &FieldError{Field: "Origin", Message: "this origin is not in http.cors_origins"})
 		return
 	}
 	limit := MaxMessageBytes
@@ -123,13 +152,29 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, kind string) {
 		if kind == "batch" && fe.Field == "" {
 			fe.Field = "batch"
 		}
-		a.fail(w, http.StatusBadRequest, "too_large", fe)
+		a.fail(w, r, http.StatusBadRequest, "too_large", fe)
 		return
+	}
+	key, ok := a.authorized(r, body)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="huabu"`)
+		a.fail(w, r, http.StatusUnauthorized, "auth", &FieldError{Field: "Authorization", Message: "a valid write key is required: HTTP Basic with the write key as user name, Authorization: Bearer KEY, or writeKey in the body"})
+		return
+	}
+	if a.limits != nil {
+		if key == "" {
+			key = "addr:" + clientHost(r)
+		}
+		if wait := a.limits.take(key, a.opts.Now()); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			a.fail(w, r, http.StatusTooManyRequests, "rate_limited", &FieldError{Message: "too many requests for this write key; nothing was stored, retry after Retry-After seconds"})
+			return
+		}
 	}
 	now := a.opts.Now()
 	parsed, fe := a.parse(kind, body, now)
 	if fe != nil {
-		a.fail(w, http.StatusBadRequest, "invalid", fe)
+		a.fail(w, r, http.StatusBadRequest, "invalid", fe)
 		return
 	}
 	msgs := make([]store.Message, len(parsed))
@@ -144,11 +189,11 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, kind string) {
 		}
 		if errors.Is(err, ErrOverloaded) {
 			w.Header().Set("Retry-After", "2")
-			a.fail(w, http.StatusServiceUnavailable, "overloaded", &FieldError{Message: "the ingestion backlog is full; nothing was stored, retry later"})
+			a.fail(w, r, http.StatusServiceUnavailable, "overloaded", &FieldError{Message: "the ingestion backlog is full; nothing was stored, retry later"})
 			return
 		}
 		a.log.Error("ingest: storing messages failed", "messages", len(msgs), "err", err)
-		a.fail(w, http.StatusInternalServerError, "internal", &FieldError{Message: "internal error; nothing was stored, retry later"})
+		a.fail(w, r, http.StatusInternalServerError, "internal", &FieldError{Message: "internal error; nothing was stored, retry later"})
 		return
 	}
 	if a.opts.Traits != nil && len(res.Touched) > 0 {
@@ -194,31 +239,39 @@ func (a *API) count(parsed []Parsed, res store.IngestResult) {
 }
 
 // authorized checks the write key: HTTP Basic with the key as user name
-// (Segment's convention; the password is ignored) or a Bearer token.
-func (a *API) authorized(r *http.Request) bool {
-	if len(a.opts.WriteKeys) == 0 {
-		return true
-	}
+// (Segment's convention; the password is ignored), a Bearer token, or —
+// what analytics.js sends, with no header, to avoid a CORS preflight —
+// writeKey in the JSON body. It returns the key.
+func (a *API) authorized(r *http.Request, body []byte) (string, bool) {
 	key := ""
 	h := r.Header.Get("Authorization")
 	switch {
 	case strings.HasPrefix(h, "Basic "):
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len("Basic "):]))
 		if err != nil {
-			return false
+			return "", len(a.opts.WriteKeys) == 0
 		}
 		key, _, _ = strings.Cut(string(raw), ":")
 	case strings.HasPrefix(h, "Bearer "):
 		key = strings.TrimSpace(h[len("Bearer "):])
+	case h == "":
+		var inBody struct {
+			WriteKey string `json:"writeKey"`
+		}
+		_ = json.Unmarshal(body, &inBody)
+		key = inBody.WriteKey
+	}
+	if len(a.opts.WriteKeys) == 0 {
+		return key, true
 	}
 	if key == "" {
-		return false
+		return "", false
 	}
 	ok := 0
 	for _, k := range a.opts.WriteKeys {
 		ok |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
 	}
-	return ok == 1
+	return key, ok == 1
 }
 
 // readBody reads at most limit bytes of the (possibly gzipped) body.

@@ -85,7 +85,10 @@ func (app *App) ingestAPI(h *server.Handler) (*ingest.API, error) {
 	}
 	opts := ingest.APIOptions{
 		Store: &ingest.Accepter{Log: app.acceptLog}, Validator: ingest.NewValidator(schema), WriteKeys: app.cfg.HTTP.WriteKeys,
-		Logger: app.log.With("component", "ingest"), Metrics: h.Registry(),
+		Logger: app.log.With("component", "ingest"), Metrics: h.Registry(), CORSOrigins: app.cfg.HTTP.CORSOrigins,
+	}
+	if rl := app.cfg.HTTP.RateLimit; rl != nil {
+		opts.RatePerSecond, opts.RateBurst = rl.RequestsPerSecond, rl.Burst
 	}
 	if app.traits != nil {
 		opts.Traits = app.traits

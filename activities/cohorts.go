@@ -404,3 +404,60 @@ func (a *Activities) Subtract(ctx context.Context, in SubtractInput) (CohortRef,
 	}
 	return refOf(sealed), nil
 }
+
+// UnionInput names cohorts that go on as one: they woke at the same step
+// at the same time. They are disjoint (a user is in one cohort of a run at
+// a time) and small (the workflow merges at most a few tens of thousands
+// of users).
+type UnionInput struct {
+	RunID   int64       `json:"run_id"`
+	StepID  string      `json:"step_id"`
+	Visit   int         `json:"visit,omitempty"`
+	Cohorts []CohortRef `json:"cohorts"`
+}
+
+// Union writes the members of several cohorts into one, sorted into pages
+// of increasing uid as every cohort is. Its key names the cohorts, so a
+// retry finds the cohort (and, once sealed, the result) of the first
+// attempt; rewriting pages by number makes a resumed write the same.
+func (a *Activities) Union(ctx context.Context, in UnionInput) (CohortRef, error) {
+	if len(in.Cohorts) == 0 {
+		return CohortRef{}, temporal.NewNonRetryableApplicationError("union of no cohorts", "PlanMismatch", nil)
+	}
+	h := fnv.New64a()
+	for _, c := range in.Cohorts {
+		fmt.Fprintf(h, "%d,", c.ID)
+	}
+	key := fmt.Sprintf("%d/%s/union/%d/%x%s", in.RunID, in.StepID, in.Cohorts[0].ID, h.Sum64(), visitKey(in.Visit))
+	out, err := a.Store.CreateCohort(ctx, key, in.RunID, in.StepID, in.Cohorts[0].ID, time.Time{})
+	if err != nil {
+		return CohortRef{}, err
+	}
+	if out.Sealed {
+		return refOf(out), nil
+	}
+	var all []int64
+	for _, c := range in.Cohorts {
+		pages, err := a.Store.Pages(ctx, c.ID, 0, c.PageSpan)
+		if err != nil {
+			return CohortRef{}, err
+		}
+		for _, p := range pages {
+			all = append(all, p.Members...)
+		}
+	}
+	slices.Sort(all)
+	all = slices.Compact(all)
+	var pages []store.Page
+	for start := 0; start < len(all); start += store.PageSize {
+		pages = append(pages, store.Page{No: int64(len(pages)), Members: all[start:min(start+store.PageSize, len(all))]})
+	}
+	if err := a.Store.WritePages(ctx, out.ID, pages); err != nil {
+		return CohortRef{}, err
+	}
+	sealed, err := a.Store.SealCohort(ctx, out.ID, int64(len(pages)))
+	if err != nil {
+		return CohortRef{}, err
+	}
+	return refOf(sealed), nil
+}

@@ -13,6 +13,7 @@ const (
 	RunRunning   = "running"
 	RunCompleted = "completed"
 	RunFailed    = "failed"
+	RunCancelled = "cancelled"
 )
 
 // Run is one execution of a canvas version.
@@ -98,10 +99,17 @@ func (s *SQLite) SetRunEntered(ctx context.Context, runID, entered int64) error 
 	return err
 }
 
-// FinishRun records the end of a run.
+// FinishRun records the end of a run (completed, failed or cancelled) and
+// drops what it still waited for: an ended run takes no more arrivals, and
+// the router, which routes only to running runs, leaves it alone.
 func (s *SQLite) FinishRun(ctx context.Context, runID int64, state, errMsg string) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE runs SET state = ?, error = ?, finished_at = ? WHERE id = ?`, state, errMsg, s.now().UnixMilli(), runID)
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, error = ?, finished_at = ? WHERE id = ?`, state, errMsg, s.now().UnixMilli(), runID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM waits WHERE run_id = ?`, runID)
+		return err
+	})
 }
 
 // Cohort is a set of users moving through a run together. Its members live

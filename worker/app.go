@@ -51,6 +51,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// Workers tunes the Temporal worker; zero values take defaults.
 	MaxConcurrentActivities int
+	// TemporalDynamicConfig overrides the embedded server's dynamic config
+	// (tests: a low limit.historyCount.suggestContinueAsNew).
+	TemporalDynamicConfig map[string]any
 }
 
 // App is a running Huabu process.
@@ -175,10 +178,11 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	hostPort, namespace := cfg.Temporal.Address, cfg.Temporal.Namespace
 	if cfg.Temporal.Embedded() {
 		app.embedded, err = embedded.Start(ctx, embedded.Options{
-			DataDir:      filepath.Join(opts.DataDir, "temporal"),
-			Namespace:    namespace,
-			FrontendPort: opts.TemporalPort,
-			Logger:       log.With("component", "temporal"),
+			DataDir:       filepath.Join(opts.DataDir, "temporal"),
+			Namespace:     namespace,
+			FrontendPort:  opts.TemporalPort,
+			Logger:        log.With("component", "temporal"),
+			DynamicConfig: opts.TemporalDynamicConfig,
 		})
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("%w\n(the embedded Temporal's port is taken: by another `huabu dev`, or a Temporal server. Stop it, or start this one with --temporal-port 0 for any free port)", err)

@@ -36,6 +36,13 @@ const (
 // It does what startExampleApp does with a different wecom section.
 func startWeComApp(t *testing.T, editCanvas func(name string, b []byte) []byte) (*App, *fakes.WeCom) {
 	t.Helper()
+	return startWeComAppWith(t, editCanvas, nil, nil)
+}
+
+// startWeComAppWith is startWeComApp with extra canvases and overrides of
+// the embedded Temporal's dynamic config.
+func startWeComAppWith(t *testing.T, editCanvas func(name string, b []byte) []byte, extraCanvases map[string]string, temporalConfig map[string]any) (*App, *fakes.WeCom) {
+	t.Helper()
 	fake := fakes.NewWeCom("ww-corp", "secret", "1000002")
 	t.Cleanup(fake.Close)
 	raw, err := examples.FS.ReadFile("profiles.jsonl")
@@ -66,6 +73,9 @@ func startWeComApp(t *testing.T, editCanvas func(name string, b []byte) []byte) 
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "canvases", e.Name()), b, 0o644))
 	}
+	for name, body := range extraCanvases {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "canvases", name), []byte(body), 0o644))
+	}
 	src, err := examples.FS.ReadFile("huabu.yaml")
 	require.NoError(t, err)
 	text := strings.Replace(string(src), "listen: 127.0.0.1:8080", "listen: 127.0.0.1:0", 1)
@@ -81,7 +91,7 @@ func startWeComApp(t *testing.T, editCanvas func(name string, b []byte) []byte) 
 	if testing.Verbose() {
 		logw = os.Stderr
 	}
-	app, err := Start(context.Background(), Options{Config: cfg, DataDir: filepath.Join(dir, "data"),
+	app, err := Start(context.Background(), Options{Config: cfg, DataDir: filepath.Join(dir, "data"), TemporalDynamicConfig: temporalConfig,
 		Logger: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })

@@ -10,6 +10,7 @@ import (
 
 	"github.com/huabu/huabu/activities"
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/store"
 )
 
 // RunName is the interpreter's workflow type name.
@@ -48,6 +49,13 @@ type Token struct {
 	// Seq numbers the collections of an event wait's arrivals, so that
 	// each collection (retried or not) makes its own, stable child cohort.
 	Seq int `json:"seq,omitempty"`
+	// Merge are cohorts that go on with Cohort as one (they woke at the
+	// same step at the same time): the step unites them first.
+	Merge []activities.CohortRef `json:"merge,omitempty"`
+	// Child is the workflow of a staff_task step the token awaits
+	// (Resume "staff"); Staff is what it reported (Resume "staff-done").
+	Child string                   `json:"child,omitempty"`
+	Staff *activities.StaffOutcome `json:"staff,omitempty"`
 	// Visits counts, for the steps on loops, how often the cohort's users
 	// entered them before: each visit has its own deliveries.
 	Visits map[string]int `json:"visits,omitempty"`
@@ -83,13 +91,40 @@ const (
 
 var a *activities.Activities // method values name activities; never called
 
+// finishOnCancelChange versions recording a cancelled run's end (runs
+// recorded before it ended without a word to the store).
+const finishOnCancelChange = "finish-on-cancel"
+
 // Run is the interpreter workflow.
 func Run(ctx workflow.Context, in RunInput) (RunResult, error) {
 	r := &runner{in: in, stats: in.Stats}
 	res, err := r.run(ctx)
-	if err != nil && r.runID > 0 && !errors.Is(err, workflow.ErrCanceled) && !workflow.IsContinueAsNewError(err) {
-		fctx := workflow.WithActivityOptions(ctx, shortActivity)
-		_ = workflow.ExecuteActivity(fctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: "failed", Error: err.Error()}).Get(fctx, nil)
+	if err == nil || r.runID == 0 || workflow.IsContinueAsNewError(err) {
+		return res, err
+	}
+	// The run ends here, failed or cancelled: say so in the store (the
+	// router stops routing events to it, its waits are dropped) and stop
+	// the staff_task children it awaits, even though ctx is cancelled.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	state, msg := store.RunFailed, err.Error()
+	if temporal.IsCanceledError(err) || ctx.Err() != nil {
+		if workflow.GetVersion(dctx, finishOnCancelChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return res, err
+		}
+		state, msg = store.RunCancelled, ""
+	}
+	if r.children != nil {
+		for _, id := range r.children() {
+			// The child may have ended meanwhile: nothing to stop then.
+			_ = workflow.RequestCancelExternalWorkflow(dctx, id, "").Get(dctx, nil)
+		}
+	}
+	fctx := workflow.WithActivityOptions(dctx, shortActivity)
+	if ferr := workflow.ExecuteActivity(fctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: state, Error: msg}).Get(fctx, nil); ferr != nil {
+		workflow.GetLogger(ctx).Error("recording the end of a run failed", "run", r.runID, "state", state, "error", ferr)
+		if state == store.RunFailed {
+			err = errors.Join(err, fmt.Errorf("recording the end of run %d: %w", r.runID, ferr))
+		}
 	}
 	return res, err
 }
@@ -115,12 +150,20 @@ type runner struct {
 	loops map[string]bool // steps on a loop: visits are counted
 	runID int64
 	stats Stats
+	// v1: the run uses loop (not loopV0) and its ways of waiting.
+	v1 bool
+	// children lists the staff_task children the run awaits (loop sets
+	// it); startedChild hands loop the future of a child a step started.
+	children     func() []string
+	startedChild func(id string, f workflow.ChildWorkflowFuture)
 }
 
 func (r *runner) run(ctx workflow.Context) (RunResult, error) {
+	// A plan that is not stored fails at once (PlanUnavailable); a store that
+	// cannot answer for now is retried until it can.
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
 	if err := workflow.ExecuteLocalActivity(lctx, a.LoadPlan, r.in.PlanHash).Get(lctx, &r.plan); err != nil {
 		return RunResult{}, fmt.Errorf("load plan %s: %w", r.in.PlanHash, err)
@@ -150,7 +193,12 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 			tokens = []Token{{Cohort: entry, Step: r.plan.Start()}}
 		}
 	}
-	tokens, err := r.loop(ctx, tokens)
+	var err error
+	if r.v1 = workflow.GetVersion(ctx, loopChange, workflow.DefaultVersion, 1) == 1; r.v1 {
+		tokens, err = r.loop(ctx, tokens)
+	} else {
+		tokens, err = r.loopV0(ctx, tokens)
+	}
 	if err != nil {
 		return RunResult{RunID: r.runID, Stats: r.stats}, err
 	}
@@ -159,7 +207,7 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 		next.RunID, next.Tokens, next.Stats, next.UserIDs = r.runID, tokens, r.stats, nil
 		return RunResult{}, workflow.NewContinueAsNewError(ctx, Run, next)
 	}
-	if err := workflow.ExecuteActivity(sctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: "completed"}).Get(sctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(sctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: store.RunCompleted}).Get(sctx, nil); err != nil {
 		return RunResult{}, err
 	}
 	return RunResult{RunID: r.runID, Stats: r.stats}, nil
@@ -169,135 +217,6 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 type stepDone struct {
 	next []Token
 	err  error
-}
-
-// loop runs tokens until none is left (nil) or Temporal suggests continuing
-// as new (the tokens to continue with).
-func (r *runner) loop(ctx workflow.Context, tokens []Token) ([]Token, error) {
-	var runnable []Token
-	// Sleeping tokens, by a sequence number, in the order they fell asleep;
-	// each has a timer that moves it to runnable.
-	sleeping := map[int]Token{}
-	var order []int
-	seq := 0
-	sel := workflow.NewSelector(ctx)
-	sleep := func(t Token) {
-		seq++
-		id := seq
-		sleeping[id] = t
-		order = append(order, id)
-		wake := t.WakeAt
-		if !t.Deadline.IsZero() {
-			wake = t.Deadline
-		}
-		timer := workflow.NewTimer(ctx, max(wake.Sub(workflow.Now(ctx)), 0))
-		sel.AddFuture(timer, func(f workflow.Future) {
-			t, ok := sleeping[id]
-			if !ok || f.Get(ctx, nil) != nil {
-				return
-			}
-			delete(sleeping, id)
-			if !t.Deadline.IsZero() {
-				t.Resume = resumeTimeout // the event wait's timeout fired
-				t.Seq++
-			}
-			t.WakeAt, t.Deadline = time.Time{}, time.Time{}
-			runnable = append(runnable, t)
-		})
-	}
-	// collect queues a collection of arrivals for every event wait: each
-	// takes the next seq, kept in the sleeping token across continue-as-new.
-	collect := func() {
-		for _, id := range order {
-			t, ok := sleeping[id]
-			if !ok || t.Resume != resumeWaiting {
-				continue
-			}
-			t.Seq++
-			sleeping[id] = t
-			c := t
-			c.Resume, c.Deadline = resumeCollect, time.Time{}
-			runnable = append(runnable, c)
-		}
-	}
-	place := func(t Token) {
-		if t.WakeAt.IsZero() && t.Deadline.IsZero() {
-			runnable = append(runnable, t)
-		} else {
-			sleep(t)
-		}
-	}
-	for _, t := range tokens {
-		place(t)
-	}
-	// Arrivals may have been recorded while the run continued as new (its
-	// signal then went to the old run): look once at the start.
-	collect()
-	arrivals := workflow.GetSignalChannel(ctx, ArrivalsSignal)
-	sel.AddReceive(arrivals, func(c workflow.ReceiveChannel, _ bool) {
-		c.Receive(ctx, nil)
-		for c.ReceiveAsync(nil) { // signals that came together are one collection
-		}
-		collect()
-	})
-	done := workflow.NewChannel(ctx)
-	inFlight := 0
-	// The status query lets `huabu run --wait` stop waiting once a run only
-	// sleeps (a wait of days), and tells when it wakes.
-	err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) {
-		st := Status{RunID: r.runID, Active: inFlight + len(runnable), Stats: r.stats}
-		for _, id := range order {
-			if t, ok := sleeping[id]; ok {
-				st.Waiting = append(st.Waiting, Waiting{Step: t.Step, Users: t.Cohort.Size, WakeAt: t.WakeAt, Deadline: t.Deadline})
-			}
-		}
-		return st, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	var firstErr error
-	sel.AddReceive(done, func(c workflow.ReceiveChannel, _ bool) {
-		var d stepDone
-		c.Receive(ctx, &d)
-		inFlight--
-		if d.err != nil && firstErr == nil {
-			firstErr = d.err
-		}
-		for _, t := range d.next {
-			place(t)
-		}
-	})
-	for {
-		draining := firstErr != nil || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
-		for !draining && len(runnable) > 0 && inFlight < maxStepsInFlight {
-			t := runnable[0]
-			runnable = runnable[1:]
-			inFlight++
-			workflow.Go(ctx, func(gctx workflow.Context) {
-				next, err := r.execute(gctx, t)
-				done.Send(gctx, stepDone{next: next, err: err})
-			})
-		}
-		if inFlight == 0 {
-			if firstErr != nil {
-				return nil, firstErr
-			}
-			var asleep []Token
-			for _, id := range order {
-				if t, ok := sleeping[id]; ok {
-					asleep = append(asleep, t)
-				}
-			}
-			if draining {
-				return append(runnable, asleep...), nil
-			}
-			if len(runnable) == 0 && len(asleep) == 0 {
-				return nil, nil
-			}
-		}
-		sel.Select(ctx)
-	}
 }
 
 // StatusQuery is the name of the workflow query that reports a run's state.
@@ -327,4 +246,8 @@ const (
 	resumeTimeout = "timeout" // the deadline passed: arrivals on, the rest the timeout way
 	// resumeDeferred: a push step again for users quiet hours held back.
 	resumeDeferred = "deferred"
+	// A staff_task step: its child workflow runs (resumeStaff), then the
+	// cohort goes on with what the child reported (resumeStaffDone).
+	resumeStaff     = "staff"
+	resumeStaffDone = "staff-done"
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -28,6 +29,9 @@ type StaffTaskInput struct {
 	Schedule     *activities.StaffSchedule `json:"schedule,omitempty"`
 	NextReminder int                       `json:"next_reminder,omitempty"`
 	Escalated    bool                      `json:"escalated,omitempty"`
+	// Parent is the workflow id of the run to tell (StaffDoneSignal) when
+	// the loop ends; empty for children that their run awaited directly.
+	Parent string `json:"parent,omitempty"`
 }
 
 // staffTask runs a staff_task step as a child workflow: the loop waits for
@@ -41,11 +45,33 @@ func (r *runner) staffTask(ctx workflow.Context, step *canvases.Step, t Token, i
 	if err := workflow.ExecuteChildWorkflow(cctx, StaffTaskLoopName, StaffTaskInput{Step: in}).Get(ctx, &out); err != nil {
 		return err
 	}
+	r.countStaff(out)
+	return nil
+}
+
+func (r *runner) countStaff(out activities.StaffOutcome) {
 	r.stats.Sent += out.Sent
 	r.stats.Failed += out.NotFriend + out.OverQuota + out.Unsent + out.CustomersFailed
 	r.stats.Unknown += out.CustomersUnknown
 	r.stats.Suppressed += out.Left
-	return nil
+}
+
+// startStaffTask starts a staff_task step's child workflow and returns its
+// id once it runs. The child outlives the run that started it (a run may
+// continue as new many times during a task's day); it reports its end with
+// StaffDoneSignal to whatever run of the workflow is current then.
+func (r *runner) startStaffTask(ctx workflow.Context, step *canvases.Step, t Token, in activities.StepInput) (string, error) {
+	parent := workflow.GetInfo(ctx).WorkflowExecution.ID
+	id := fmt.Sprintf("%s/staff/%s/%d", parent, step.ID, t.Cohort.ID)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id, ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON})
+	f := workflow.ExecuteChildWorkflow(cctx, StaffTaskLoopName, StaffTaskInput{Step: in, Parent: parent})
+	if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+		return "", err
+	}
+	if r.startedChild != nil {
+		r.startedChild(id, f)
+	}
+	return id, nil
 }
 
 var staffNonRetryable = []string{"PlanUnavailable", "PlanMismatch", "RenderError", "StaffStoreUnavailable", "WeComUnavailable", "NoChannel"}
@@ -74,6 +100,23 @@ var staffAssignActivity = workflow.ActivityOptions{
 // window, so a task done late counts as late. Without WeCom it records the
 // tasks in the outbox and ends.
 func StaffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOutcome, error) {
+	out, err := staffTaskLoop(ctx, in)
+	if in.Parent == "" || workflow.IsContinueAsNewError(err) || ctx.Err() != nil {
+		return out, err
+	}
+	done := StaffDone{Child: workflow.GetInfo(ctx).WorkflowExecution.ID, Outcome: out}
+	if err != nil {
+		done.Error = err.Error()
+	}
+	// A run that has ended (failed, cancelled) cannot be told; nothing else
+	// waits for this.
+	if serr := workflow.SignalExternalWorkflow(ctx, in.Parent, "", StaffDoneSignal, done).Get(ctx, nil); serr != nil {
+		workflow.GetLogger(ctx).Warn("staff tasks: the run that started them has ended", "run", in.Parent, "error", serr)
+	}
+	return out, err
+}
+
+func staffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOutcome, error) {
 	var out activities.StaffOutcome
 	log := workflow.GetLogger(ctx)
 	actx := workflow.WithActivityOptions(ctx, staffActivity)
@@ -157,7 +200,7 @@ func StaffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOut
 				break
 			}
 			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-				return out, workflow.NewContinueAsNewError(ctx, StaffTaskLoopName, StaffTaskInput{Step: in.Step, Schedule: &sched, NextReminder: next, Escalated: escalated})
+				return out, workflow.NewContinueAsNewError(ctx, StaffTaskLoopName, StaffTaskInput{Step: in.Step, Schedule: &sched, NextReminder: next, Escalated: escalated, Parent: in.Parent})
 			}
 		}
 		_ = workflow.ExecuteActivity(actx, a.StaffPoll, activities.StaffPollInput{StaffInput: sin, Final: true}).Get(ctx, nil)

@@ -57,9 +57,16 @@ func (r *runner) step(ctx workflow.Context, t Token) ([]Token, error) {
 	if step == nil {
 		return nil, fmt.Errorf("plan %s has no step %q", r.plan.ShortHash(), t.Step)
 	}
-	in := activities.StepInput{RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID, Cohort: t.Cohort, Now: workflow.Now(ctx), Visit: t.Visits[t.Step]}
 	sctx := workflow.WithActivityOptions(ctx, shortActivity)
 	pctx := workflow.WithActivityOptions(ctx, pageActivity)
+	if len(t.Merge) > 0 { // cohorts that woke here together go on as one
+		union := activities.UnionInput{RunID: r.runID, StepID: step.ID, Visit: t.Visits[t.Step], Cohorts: append([]activities.CohortRef{t.Cohort}, t.Merge...)}
+		if err := workflow.ExecuteActivity(pctx, a.Union, union).Get(pctx, &t.Cohort); err != nil {
+			return nil, err
+		}
+		t.Merge = nil
+	}
+	in := activities.StepInput{RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID, Cohort: t.Cohort, Now: workflow.Now(ctx), Visit: t.Visits[t.Step]}
 	if t.Resume == "" {
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second})
 		if err := workflow.ExecuteLocalActivity(lctx, a.EnterStep, in).Get(lctx, nil); err != nil {
@@ -103,6 +110,17 @@ func (r *runner) step(ctx workflow.Context, t Token) ([]Token, error) {
 		}
 		return r.next(ctx, step, t.Cohort, step.Next)
 	case canvases.StepStaffTask:
+		if r.v1 {
+			if t.Resume == resumeStaffDone {
+				r.countStaff(*t.Staff)
+				return r.next(ctx, step, t.Cohort, step.Next)
+			}
+			child, err := r.startStaffTask(ctx, step, t, in)
+			if err != nil {
+				return nil, err
+			}
+			return []Token{{Cohort: t.Cohort, Step: step.ID, Resume: resumeStaff, Child: child}}, nil
+		}
 		if workflow.GetVersion(ctx, staffLoopChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 			// Runs recorded before the staff SOP loop keep its outbox stub.
 			if err := workflow.ExecuteActivity(pctx, a.StaffTask, in).Get(pctx, nil); err != nil {
@@ -169,7 +187,11 @@ func (r *runner) wait(ctx workflow.Context, step *canvases.Step, t Token, in act
 	now := workflow.Now(ctx)
 	switch w.Kind {
 	case canvases.WaitDuration:
-		return []Token{{Cohort: t.Cohort, Step: step.Next, WakeAt: now.Add(w.Duration.Std())}}, nil
+		wake := now.Add(w.Duration.Std())
+		if r.v1 {
+			wake = wakeAfter(now, w.Duration.Std()) // cohorts of nearly the same time wake as one
+		}
+		return []Token{{Cohort: t.Cohort, Step: step.Next, WakeAt: wake}}, nil
 	case canvases.WaitAt:
 		at, err := time.Parse(time.RFC3339, w.At)
 		if err != nil {

@@ -43,8 +43,9 @@ type Store interface {
 	RegisterWait(ctx context.Context, w store.Wait) error
 	CollectArrivals(ctx context.Context, waiting store.Cohort, seq int, final bool) (store.Collected, error)
 
-	ClaimDeliveries(ctx context.Context, key store.LedgerKey, channel, batch string, uids []int64) (store.Claim, error)
-	SettleDeliveries(ctx context.Context, key store.LedgerKey, settlements []store.Settlement) error
+	ClaimDeliveries(ctx context.Context, key store.LedgerKey, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error)
+	RecordDeliveryKeys(ctx context.Context, key store.LedgerKey, batch string, keys map[int64]string) error
+	SettleDeliveries(ctx context.Context, key store.LedgerKey, batch string, settlements []store.Settlement) error
 	ReleaseDeliveries(ctx context.Context, key store.LedgerKey, batch string, uids []int64) error
 	WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error
 	RecordTouches(ctx context.Context, runID int64, channel string, uids []int64, at time.Time) error

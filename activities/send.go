@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -273,7 +274,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		}
 		preloaded = rows
 	}
-	claim, err := s.a.Store.ClaimDeliveries(ctx, s.in.ledger(), s.push.Channel, batch, members)
+	claim, err := s.a.Store.ClaimDeliveries(ctx, s.in.ledger(), s.push.Channel, batch, members, s.keyLives())
 	if err != nil {
 		return res, prior, err
 	}
@@ -313,7 +314,21 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 	}
 	keyBase := fmt.Sprintf("%d/%s/%d%s", s.in.RunID, s.in.StepID, p.No, visitKey(s.in.Visit))
 	var fallback []int64
+	if fb := s.push.Fallback; fb != nil {
+		// A delivery an earlier attempt handed to the fallback channel, and
+		// recorded its key for, goes there again, with that key.
+		kept := mine[:0:0]
+		for _, u := range mine {
+			if ch, _, _ := strings.Cut(claim.Keys[u], ":"); ch == fb.Channel && ch != s.push.Channel {
+				fallback = append(fallback, u)
+			} else {
+				kept = append(kept, u)
+			}
+		}
+		mine = kept
+	}
 	primary, bad := s.prepare(s.push.Channel, &s.push.Message, users, owners, mine)
+	withKeys(primary, s.push.Channel, claim.Keys)
 	primary, optedOut, err := s.optOut(ctx, s.push.Channel, primary, users)
 	if err != nil {
 		return res, prior, err
@@ -340,6 +355,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 	if len(fallback) > 0 {
 		fb := s.push.Fallback
 		fbOut, fbBad := s.prepare(fb.Channel, &fb.Message, users, owners, fallback)
+		withKeys(fbOut, fb.Channel, claim.Keys)
 		settle = append(settle, withChannel(fbBad, fb.Channel)...)
 		fbOut, fbOptedOut, err := s.optOut(ctx, fb.Channel, fbOut, users)
 		if err != nil {
@@ -356,7 +372,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		}
 		retry = joinRetry(retry, fbRetry)
 	}
-	if err := s.a.Store.SettleDeliveries(ctx, s.in.ledger(), settle); err != nil {
+	if err := s.a.Store.SettleDeliveries(ctx, s.in.ledger(), batch, settle); err != nil {
 		return res, prior, err
 	}
 	if len(s.policy.caps) > 0 {
@@ -381,6 +397,39 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		return res, prior, &retryError{retry}
 	}
 	return res, prior, nil
+}
+
+// keyLives are how long the keys of the step's channels (its fallback's
+// too) dedupe a resend: the ledger hands rows with younger keys back to be
+// sent again, with them.
+func (s *sender) keyLives() store.KeyLives {
+	var lives store.KeyLives
+	names := []string{s.push.Channel}
+	if s.push.Fallback != nil {
+		names = append(names, s.push.Fallback.Channel)
+	}
+	for _, name := range names {
+		if ch, ok := s.a.Channels.Get(name); ok && ch.Spec().IdempotencyKey != "" {
+			if lives == nil {
+				lives = store.KeyLives{}
+			}
+			lives[name] = ch.Spec().KeyLife
+		}
+	}
+	return lives
+}
+
+// withKeys gives deliveries the keys the ledger holds for them on channel
+// (recorded as "CHANNEL:KEY").
+func withKeys(out []outgoing, channel string, keys map[int64]string) {
+	if len(keys) == 0 {
+		return
+	}
+	for i := range out {
+		if k, ok := strings.CutPrefix(keys[out[i].uid], channel+":"); ok {
+			out[i].delivery.Key = k
+		}
+	}
 }
 
 // retryError carries a retryable out of page, so the caller can retry in
@@ -632,6 +681,9 @@ func (s *sender) recipient(channel string, user map[string]any, owners map[strin
 type decided struct {
 	store.Settlement
 	class channels.Class
+	// resend: maybe sent under a provider key that dedupes; the row stays
+	// pending with its key and is sent again with it.
+	resend bool
 }
 
 // deliver groups deliveries into batches the channel accepts and sends them,
@@ -645,9 +697,26 @@ func (s *sender) deliver(ctx context.Context, channel string, out []outgoing, le
 	if !ok {
 		ds := make([]decided, len(out))
 		for i, o := range out {
-			ds[i] = decided{store.Settlement{UID: o.uid, State: store.DeliveryFailed, Reason: "no_channel"}, channels.Permanent}
+			ds[i] = decided{Settlement: store.Settlement{UID: o.uid, State: store.DeliveryFailed, Reason: "no_channel"}, class: channels.Permanent}
 		}
 		return ds, nil
+	}
+	if ch.Spec().IdempotencyKey == "" && len(s.keyLives()) > 0 {
+		// The rows carry the keyed channel's mark ("nothing sent yet"):
+		// clear it before a call that has no key, or a crash after it
+		// would look like nothing was sent and the ledger would resend.
+		unmark := make(map[int64]string, len(out))
+		for _, o := range out {
+			unmark[o.uid] = ""
+		}
+		if err := s.a.Store.RecordDeliveryKeys(ctx, s.in.ledger(), ledgerBatch, unmark); err != nil {
+			ds := make([]decided, len(out))
+			for i, o := range out {
+				ds[i] = decided{Settlement: store.Settlement{UID: o.uid, State: store.DeliveryPending}, class: channels.RetryNow}
+			}
+			kept, retry := s.release(ctx, ds, ledgerBatch)
+			return kept, joinRetry(retry, &retryable{why: "unmark deliveries: " + err.Error(), class: channels.RetryNow})
+		}
 	}
 	batches := group(ch.Spec(), out)
 	results := make([][]decided, len(batches))
@@ -659,34 +728,44 @@ func (s *sender) deliver(ctx context.Context, channel string, out []outgoing, le
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[i], retries[i] = s.sendBatch(ctx, ch, b, fmt.Sprintf("%s/%d", keyBase, i))
+			results[i], retries[i] = s.sendBatch(ctx, channel, ch, b, fmt.Sprintf("%s/%d", keyBase, i), ledgerBatch)
 		}()
 	}
 	wg.Wait()
 	var all []decided
 	var retry *retryable
-	var release []int64
 	for i, r := range results {
 		all = append(all, r...)
 		if retries[i] != nil {
 			retry = joinRetry(retry, retries[i])
 		}
 	}
-	// Certainly not sent: free the rows so the next attempt claims them.
+	kept, err := s.release(ctx, all, ledgerBatch)
+	return kept, joinRetry(retry, err)
+}
+
+// release frees the rows of deliveries that certainly were not sent, so the
+// next attempt claims them afresh, and returns the decided rest. Rows maybe
+// sent under a key the provider dedupes stay pending, with their keys, for
+// the resend.
+func (s *sender) release(ctx context.Context, all []decided, ledgerBatch string) ([]decided, *retryable) {
+	var release []int64
 	kept := all[:0]
 	for _, d := range all {
-		if d.State == store.DeliveryPending {
+		switch {
+		case d.State == store.DeliveryPending && d.resend:
+		case d.State == store.DeliveryPending:
 			release = append(release, d.UID)
-			continue
+		default:
+			kept = append(kept, d)
 		}
-		kept = append(kept, d)
 	}
 	if len(release) > 0 {
 		if err := s.a.Store.ReleaseDeliveries(ctx, s.in.ledger(), ledgerBatch, release); err != nil {
-			return kept, joinRetry(retry, &retryable{why: "release deliveries: " + err.Error(), class: channels.RetryNow})
+			return kept, &retryable{why: "release deliveries: " + err.Error(), class: channels.RetryNow}
 		}
 	}
-	return kept, retry
+	return kept, nil
 }
 
 // group splits deliveries into batches that fit a channel's spec: the same
@@ -698,6 +777,10 @@ func group(spec channels.Spec, out []outgoing) [][]outgoing {
 	var groups [][]outgoing
 	for _, o := range out {
 		k := gkey{content: o.key}
+		if o.delivery.Key != "" {
+			// One provider call under one key: it is repeated whole.
+			k.content = "\x00key\x00" + o.delivery.Key
+		}
 		if spec.SameSender {
 			k.sender = o.delivery.Recipient.Sender
 		}
@@ -738,33 +821,50 @@ func group(spec channels.Spec, out []outgoing) [][]outgoing {
 	return batches
 }
 
-func (s *sender) sendBatch(ctx context.Context, ch channels.Channel, b []outgoing, key string) ([]decided, *retryable) {
+func (s *sender) sendBatch(ctx context.Context, channel string, ch channels.Channel, b []outgoing, key, ledgerBatch string) ([]decided, *retryable) {
 	deliveries := make([]channels.Delivery, len(b))
 	for i, o := range b {
 		deliveries[i] = o.delivery
 	}
-	outcomes, err := ch.Send(ctx, channels.Batch{
-		Key: key, CanvasID: s.in.CanvasID, RunID: fmt.Sprint(s.in.RunID), StepID: s.in.StepID, Deliveries: deliveries,
-	})
+	keyed := ch.Spec().IdempotencyKey != ""
+	batch := channels.Batch{
+		Key: key, CanvasID: s.in.CanvasID, RunID: fmt.Sprint(s.in.RunID), StepID: s.in.StepID, Visit: s.in.Visit, Deliveries: deliveries,
+	}
+	if keyed {
+		// The provider's keys go on the ledger rows before it is called, so
+		// a resend after a crash, on any worker, carries them (ADR 010).
+		batch.RecordKeys = func(ctx context.Context, keys []string) error {
+			byUID := make(map[int64]string, len(keys))
+			for i, k := range keys {
+				if k != "" {
+					byUID[b[i].uid] = channel + ":" + k
+				}
+			}
+			return s.a.Store.RecordDeliveryKeys(ctx, s.in.ledger(), ledgerBatch, byUID)
+		}
+	}
+	outcomes, err := ch.Send(ctx, batch)
 	ds := make([]decided, len(b))
 	if err != nil {
 		ce := channels.Classify(err)
 		state := store.DeliveryFailed
 		var retry *retryable
+		resend := false
 		switch ce.Class {
 		case channels.RetryLater, channels.RetryNow:
 			state = store.DeliveryPending // released by deliver
 			retry = &retryable{after: ce.RetryAfter, why: ce.Error(), class: ce.Class}
 		case channels.Ambiguous:
 			state = store.DeliveryUnknown
-			if ch.Spec().DedupesResends {
-				// The provider drops a resend of this batch: retrying cannot duplicate.
-				state = store.DeliveryPending
+			if keyed {
+				// The provider drops a resend under the same key: resending
+				// cannot duplicate.
+				state, resend = store.DeliveryPending, true
 				retry = &retryable{why: ce.Error(), class: channels.RetryNow}
 			}
 		}
 		for i, o := range b {
-			ds[i] = decided{store.Settlement{UID: o.uid, State: state, Reason: ce.Reason}, ce.Class}
+			ds[i] = decided{Settlement: store.Settlement{UID: o.uid, State: state, Reason: ce.Reason}, class: ce.Class, resend: resend}
 		}
 		return ds, retry
 	}
@@ -774,12 +874,12 @@ func (s *sender) sendBatch(ctx context.Context, ch channels.Channel, b []outgoin
 		if i < len(outcomes) {
 			oc = outcomes[i]
 		}
-		d := decided{store.Settlement{UID: o.uid, Reason: oc.Reason, ProviderRef: oc.ProviderRef}, oc.Class}
+		d := decided{Settlement: store.Settlement{UID: o.uid, Reason: oc.Reason, ProviderRef: oc.ProviderRef}, class: oc.Class}
 		switch {
 		case oc.Status == channels.Sent:
 			d.State, d.Reason = store.DeliverySent, ""
-		case oc.Status == channels.Unknown && ch.Spec().DedupesResends:
-			d.State = store.DeliveryPending
+		case oc.Status == channels.Unknown && keyed:
+			d.State, d.resend = store.DeliveryPending, true
 			retry = joinRetry(retry, &retryable{why: oc.Reason + ": " + oc.Detail, class: channels.RetryNow})
 		case oc.Status == channels.Failed && (oc.Class == channels.RetryNow || oc.Class == channels.RetryLater):
 			d.State = store.DeliveryPending // not sent: released, retried by the next attempt

@@ -36,10 +36,17 @@ type Spec struct {
 	// SameSender: every delivery of a batch must have the same Sender (WeCom
 	// mass-send tasks belong to one staff member).
 	SameSender bool
-	// DedupesResends: the provider drops a resend of the same batch (JPush
-	// cids, WeCom's duplicate check), so an Ambiguous send may be retried
-	// without risking a duplicate. Set per instance from its config.
-	DedupesResends bool
+	// IdempotencyKey names the provider's own dedupe the channel uses
+	// ("cid": JPush; "duplicate_check": WeCom's enable_duplicate_check), or
+	// is empty. With one, Send records a key for each delivery before it
+	// calls the provider (Batch.RecordKeys), and a call repeated with the
+	// recorded keys (Delivery.Key) — after a timeout, after a crash, on
+	// another worker — within KeyLife of recording cannot deliver twice: the
+	// engine resends what was left undecided instead of reporting it
+	// unknown. The registered spec has the default config's; an instance
+	// whose config turns the dedupe off has none.
+	IdempotencyKey string
+	KeyLife        time.Duration
 	// Address names the profile field (or staff field) a recipient is
 	// reached at: phone, email, wecom_external_userid, wecom_userid, push_alias.
 	Address string
@@ -85,17 +92,29 @@ var ReservedAttrs = []string{AttrPhone, AttrEmail, AttrPushAlias, AttrPushRegist
 type Delivery struct {
 	Recipient Recipient
 	Message   *canvases.Message // rendered: templates already applied
+	// Key is the provider idempotency key an earlier attempt recorded for
+	// this delivery (Spec.IdempotencyKey), or "". Deliveries sharing a key
+	// were one provider call, and the channel repeats that call with it.
+	Key string
 }
 
 // Batch is what one Send carries: deliveries that fit the channel's Spec.
 type Batch struct {
 	// Key identifies the batch across retries (run, step, page, group), for
 	// providers with their own dedupe (WeCom enable_duplicate_check, JPush cid).
-	Key        string
-	CanvasID   string
-	RunID      string
-	StepID     string
+	Key      string
+	CanvasID string
+	RunID    string
+	StepID   string
+	// Visit counts the recipients' earlier visits to the step (a loop): a
+	// message of a later visit is a new message, not a repeat.
+	Visit      int
 	Deliveries []Delivery
+	// RecordKeys, when set, is called once by a channel with an
+	// IdempotencyKey before it makes any provider call, with a key for each
+	// delivery (the ones it already had included): the engine writes them
+	// on the deliveries' ledger rows. If it fails, no call may be made.
+	RecordKeys func(ctx context.Context, keys []string) error
 }
 
 // Status of one delivery after Send.

@@ -188,6 +188,17 @@ func TestWebhookExactRequest(t *testing.T) {
 		"recipient":{"user_id":"u1","address":"13800000001","attrs":{"email":"w@example.com"}},
 		"message":{"text":"hi","data":{"coupon":"C10"}}}`, jsonOf(t, ev))
 	require.Equal(t, map[string]int{"u1": 1}, f.Delivered())
+
+	// The Idempotency-Key is stable across retries of the same message,
+	// and differs on a loop's next visit, which is a message of its own.
+	again, err := ch.Send(context.Background(), batch(ds))
+	require.NoError(t, err)
+	require.Equal(t, outs[0].ProviderRef, again[0].ProviderRef)
+	next := batch(ds)
+	next.Visit = 1
+	visit, err := ch.Send(context.Background(), next)
+	require.NoError(t, err)
+	require.NotEqual(t, outs[0].ProviderRef, visit[0].ProviderRef)
 }
 
 func TestWebhookErrorClasses(t *testing.T) {

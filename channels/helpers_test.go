@@ -111,11 +111,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 // drive sends a batch the way the engine would, resending what may be
 // resent (failed with retry_now/retry_later and, when resendUnknown, the
 // ambiguous ones the provider dedupes) until nothing is left or rounds run
-// out. Between rounds it calls wait (when not nil) with the longest wait a
-// provider asked for, as the engine waits before resending.
+// out. It keeps the idempotency keys the channel records, as the ledger
+// does, and resends an ambiguous delivery with its key (a delivery that
+// certainly was not sent is released and gets a new one). Between rounds
+// it calls wait (when not nil) with the longest wait a provider asked for,
+// as the engine waits before resending.
 func drive(t testing.TB, ch channels.Channel, ds []channels.Delivery, size int, resendUnknown bool, rounds int, wait func(time.Duration)) map[string]channels.Outcome {
 	t.Helper()
 	final := map[string]channels.Outcome{}
+	keys := map[string]string{} // address → recorded key
 	pending := ds
 	for round := 0; round < rounds && len(pending) > 0; round++ {
 		if round > 0 && wait != nil {
@@ -128,8 +132,18 @@ func drive(t testing.TB, ch channels.Channel, ds []channels.Delivery, size int, 
 		var next []channels.Delivery
 		for start := 0; start < len(pending); start += size {
 			end := min(start+size, len(pending))
-			part := pending[start:end]
-			outs, err := ch.Send(context.Background(), batch(part))
+			part := append([]channels.Delivery(nil), pending[start:end]...)
+			for i := range part {
+				part[i].Key = keys[part[i].Recipient.Address]
+			}
+			b := batch(part)
+			b.RecordKeys = func(_ context.Context, ks []string) error {
+				for i, k := range ks {
+					keys[part[i].Recipient.Address] = k
+				}
+				return nil
+			}
+			outs, err := ch.Send(context.Background(), b)
 			for i, d := range part {
 				var o channels.Outcome
 				if err != nil {
@@ -145,6 +159,9 @@ func drive(t testing.TB, ch channels.Channel, ds []channels.Delivery, size int, 
 				retry := o.Status == channels.Failed && (o.Class == channels.RetryNow || o.Class == channels.RetryLater)
 				if o.Status == channels.Unknown && resendUnknown {
 					retry = true
+				}
+				if o.Status == channels.Failed {
+					delete(keys, d.Recipient.Address) // not sent: released, a new key next time
 				}
 				if retry {
 					next = append(next, d)

@@ -3,15 +3,11 @@ package channels
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -20,9 +16,11 @@ func init() {
 	Register(Spec{
 		Name: "push", Provider: "jpush",
 		Doc: "App push through JPush REST API v3 (POST /v3/push, Basic appKey:masterSecret): up to 1000 aliases (or registration ids, " +
-			"for recipients without an alias) per push with identical content. Each push carries a cid from /v3/push/cid, reused when the same push is retried in this process, so JPush does not push it twice. " +
+			"for recipients without an alias) per push with identical content. Each push carries a cid from /v3/push/cid, recorded in the delivery ledger before the push: " +
+			"a push repeated after a timeout or a crash, by any worker within 23 h, carries the same cid, and JPush answers it without pushing again. " +
 			"Paced by JPush's X-Rate-Limit headers: a push that used the window's last call holds the others until X-Rate-Limit-Reset; a refused push (2002) is retried after it.",
 		MaxRecipients: 1000, MaxMixed: 100, Groupable: true,
+		IdempotencyKey: "cid", KeyLife: cidLife,
 		Address: AttrPushAlias,
 		Config: []ConfigField{
 			{Name: "app_key", Doc: "the JPush AppKey", Required: true},
@@ -69,8 +67,10 @@ func newJPush(cfg map[string]any, deps Deps) (Channel, error) {
 	if err := s.err(); err != nil {
 		return nil, err
 	}
-	c.cids = &cidPool{byKey: map[string]cidEntry{}}
-	c.spec.DedupesResends = c.useCID
+	c.cids = &cidPool{}
+	if !c.useCID {
+		c.spec.IdempotencyKey, c.spec.KeyLife = "", 0
+	}
 	return c, nil
 }
 
@@ -117,33 +117,94 @@ func (c *jpush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 	kinds := make([]bool, len(b.Deliveries)) // true: registration id
 	targets := make([]string, len(b.Deliveries))
 	var alias, regs []int
+	var calls [][]int
+	var keys []string         // the cid of each call ("" until taken)
+	keyed := map[string]int{} // recorded cid → its call
 	for i, d := range b.Deliveries {
 		switch {
 		case d.Message == nil || d.Message.Text == "":
 			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "push needs text"})
+			continue
 		case d.Recipient.Address != "":
 			targets[i] = d.Recipient.Address
-			alias = append(alias, i)
 		case d.Recipient.Attrs[AttrPushRegistrationID] != "":
 			targets[i], kinds[i] = d.Recipient.Attrs[AttrPushRegistrationID], true
-			regs = append(regs, i)
 		default:
 			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no push_alias or push_registration_id"})
+			continue
+		}
+		// A delivery with a recorded cid repeats the call it was part of:
+		// JPush answers a used cid with the first push's result.
+		if k, ok := keyed[d.Key]; ok && c.useCID && kinds[calls[k][0]] == kinds[i] {
+			calls[k] = append(calls[k], i)
+			continue
+		} else if !ok && d.Key != "" && c.useCID {
+			keyed[d.Key] = len(calls)
+			calls, keys = append(calls, []int{i}), append(keys, d.Key)
+			continue
+		}
+		if kinds[i] {
+			regs = append(regs, i)
+		} else {
+			alias = append(alias, i)
 		}
 	}
 	// An audience with both alias and registration_id is their intersection
 	// in JPush, so the two kinds never share a push.
-	var calls [][]int
 	for _, set := range [][]int{alias, regs} {
 		for _, g := range groupByContent(pick(b.Deliveries, set), false) {
-			calls = append(calls, chunks(remap(set, g), c.spec.MaxRecipients)...)
+			for _, call := range chunks(remap(set, g), c.spec.MaxRecipients) {
+				calls, keys = append(calls, call), append(keys, "")
+			}
 		}
 	}
-	parallel(ctx, len(calls), c.concurrency, func(k int) { c.push(ctx, b, calls[k], targets, kinds[calls[k][0]], res) })
+	if c.useCID {
+		if calls, keys = c.takeCIDs(ctx, calls, keys, res); len(calls) == 0 {
+			return res.finish()
+		}
+		if b.RecordKeys != nil {
+			perDelivery := make([]string, len(b.Deliveries))
+			for k, call := range calls {
+				for _, i := range call {
+					perDelivery[i] = keys[k]
+				}
+			}
+			if err := b.RecordKeys(ctx, perDelivery); err != nil {
+				e := &Error{Class: RetryNow, Reason: ReasonServerError, Message: "the cids could not be recorded, so nothing was pushed: " + err.Error()}
+				for _, call := range calls {
+					for _, i := range call {
+						res.callFailed(i, e)
+					}
+				}
+				return res.finish()
+			}
+		}
+	}
+	parallel(ctx, len(calls), c.concurrency, func(k int) { c.push(ctx, b, calls[k], targets, kinds[calls[k][0]], keys[k], res) })
 	return res.finish()
 }
 
-func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string, reg bool, res *results) {
+// takeCIDs gives every call without a cid a fresh one; calls it cannot get
+// one for fail (nothing was pushed) and are left out.
+func (c *jpush) takeCIDs(ctx context.Context, calls [][]int, keys []string, res *results) ([][]int, []string) {
+	keptCalls, keptKeys := calls[:0], keys[:0]
+	for k, call := range calls {
+		if keys[k] == "" {
+			cid, err := c.cids.take(ctx, c)
+			if err != nil {
+				for _, i := range call {
+					res.callFailed(i, err)
+				}
+				continue
+			}
+			keys[k] = cid
+		}
+		keptCalls, keptKeys = append(keptCalls, call), append(keptKeys, keys[k])
+	}
+	return keptCalls, keptKeys
+}
+
+func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string, reg bool, cid string, res *results) {
 	m := b.Deliveries[idxs[0]].Message
 	extras := map[string]string{}
 	for k, v := range m.Data {
@@ -186,16 +247,7 @@ func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string,
 			res.callFailed(i, e)
 		}
 	}
-	var key string
-	if c.useCID {
-		key = pushKey(reg, list, m)
-		cid, err := c.cids.get(ctx, key, c)
-		if err != nil {
-			fail(err)
-			return
-		}
-		body.CID = cid
-	}
+	body.CID = cid
 	if left, err := c.gate.pass(ctx, c.now, c.sleep); err != nil || left > 0 {
 		e := &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: left, Message: "JPush's rate-limit window is used up until it resets"}
 		if err != nil {
@@ -237,9 +289,6 @@ func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string,
 			res.fail(i, e)
 		}
 		return
-	}
-	if e.Class != Ambiguous && key != "" && e.Reason != ReasonServerError {
-		c.cids.forget(key) // the push was refused: a changed retry needs no old cid
 	}
 	fail(e)
 }
@@ -301,57 +350,39 @@ func jpushError(code int, msg string, reply *httpReply, now time.Time, withCID b
 	return e
 }
 
-// pushKey identifies a push by its audience and content, so that a retry of
-// the same push reuses its cid and a different push never does.
-func pushKey(reg bool, list []string, m any) string {
-	sorted := append([]string(nil), list...)
-	sort.Strings(sorted)
-	b, _ := json.Marshal(m)
-	h := sha256.New()
-	h.Write([]byte(strconv.FormatBool(reg) + "\x00" + strings.Join(sorted, "\x00") + "\x00"))
-	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// cidPool hands out JPush cids: fetched ten at a time, valid for a day,
-// remembered per push key so a retried push carries the same cid.
+// cidPool hands out JPush cids, fetched ten at a time (JPush gives apps
+// that are not VIP at most ten per call) and used while they are valid.
+// Which cid a delivery was pushed with is the ledger's to remember
+// (Batch.RecordKeys), so a retry in any process reuses it.
 type cidPool struct {
 	fetch sync.Mutex
 	mu    sync.Mutex
 	free  []cidEntry
-	byKey map[string]cidEntry
 }
 
 type cidEntry struct {
-	cid     string
-	expires time.Time
+	cid    string
+	issued time.Time
 }
 
-// cidLife is below JPush's one day so a remembered cid is never stale.
-const cidLife = 23 * time.Hour
+// JPush keeps a cid valid for a day from issue. A delivery may be pushed
+// again with its cid for cidLife after the cid was recorded, so a cid is
+// handed out only within the first hour after its issue.
+const (
+	jpushCIDValid = 24 * time.Hour
+	cidLife       = 23 * time.Hour
+)
 
-func (p *cidPool) get(ctx context.Context, key string, c *jpush) (string, *Error) {
+func (p *cidPool) take(ctx context.Context, c *jpush) (string, *Error) {
 	for attempt := 0; ; attempt++ {
 		now := c.now()
 		p.mu.Lock()
-		if e, ok := p.byKey[key]; ok && now.Before(e.expires) {
-			p.mu.Unlock()
-			return e.cid, nil
-		}
-		for len(p.free) > 0 && !now.Before(p.free[0].expires) {
+		for len(p.free) > 0 && now.Sub(p.free[0].issued) >= jpushCIDValid-cidLife {
 			p.free = p.free[1:]
 		}
 		if len(p.free) > 0 {
 			e := p.free[0]
 			p.free = p.free[1:]
-			if len(p.byKey) > 100000 { // bound memory: drop expired keys
-				for k, v := range p.byKey {
-					if !now.Before(v.expires) {
-						delete(p.byKey, k)
-					}
-				}
-			}
-			p.byKey[key] = e
 			p.mu.Unlock()
 			return e.cid, nil
 		}
@@ -359,7 +390,7 @@ func (p *cidPool) get(ctx context.Context, key string, c *jpush) (string, *Error
 		if attempt > 3 { // others keep emptying the pool faster than we fill it
 			return "", &Error{Class: RetryNow, Reason: ReasonServerError, Message: "no cid left in the pool"}
 		}
-		// One fetch at a time: parallel pushes wait for it and share it.
+		// One fetch at a time: parallel sends wait for it and share it.
 		p.fetch.Lock()
 		p.mu.Lock()
 		empty := len(p.free) == 0
@@ -372,18 +403,12 @@ func (p *cidPool) get(ctx context.Context, key string, c *jpush) (string, *Error
 			}
 			p.mu.Lock()
 			for _, cid := range fresh {
-				p.free = append(p.free, cidEntry{cid: cid, expires: now.Add(cidLife)})
+				p.free = append(p.free, cidEntry{cid: cid, issued: now})
 			}
 			p.mu.Unlock()
 		}
 		p.fetch.Unlock()
 	}
-}
-
-func (p *cidPool) forget(key string) {
-	p.mu.Lock()
-	delete(p.byKey, key)
-	p.mu.Unlock()
 }
 
 func (c *jpush) fetchCIDs(ctx context.Context) ([]string, *Error) {

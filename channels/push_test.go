@@ -3,6 +3,7 @@ package channels_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -74,20 +75,59 @@ func TestJPushExactRequest(t *testing.T) {
 		"options":{"time_to_live":86400,"apns_production":false},"cid":%q}`, cid), string(aliasReq.Body))
 }
 
+// TestJPushCidMakesRetriesExactlyOnce: the channel records a cid for each
+// delivery before it pushes (Batch.RecordKeys, which the engine writes on
+// the ledger rows), and a resend that carries them (Delivery.Key) — here
+// from another channel instance, as after a crash or on another worker —
+// repeats the push with the same cid, which JPush answers without pushing.
 func TestJPushCidMakesRetriesExactlyOnce(t *testing.T) {
 	f := newJPushFake(t)
 	ch := newChannel(t, "push", "jpush", jpushCfg(f, "timeout", "300ms"))
 	ds := deliveries("alias-1", "alias-2")
+	var recorded []string
+	first := batch(ds)
+	first.RecordKeys = func(_ context.Context, keys []string) error {
+		require.Zero(t, f.Total(), "keys are recorded before the push")
+		recorded = keys
+		return nil
+	}
 	f.Script(fakes.TimeoutAfterDelivery)
-	_, err := ch.Send(context.Background(), batch(ds))
+	_, err := ch.Send(context.Background(), first)
 	cl, _ := classOf(t, err)
 	require.Equal(t, channels.Ambiguous, cl)
 	require.Equal(t, 2, f.Total(), "JPush pushed before the answer was lost")
+	require.Len(t, recorded, 2)
+	require.NotEmpty(t, recorded[0])
+	require.Equal(t, recorded[0], recorded[1], "one push, one cid")
 
-	outs, err := ch.Send(context.Background(), batch(ds)) // the engine resends
+	restarted := newChannel(t, "push", "jpush", jpushCfg(f, "timeout", "300ms")) // another process
+	resend := append([]channels.Delivery(nil), ds...)
+	for i := range resend {
+		resend[i].Key = recorded[i]
+	}
+	again := batch(resend)
+	again.RecordKeys = func(_ context.Context, keys []string) error {
+		require.Equal(t, recorded, keys, "the recorded cids are kept")
+		return nil
+	}
+	outs, err := restarted.Send(context.Background(), again)
 	require.NoError(t, err)
 	require.Equal(t, []channels.Status{channels.Sent, channels.Sent}, statuses(outs))
 	require.Equal(t, map[string]int{"alias-1": 1, "alias-2": 1}, f.Delivered(), "the same cid: JPush answers the first result and pushes nothing")
+
+	// Without the recorded cid the resend would be a new push: the reason
+	// the cid lives in the ledger, not in the process.
+	_, err = restarted.Send(context.Background(), batch(ds))
+	require.NoError(t, err)
+	require.Equal(t, 2, f.Count("alias-1"))
+
+	// Nothing is pushed when the cids cannot be recorded.
+	failing := batch(deliveries("alias-3"))
+	failing.RecordKeys = func(context.Context, []string) error { return errors.New("database is locked") }
+	_, err = ch.Send(context.Background(), failing)
+	cl, _ = classOf(t, err)
+	require.Equal(t, channels.RetryNow, cl)
+	require.Zero(t, f.Count("alias-3"))
 
 	// 20% faults on 10,000 aliases: every alias exactly once
 	f2 := newJPushFake(t)
@@ -216,4 +256,52 @@ func TestAPNsErrorClasses(t *testing.T) {
 			require.Equal(t, tc.suppress, channels.SuppressesAddress(reason))
 		})
 	}
+}
+
+// TestJPushCidLife: JPush keeps a cid valid for a day from issue, and the
+// fake refuses an older one; the channel hands out only cids issued within
+// the last hour, so a cid recorded with a delivery is valid for the 23 h in
+// which the engine may push it again (Spec.KeyLife).
+func TestJPushCidLife(t *testing.T) {
+	f := newJPushFake(t)
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	f.Now = clock.Now
+	deps := testDeps()
+	deps.Now = clock.Now
+	ch := newChannel(t, "push", "jpush", jpushCfg(f), deps)
+	require.Equal(t, 23*time.Hour, ch.Spec().KeyLife)
+	require.Equal(t, "cid", ch.Spec().IdempotencyKey)
+	send := func(alias, key string) (string, []channels.Outcome, error) {
+		ds := deliveries(alias)
+		ds[0].Key = key
+		b := batch(ds)
+		var got string
+		b.RecordKeys = func(_ context.Context, keys []string) error { got = keys[0]; return nil }
+		outs, err := ch.Send(context.Background(), b)
+		return got, outs, err
+	}
+	first, _, err := send("alias-1", "")
+	require.NoError(t, err)
+	cidFetches := func() int {
+		n := 0
+		for _, r := range f.Requests() {
+			if r.Path == "/v3/push/cid" {
+				n++
+			}
+		}
+		return n
+	}
+	require.Equal(t, 1, cidFetches())
+	clock.Advance(2 * time.Hour)
+	second, _, err := send("alias-2", "")
+	require.NoError(t, err)
+	require.NotEqual(t, first, second)
+	require.Equal(t, 2, cidFetches(), "the nine cids left from the first fetch are over an hour old")
+
+	clock.Advance(22*time.Hour + time.Minute) // the first cid is a day old
+	_, _, err = send("alias-1", first)
+	cl, reason := classOf(t, err)
+	require.Equal(t, channels.Permanent, cl, "JPush refuses a cid past its day")
+	require.Equal(t, channels.ReasonInvalidContent, reason)
+	require.Equal(t, 1, f.Count("alias-1"))
 }

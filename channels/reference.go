@@ -19,14 +19,15 @@ under ` + "`channels:`" + ` in huabu.yaml; a channel with no section goes to the
 Every provider maps its error codes to four classes: *retry later* (rate limits, with the wait the
 provider asks for), *retry now* (transient: 5xx, a connection reset before the request was sent),
 *permanent* for the recipient (invalid user, not a friend, unsubscribed — suppressed, never retried)
-and *ambiguous* (a timeout after the request left: recorded as unknown, not resent — unless the
-provider drops resends itself, as JPush cids and WeCom's duplicate check do).
+and *ambiguous* (a timeout after the request left, or a worker that died mid-call: maybe sent). The last
+column says what Huabu does with an ambiguous delivery; [delivery.md](delivery.md) explains it and what an
+operator does about ` + "`unknown`" + `.
 
-| channel | provider | per call (same content / mixed) | groups identical content | one sender per call |
-| --- | --- | --- | --- | --- |
+| channel | provider | per call (same content / mixed) | groups identical content | one sender per call | maybe sent (timeout, crash) |
+| --- | --- | --- | --- | --- | --- |
 `)
 	for _, s := range Specs() {
-		fmt.Fprintf(&b, "| `%s` | `%s` | %d / %d | %s | %s |\n", s.Name, s.Provider, s.BatchLimit(true), s.BatchLimit(false), yes(s.Groupable), yes(s.SameSender))
+		fmt.Fprintf(&b, "| `%s` | `%s` | %d / %d | %s | %s | %s |\n", s.Name, s.Provider, s.BatchLimit(true), s.BatchLimit(false), yes(s.Groupable), yes(s.SameSender), guarantee(s))
 	}
 	for _, s := range Specs() {
 		if s.Provider == "outbox" {
@@ -65,6 +66,19 @@ provider drops resends itself, as JPush cids and WeCom's duplicate check do).
 		}
 	}
 	return b.String()
+}
+
+// guarantee says what happens to a delivery whose call may have got through.
+func guarantee(s Spec) string {
+	switch s.IdempotencyKey {
+	case "":
+		return "reported `unknown`, never resent: at most once"
+	case "cid":
+		return fmt.Sprintf("resent with the same cid (JPush drops it) within %d h: exactly once", int(s.KeyLife.Hours()))
+	case "duplicate_check":
+		return "resent inside WeCom's duplicate check (`duplicate_check_interval`): exactly once"
+	}
+	return "resent with the same `" + s.IdempotencyKey + "`: exactly once"
 }
 
 func yes(v bool) string {

@@ -168,6 +168,10 @@ func (c *webhook) post(ctx context.Context, id string, body []byte) *Error {
 
 // webhookID identifies a delivery across retries (run, step, recipient).
 func webhookID(b Batch, d Delivery) string {
-	sum := sha256.Sum256([]byte(b.CanvasID + "\x00" + b.RunID + "\x00" + b.StepID + "\x00" + d.Recipient.UserID + "\x00" + d.Recipient.Address))
+	id := b.CanvasID + "\x00" + b.RunID + "\x00" + b.StepID + "\x00" + d.Recipient.UserID + "\x00" + d.Recipient.Address
+	if b.Visit > 0 { // a loop's later visit is a message of its own
+		id += "\x00" + strconv.Itoa(b.Visit)
+	}
+	sum := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(sum[:16])
 }

@@ -16,10 +16,12 @@ func init() {
 	Register(Spec{
 		Name: "wecom.app", Provider: "wecom",
 		Doc: "WeCom app messages (message/send) to staff members: text, markdown or a news card. " +
-			"Identical content goes to up to 1000 members per call; WeCom's duplicate check drops repeats within duplicate_check_interval; " +
+			"Identical content goes to up to 1000 members per call; WeCom's duplicate check drops repeats within duplicate_check_interval, " +
+			"so a message repeated after a timeout or a crash, by any worker within nine tenths of the interval (the ledger keeps when it was first sent), is not delivered twice; " +
 			"each member is paced to member_per_minute / member_per_hour in this process. " +
 			"WeCom's per-minute API limit (45009) holds further calls until the next minute, its concurrency limit (45033) for 2 s; the held deliveries are retried then.",
 		MaxRecipients: 1000, MaxMixed: 100, Groupable: true,
+		IdempotencyKey: "duplicate_check", KeyLife: dupKeyLife(1800),
 		Address: AttrWeComUserID, Config: wecomConfigFields,
 	}, newWeComApp)
 }
@@ -44,7 +46,10 @@ func newWeComApp(cfg map[string]any, deps Deps) (Channel, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec.DedupesResends = w.dupInterval > 0 // enable_duplicate_check is on
+	spec.KeyLife = dupKeyLife(w.dupInterval)
+	if w.dupInterval == 0 { // enable_duplicate_check is off
+		spec.IdempotencyKey = ""
+	}
 	return &wecomApp{
 		spec: spec, client: newWeComClient(w, w.secret, deps), agentID: w.agentID, dup: w.dupInterval,
 		pacer: newMemberPacer(w.perMinute, w.perHour), maxWait: w.maxWait,
@@ -53,6 +58,13 @@ func newWeComApp(cfg map[string]any, deps Deps) (Channel, error) {
 }
 
 func (c *wecomApp) Spec() Spec { return c.spec }
+
+// dupKeyLife is how long after a message was first sent a resend is still
+// inside WeCom's duplicate check (seconds): well inside it.
+func dupKeyLife(seconds int) time.Duration {
+	interval := time.Duration(seconds) * time.Second
+	return interval - min(interval/10, 5*time.Minute)
+}
 
 // appMessage is message/send's body: the library's common fields plus the
 // content kinds Huabu sends (the library only has text, image and voice).
@@ -111,6 +123,22 @@ func (c *wecomApp) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 	var calls [][]int
 	for _, g := range groupByContent(pick(b.Deliveries, todo), false) {
 		calls = append(calls, chunks(remap(todo, g), c.spec.MaxRecipients)...)
+	}
+	if c.spec.IdempotencyKey != "" && b.RecordKeys != nil && len(todo) > 0 {
+		// WeCom's duplicate check works on content and member, not on a
+		// token: the key names the content, and the ledger keeps when it
+		// was first sent (the check lasts duplicate_check_interval).
+		keys := make([]string, len(b.Deliveries))
+		for _, i := range todo {
+			keys[i] = "dup-" + MessageKey(b.Deliveries[i].Message)[:16]
+		}
+		if err := b.RecordKeys(ctx, keys); err != nil {
+			e := &Error{Class: RetryNow, Reason: ReasonServerError, Message: "the sends could not be recorded, so nothing was sent: " + err.Error()}
+			for _, i := range todo {
+				res.callFailed(i, e)
+			}
+			return res.finish()
+		}
 	}
 	parallel(ctx, len(calls), 4, func(k int) { c.sendGroup(ctx, b, calls[k], res) })
 	return res.finish()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/huabu/huabu/channels"
@@ -38,34 +39,79 @@ type Claim struct {
 	// Done maps recipients already decided by an earlier attempt to their
 	// state; they must not be sent again.
 	Done map[int64]string
+	// Keys are the provider idempotency keys recorded for rows in Mine
+	// (RecordDeliveryKeys): those deliveries must be sent with them.
+	Keys map[int64]string
+}
+
+// KeyLives says, per channel, how long after it was recorded a provider
+// idempotency key still dedupes a resend (channels.Spec.KeyLife): the
+// channels of a step that have such keys.
+type KeyLives map[string]time.Duration
+
+// A row's provider_key is "" (the provider may have been called without a
+// key: a resend could duplicate), "CHANNEL:" (claimed for a channel with
+// keys, whose calls are made only after their keys are recorded: nothing
+// was sent yet) or "CHANNEL:KEY" (maybe sent under KEY).
+func splitKey(k string) (channel, providerKey string, marked bool) {
+	return strings.Cut(k, ":")
 }
 
 // ClaimDeliveries writes pending ledger rows for recipients that have none,
 // under the attempt's batch id, before any provider is called. A pending row
-// left by another attempt means that attempt crashed mid-call: the message
-// may have gone out, so the row becomes unknown rather than being resent.
-func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, attempt string, uids []int64) (Claim, error) {
+// left by another attempt means that attempt died mid-page (ADR 010). Its
+// provider_key says what to do: with a key that still dedupes (lives), this
+// attempt takes the row over and sends it again with that key, which the
+// provider drops if the first call got through; with only the channel's mark
+// no call was made, so it is sent afresh; otherwise the message may have
+// gone out, and the row becomes unknown rather than being resent.
+func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, attempt string, uids []int64, lives KeyLives) (Claim, error) {
 	claim := Claim{Done: map[int64]string{}}
 	batch := batchID(attempt)
-	now := s.now().UnixMilli()
+	clock := s.now()
+	now := clock.UnixMilli()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		existing := map[int64]bool{}
-		var stale []int64
-		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs, key.RunID, key.StepID, key.Visit, idList(uids))
+		var stale, retaken []int64
+		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs, key.RunID, key.StepID, key.Visit, idList(uids))
 		if err != nil {
 			return err
 		}
+		keep := func(uid int64, k string) {
+			claim.Mine = append(claim.Mine, uid)
+			if _, pk, _ := splitKey(k); pk != "" {
+				if claim.Keys == nil {
+					claim.Keys = map[int64]string{}
+				}
+				claim.Keys[uid] = k
+			}
+		}
+		resendable := func(k string, keyAt int64) bool {
+			ch, pk, marked := splitKey(k)
+			switch {
+			case !marked:
+				return false
+			case pk == "":
+				return true // claimed, never called
+			default:
+				life := lives[ch]
+				return life > 0 && clock.Sub(time.UnixMilli(keyAt)) < life
+			}
+		}
 		for rows.Next() {
-			var uid, b int64
-			var state string
-			if err := rows.Scan(&uid, &state, &b); err != nil {
+			var uid, b, keyAt int64
+			var state, k string
+			if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
 				rows.Close()
 				return err
 			}
 			existing[uid] = true
 			switch {
 			case state == DeliveryPending && b == batch:
-				claim.Mine = append(claim.Mine, uid)
+				keep(uid, k)
+			case state == DeliveryPending && resendable(k, keyAt):
+				keep(uid, k)
+				retaken = append(retaken, uid)
 			case state == DeliveryPending:
 				stale = append(stale, uid)
 				claim.Done[uid] = DeliveryUnknown
@@ -77,8 +123,14 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, at
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if err := updateStates(ctx, tx, key, stale, DeliveryUnknown, "crashed_mid_send", "", now); err != nil {
+		if err := updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now); err != nil {
 			return err
+		}
+		if len(retaken) > 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs,
+				batch, now, key.RunID, key.StepID, key.Visit, idList(retaken)); err != nil {
+				return err
+			}
 		}
 		var fresh []int64
 		for _, u := range uids {
@@ -87,8 +139,12 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, at
 			}
 		}
 		if len(fresh) > 0 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at) SELECT ?, ?, ?, value, ?, ?, ?, ? FROM json_each(?)`,
-				key.RunID, key.StepID, key.Visit, channel, DeliveryPending, batch, now, idList(fresh)); err != nil {
+			mark := ""
+			if lives[channel] > 0 {
+				mark = channel + ":"
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at, provider_key) SELECT ?, ?, ?, value, ?, ?, ?, ?, ? FROM json_each(?)`,
+				key.RunID, key.StepID, key.Visit, channel, DeliveryPending, batch, now, mark, idList(fresh)); err != nil {
 				return fmt.Errorf("claim deliveries: %w", err)
 			}
 		}
@@ -107,9 +163,50 @@ type Settlement struct {
 	Channel     string // set when a fallback channel delivered it
 }
 
+// RecordDeliveryKeys writes the provider idempotency key of each delivery
+// (uid → "CHANNEL:KEY") on this attempt's pending rows, before the provider
+// is called; "" before a call through a channel without keys (a fallback),
+// so a crash leaves those rows unknown. Rows another attempt took over are
+// not this attempt's to send: that is an error, and the caller must not
+// call the provider.
+func (s *SQLite) RecordDeliveryKeys(ctx context.Context, key LedgerKey, attempt string, keys map[int64]string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	byKey := map[string][]int64{}
+	var order []string
+	for uid, k := range keys {
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], uid)
+	}
+	sort.Strings(order)
+	batch := batchID(attempt)
+	now := s.now().UnixMilli()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var n int64
+		for _, k := range order {
+			res, err := tx.ExecContext(ctx, `UPDATE deliveries SET provider_key = ?, key_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND uid`+inIDs,
+				k, now, key.RunID, key.StepID, key.Visit, DeliveryPending, batch, idList(byKey[k]))
+			if err != nil {
+				return err
+			}
+			changed, _ := res.RowsAffected()
+			n += changed
+		}
+		if n != int64(len(keys)) {
+			return fmt.Errorf("recording provider keys: %d of %d deliveries are no longer this attempt's", int64(len(keys))-n, len(keys))
+		}
+		return nil
+	})
+}
+
 // SettleDeliveries records outcomes. Rows with the same state, reason and
-// reference are updated together, so a grouped provider call is one statement.
-func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, settlements []Settlement) error {
+// reference are updated together, so a grouped provider call is one
+// statement. Only rows the attempt still holds change: a row another
+// attempt took over (ClaimDeliveries) is that attempt's to settle.
+func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, attempt string, settlements []Settlement) error {
 	if len(settlements) == 0 {
 		return nil
 	}
@@ -124,15 +221,16 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, settlement
 		groups[k] = append(groups[k], st.UID)
 	}
 	now := s.now().UnixMilli()
+	batch := batchID(attempt)
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, k := range order {
 			uids := groups[k]
 			if k.channel != "" {
-				if err := updateChannel(ctx, tx, key, uids, k.channel); err != nil {
+				if err := updateChannel(ctx, tx, key, batch, uids, k.channel); err != nil {
 					return err
 				}
 			}
-			if err := updateStates(ctx, tx, key, uids, k.state, k.reason, k.ref, now); err != nil {
+			if err := updateStates(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now); err != nil {
 				return err
 			}
 		}
@@ -140,17 +238,18 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, settlement
 	})
 }
 
-func updateStates(ctx context.Context, tx *sql.Tx, key LedgerKey, uids []int64, state, reason, ref string, now int64) error {
+// updateStates sets the state of rows, of one attempt's batch unless batch is 0.
+func updateStates(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, state, reason, ref string, now int64) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs,
-		state, reason, ref, now, key.RunID, key.StepID, key.Visit, idList(uids))
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND (? = 0 OR batch = ?) AND uid`+inIDs,
+		state, reason, ref, now, key.RunID, key.StepID, key.Visit, batch, batch, idList(uids))
 	return err
 }
 
-func updateChannel(ctx context.Context, tx *sql.Tx, key LedgerKey, uids []int64, channel string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs, channel, key.RunID, key.StepID, key.Visit, idList(uids))
+func updateChannel(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, channel string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND batch = ? AND uid`+inIDs, channel, key.RunID, key.StepID, key.Visit, batch, idList(uids))
 	return err
 }
 

@@ -129,26 +129,26 @@ func TestLedgerClaimSettleRelease(t *testing.T) {
 	uids := []int64{1, 2, 3, 4, 5}
 	key := LedgerKey{RunID: 1, StepID: "push"}
 
-	first, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-1/page-0", uids)
+	first, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-1/page-0", uids, nil)
 	require.NoError(t, err)
 	require.ElementsMatch(t, uids, first.Mine)
-	require.NoError(t, s.SettleDeliveries(ctx, key, []Settlement{
+	require.NoError(t, s.SettleDeliveries(ctx, key, "attempt-1/page-0", []Settlement{
 		{UID: 1, State: DeliverySent, ProviderRef: "m1"},
 		{UID: 2, State: DeliveryFailed, Reason: "invalid_address"},
 	}))
 	require.NoError(t, s.ReleaseDeliveries(ctx, key, "attempt-1/page-0", []int64{3}), "3 was rate limited: certainly not sent")
 	// attempt-1 crashes here with 4 and 5 still pending.
 
-	second, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-2/page-0", uids)
+	second, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-2/page-0", uids, nil)
 	require.NoError(t, err)
 	require.Equal(t, []int64{3}, second.Mine, "only the released row is sent again")
 	require.Equal(t, map[int64]string{1: DeliverySent, 2: DeliveryFailed, 4: DeliveryUnknown, 5: DeliveryUnknown}, second.Done)
 
-	resumed, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-2/page-0", uids)
+	resumed, err := s.ClaimDeliveries(ctx, key, "sms", "attempt-2/page-0", uids, nil)
 	require.NoError(t, err)
 	require.Equal(t, []int64{3}, resumed.Mine, "the same attempt resumes its own pending rows")
 
-	require.NoError(t, s.SettleDeliveries(ctx, key, []Settlement{{UID: 3, State: DeliverySent, Channel: "push"}}))
+	require.NoError(t, s.SettleDeliveries(ctx, key, "attempt-2/page-0", []Settlement{{UID: 3, State: DeliverySent, Channel: "push"}}))
 	counts, _, err := s.Counts(ctx, "", 1)
 	require.NoError(t, err)
 	c := counts["push"]
@@ -159,11 +159,11 @@ func TestLedgerClaimSettleRelease(t *testing.T) {
 	// The second visit of the step (a loop) is a ledger of its own: the
 	// same users are sent to again, once.
 	again := LedgerKey{RunID: 1, StepID: "push", Visit: 1}
-	visit2, err := s.ClaimDeliveries(ctx, again, "sms", "attempt-3/page-0", uids)
+	visit2, err := s.ClaimDeliveries(ctx, again, "sms", "attempt-3/page-0", uids, nil)
 	require.NoError(t, err)
 	require.ElementsMatch(t, uids, visit2.Mine)
-	require.NoError(t, s.SettleDeliveries(ctx, again, []Settlement{{UID: 1, State: DeliverySent}, {UID: 2, State: DeliverySent}}))
-	retried, err := s.ClaimDeliveries(ctx, again, "sms", "attempt-4/page-0", []int64{1, 2})
+	require.NoError(t, s.SettleDeliveries(ctx, again, "attempt-3/page-0", []Settlement{{UID: 1, State: DeliverySent}, {UID: 2, State: DeliverySent}}))
+	retried, err := s.ClaimDeliveries(ctx, again, "sms", "attempt-4/page-0", []int64{1, 2}, nil)
 	require.NoError(t, err)
 	require.Empty(t, retried.Mine, "a visit sends once")
 	require.NoError(t, s.RecordStepEntry(ctx, 1, "push", 0, 9, 5))
@@ -239,4 +239,77 @@ func TestImportAdoptsWeComPlaceholder(t *testing.T) {
 	require.Equal(t, "u001", after[0].ID)
 	require.Contains(t, string(after[0].Doc), `"owner":"lina"`, "what WeCom told us stays")
 	require.Contains(t, string(after[0].Doc), `"phone":"13800130001"`)
+}
+
+// TestLedgerProviderKeys: the next attempt takes over the pending rows an
+// attempt left when it died: those whose provider idempotency key was
+// recorded before the call are sent again with it (within the key's life),
+// those it claimed for a keyed channel but never called are sent afresh,
+// and the attempt that lost them can neither record keys on them nor settle
+// them. On a channel without keys a pending row is unknown: maybe sent.
+func TestLedgerProviderKeys(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	key := LedgerKey{RunID: 1, StepID: "push"}
+	uids := []int64{1, 2, 3, 4}
+	const life = 23 * time.Hour
+	lives := KeyLives{"push": life}
+
+	first, err := s.ClaimDeliveries(ctx, key, "push", "a1/p0", uids, lives)
+	require.NoError(t, err)
+	require.ElementsMatch(t, uids, first.Mine)
+	require.Empty(t, first.Keys)
+	require.NoError(t, s.RecordDeliveryKeys(ctx, key, "a1/p0", map[int64]string{1: "push:cid-A", 2: "push:cid-A", 3: "push:cid-B"}))
+	// a1 dies here: 1-3 were maybe pushed under their cids; 4 was not
+	// pushed at all (its call would have recorded a cid first).
+
+	resumed, err := s.ClaimDeliveries(ctx, key, "push", "a1/p0", uids, lives)
+	require.NoError(t, err)
+	require.Equal(t, map[int64]string{1: "push:cid-A", 2: "push:cid-A", 3: "push:cid-B"}, resumed.Keys, "the same attempt gets its keys back")
+
+	now = now.Add(time.Hour)
+	second, err := s.ClaimDeliveries(ctx, key, "push", "a2/p0", uids, lives)
+	require.NoError(t, err)
+	require.ElementsMatch(t, uids, second.Mine, "all taken over")
+	require.Equal(t, map[int64]string{1: "push:cid-A", 2: "push:cid-A", 3: "push:cid-B"}, second.Keys, "keyed rows are sent again with their keys")
+	require.Empty(t, second.Done)
+
+	// The attempt that lost the rows can no longer touch them.
+	require.Error(t, s.RecordDeliveryKeys(ctx, key, "a1/p0", map[int64]string{1: "push:cid-C"}))
+	require.NoError(t, s.SettleDeliveries(ctx, key, "a1/p0", []Settlement{{UID: 1, State: DeliveryFailed, Reason: "late"}}))
+	require.NoError(t, s.SettleDeliveries(ctx, key, "a2/p0", []Settlement{{UID: 1, State: DeliverySent}, {UID: 2, State: DeliverySent}}))
+	counts, _, err := s.Counts(ctx, "", 1)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), counts["push"].Sent)
+	require.Empty(t, counts["push"].Failed, "a1's late settlement changed nothing")
+	require.Equal(t, int64(2), counts["push"].Pending)
+
+	// a2 dies too. Past the key's life (JPush forgets a cid after a day) a
+	// resend could push again: the keyed row becomes unknown; the row never
+	// called is still sent afresh.
+	now = now.Add(life)
+	third, err := s.ClaimDeliveries(ctx, key, "push", "a3/p0", uids, lives)
+	require.NoError(t, err)
+	require.Equal(t, []int64{4}, third.Mine)
+	require.Empty(t, third.Keys)
+	require.Equal(t, map[int64]string{1: DeliverySent, 2: DeliverySent, 3: DeliveryUnknown}, third.Done)
+
+	// Before a call through a channel without keys (a fallback) the mark
+	// is cleared: a crash after it leaves the row unknown.
+	require.NoError(t, s.RecordDeliveryKeys(ctx, key, "a3/p0", map[int64]string{4: ""}))
+	fourth, err := s.ClaimDeliveries(ctx, key, "push", "a4/p0", []int64{4}, lives)
+	require.NoError(t, err)
+	require.Empty(t, fourth.Mine)
+	require.Equal(t, DeliveryUnknown, fourth.Done[4])
+
+	// A channel without keys never resends.
+	other := LedgerKey{RunID: 1, StepID: "sms"}
+	_, err = s.ClaimDeliveries(ctx, other, "sms", "b1/p0", []int64{7}, nil)
+	require.NoError(t, err)
+	again, err := s.ClaimDeliveries(ctx, other, "sms", "b2/p0", []int64{7}, nil)
+	require.NoError(t, err)
+	require.Empty(t, again.Mine)
+	require.Equal(t, DeliveryUnknown, again.Done[7])
 }

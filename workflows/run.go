@@ -144,6 +144,17 @@ var pageActivity = workflow.ActivityOptions{
 	},
 }
 
+// sendActivity is pageActivity for Send, with a short heartbeat timeout:
+// Send heartbeats every few seconds while a page runs, and when its worker
+// dies (a SIGKILL, a lost machine) Temporal hands the page to another only
+// once the heartbeat timeout passes — the page's deliveries wait that long.
+// Only activity options change, so replaying older histories is unaffected.
+var sendActivity = func() workflow.ActivityOptions {
+	o := pageActivity
+	o.HeartbeatTimeout = 20 * time.Second
+	return o
+}()
+
 type runner struct {
 	in    RunInput
 	plan  *canvases.Plan

@@ -256,7 +256,7 @@ func (r *runner) wait(ctx workflow.Context, step *canvases.Step, t Token, in act
 // send runs a push step over the cohort's pages: Send activities over page
 // ranges, a bounded number at a time.
 func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.CohortRef, visit int) ([]activities.CohortRef, error) {
-	pctx := workflow.WithActivityOptions(ctx, pageActivity)
+	pctx := workflow.WithActivityOptions(ctx, sendActivity)
 	type pending struct {
 		f workflow.Future
 	}

@@ -15,8 +15,11 @@ import (
 )
 
 // JPush is a fake of JPush REST API v3: POST /v3/push and GET /v3/push/cid
-// with HTTP Basic appKey:masterSecret. A cid already used returns the first
-// push's answer without pushing again, as JPush does.
+// with HTTP Basic appKey:masterSecret. Cids work as JPush documents them: a
+// push must carry a cid the app was issued (at most ten per request for an
+// app that is not VIP), valid for a day; a push with a cid that already
+// pushed successfully returns that push's answer and pushes nothing, whatever
+// its audience or content; a push that failed leaves its cid unused.
 type JPush struct {
 	base
 	AppKey, MasterSecret string
@@ -32,10 +35,13 @@ type JPush struct {
 	// -Remaining and -Reset (seconds until the window resets), as JPush's do.
 	Limit  int
 	Window time.Duration
+	// Now is the fake's clock, for cid validity (default time.Now).
+	Now func() time.Time
 
 	mu          sync.Mutex
 	n           int
 	cids        map[string]string // cid → msg_id of its first push ("" = unused)
+	issued      map[string]time.Time
 	pushes      []Push
 	windowStart time.Time
 	used        int
@@ -52,7 +58,7 @@ type Push struct {
 
 // NewJPush starts a JPush fake for one app.
 func NewJPush(appKey, masterSecret string) *JPush {
-	f := &JPush{AppKey: appKey, MasterSecret: masterSecret, cids: map[string]string{}}
+	f := &JPush{AppKey: appKey, MasterSecret: masterSecret, cids: map[string]string{}, issued: map[string]time.Time{}}
 	f.init()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v3/push/cid", f.auth(f.cid))
@@ -94,6 +100,7 @@ func (f *JPush) cid(w http.ResponseWriter, r *http.Request, _ []byte) {
 		f.n++
 		list[i] = fmt.Sprintf("%s-%08x-0000-4000-8000-%012x", f.AppKey, f.n, f.n)
 		f.cids[list[i]] = ""
+		f.issued[list[i]] = f.now()
 	}
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
@@ -135,9 +142,9 @@ func (f *JPush) push(w http.ResponseWriter, r *http.Request, body []byte) {
 	f.mu.Lock()
 	if req.CID != "" {
 		first, issued := f.cids[req.CID]
-		if !issued || !strings.HasPrefix(req.CID, f.AppKey+"-") {
+		if !issued || !strings.HasPrefix(req.CID, f.AppKey+"-") || f.now().Sub(f.issued[req.CID]) >= 24*time.Hour {
 			f.mu.Unlock()
-			jpushError(w, 400, 1003, "cid is invalid")
+			jpushError(w, 400, 1003, "cid is invalid or expired")
 			return
 		}
 		if first != "" { // a retry: answer as the first time, push nothing
@@ -208,6 +215,13 @@ func (f *JPush) count(h http.Header) bool {
 	f.used++
 	h.Set("X-Rate-Limit-Remaining", strconv.Itoa(f.Limit-f.used))
 	return false
+}
+
+func (f *JPush) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
 }
 
 // Refused is how many pushes the rate limit (Limit) refused.

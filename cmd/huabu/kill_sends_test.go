@@ -109,7 +109,7 @@ steps:
 	dev := startDev(t, dir, cfgPath)
 	out, errOut, code := huabu(t, "import", "profiles", profiles, "-c", cfgPath, "--data", data)
 	require.Equal(t, 0, code, out+errOut)
-	out, errOut, code = huabu(t, "run", "member-day", "-c", cfgPath, "--data", data, "--api", dev.api)
+	out, errOut, code = huabu(t, "run", "member-day", "--yes", "-c", cfgPath, "--data", data, "--api", dev.api)
 	require.Equal(t, 0, code, out+errOut)
 	workflowID := strings.Fields(out)[1]
 	pushed := func(wave string) int { return len(waves(fake)[wave]) }

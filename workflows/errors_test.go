@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,17 +83,27 @@ func TestRateLimitedPushesArePacedInTheActivity(t *testing.T) {
 		{"jpush, 20% rate limited", "push", jpush(func(f *fakes.JPush) { f.Random(3, 0.2, fakes.RateLimit) }),
 			func(n int) bool { return n > users/10 }},
 		{"jpush, 300 pushes a second", "push", jpush(func(f *fakes.JPush) { f.Limit, f.Window = 300, time.Second }),
-			func(n int) bool { return n < 50 }}, // stopped at the window, not hammering it
+			func(n int) bool { return n < users/10 }}, // stopped at the window, not hammering it (unpaced: 1,200)
 		{"wecom.app, 45009 per minute", "wecom.app", func(t *testing.T) (*harness, *fakes.Ledger, func() int) {
 			fake := fakes.NewWeCom("ww-corp", "secret", "1000002")
 			t.Cleanup(fake.Close)
 			fake.KeepRequests = false
-			now := time.Now()
-			skew := now.Truncate(time.Minute).Add(time.Minute - 1500*time.Millisecond).Sub(now)
+			// The channels' clock starts 1.5 s before a minute when they
+			// first read it (the first send), then runs in real time.
+			var mu sync.Mutex
+			var began time.Time
+			clock := func() time.Time {
+				mu.Lock()
+				defer mu.Unlock()
+				if began.IsZero() {
+					began = time.Now()
+				}
+				return time.Date(2026, 3, 1, 9, 0, 58, 500e6, time.UTC).Add(time.Since(began))
+			}
 			fake.Script(fakes.RateLimit, fakes.None, fakes.RateLimit)
 			h := newHarnessWithDeps(t, fmt.Sprintf(`channels:
   wecom: {corp_id: ww-corp, agent_id: 1000002, secret: secret, base_url: "%s", member_per_minute: 0, member_per_hour: 0}
-`, fake.URL()), func(d *channels.Deps) { d.Now = func() time.Time { return time.Now().Add(skew) } })
+`, fake.URL()), func(d *channels.Deps) { d.Now = clock })
 			h.profiles(users, func(i int) map[string]any {
 				return map[string]any{"wecom_userid": fmt.Sprintf("staff%04d", i), "name": fmt.Sprintf("员工%d", i)}
 			})

@@ -19,6 +19,10 @@ type Options struct {
 	// "aliyun", "outbox", ...). A channel missing here falls back to the
 	// outbox, which validation reports as a warning.
 	Channels map[string]string
+	// Now is the clock of now(), days_since and days_until in conditions
+	// this compiler compiles for evaluation (default time.Now): a
+	// simulation evaluates them in its virtual time.
+	Now func() time.Time
 }
 
 // Compiler checks and compiles canvases against one config. It is safe for
@@ -78,6 +82,13 @@ func (c *Compiler) Env() *Env { return c.env }
 
 // Options returns the options the compiler was built with (defaults applied).
 func (c *Compiler) Options() Options { return c.opts }
+
+func (c *Compiler) clock() func() time.Time {
+	if c.opts.Now != nil {
+		return c.opts.Now
+	}
+	return time.Now
+}
 
 func (c *Compiler) eventScope(event string) *scope {
 	if s, ok := c.eventScopes.Load(event); ok {

@@ -119,7 +119,7 @@ func cleanExprMessage(msg string) string {
 
 // compileCondition type-checks a boolean expression in a scope. The returned
 // errors carry rune offsets into src.
-func compileCondition(src string, sc *scope) (*vm.Program, []memberProblem) {
+func compileCondition(src string, sc *scope, now func() time.Time) (*vm.Program, []memberProblem) {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil, []memberProblem{exprProblem(err, sc)}
@@ -129,7 +129,7 @@ func compileCondition(src string, sc *scope) (*vm.Program, []memberProblem) {
 	if len(mc.problems) > 0 {
 		return nil, mc.problems
 	}
-	opts := append([]expr.Option{expr.Env(reflect.New(sc.root.rtype).Elem().Interface()), expr.AsBool()}, exprFunctions...)
+	opts := append([]expr.Option{expr.Env(reflect.New(sc.root.rtype).Elem().Interface()), expr.AsBool()}, exprFunctions(now)...)
 	program, err := expr.Compile(src, opts...)
 	if err != nil {
 		return nil, []memberProblem{exprProblem(err, sc)}
@@ -170,7 +170,7 @@ func (u *unit) checkExpr(v *Value, sc *scope) {
 	if v == nil {
 		return
 	}
-	if _, probs := compileCondition(v.Str, sc); len(probs) > 0 {
+	if _, probs := compileCondition(v.Str, sc, time.Now); len(probs) > 0 {
 		for _, p := range probs {
 			line, col := u.scalarPosition(v.Node, p.offset)
 			u.report(Error, line, col, v.Path, "%s", p.msg)
@@ -180,14 +180,25 @@ func (u *unit) checkExpr(v *Value, sc *scope) {
 
 // exprFunctions are the date helpers conditions may call besides expr-lang's
 // builtins: month(user.birthday) == 5, days_since(user.traits.last_seen) > 30.
-var exprFunctions = []expr.Option{
-	expr.Function("month", func(p ...any) (any, error) { return int(p[0].(time.Time).Month()), nil }, new(func(time.Time) int)),
-	expr.Function("day", func(p ...any) (any, error) { return p[0].(time.Time).Day(), nil }, new(func(time.Time) int)),
-	expr.Function("weekday", func(p ...any) (any, error) { return int(p[0].(time.Time).Weekday()), nil }, new(func(time.Time) int)),
-	expr.Function("days_since", func(p ...any) (any, error) {
-		return int(time.Since(p[0].(time.Time)).Hours() / 24), nil
-	}, new(func(time.Time) int)),
-	expr.Function("days_until", func(p ...any) (any, error) {
-		return int(time.Until(p[0].(time.Time)).Hours() / 24), nil
-	}, new(func(time.Time) int)),
+// now is the clock of now(), days_since and days_until: the wall clock,
+// except in a simulation, where conditions see its virtual time.
+func exprFunctions(now func() time.Time) []expr.Option {
+	return []expr.Option{
+		expr.Function("month", func(p ...any) (any, error) { return int(p[0].(time.Time).Month()), nil }, new(func(time.Time) int)),
+		expr.Function("day", func(p ...any) (any, error) { return p[0].(time.Time).Day(), nil }, new(func(time.Time) int)),
+		expr.Function("weekday", func(p ...any) (any, error) { return int(p[0].(time.Time).Weekday()), nil }, new(func(time.Time) int)),
+		expr.Function("days_since", func(p ...any) (any, error) {
+			return int(now().Sub(p[0].(time.Time)).Hours() / 24), nil
+		}, new(func(time.Time) int)),
+		expr.Function("days_until", func(p ...any) (any, error) {
+			return int(p[0].(time.Time).Sub(now()).Hours() / 24), nil
+		}, new(func(time.Time) int)),
+		// expr-lang's own now(), on this clock.
+		expr.Function("now", func(p ...any) (any, error) {
+			if len(p) == 1 {
+				return now().In(p[0].(*time.Location)), nil
+			}
+			return now(), nil
+		}, new(func() time.Time), new(func(*time.Location) time.Time)),
+	}
 }

@@ -29,7 +29,7 @@ func (c *Compiler) CompileCondition(src, event string) (*Condition, error) {
 	if event != "" {
 		sc = c.eventScope(event)
 	}
-	program, probs := compileCondition(src, sc)
+	program, probs := compileCondition(src, sc, c.clock())
 	if len(probs) > 0 {
 		msgs := make([]string, len(probs))
 		for i, p := range probs {
@@ -44,7 +44,7 @@ func (c *Compiler) CompileCondition(src, event string) (*Condition, error) {
 // and visit, the number of times the user has come to the branch (1 the
 // first time), which is how a loop is bounded.
 func (c *Compiler) CompileBranchCondition(src string) (*Condition, error) {
-	program, probs := compileCondition(src, c.branch)
+	program, probs := compileCondition(src, c.branch, c.clock())
 	if len(probs) > 0 {
 		msgs := make([]string, len(probs))
 		for i, p := range probs {

@@ -9,6 +9,7 @@ import (
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/estimate"
+	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
 )
@@ -56,3 +57,7 @@ func (app *App) EstimateSource(ctx context.Context, file string, src []byte, opt
 	res, err := app.estimator().Estimate(ctx, p, opts)
 	return res, problems, err
 }
+
+// EventsOf turns stored event rows into what the router takes, as the
+// event feed does (the simulation routes the events it replays so).
+func EventsOf(rows []store.EventRow) []ingest.Event { return toEvents(rows) }

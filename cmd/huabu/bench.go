@@ -85,7 +85,7 @@ also send the same push to K users as one cohort and as K workflows (one per use
 			return nil
 		},
 	}
-	cmd.AddCommand(broadcast, provider, c.benchIngestCmd(), c.benchEventsCmd(), c.benchEstimateCmd())
+	cmd.AddCommand(broadcast, provider, c.benchIngestCmd(), c.benchEventsCmd(), c.benchEstimateCmd(), c.benchSimulateCmd())
 	return cmd
 }
 

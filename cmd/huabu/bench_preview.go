@@ -36,3 +36,36 @@ time and the median, then count exactly once and print how far the estimate was 
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
 	return cmd
 }
+
+func (c *cli) benchSimulateCmd() *cobra.Command {
+	var opts bench.SimulateOptions
+	var cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "simulate",
+		Short: "Simulation of an example canvas over N generated users and D days: wall time, median of --runs",
+		Long: `Generate --users profiles shaped like the example ones (every fifth a lapsed big spender), a year of
+purchase history and the --days of events a live period has (coupons used, purchases, app opens),
+simulate an example canvas (--canvas, default winback-dormant) over them --runs times, and print
+each wall time and the median.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Users <= 0 || opts.Days <= 0 {
+				return userErrorf("--users and --days must be at least 1")
+			}
+			opts.Out = c.stdout
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			_, err = bench.Simulate(cmd.Context(), opts)
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&opts.Users, "users", 10000, "users")
+	cmd.Flags().IntVar(&opts.Days, "days", 14, "days simulated")
+	cmd.Flags().StringVar(&opts.Canvas, "canvas", "winback-dormant", "example canvas to simulate")
+	cmd.Flags().IntVar(&opts.Runs, "runs", 3, "simulations to time")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
+	return cmd
+}

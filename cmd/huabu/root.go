@@ -64,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	_ = root.PersistentFlags().MarkHidden("api")
 	root.PersistentFlags().StringVar(&c.token, "token", "", "bearer token for the admin API (default: $"+TokenEnv+"); one of the server's auth.tokens")
 	root.PersistentFlags().StringVar(&c.tz, "tz", "", "time zone times are printed in, e.g. UTC or Asia/Shanghai (default: the config's timezone)")
-	root.AddCommand(c.validateCmd(), c.estimateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
+	root.AddCommand(c.validateCmd(), c.estimateCmd(), c.simulateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
 		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.runsCmd(), c.benchCmd(), c.syncCmd(), c.fakeCmd(),
 		c.approveCmd(), c.auditCmd(), c.suppressCmd(), c.forgetCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })

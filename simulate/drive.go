@@ -26,9 +26,10 @@ const driveName = "SimulateDrive"
 // schedule's firings, or the start of a manual canvas), route the event
 // batches at theirs, and end at End.
 type driveInput struct {
-	Fires   []time.Time `json:"fires"`
-	Batches []time.Time `json:"batches"`
-	End     time.Time   `json:"end"`
+	Fires   []time.Time   `json:"fires"`
+	Batches []time.Time   `json:"batches"`
+	Window  time.Duration `json:"window"` // the router's entry window
+	End     time.Time     `json:"end"`
 }
 
 // drive runs the simulation in Temporal's test environment.
@@ -37,7 +38,7 @@ func (s *sim) drive(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	in := driveInput{Fires: fires, End: s.end}
+	in := driveInput{Fires: fires, End: s.end, Window: s.router.Window()}
 	for _, b := range s.replay {
 		in.Batches = append(in.Batches, b.at)
 	}
@@ -144,8 +145,10 @@ func (s *sim) driveWorkflow(ctx workflow.Context, in driveInput) error {
 	var lastScheduled string
 	for i, j := 0, 0; i < len(in.Fires) || j < len(in.Batches); {
 		fire := i < len(in.Fires) && (j >= len(in.Batches) || !in.Batches[j].Before(in.Fires[i]))
-		at := in.Fires[min(i, len(in.Fires)-1)]
-		if !fire {
+		var at time.Time
+		if fire {
+			at = in.Fires[i]
+		} else {
 			at = in.Batches[j]
 		}
 		if d := at.Sub(workflow.Now(ctx)); d > 0 {
@@ -177,12 +180,22 @@ func (s *sim) driveWorkflow(ctx workflow.Context, in driveInput) error {
 			return err
 		}
 		j++
-		for _, st := range out.Starts {
-			startRun(st.ID, st.Input)
-		}
 		for _, id := range out.Signals {
 			if running[id] {
 				_ = workflow.SignalExternalWorkflow(ctx, id, "", workflows.ArrivalsSignal, nil).Get(ctx, nil)
+			}
+		}
+		if out.Gathering {
+			// Entries gather for the router's window, then start one run,
+			// as live. Batches are a window apart, so none falls inside.
+			if err := workflow.Sleep(ctx, in.Window); err != nil {
+				return err
+			}
+			if err := workflow.ExecuteLocalActivity(lctx, s.startWindows).Get(ctx, &out); err != nil {
+				return err
+			}
+			for _, st := range out.Starts {
+				startRun(st.ID, st.Input)
 			}
 		}
 	}
@@ -194,10 +207,12 @@ func (s *sim) driveWorkflow(ctx workflow.Context, in driveInput) error {
 	return failed
 }
 
-// routed is what routing a batch asks of Temporal.
+// routed is what routing a batch asks of Temporal: runs to signal now,
+// and, when entries gather in a window, runs to start when it closes.
 type routed struct {
-	Starts  []start  `json:"starts,omitempty"`
-	Signals []string `json:"signals,omitempty"`
+	Starts    []start  `json:"starts,omitempty"`
+	Signals   []string `json:"signals,omitempty"`
+	Gathering bool     `json:"gathering,omitempty"`
 }
 
 type start struct {
@@ -207,8 +222,9 @@ type start struct {
 
 // route stores a batch of events at its virtual time and routes it the way
 // the live event feed does: computed traits brought up to date, the events
-// read back from the store, handed to the router, and the entry windows
-// started at once (in virtual time a window has closed by the next batch).
+// read back from the store and handed to the router, which records exits,
+// conversions and arrivals (whose runs are signalled now) and gathers
+// entries in windows (started by startWindows when they close).
 func (s *sim) route(ctx context.Context, i int) (routed, error) {
 	b := s.replay[i]
 	if _, err := s.st.Ingest(ctx, b.msgs, store.IngestOptions{Realtime: true, MarkDue: true, ReceivedAt: s.clock.Now()}); err != nil {
@@ -245,7 +261,14 @@ func (s *sim) route(ctx context.Context, i int) (routed, error) {
 			break
 		}
 	}
-	s.router.StartWindows(ctx, true)
+	out := s.starts.take()
+	out.Gathering = s.router.PendingFrom() > 0
+	return out, nil
+}
+
+// startWindows starts the runs of the entry windows that have closed.
+func (s *sim) startWindows(ctx context.Context) (routed, error) {
+	s.router.StartWindows(ctx, false)
 	return s.starts.take(), nil
 }
 

@@ -209,8 +209,12 @@ func messageLine(raw json.RawMessage) string {
 		parts = append(parts, fmt.Sprintf("%q", m.Text))
 	}
 	if m.Template != "" {
-		p, _ := json.Marshal(m.Params)
-		parts = append(parts, m.Template+" "+string(p))
+		t := m.Template
+		if len(m.Params) > 0 {
+			p, _ := json.Marshal(m.Params)
+			t += " " + string(p)
+		}
+		parts = append(parts, t)
 	}
 	return strings.Join(parts, " ")
 }

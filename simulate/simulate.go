@@ -46,6 +46,9 @@ type Options struct {
 	// TempDir holds the scratch store (default: the system's).
 	TempDir string
 	Logger  *slog.Logger
+	// Inspect, when set, is called with the scratch store before it is
+	// removed (tests compare it with a live store).
+	Inspect func(context.Context, *store.SQLite) error
 }
 
 // ErrInput marks problems with the canvas or the input files.
@@ -83,6 +86,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res, err := s.result(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if s.opts.Inspect != nil {
+		if err := s.opts.Inspect(ctx, s.st); err != nil {
+			return nil, err
+		}
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
@@ -345,7 +353,7 @@ func (s *sim) batches(ctx context.Context) error {
 	for _, n := range names {
 		routed[n] = true
 	}
-	window := s.opts.Config.Triggers.EntryWindow()
+	window := s.router.Window()
 	for _, m := range s.live {
 		if names != nil && !routed[m.Name] {
 			s.quiet = append(s.quiet, m)
@@ -527,7 +535,7 @@ type entryRecord struct {
 }
 
 func (s *sim) noteEntry(k entryKey) {
-	at := s.clock.Now()
+	at := s.clock.Now().Truncate(time.Millisecond) // as precise as the store's times
 	s.entriesMu.Lock()
 	defer s.entriesMu.Unlock()
 	if s.entered[k] {

@@ -117,6 +117,10 @@ func New(opts Options) *Router {
 	return r
 }
 
+// Window is how long entries gather before their run starts (the
+// simulation waits as long in virtual time).
+func (r *Router) Window() time.Duration { return r.opts.Window }
+
 // Refresh reloads which canvases events trigger (after a deploy).
 func (r *Router) Refresh(ctx context.Context) error {
 	list, err := r.opts.Store.Canvases(ctx)

@@ -88,17 +88,25 @@ func TestRateLimitedPushesArePacedInTheActivity(t *testing.T) {
 			fake := fakes.NewWeCom("ww-corp", "secret", "1000002")
 			t.Cleanup(fake.Close)
 			fake.KeepRequests = false
-			// The channels' clock starts 1.5 s before a minute when they
-			// first read it (the first send), then runs in real time.
+			// The channels' clock stands at 09:00:59 until the fake has
+			// answered both scripted 45009s, then runs in real time: each
+			// refusal falls in the same minute whatever the machine's load
+			// (a clock that ran from the first send lost that minute to a
+			// slow setup on a busy CI machine), so the pacing waits ~1.5 s
+			// for the next minute, never a whole one.
 			var mu sync.Mutex
 			var began time.Time
 			clock := func() time.Time {
 				mu.Lock()
 				defer mu.Unlock()
-				if began.IsZero() {
+				if began.IsZero() && fake.Injected()[fakes.RateLimit] == 2 {
 					began = time.Now()
 				}
-				return time.Date(2026, 3, 1, 9, 0, 58, 500e6, time.UTC).Add(time.Since(began))
+				minute := time.Date(2026, 3, 1, 9, 0, 59, 0, time.UTC)
+				if began.IsZero() {
+					return minute
+				}
+				return minute.Add(time.Since(began))
 			}
 			fake.Script(fakes.RateLimit, fakes.None, fakes.RateLimit)
 			h := newHarnessWithDeps(t, fmt.Sprintf(`channels:

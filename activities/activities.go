@@ -41,7 +41,10 @@ type Store interface {
 
 	GetCohort(ctx context.Context, id int64) (store.Cohort, error)
 	RegisterWait(ctx context.Context, w store.Wait) error
-	CollectArrivals(ctx context.Context, waiting store.Cohort, seq int, final bool) (store.Collected, error)
+	ChildCohort(ctx context.Context, waiting store.Cohort, suffix string) (store.Cohort, error)
+	EndWait(ctx context.Context, cohortID int64) error
+	CollectArrivalsPage(ctx context.Context, waitingID, childID int64) (int, error)
+	WriteRemainderPages(ctx context.Context, waitingID, childID, from, to int64) error
 
 	ClaimDeliveries(ctx context.Context, key store.LedgerKey, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error)
 	RecordDeliveryKeys(ctx context.Context, key store.LedgerKey, batch string, keys map[int64]string) error

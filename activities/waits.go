@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -38,16 +39,74 @@ type Collected struct {
 	TimedOut CohortRef `json:"timed_out"`
 }
 
+// collectCursor is CollectArrivals' heartbeat: the remainder's pages below
+// NextPage are written.
+type collectCursor struct {
+	NextPage int64 `json:"next_page"`
+}
+
 // CollectArrivals moves a waiting cohort's arrivals into a child cohort (and,
-// when final, everyone else into another).
+// when final, everyone else into another). Both are written a page at a
+// time, each page in its own transaction, so a million-user wait is
+// collected in bounded memory and a retry resumes where the last attempt
+// stopped.
 func (a *Activities) CollectArrivals(ctx context.Context, in CollectInput) (Collected, error) {
 	waiting, err := a.Store.GetCohort(ctx, in.Cohort.ID)
 	if err != nil {
 		return Collected{}, err
 	}
-	c, err := a.Store.CollectArrivals(ctx, waiting, in.Seq, in.Final)
+	if in.Final {
+		// First: no arrival is taken after the deadline, so the two
+		// children split the members exactly.
+		if err := a.Store.EndWait(ctx, waiting.ID); err != nil {
+			return Collected{}, err
+		}
+	}
+	arrived, err := a.Store.ChildCohort(ctx, waiting, fmt.Sprint("arrived", in.Seq))
 	if err != nil {
 		return Collected{}, err
 	}
-	return Collected{Arrived: refOf(c.Arrived), TimedOut: refOf(c.TimedOut)}, nil
+	if !arrived.Sealed {
+		for {
+			n, err := a.Store.CollectArrivalsPage(ctx, waiting.ID, arrived.ID)
+			if err != nil {
+				return Collected{}, err
+			}
+			activity.RecordHeartbeat(ctx, collectCursor{})
+			if n < store.PageSize {
+				break
+			}
+		}
+		if arrived, err = a.Store.SealCohort(ctx, arrived.ID, 0); err != nil {
+			return Collected{}, err
+		}
+	}
+	out := Collected{Arrived: refOf(arrived)}
+	if !in.Final {
+		return out, nil
+	}
+	rest, err := a.Store.ChildCohort(ctx, waiting, "timeout")
+	if err != nil {
+		return Collected{}, err
+	}
+	if !rest.Sealed {
+		var cur collectCursor
+		if activity.HasHeartbeatDetails(ctx) {
+			_ = activity.GetHeartbeatDetails(ctx, &cur)
+		}
+		const pagesAtOnce = 16
+		for cur.NextPage < waiting.PageSpan {
+			to := min(cur.NextPage+pagesAtOnce, waiting.PageSpan)
+			if err := a.Store.WriteRemainderPages(ctx, waiting.ID, rest.ID, cur.NextPage, to); err != nil {
+				return Collected{}, err
+			}
+			cur.NextPage = to
+			activity.RecordHeartbeat(ctx, cur)
+		}
+		if rest, err = a.Store.SealCohort(ctx, rest.ID, waiting.PageSpan); err != nil {
+			return Collected{}, err
+		}
+	}
+	out.TimedOut = refOf(rest)
+	return out, nil
 }

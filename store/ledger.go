@@ -536,7 +536,7 @@ func (s *SQLite) convertedBySteps(ctx context.Context, runFilter string, arg any
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	const pagesAtOnce = 64
+	const pagesAtOnce = 16
 	for _, e := range entries {
 		for from := int64(0); ; from += pagesAtOnce {
 			pages, more, err := s.pagesFrom(ctx, e.cohort, from, pagesAtOnce)

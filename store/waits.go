@@ -123,157 +123,134 @@ func (s *SQLite) RecordArrivals(ctx context.Context, cohortID int64, uids []int6
 	return res.RowsAffected()
 }
 
-// Collected is what CollectArrivals moved on.
-type Collected struct {
-	Arrived  Cohort // members who sent the event (may be empty)
-	TimedOut Cohort // with final: everyone else (may be empty)
+// ChildCohort creates (or finds) a child of a waiting cohort by a key
+// suffix: "arrived3" for the third collection of arrivals, "timeout" for
+// the members who never arrived. Keys are deterministic so a retried
+// collection writes into the child its first attempt created.
+func (s *SQLite) ChildCohort(ctx context.Context, waiting Cohort, suffix string) (Cohort, error) {
+	key := fmt.Sprintf("%d/%s/%d/%s", waiting.RunID, waiting.StepID, waiting.ID, suffix)
+	_, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO cohorts (key, run_id, step_id, parent_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+		key, waiting.RunID, waiting.StepID, waiting.ID, s.now().UnixMilli())
+	if err != nil {
+		return Cohort{}, err
+	}
+	return s.cohortWhere(ctx, s.w, `key = ?`, key)
 }
 
-// CollectArrivals moves a waiting cohort's new arrivals into a child cohort,
-// keyed by seq (chosen by the workflow), so a retried call returns the same
-// child. With final the wait ends: it takes no more arrivals and the members
-// who did not arrive form a second child.
-func (s *SQLite) CollectArrivals(ctx context.Context, waiting Cohort, seq int, final bool) (Collected, error) {
-	var out Collected
-	prefix := fmt.Sprintf("%d/%s/%d/", waiting.RunID, waiting.StepID, waiting.ID)
-	now := s.now().UnixMilli()
+// EndWait stops a cohort's wait: no arrival is recorded for it after this.
+func (s *SQLite) EndWait(ctx context.Context, cohortID int64) error {
+	_, err := s.w.ExecContext(ctx, `DELETE FROM waits WHERE cohort_id = ?`, cohortID)
+	return err
+}
+
+// CollectArrivalsPage moves up to one page of a waiting cohort's
+// uncollected arrivals into the next page of child, in one transaction,
+// and says how many it moved. It goes on in uid order from the child's
+// last member, so the child's pages hold increasing, disjoint uid ranges
+// as every cohort's do; an arrival recorded meanwhile below that point is
+// left for the next collection. Called until it moves less than a page,
+// it collects everything, in bounded memory, and a retry resumes where
+// the last call committed.
+func (s *SQLite) CollectArrivalsPage(ctx context.Context, waitingID, childID int64) (int, error) {
+	moved := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		arrived, done, err := childCohort(ctx, tx, prefix+fmt.Sprint("arrived", seq), waiting, now)
+		var next, after int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(page) + 1, 0), coalesce(max(max_uid), -1) FROM cohort_pages WHERE cohort_id = ?`, childID).Scan(&next, &after); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT uid FROM arrivals WHERE cohort_id = ? AND uid > ? AND collected = 0 ORDER BY uid LIMIT ?`, waitingID, after, PageSize)
 		if err != nil {
 			return err
 		}
-		if !done {
-			rows, err := tx.QueryContext(ctx, `SELECT uid FROM arrivals WHERE cohort_id = ? AND collected = 0 ORDER BY uid`, waiting.ID)
+		uids, err := scanInt64s(rows)
+		if err != nil || len(uids) == 0 {
+			return err
+		}
+		if err := writePages(ctx, tx, childID, []Page{{No: next, Members: uids}}); err != nil {
+			return err
+		}
+		moved = len(uids)
+		_, err = tx.ExecContext(ctx, `UPDATE arrivals SET collected = ? WHERE cohort_id = ? AND uid`+inIDs, childID, waitingID, idList(uids))
+		return err
+	})
+	return moved, err
+}
+
+// WriteRemainderPages writes, for the waiting cohort's pages numbered in
+// [from, to), its members who never arrived into child under the same page
+// numbers (an empty page deletes the child's page). Rewriting is
+// idempotent, so a retry may redo any range.
+func (s *SQLite) WriteRemainderPages(ctx context.Context, waitingID, childID, from, to int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT page, min_uid, max_uid, members FROM cohort_pages WHERE cohort_id = ? AND page >= ? AND page < ? ORDER BY page`, waitingID, from, to)
+		if err != nil {
+			return err
+		}
+		type stored struct {
+			no, lo, hi int64
+			blob       []byte
+		}
+		var pages []stored
+		for rows.Next() {
+			var p stored
+			if err := rows.Scan(&p.no, &p.lo, &p.hi, &p.blob); err != nil {
+				rows.Close()
+				return err
+			}
+			pages = append(pages, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		out := make([]Page, 0, len(pages))
+		for _, p := range pages {
+			members, err := UnpackMembers(p.blob)
 			if err != nil {
 				return err
 			}
-			var uids []int64
-			for rows.Next() {
-				var u int64
-				if err := rows.Scan(&u); err != nil {
-					rows.Close()
-					return err
+			arows, err := tx.QueryContext(ctx, `SELECT uid FROM arrivals WHERE cohort_id = ? AND uid >= ? AND uid <= ?`, waitingID, p.lo, p.hi)
+			if err != nil {
+				return err
+			}
+			arrivedList, err := scanInt64s(arows)
+			if err != nil {
+				return err
+			}
+			kept := members
+			if len(arrivedList) > 0 {
+				arrived := make(map[int64]bool, len(arrivedList))
+				for _, u := range arrivedList {
+					arrived[u] = true
 				}
-				uids = append(uids, u)
+				kept = members[:0]
+				for _, m := range members {
+					if !arrived[m] {
+						kept = append(kept, m)
+					}
+				}
 			}
-			rows.Close()
-			var pages []Page
-			for i := 0; i < len(uids); i += PageSize {
-				pages = append(pages, Page{No: int64(len(pages)), Members: uids[i:min(i+PageSize, len(uids))]})
-			}
-			if err := writePages(ctx, tx, arrived, pages); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE arrivals SET collected = ? WHERE cohort_id = ? AND collected = 0 AND uid`+inIDs, arrived, waiting.ID, idList(uids)); err != nil {
-				return err
-			}
-			if err := sealIn(ctx, tx, arrived, int64(len(pages))); err != nil {
-				return err
-			}
+			out = append(out, Page{No: p.no, Members: kept})
 		}
-		if out.Arrived, err = cohortIn(ctx, tx, arrived); err != nil {
-			return err
-		}
-		if !final {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM waits WHERE cohort_id = ?`, waiting.ID); err != nil {
-			return err
-		}
-		rest, done, err := childCohort(ctx, tx, prefix+"timeout", waiting, now)
-		if err != nil {
-			return err
-		}
-		if !done {
-			if err := writeRemainder(ctx, tx, waiting, rest); err != nil {
-				return err
-			}
-			if err := sealIn(ctx, tx, rest, waiting.PageSpan); err != nil {
-				return err
-			}
-		}
-		out.TimedOut, err = cohortIn(ctx, tx, rest)
-		return err
+		return writePages(ctx, tx, childID, out)
 	})
-	return out, err
 }
 
-// childCohort creates (or finds) a child of a waiting cohort by key; done
-// says it was already sealed by an earlier call.
-func childCohort(ctx context.Context, tx *sql.Tx, key string, parent Cohort, now int64) (id int64, done bool, err error) {
-	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO cohorts (key, run_id, step_id, parent_id, created_at) VALUES (?, ?, ?, ?, ?)`,
-		key, parent.RunID, parent.StepID, parent.ID, now); err != nil {
-		return 0, false, err
+func scanInt64s(rows *sql.Rows) ([]int64, error) {
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
 	}
-	var sealed int
-	err = tx.QueryRowContext(ctx, `SELECT id, sealed FROM cohorts WHERE key = ?`, key).Scan(&id, &sealed)
-	return id, sealed == 1, err
+	return out, rows.Err()
 }
 
 func sealIn(ctx context.Context, tx *sql.Tx, cohortID, span int64) error {
 	_, err := tx.ExecContext(ctx, `UPDATE cohorts SET size = (SELECT coalesce(sum(n), 0) FROM cohort_pages WHERE cohort_id = ?),
 		page_span = max(?, (SELECT coalesce(max(page) + 1, 0) FROM cohort_pages WHERE cohort_id = ?)), sealed = 1 WHERE id = ?`, cohortID, span, cohortID, cohortID)
 	return err
-}
-
-func cohortIn(ctx context.Context, tx *sql.Tx, id int64) (Cohort, error) {
-	var c Cohort
-	var wake int64
-	var sealed int
-	err := tx.QueryRowContext(ctx, `SELECT id, run_id, step_id, parent_id, size, page_span, wake_at, sealed FROM cohorts WHERE id = ?`, id).
-		Scan(&c.ID, &c.RunID, &c.StepID, &c.ParentID, &c.Size, &c.PageSpan, &wake, &sealed)
-	if wake > 0 {
-		c.WakeAt = time.UnixMilli(wake)
-	}
-	c.Sealed = sealed == 1
-	return c, err
-}
-
-// writeRemainder writes the waiting cohort's members who never arrived,
-// page by page with the parent's page numbers.
-func writeRemainder(ctx context.Context, tx *sql.Tx, waiting Cohort, into int64) error {
-	arrived := map[int64]bool{}
-	rows, err := tx.QueryContext(ctx, `SELECT uid FROM arrivals WHERE cohort_id = ?`, waiting.ID)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var u int64
-		if err := rows.Scan(&u); err != nil {
-			rows.Close()
-			return err
-		}
-		arrived[u] = true
-	}
-	rows.Close()
-	pageRows, err := tx.QueryContext(ctx, `SELECT page, members FROM cohort_pages WHERE cohort_id = ? ORDER BY page`, waiting.ID)
-	if err != nil {
-		return err
-	}
-	var pages []Page
-	for pageRows.Next() {
-		var no int64
-		var blob []byte
-		if err := pageRows.Scan(&no, &blob); err != nil {
-			pageRows.Close()
-			return err
-		}
-		members, err := UnpackMembers(blob)
-		if err != nil {
-			pageRows.Close()
-			return err
-		}
-		kept := members[:0]
-		for _, m := range members {
-			if !arrived[m] {
-				kept = append(kept, m)
-			}
-		}
-		pages = append(pages, Page{No: no, Members: kept})
-	}
-	pageRows.Close()
-	if err := pageRows.Err(); err != nil {
-		return err
-	}
-	return writePages(ctx, tx, into, pages)
 }

@@ -205,6 +205,12 @@ func (b *builder) trigger(tv *Value) {
 		if s.At != "" && sv.Has("timezone") {
 			b.errorf(sv.Get("timezone"), "trigger.schedule.timezone", "at already carries its UTC offset; timezone applies to cron only")
 		}
+		if sv.Has("overlap") {
+			s.Overlap = sv.Get("overlap").String()
+			if s.At != "" {
+				b.errorf(sv.Get("overlap"), "trigger.schedule.overlap", "at runs once; overlap applies to cron only")
+			}
+		}
 		p.Trigger = Trigger{Kind: TriggerSchedule, Schedule: s}
 	case tv.Has("event"):
 		ev := tv.Get("event")

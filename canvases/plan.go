@@ -52,6 +52,24 @@ type Schedule struct {
 	Timezone string `json:"timezone"`
 	Start    string `json:"start,omitempty"`
 	End      string `json:"end,omitempty"`
+	// Overlap is what happens when a run is due while earlier ones still
+	// go on; "" is allow (and keeps the hash of plans written before).
+	Overlap string `json:"overlap,omitempty"`
+}
+
+// Overlap policies of a schedule.
+const (
+	OverlapAllow     = "allow"
+	OverlapSkip      = "skip"
+	OverlapBufferOne = "buffer_one"
+)
+
+// OverlapPolicy is the schedule's overlap policy, allow when unset.
+func (s *Schedule) OverlapPolicy() string {
+	if s.Overlap == "" {
+		return OverlapAllow
+	}
+	return s.Overlap
 }
 
 // OnEvent matches a track event by name and an optional condition over

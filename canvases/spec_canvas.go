@@ -42,6 +42,9 @@ var specSchedule = oneOf(obj("Schedule", "Runs the canvas for its whole audience
 	withDefault(fld("timezone", str(FormatTimezone, ""), "IANA time zone the cron is read in."), "the config's timezone"),
 	fld("start", str(FormatTime, ""), "No runs before this RFC 3339 time."),
 	fld("end", str(FormatTime, ""), "No runs after this RFC 3339 time."),
+	withDefault(fld("overlap", enum("", OverlapAllow, OverlapSkip, OverlapBufferOne),
+		"When a run is due while earlier ones are still going (a wait of a day in a daily canvas): allow starts it anyway, each run its own cohort; skip drops it; buffer_one starts it when the running one ends (one at most waits). Cron only."),
+		OverlapAllow),
 ), "cron", "at")
 
 var specEventTrigger = obj("EventTrigger", "Enters a user each time they send a matching track event.",

@@ -136,7 +136,7 @@ func (app *App) syncSchedule(ctx context.Context, p *canvases.Plan) (string, err
 		ID:               schedulePrefix + p.ID,
 		Spec:             *spec,
 		Action:           action,
-		Overlap:          enums.SCHEDULE_OVERLAP_POLICY_SKIP,
+		Overlap:          overlapPolicy(p.Trigger.Schedule),
 		CatchupWindow:    10 * time.Minute,
 		RemainingActions: remaining,
 		Memo:             map[string]any{"plan": p.Hash},
@@ -156,7 +156,7 @@ func (app *App) syncSchedule(ctx context.Context, p *canvases.Plan) (string, err
 			s := in.Description.Schedule
 			s.Spec, s.Action = spec, action
 			if s.Policy != nil {
-				s.Policy.Overlap = enums.SCHEDULE_OVERLAP_POLICY_SKIP
+				s.Policy.Overlap = overlapPolicy(p.Trigger.Schedule)
 			}
 			if s.State != nil {
 				s.State.LimitedActions = remaining > 0
@@ -169,6 +169,19 @@ func (app *App) syncSchedule(ctx context.Context, p *canvases.Plan) (string, err
 		return "", err
 	}
 	return "updated", nil
+}
+
+// overlapPolicy is the Temporal overlap policy of a schedule trigger. Allow
+// by default: each scheduled run is a cohort of its own, so a daily canvas
+// with a wait of a day or more must not skip every other day.
+func overlapPolicy(s *canvases.Schedule) enums.ScheduleOverlapPolicy {
+	switch s.OverlapPolicy() {
+	case canvases.OverlapSkip:
+		return enums.SCHEDULE_OVERLAP_POLICY_SKIP
+	case canvases.OverlapBufferOne:
+		return enums.SCHEDULE_OVERLAP_POLICY_BUFFER_ONE
+	}
+	return enums.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL
 }
 
 // scheduleSpec turns a schedule trigger into a Temporal spec. A one-time

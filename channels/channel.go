@@ -150,6 +150,7 @@ type Outcome struct {
 	Class       Class  // for Failed and Unknown
 	Reason      string // short, stable code for reports: invalid_user, not_friend, unsubscribed, rate_limited ...
 	Detail      string // the provider's message, for logs
+	Code        string // the provider's own error code (45009, isv.BUSINESS_LIMIT_CONTROL), for metrics
 	ProviderRef string // the provider's message id, when it gives one
 	// RetryAfter is the wait the provider asked for (Class RetryLater).
 	RetryAfter time.Duration
@@ -289,6 +290,45 @@ type Deps struct {
 	// Contacts, when set, lets wecom.customer skip customers who removed
 	// their owner and send welcome messages with callback welcome codes.
 	Contacts ContactBook
+	// Observer, when set, sees every Send of the Set's channels (metrics).
+	Observer SendObserver
+	// Calls, when set, sees every WeCom API call (sends, staff tasks,
+	// directory sync), one per request (metrics).
+	Calls CallObserver
+}
+
+// CallObserver sees one provider API call: which, how long, and its error.
+type CallObserver interface {
+	ObserveCall(provider, api string, took time.Duration, err error)
+}
+
+// SendObserver sees each Send: how long the provider took, and what it
+// answered (the outcomes, or the error that decided the whole batch).
+type SendObserver interface {
+	ObserveSend(channel, provider string, took time.Duration, outs []Outcome, err error)
+}
+
+// observed is a channel whose Sends are shown to an observer.
+type observed struct {
+	Channel
+	name, provider string
+	obs            SendObserver
+}
+
+func (o *observed) Send(ctx context.Context, b Batch) ([]Outcome, error) {
+	start := time.Now()
+	outs, err := o.Channel.Send(ctx, b)
+	o.obs.ObserveSend(o.name, o.provider, time.Since(start), outs, err)
+	return outs, err
+}
+
+// WeComAPI passes through the WeCom API of the channel it wraps (nil when
+// it has none), which staff tasks look for.
+func (o *observed) WeComAPI() *WeComAPI {
+	if p, ok := o.Channel.(interface{ WeComAPI() *WeComAPI }); ok {
+		return p.WeComAPI()
+	}
+	return nil
 }
 
 // Factory builds a channel from its config section (after ${ENV} expansion).
@@ -388,6 +428,9 @@ func NewSet(sections map[string]map[string]any, providers map[string]string, dep
 		}
 		if provider == "outbox" && cc.Name != "outbox" {
 			ch = asOutboxFor(ch, cc.Name)
+		}
+		if deps.Observer != nil {
+			ch = &observed{Channel: ch, name: cc.Name, provider: provider, obs: deps.Observer}
 		}
 		s.byName[cc.Name] = ch
 	}

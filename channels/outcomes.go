@@ -82,7 +82,7 @@ func outcomeOf(e *Error) Outcome {
 	if e.Code != "" {
 		detail = e.Code + ": " + detail
 	}
-	return Outcome{Status: st, Class: e.Class, Reason: e.Reason, Detail: detail, RetryAfter: e.RetryAfter}
+	return Outcome{Status: st, Class: e.Class, Reason: e.Reason, Detail: detail, Code: e.Code, RetryAfter: e.RetryAfter}
 }
 
 // groupByContent splits delivery indexes by MessageKey (and sender when

@@ -88,10 +88,11 @@ type wecomClient struct {
 	timeout time.Duration
 	log     *slog.Logger
 	now     func() time.Time
+	calls   CallObserver // nil: not observed
 }
 
 func newWeComClient(w wecomSettings, secret string, deps Deps) *wecomClient {
-	return &wecomClient{base: w.baseURL, corpID: w.corpID, secret: secret, http: deps.HTTP, timeout: w.timeout, log: deps.Logger, now: deps.Now}
+	return &wecomClient{base: w.baseURL, corpID: w.corpID, secret: secret, http: deps.HTTP, timeout: w.timeout, log: deps.Logger, now: deps.Now, calls: deps.Calls}
 }
 
 // Access tokens are cached per API root, corp and secret for the whole
@@ -194,7 +195,11 @@ func (c *wecomClient) invalidate(tok string) {
 // read invaliduser and fail_list from it). On 40014/42001 the token is
 // refetched and the call made exactly once more: WeCom rejected the first
 // call before acting on it, so the repeat cannot duplicate a message.
-func (c *wecomClient) post(ctx context.Context, path string, body, out any) error {
+func (c *wecomClient) post(ctx context.Context, path string, body, out any) (err error) {
+	if c.calls != nil {
+		start := time.Now()
+		defer func() { c.calls.ObserveCall("wecom", path, time.Since(start), err) }()
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // WeCom shows "&" and "<" in messages literally

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/internal/metrics"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/traits"
@@ -64,8 +66,12 @@ type App struct {
 	compiler *canvases.Compiler
 	channels *channels.Set
 	metrics  *activities.Metrics
-	acts     *activities.Activities // the worker's: estimates, previews and test sends use the same
-	listener net.Listener           // claimed at start, served once ready
+	// providerMetrics and activityMetrics feed /metrics from the channels
+	// and the Temporal worker (internal/metrics).
+	providerMetrics *metrics.Providers
+	activityMetrics *metrics.Activities
+	acts            *activities.Activities // the worker's: estimates, previews and test sends use the same
+	listener        net.Listener           // claimed at start, served once ready
 	// adminListener is http.admin_listen's, when set: the admin API apart
 	// from the public one.
 	adminListener net.Listener
@@ -166,7 +172,8 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store, Contacts: app.store}); err != nil {
+	app.providerMetrics, app.activityMetrics = metrics.NewProviders(), metrics.NewActivities()
+	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store, Contacts: app.store, Observer: app.providerMetrics, Calls: app.providerMetrics}); err != nil {
 		return nil, err
 	}
 
@@ -212,6 +219,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	app.worker = worker.New(app.client, cfg.Temporal.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:      maxActs,
 		MaxConcurrentLocalActivityExecutionSize: 64,
+		Interceptors:                            []interceptor.WorkerInterceptor{app.activityMetrics.Interceptor()},
 	})
 	workflows.Register(app.worker)
 	app.worker.RegisterWorkflowWithOptions(workflows.SendOne, workflows.SendOneOptions())
@@ -268,6 +276,9 @@ func (app *App) serveHTTP() error {
 	app.httpAddr = ln.Addr().String()
 	h := server.New(app, app.log, app.authn)
 	h.Registry().MustRegister(app.metrics.Collectors()...)
+	h.Registry().MustRegister(app.providerMetrics.Collectors()...)
+	h.Registry().MustRegister(app.activityMetrics.Collectors()...)
+	h.Registry().MustRegister(metrics.NewStore(app.store, app.log))
 	api, err := app.ingestAPI(h)
 	if err != nil {
 		ln.Close()

@@ -86,6 +86,10 @@ type Activities struct {
 	Metrics *Metrics
 	// Gate, when set, is asked before every run begins.
 	Gate RunGate
+	// Controls, when set, pauses and stops sends (see control.go);
+	// ResumeGrace is how old a held message may be when its canvas resumes.
+	Controls    CanvasControls
+	ResumeGrace time.Duration
 
 	plans sync.Map // hash → *compiledPlan
 }

@@ -67,6 +67,9 @@ type sendCursor struct {
 	// Deferred maps wake times (RFC 3339) to the cohorts deferred users
 	// were written into, so a resumed attempt seals the same ones.
 	Deferred map[string]int64 `json:"deferred,omitempty"`
+	// HeldSince is when this send first found its canvas paused: the
+	// planned time of its remaining messages, for resume_grace.
+	HeldSince time.Time `json:"held_since,omitzero"`
 }
 
 // Send delivers a push step to a range of cohort pages, through the ledger.
@@ -87,6 +90,9 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 	attempt := fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
 	s := &sender{a: a, cp: cp, in: in, push: step.Push, policy: a.policyFor(cp.plan), cur: &cur}
 	for cur.NextPage < in.To {
+		if err := s.checkControl(ctx, &cur); err != nil {
+			return cur.Result, err
+		}
 		pages, err := a.Store.Pages(ctx, in.Cohort.ID, cur.NextPage, min(cur.NextPage+8, in.To))
 		if err != nil {
 			return cur.Result, err
@@ -225,6 +231,9 @@ type sender struct {
 	push   *canvases.Push
 	policy effective
 	cur    *sendCursor // nil for SendOne
+	// held, when set, is the reason the rest of this send is suppressed:
+	// stopped, or expired after a pause longer than resume_grace.
+	held string
 }
 
 // outgoing is one recipient's delivery on its way to a channel.
@@ -261,7 +270,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 	// those who had enough. Staff notices are operational and exempt.
 	var verdicts map[int64]verdict
 	var preloaded []store.ProfileRow
-	if s.policy.active() && s.push.To == canvases.ToUser {
+	if s.held == "" && s.policy.active() && s.push.To == canvases.ToUser {
 		rows, err := s.a.Store.Profiles(ctx, members)
 		if err != nil {
 			return res, prior, err
@@ -298,8 +307,12 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 	var settle []store.Settlement
 	mine := claim.Mine[:0:0]
 	for _, u := range claim.Mine {
-		if v := verdicts[u]; v.suppress != "" {
-			settle = append(settle, store.Settlement{UID: u, State: store.DeliverySuppressed, Reason: v.suppress})
+		reason := verdicts[u].suppress
+		if s.held != "" {
+			reason = s.held // the canvas was stopped, or resumed too late for this message
+		}
+		if reason != "" {
+			settle = append(settle, store.Settlement{UID: u, State: store.DeliverySuppressed, Reason: reason})
 		} else {
 			mine = append(mine, u)
 		}

@@ -167,6 +167,15 @@ type PolicyConfig struct {
 	// RequireConsent names a profile attribute or trait that must be true
 	// for a user to get marketing messages.
 	RequireConsent string `yaml:"require_consent"`
+	// ResumeGrace: messages held by a pause longer than this are not sent
+	// when the canvas resumes (reason expired); default 1h.
+	ResumeGrace string `yaml:"resume_grace" kind:"duration"`
+}
+
+// ResumeGraceDuration is ResumeGrace parsed (0: the default).
+func (p PolicyConfig) ResumeGraceDuration() time.Duration {
+	d, _ := canvases.ParseDuration(p.ResumeGrace)
+	return d.Std()
 }
 
 // ApprovalConfig keeps deployed canvas versions as drafts until an

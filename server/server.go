@@ -37,6 +37,7 @@ type Backend interface {
 	Unsuppress(ctx context.Context, req SuppressRequest) (SuppressOutcome, error)
 	Suppressions(ctx context.Context, f SuppressionFilter) ([]store.Suppression, error)
 	Forget(ctx context.Context, userIDs []string) (store.ForgetResult, error)
+	Controller
 	Reader
 }
 
@@ -55,6 +56,7 @@ type CanvasInfo struct {
 	Author     string     `json:"author,omitempty"`   // who deployed this version
 	Approval   string     `json:"approval,omitempty"` // approved | awaiting approval; "" when not required
 	Approver   string     `json:"approver,omitempty"`
+	State      string     `json:"state,omitempty"` // active | paused | stopped
 }
 
 // RunStarted answers POST /api/v1/canvases/{id}/runs.
@@ -150,6 +152,7 @@ func New(b Backend, log *slog.Logger, authn *auth.Authenticator) *Handler {
 	h.HandleAdmin("GET /api/v1/audit", auth.Read, http.HandlerFunc(h.auditLog))
 	h.previewRoutes()
 	h.registerOptOut()
+	h.registerControl()
 	return h
 }
 

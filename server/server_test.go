@@ -105,6 +105,22 @@ func (b *backend) Forget(ctx context.Context, ids []string) (store.ForgetResult,
 	return res, nil
 }
 
+func (b *backend) Pause(ctx context.Context, id string) (Controlled, error) {
+	return b.control(id, "paused")
+}
+func (b *backend) Resume(ctx context.Context, id string) (Controlled, error) {
+	return b.control(id, "active")
+}
+func (b *backend) Stop(ctx context.Context, id string) (Controlled, error) {
+	return b.control(id, "stopped")
+}
+func (b *backend) control(id, state string) (Controlled, error) {
+	if id != "promo" {
+		return Controlled{}, fmt.Errorf("%w: no deployed canvas %q", ErrNotFound, id)
+	}
+	return Controlled{Canvas: id, State: state}, nil
+}
+
 func request(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
@@ -165,6 +181,7 @@ func TestAPI(t *testing.T) {
 		{"GET", "/api/v1/suppressions?channel=fax", "", 400, "channel"},
 		{"DELETE", "/api/v1/users/nobody", "", 404, "id"},
 		{"POST", "/api/v1/users/forget", `{"users": []}`, 400, "users"},
+		{"POST", "/api/v1/canvases/nope/pause", "", 404, "id"},
 	} {
 		code, body := request(t, h, c.method, c.path, c.body)
 		require.Equal(t, c.code, code, "%s %s %s", c.method, c.path, c.body)

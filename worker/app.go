@@ -210,7 +210,8 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 
 	progress("starting the worker")
 	app.metrics = activities.NewMetrics()
-	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app}
+	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app,
+		Controls: app.store, ResumeGrace: cfg.Policy.ResumeGraceDuration()}
 	app.acts = acts
 	maxActs := opts.MaxConcurrentActivities
 	if maxActs == 0 {

@@ -92,6 +92,10 @@ func notApproved(canvasID string, p *canvases.Plan) error {
 // manual, scheduled and event-triggered runs of a version that needs
 // approval and has none do not start.
 func (app *App) MayStart(ctx context.Context, canvasID, planHash string) error {
+	return app.mayStart(ctx, canvasID, planHash, true)
+}
+
+func (app *App) mayStart(ctx context.Context, canvasID, planHash string, manual bool) error {
 	raw, err := app.store.Plan(ctx, planHash)
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", planHash, err)
@@ -107,13 +111,21 @@ func (app *App) MayStart(ctx context.Context, canvasID, planHash string) error {
 	if state == approvalAwaiting {
 		return notApproved(canvasID, p)
 	}
+	why, err := app.controlRefusal(ctx, canvasID, manual)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		return fmt.Errorf("%w: %s", server.ErrConflict, why)
+	}
 	return nil
 }
 
-// RunRefusal is MayStart for the run gate of activities.BeginRun: a
-// refusal as its message, other failures as errors.
+// RunRefusal is the run gate of activities.BeginRun: a refusal as its
+// message, other failures as errors. Runs of a paused canvas that do not
+// come through the API (event entries) start and hold with the rest.
 func (app *App) RunRefusal(ctx context.Context, canvasID, planHash string) (string, error) {
-	err := app.MayStart(ctx, canvasID, planHash)
+	err := app.mayStart(ctx, canvasID, planHash, false)
 	if errors.Is(err, server.ErrConflict) {
 		return strings.TrimPrefix(err.Error(), server.ErrConflict.Error()+": "), nil
 	}
@@ -172,6 +184,13 @@ func (app *App) holdReason(ctx context.Context, canvasID string, p *canvases.Pla
 	}
 	if state == approvalAwaiting {
 		return "version " + p.ShortHash() + " is awaiting approval", nil
+	}
+	c, err := app.store.ControlOf(ctx, canvasID)
+	if err != nil {
+		return "", err
+	}
+	if c.State != store.CanvasActive {
+		return "canvas " + c.State + " by " + c.Actor, nil
 	}
 	return "", nil
 }

@@ -150,6 +150,11 @@ func (app *App) Canvases(ctx context.Context) ([]server.CanvasInfo, error) {
 			return nil, err
 		}
 		info.Approver = appr.Approver
+		ctl, err := app.store.ControlOf(ctx, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		info.State = ctl.State
 		if s := p.Trigger.Schedule; s != nil && s.Cron != "" {
 			info.Schedule = s.Cron + " (" + s.Timezone + ")"
 			if loc, err := canvases.LoadLocation(s.Timezone); err == nil {

@@ -232,3 +232,28 @@ func (c *cli) forgetCmd() *cobra.Command {
 		},
 	}
 }
+
+// controlCmd is huabu pause|resume|stop CANVAS.
+func (c *cli) controlCmd(action, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   action + " CANVAS",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			var out server.Controlled
+			if err := api.call(cmd.Context(), "POST", "/api/v1/canvases/"+url.PathEscape(args[0])+"/"+action, nil, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "%s: %s (was %s)", out.Canvas, out.State, out.Was)
+			if out.Cancelled > 0 {
+				fmt.Fprintf(c.stdout, "; %d running run(s) ended", out.Cancelled)
+			}
+			fmt.Fprintln(c.stdout)
+			return nil
+		},
+	}
+}

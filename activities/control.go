@@ -1,0 +1,71 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/huabu/huabu/store"
+)
+
+// Pause, resume and stop, as sends see them. A Send checks its canvas's
+// control state before each group of pages: while the canvas is paused it
+// sends nothing and fails with a retryable CanvasPaused error, so Temporal
+// retries it (every PauseRecheck) from its heartbeat cursor and the cohort
+// holds where it is; once resumed, the messages it held longer than
+// ResumeGrace are not sent (suppressed, reason expired) — no blast of stale
+// messages; once stopped, the rest are suppressed with reason stopped.
+
+// CanvasControls tells a canvas's control state.
+type CanvasControls interface {
+	ControlOf(ctx context.Context, canvasID string) (store.CanvasControl, error)
+}
+
+// Reasons of deliveries held back by the canvas's control state.
+const (
+	ReasonExpired = "expired"
+	ReasonStopped = "stopped"
+)
+
+// PauseRecheck is how often a paused send looks again (a variable for
+// tests, set before any worker starts).
+var PauseRecheck = 5 * time.Second
+
+// DefaultResumeGrace is resume_grace when the config gives none.
+const DefaultResumeGrace = time.Hour
+
+func (s *sender) checkControl(ctx context.Context, cur *sendCursor) error {
+	if s.a.Controls == nil {
+		return nil
+	}
+	c, err := s.a.Controls.ControlOf(ctx, s.in.CanvasID)
+	if err != nil {
+		return err
+	}
+	switch c.State {
+	case store.CanvasPaused:
+		if cur.HeldSince.IsZero() {
+			cur.HeldSince = s.a.now()
+		}
+		activity.RecordHeartbeat(ctx, *cur)
+		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("canvas %s is paused: nothing is sent until it is resumed", s.in.CanvasID),
+			"CanvasPaused", temporal.ApplicationErrorOptions{NextRetryDelay: PauseRecheck})
+	case store.CanvasStopped:
+		s.held = ReasonStopped
+	default:
+		grace := s.a.ResumeGrace
+		if grace <= 0 {
+			grace = DefaultResumeGrace
+		}
+		// Held since before the resume, for longer than the grace: stale.
+		if !cur.HeldSince.IsZero() && c.Since.Sub(cur.HeldSince) > grace {
+			s.held = ReasonExpired
+		} else {
+			cur.HeldSince = time.Time{} // resumed in time: a later pause starts afresh
+		}
+	}
+	return nil
+}

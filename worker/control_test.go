@@ -1,0 +1,153 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/activities"
+	"github.com/huabu/huabu/store"
+)
+
+// TestPauseResumeStop runs a broadcast (5,000 users; HUABU_PAUSE_USERS=100000
+// for the full-size run) and: pauses it before it sends — the send keeps
+// retrying and sends nothing, the cohort holds — resumes within
+// resume_grace, and everyone gets the first message; pauses it again while
+// the second message is due, past the grace, so on resume nobody gets that
+// stale message (reason expired); then stops a run: it ends and new runs
+// are refused until the canvas is resumed. The audit log has each action.
+func TestPauseResumeStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	users := 5000
+	if s := os.Getenv("HUABU_PAUSE_USERS"); s != "" {
+		users, _ = strconv.Atoi(s)
+	}
+	activities.PauseRecheck = 500 * time.Millisecond
+	t.Cleanup(func() { activities.PauseRecheck = 5 * time.Second })
+	app := startGovernedApp(t, "policy: {resume_grace: 3s}\n", map[string]string{"blast.yaml": `id: blast
+trigger: {manual: {}}
+steps:
+  - {id: first, push: {channel: outbox, text: "一"}}
+  - {id: pause-here, wait: 1s}
+  - {id: second, push: {channel: outbox, text: "二"}}
+  - {id: later, wait: 1h}
+`})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var ups []store.ProfileUpdate
+	for i := 0; i < users; i++ {
+		ups = append(ups, store.ProfileUpdate{ID: fmt.Sprintf("p%06d", i), Patch: []byte(`{"name":"x"}`)})
+		if len(ups) == 5000 || i == users-1 {
+			_, err := app.Store().UpsertProfiles(ctx, ups)
+			require.NoError(t, err)
+			ups = ups[:0]
+		}
+	}
+	total := int64(users + 3) // and u1..u3 of startGovernedApp
+	sentAt := func(step string) int64 {
+		c, _, err := app.Store().Counts(ctx, "blast", 0)
+		require.NoError(t, err)
+		if c[step] == nil {
+			return 0
+		}
+		return c[step].Sent
+	}
+	// heldAttempts is the attempt of the run's send while it is held by the pause.
+	heldAttempts := func(wf string) int32 {
+		d, err := app.Client().DescribeWorkflowExecution(ctx, wf, "")
+		require.NoError(t, err)
+		for _, a := range d.PendingActivities {
+			if f := a.GetLastFailure(); f != nil && strings.Contains(f.GetMessage(), "is paused") {
+				return a.GetAttempt()
+			}
+		}
+		return 0
+	}
+	control := func(action string) map[string]any {
+		code, body := as(t, app, "alice", "POST", "/api/v1/canvases/blast/"+action, nil)
+		require.Equal(t, 200, code, body)
+		return body
+	}
+
+	code, body := as(t, app, "alice", "POST", "/api/v1/canvases/blast/runs", map[string]any{})
+	require.Equal(t, 202, code, body)
+	wf := body["workflow_id"].(string)
+	control("pause")
+	require.Eventually(t, func() bool { return heldAttempts(wf) >= 2 }, time.Minute, 100*time.Millisecond, "the send finds the canvas paused")
+	held := sentAt("first")
+	attempt := heldAttempts(wf)
+	require.Eventually(t, func() bool { return heldAttempts(wf) >= attempt+2 }, time.Minute, 50*time.Millisecond)
+	require.Equal(t, held, sentAt("first"), "the send ran again twice while paused and sent nothing")
+	require.Less(t, held, total, "the pause came before the send finished")
+	code, body = as(t, app, "alice", "POST", "/api/v1/canvases/blast/runs", map[string]any{})
+	require.Equal(t, 409, code, "no manual runs while paused")
+	require.Contains(t, body["error"], "is paused")
+
+	control("resume") // within resume_grace: the held messages go
+	require.Eventually(t, func() bool { return sentAt("first") == total }, time.Minute, 100*time.Millisecond)
+
+	// Pause while the second message is due, past the grace, then resume.
+	control("pause")
+	require.Eventually(t, func() bool { return heldAttempts(wf) >= 2 }, time.Minute, 100*time.Millisecond, "the second send is held")
+	time.Sleep(3500 * time.Millisecond) // longer than resume_grace (3s): the held message becomes stale
+	control("resume")
+	require.Eventually(t, func() bool {
+		c, _, err := app.Store().Counts(ctx, "blast", 0)
+		require.NoError(t, err)
+		return c["second"] != nil && c["second"].Suppressed["expired"]+c["second"].Sent == total
+	}, time.Minute, 100*time.Millisecond)
+	c, _, err := app.Store().Counts(ctx, "blast", 0)
+	require.NoError(t, err)
+	require.Equal(t, total, c["second"].Suppressed["expired"]+c["second"].Sent)
+	require.Greater(t, c["second"].Suppressed["expired"], int64(0), "no blast of stale messages on resume")
+	rep, err := app.Report(ctx, "blast", 0)
+	require.NoError(t, err)
+	var text strings.Builder
+	require.NoError(t, rep.WriteText(&text))
+	require.Contains(t, text.String(), "expired")
+
+	// Stop: the run (now in its 1h wait) ends; no new run until resumed.
+	body = control("stop")
+	require.Equal(t, float64(1), body["runs_cancelled"])
+	var status string
+	require.Eventually(t, func() bool {
+		d, err := app.Client().DescribeWorkflowExecution(ctx, wf, "")
+		if err == nil {
+			status = d.WorkflowExecutionInfo.Status.String()
+		}
+		return status == "Terminated"
+	}, 20*time.Second, 100*time.Millisecond)
+	runs, err := app.Store().Runs(ctx, "blast", 1)
+	require.NoError(t, err)
+	require.Equal(t, "stopped", runs[0].State)
+	c, _, err = app.Store().Counts(ctx, "blast", 0)
+	require.NoError(t, err)
+	var exited int64
+	for _, sc := range c {
+		exited += sc.Exited
+	}
+	require.Equal(t, total, exited, "the users waiting in the run exit (reason stopped)")
+	code, body = as(t, app, "alice", "POST", "/api/v1/canvases/blast/runs", map[string]any{})
+	require.Equal(t, 409, code)
+	require.Contains(t, body["error"], "is stopped")
+	code, _ = as(t, app, "vic", "POST", "/api/v1/canvases/blast/resume", nil)
+	require.Equal(t, 403, code, "viewers cannot resume")
+	control("resume")
+
+	code, body = as(t, app, "vic", "GET", "/api/v1/audit?canvas=blast&limit=6", nil)
+	require.Equal(t, 200, code)
+	var got []string
+	for _, e := range body["entries"].([]any) {
+		m := e.(map[string]any)
+		got = append(got, m["actor"].(string)+" "+m["action"].(string))
+	}
+	require.Equal(t, []string{"alice resume", "alice stop", "alice resume", "alice pause", "alice resume", "alice pause"}, got)
+}

@@ -22,6 +22,12 @@ import (
 // CanvasControls tells a canvas's control state.
 type CanvasControls interface {
 	ControlOf(ctx context.Context, canvasID string) (store.CanvasControl, error)
+	// HoldSend, HeldSince and ReleaseSend keep when a send was first held,
+	// in the store: heartbeat details are throttled and may be lost with a
+	// failed attempt.
+	HoldSend(ctx context.Context, key string, at time.Time) (time.Time, error)
+	HeldSince(ctx context.Context, key string) (time.Time, error)
+	ReleaseSend(ctx context.Context, key string) error
 }
 
 // Reasons of deliveries held back by the canvas's control state.
@@ -45,10 +51,14 @@ func (s *sender) checkControl(ctx context.Context, cur *sendCursor) error {
 	if err != nil {
 		return err
 	}
+	info := activity.GetInfo(ctx)
+	key := info.WorkflowExecution.RunID + "/" + info.ActivityID
 	switch c.State {
 	case store.CanvasPaused:
 		if cur.HeldSince.IsZero() {
-			cur.HeldSince = s.a.now()
+			if cur.HeldSince, err = s.a.Controls.HoldSend(ctx, key, s.a.now()); err != nil {
+				return err
+			}
 		}
 		activity.RecordHeartbeat(ctx, *cur)
 		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("canvas %s is paused: nothing is sent until it is resumed", s.in.CanvasID),
@@ -56,15 +66,25 @@ func (s *sender) checkControl(ctx context.Context, cur *sendCursor) error {
 	case store.CanvasStopped:
 		s.held = ReasonStopped
 	default:
+		if cur.HeldSince.IsZero() && info.Attempt > 1 {
+			if cur.HeldSince, err = s.a.Controls.HeldSince(ctx, key); err != nil {
+				return err
+			}
+		}
+		if cur.HeldSince.IsZero() {
+			return nil
+		}
 		grace := s.a.ResumeGrace
 		if grace <= 0 {
 			grace = DefaultResumeGrace
 		}
 		// Held since before the resume, for longer than the grace: stale.
-		if !cur.HeldSince.IsZero() && c.Since.Sub(cur.HeldSince) > grace {
+		if c.Since.Sub(cur.HeldSince) > grace {
 			s.held = ReasonExpired
-		} else {
-			cur.HeldSince = time.Time{} // resumed in time: a later pause starts afresh
+		}
+		cur.HeldSince = time.Time{} // decided: a later pause starts afresh
+		if err := s.a.Controls.ReleaseSend(ctx, key); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -41,3 +41,29 @@ func (s *SQLite) ControlOf(ctx context.Context, canvasID string) (CanvasControl,
 	c.Since = time.UnixMilli(since)
 	return c, err
 }
+
+// HoldSend records that a send found its canvas paused (the first time
+// counts) and returns since when it has been held.
+func (s *SQLite) HoldSend(ctx context.Context, key string, at time.Time) (time.Time, error) {
+	if _, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO held_sends (key, since) VALUES (?, ?)`, key, at.UnixMilli()); err != nil {
+		return time.Time{}, err
+	}
+	return s.HeldSince(ctx, key)
+}
+
+// HeldSince is when a send was first held by a pause (zero if never).
+func (s *SQLite) HeldSince(ctx context.Context, key string) (time.Time, error) {
+	var since int64
+	err := s.r.QueryRowContext(ctx, `SELECT since FROM held_sends WHERE key = ?`, key).Scan(&since)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(since), err
+}
+
+// ReleaseSend forgets a held send once it has decided what to do after
+// the resume.
+func (s *SQLite) ReleaseSend(ctx context.Context, key string) error {
+	_, err := s.w.ExecContext(ctx, `DELETE FROM held_sends WHERE key = ?`, key)
+	return err
+}

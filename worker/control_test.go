@@ -108,6 +108,8 @@ steps:
 	require.NoError(t, err)
 	require.Equal(t, total, c["second"].Suppressed["expired"]+c["second"].Sent)
 	require.Greater(t, c["second"].Suppressed["expired"], int64(0), "no blast of stale messages on resume")
+	t.Logf("%d users: first message held at %d sent, all sent after an in-grace resume; second: %d sent before the pause, %d expired",
+		total, held, c["second"].Sent, c["second"].Suppressed["expired"])
 	rep, err := app.Report(ctx, "blast", 0)
 	require.NoError(t, err)
 	var text strings.Builder

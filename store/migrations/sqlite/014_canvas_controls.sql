@@ -5,3 +5,10 @@ CREATE TABLE canvas_controls (
   since     INTEGER NOT NULL,              -- unix ms
   actor     TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
+
+-- Sends that found their canvas paused, since when (the planned time of
+-- their remaining messages, for resume_grace); keyed by run and activity.
+CREATE TABLE held_sends (
+  key   TEXT PRIMARY KEY,
+  since INTEGER NOT NULL
+) WITHOUT ROWID;

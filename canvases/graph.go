@@ -21,7 +21,7 @@ type graphEdge struct {
 func (p *Plan) graph() ([]graphNode, []graphEdge) {
 	ids := map[string]string{}
 	for i, s := range p.Steps {
-		ids[s.ID] = fmt.Sprintf("s%d", i)
+		ids[s.ID] = graphStepNodeID(i)
 	}
 	nodes := []graphNode{{id: "trigger", label: p.triggerLabel(), shape: "stadium"}}
 	var edges []graphEdge

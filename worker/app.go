@@ -287,6 +287,10 @@ func (app *App) serveHTTP() error {
 	}
 	api.Register(h)
 	app.withStaffRoutes(h)
+	if err := app.withConsole(h); err != nil {
+		ln.Close()
+		return err
+	}
 	public := http.Handler(h)
 	if app.adminListener != nil {
 		public = h.Public()

@@ -1,0 +1,456 @@
+package console
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/auth"
+	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/reports"
+	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/store"
+)
+
+// fakeBackend stands in for worker.App: the console is what is tested
+// here; the real App is driven in browser_test.go.
+type fakeBackend struct {
+	mu     sync.Mutex
+	plan   *canvases.Plan
+	state  string
+	calls  []string
+	actors []string
+}
+
+const testCanvas = `id: winback
+name: 沉睡客户唤醒
+trigger: {schedule: {cron: "0 10 * * MON", timezone: Asia/Shanghai}}
+steps:
+  - id: coupon
+    push: {channel: outbox, text: "hello"}
+  - id: wait-3d
+    wait: 3d
+  - id: check
+    branch:
+      - {when: 'user.traits.orders_30d > 0', goto: thanks}
+      - {else: nudge}
+  - id: nudge
+    push: {channel: outbox, text: "again"}
+    next: done
+  - id: thanks
+    tag: {add: [converted]}
+  - id: done
+    exit: {}
+`
+
+func newFake(t *testing.T) *fakeBackend {
+	comp, err := canvases.NewCompiler(canvases.Options{Schema: canvases.Schema{Traits: map[string]canvases.FieldType{"orders_30d": canvases.TypeNumber}}})
+	require.NoError(t, err)
+	p, probs := comp.Compile("winback.yaml", []byte(testCanvas))
+	require.False(t, probs.HasErrors(), "%v", probs)
+	return &fakeBackend{plan: p, state: "active"}
+}
+
+func (f *fakeBackend) Canvases(ctx context.Context) ([]server.CanvasInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return []server.CanvasInfo{
+		{ID: "winback", Name: "沉睡客户唤醒", Plan: f.plan.ShortHash(), Trigger: "schedule", Schedule: "0 10 * * MON (Asia/Shanghai)", Active: true, DeployedAt: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC), Author: "lina", State: f.state},
+		{ID: "old-promo", Name: "旧活动", Plan: "abc", Trigger: "manual", Active: false},
+		{ID: "draft-one", Plan: "def", Trigger: "manual", Active: true, Approval: "awaiting approval"},
+	}, nil
+}
+
+func (f *fakeBackend) Report(ctx context.Context, canvasID string, runID int64) (*reports.Report, error) {
+	if canvasID != "winback" {
+		return &reports.Report{CanvasID: canvasID}, nil
+	}
+	step := func(id, kind string, c store.StepCounts) *reports.StepReport {
+		c.StepID = id
+		return &reports.StepReport{StepCounts: &c, Kind: kind}
+	}
+	return &reports.Report{CanvasID: "winback", Entered: 1000, Converted: 40, Steps: []*reports.StepReport{
+		step("coupon", "push", store.StepCounts{Entered: 1000, Sent: 950, Failed: map[string]int64{"invalid_user": 20}, Suppressed: map[string]int64{"quiet_hours": 25, "unsubscribed": 5}, Converted: 30}),
+		step("wait-3d", "wait", store.StepCounts{Entered: 1000}),
+		step("check", "branch", store.StepCounts{Entered: 700}),
+		step("nudge", "push", store.StepCounts{Entered: 600, Sent: 590, Unknown: 10}),
+		step("thanks", "tag", store.StepCounts{Entered: 100, Converted: 10}),
+		step("done", "exit", store.StepCounts{Entered: 700}),
+	}}, nil
+}
+
+func (f *fakeBackend) Runs(ctx context.Context, canvasID string, limit int) ([]server.RunInfo, error) {
+	if canvasID != "winback" {
+		return nil, nil
+	}
+	return []server.RunInfo{{ID: 7, WorkflowID: "huabu-winback-7", Canvas: "winback", Plan: f.plan.ShortHash(), Trigger: "schedule", State: "running", Entered: 1000, StartedAt: time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC)}}, nil
+}
+
+func (f *fakeBackend) RunStatus(ctx context.Context, id string) (server.RunStatus, error) {
+	if id != "7" && id != "huabu-winback-7" {
+		return server.RunStatus{}, server.ErrNotFound
+	}
+	rep, _ := f.Report(ctx, "winback", 7)
+	st := server.RunStatus{WorkflowID: "huabu-winback-7", Status: "Running", RunID: 7, Canvas: "winback", Active: 1}
+	for _, s := range rep.Steps {
+		w := int64(0)
+		if s.StepID == "check" {
+			w = 300
+		}
+		st.Steps = append(st.Steps, server.StepProgress{StepReport: s, Waiting: w})
+	}
+	return st, nil
+}
+
+func (f *fakeBackend) control(ctx context.Context, action, state string) (server.Controlled, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, action)
+	f.actors = append(f.actors, auth.ActorFrom(ctx).Name)
+	was := f.state
+	f.state = state
+	return server.Controlled{Canvas: "winback", State: state, Was: was}, nil
+}
+
+func (f *fakeBackend) Pause(ctx context.Context, id string) (server.Controlled, error) {
+	return f.control(ctx, "pause", "paused")
+}
+func (f *fakeBackend) Resume(ctx context.Context, id string) (server.Controlled, error) {
+	return f.control(ctx, "resume", "active")
+}
+func (f *fakeBackend) Stop(ctx context.Context, id string) (server.Controlled, error) {
+	return f.control(ctx, "stop", "stopped")
+}
+
+func (f *fakeBackend) CanvasPlan(ctx context.Context, canvasID, plan string) (*canvases.Plan, error) {
+	if canvasID != "winback" {
+		return nil, server.ErrNotFound
+	}
+	return f.plan, nil
+}
+
+const (
+	viewerToken   = "viewer-token-0123456789"
+	operatorToken = "operator-token-0123456789"
+)
+
+type rig struct {
+	t    *testing.T
+	fake *fakeBackend
+	srv  *httptest.Server
+}
+
+// newRig serves the console (with tokens, unless open) on a test server.
+func newRig(t *testing.T, open bool) *rig {
+	t.Helper()
+	var tokens []auth.Token
+	if !open {
+		tokens = []auth.Token{{Name: "vera", Role: auth.Viewer, Secret: viewerToken}, {Name: "otto", Role: auth.Operator, Secret: operatorToken}}
+	}
+	authn, err := auth.New(tokens)
+	require.NoError(t, err)
+	fake := newFake(t)
+	now := time.Date(2026, 11, 30, 2, 30, 0, 0, time.UTC)
+	c, err := New(Options{Backend: fake, Auth: authn, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Zone: time.FixedZone("CST", 8*3600), Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	c.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &rig{t: t, fake: fake, srv: srv}
+}
+
+// client does not follow redirects, so tests see them.
+func (r *rig) client() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func (r *rig) do(req *http.Request) (*http.Response, string) {
+	r.t.Helper()
+	resp, err := r.client().Do(req)
+	require.NoError(r.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(r.t, err)
+	return resp, string(b)
+}
+
+func (r *rig) get(path string, mod func(*http.Request)) (*http.Response, string) {
+	req, err := http.NewRequest("GET", r.srv.URL+path, nil)
+	require.NoError(r.t, err)
+	if mod != nil {
+		mod(req)
+	}
+	return r.do(req)
+}
+
+func (r *rig) post(path string, form url.Values, mod func(*http.Request)) (*http.Response, string) {
+	req, err := http.NewRequest("POST", r.srv.URL+path, strings.NewReader(form.Encode()))
+	require.NoError(r.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if mod != nil {
+		mod(req)
+	}
+	return r.do(req)
+}
+
+// login posts a token to the form and returns the session cookie.
+func (r *rig) login(token string) *http.Cookie {
+	r.t.Helper()
+	resp, _ := r.post("/login", url.Values{"token": {token}, "next": {"/canvases/winback"}}, nil)
+	require.Equal(r.t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(r.t, "/canvases/winback", resp.Header.Get("Location"))
+	for _, c := range resp.Cookies() {
+		if c.Name == SessionCookie {
+			return c
+		}
+	}
+	r.t.Fatal("no session cookie")
+	return nil
+}
+
+func withCookie(c *http.Cookie) func(*http.Request) {
+	return func(req *http.Request) { req.AddCookie(c) }
+}
+
+func bearer(token string) func(*http.Request) {
+	return func(req *http.Request) { req.Header.Set("Authorization", "Bearer "+token) }
+}
+
+var formTokenRE = regexp.MustCompile(`name="form_token" value="([^"]+)"`)
+
+func TestStrangersGoToTheLoginForm(t *testing.T) {
+	r := newRig(t, false)
+	for _, path := range []string{"/", "/canvases", "/canvases/winback", "/runs/7"} {
+		resp, _ := r.get(path, nil)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, path)
+		require.Equal(t, "/login?next="+url.QueryEscape(path), resp.Header.Get("Location"), path)
+	}
+	// A bearer token that is not valid is a 401, as on the API.
+	resp, body := r.get("/canvases/winback", bearer("not-a-token-at-all-xx"))
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Contains(t, body, auth.ErrBadToken.Error())
+	// A forged or altered session cookie is no session.
+	good := r.login(viewerToken)
+	for _, forged := range []string{"x", good.Value + "x", strings.Replace(good.Value, ".", ".1", 1)} {
+		resp, _ = r.get("/canvases/winback", withCookie(&http.Cookie{Name: SessionCookie, Value: forged}))
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, forged)
+	}
+	// The login page itself is open, and a POST without a session is refused.
+	resp, body = r.get("/login", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `name="token"`)
+	resp, _ = r.post("/canvases/winback/pause", url.Values{}, nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Empty(t, r.fake.calls)
+}
+
+func TestLoginSetsAStrictHttpOnlySession(t *testing.T) {
+	r := newRig(t, false)
+	resp, body := r.post("/login", url.Values{"token": {"wrong-token-0123456789"}}, nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Contains(t, body, `id="login-error"`)
+	require.Empty(t, resp.Cookies())
+
+	c := r.login(viewerToken)
+	require.True(t, c.HttpOnly)
+	require.Equal(t, http.SameSiteStrictMode, c.SameSite)
+	require.False(t, c.Secure, "plain HTTP: a Secure cookie would never come back")
+	require.NotContains(t, c.Value, viewerToken)
+
+	resp, body = r.get("/canvases/winback", withCookie(c))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "vera · viewer")
+
+	// Behind a TLS proxy the cookie is Secure.
+	resp, _ = r.post("/login", url.Values{"token": {viewerToken}}, func(req *http.Request) { req.Header.Set("X-Forwarded-Proto", "https") })
+	require.True(t, resp.Cookies()[0].Secure)
+	// A redirect after login stays on this site.
+	resp, _ = r.post("/login", url.Values{"token": {viewerToken}, "next": {"//evil.example/"}}, nil)
+	require.Equal(t, "/", resp.Header.Get("Location"))
+
+	// Logging out clears the cookie.
+	page, _ := r.get("/canvases", withCookie(c))
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	resp, _ = r.post("/logout", url.Values{}, withCookie(c))
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, -1, resp.Cookies()[0].MaxAge)
+}
+
+func TestControlsNeedTheControlPermissionAndTheFormToken(t *testing.T) {
+	r := newRig(t, false)
+	viewer, operator := r.login(viewerToken), r.login(operatorToken)
+
+	// A viewer sees no buttons, and pressing one anyway is 403.
+	_, body := r.get("/runs/7", withCookie(viewer))
+	require.NotContains(t, body, `id="pause"`)
+	vtok := formTokenRE.FindStringSubmatch(body)
+	require.Nil(t, vtok, "the viewer's page has no control form")
+	resp, body := r.post("/canvases/winback/pause", url.Values{"form_token": {"x"}}, withCookie(viewer))
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "control permission")
+	resp, _ = r.post("/canvases/winback/pause", url.Values{}, bearer(viewerToken))
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	// The operator sees pause and stop.
+	_, body = r.get("/runs/7", withCookie(operator))
+	require.Contains(t, body, `id="pause"`)
+	require.Contains(t, body, `id="stop"`)
+	m := formTokenRE.FindStringSubmatch(body)
+	require.NotNil(t, m)
+	token := m[1]
+
+	// Without the form token, with another session's token, or from another site: refused (CSRF).
+	resp, _ = r.post("/canvases/winback/pause", url.Values{}, withCookie(operator))
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	other := r.login(operatorToken)
+	_, otherBody := r.get("/runs/7", withCookie(other))
+	otherToken := formTokenRE.FindStringSubmatch(otherBody)[1]
+	if other.Value != operator.Value {
+		resp, _ = r.post("/canvases/winback/pause", url.Values{"form_token": {otherToken}}, withCookie(operator))
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	}
+	resp, _ = r.post("/canvases/winback/pause", url.Values{"form_token": {token}}, func(req *http.Request) {
+		req.AddCookie(operator)
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		req.Header.Set("Origin", "https://evil.example")
+	})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Empty(t, r.fake.calls)
+
+	// With it: paused, by the operator, and back to the run page.
+	resp, _ = r.post("/canvases/winback/pause", url.Values{"form_token": {token}, "next": {"/runs/7"}}, func(req *http.Request) {
+		req.AddCookie(operator)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+	})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/runs/7", resp.Header.Get("Location"))
+	require.Equal(t, []string{"pause"}, r.fake.calls)
+	require.Equal(t, []string{"otto"}, r.fake.actors)
+
+	// Paused: the page offers resume.
+	_, body = r.get("/runs/7", withCookie(operator))
+	require.Contains(t, body, `id="resume"`)
+	require.NotContains(t, body, `id="pause"`)
+	require.Contains(t, body, `data-state="paused"`)
+
+	// Scripts use the bearer token, as on the API; no form token needed.
+	resp, _ = r.post("/canvases/winback/resume", url.Values{}, bearer(operatorToken))
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, []string{"pause", "resume"}, r.fake.calls)
+}
+
+func TestWithoutTokensOnlyLoopbackClients(t *testing.T) {
+	r := newRig(t, true)
+	// httptest serves on 127.0.0.1: let in, no login.
+	resp, body := r.get("/canvases/winback", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `id="pause"`, "local is admin")
+	// A proxy in front makes everyone look local: refused, as on the API.
+	resp, body = r.get("/canvases/winback", func(req *http.Request) { req.Header.Set("X-Forwarded-For", "203.0.113.9") })
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "loopback")
+	// A page of another site cannot make the local browser press a button.
+	resp, _ = r.post("/canvases/winback/stop", url.Values{}, nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Empty(t, r.fake.calls)
+	_, body = r.get("/canvases/winback", nil)
+	token := formTokenRE.FindStringSubmatch(body)
+	resp, _ = r.post("/canvases/winback/stop", url.Values{"form_token": {token[1]}}, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, []string{"stop"}, r.fake.calls)
+	require.Equal(t, []string{auth.LocalName}, r.fake.actors)
+}
+
+var nodeRE = regexp.MustCompile(`<g class="node kind-(\w+)" data-step="([^"]+)" data-entered="(\d+)" data-sent="(\d+)" data-failed="(\d+)" data-suppressed="(\d+)" data-unknown="(\d+)" data-waiting="(\d+)" data-converted="(\d+)">`)
+
+func TestCanvasPageDrawsEveryStepWithItsCounts(t *testing.T) {
+	r := newRig(t, false)
+	resp, body := r.get("/canvases/winback", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
+	got := map[string]string{}
+	for _, m := range nodeRE.FindAllStringSubmatch(body, -1) {
+		got[m[2]] = strings.Join(m[3:], " ")
+	}
+	require.Equal(t, map[string]string{
+		"coupon":  "1000 950 20 30 0 0 30",
+		"wait-3d": "1000 0 0 0 0 0 0",
+		"check":   "700 0 0 0 0 300 0", // 300 asleep before it in the running run
+		"nudge":   "600 590 0 0 10 0 0",
+		"thanks":  "100 0 0 0 0 0 10",
+		"done":    "700 0 0 0 0 0 0",
+	}, got)
+	// The same edges `huabu graph` draws: one path per edge of the plan.
+	plan, _ := r.fake.CanvasPlan(context.Background(), "winback", "")
+	require.Equal(t, len(plan.Graph().Edges), strings.Count(body, `<path class="edge`))
+	require.Contains(t, body, `user.traits.orders_30d &gt; 0`, "branch edges are labelled")
+	// Reasons per step, and the runs list with its funnel.
+	require.Contains(t, body, `data-reason="quiet_hours"`)
+	require.Contains(t, body, `data-reason="invalid_user"`)
+	require.Contains(t, body, `<tr data-run="7" data-state="running">`)
+	require.Contains(t, body, "→")
+	// Viewers get no buttons.
+	require.NotContains(t, body, `id="pause"`)
+
+	resp, _ = r.get("/canvases/nope", bearer(viewerToken))
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	resp, _ = r.get("/canvases/winback?run=x", bearer(viewerToken))
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}
+
+func TestCanvasesPageStatusesFiltersAndNextFires(t *testing.T) {
+	r := newRig(t, false)
+	resp, body := r.get("/canvases", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<tr data-canvas="winback" data-status="live">`)
+	require.Contains(t, body, `<tr data-canvas="old-promo" data-status="retired">`)
+	require.Contains(t, body, `<tr data-canvas="draft-one" data-status="draft awaiting approval">`)
+	// Mondays 10:00 Shanghai, after 2026-11-30 02:30 UTC (10:30 in Shanghai, a Monday), shown in the config's zone.
+	require.Contains(t, body, "<time>2026-12-07 10:00:00 CST</time>")
+	require.Contains(t, body, "<time>2026-12-14 10:00:00 CST</time>")
+	require.Contains(t, body, "<time>2026-12-21 10:00:00 CST</time>")
+	require.Contains(t, body, "lina", "who deployed")
+	require.Contains(t, body, "进入 1000 → 发送 1540 → 转化 40", "the last run's funnel, in Chinese by default")
+
+	_, body = r.get("/canvases?status=retired", bearer(viewerToken))
+	require.Contains(t, body, `data-canvas="old-promo"`)
+	require.NotContains(t, body, `data-canvas="winback"`)
+	_, body = r.get("/canvases?q=%E6%B2%89%E7%9D%A1", bearer(viewerToken)) // 沉睡, in the name
+	require.Contains(t, body, `data-canvas="winback"`)
+	require.NotContains(t, body, `data-canvas="draft-one"`)
+
+	// English by the browser's language, or the switch.
+	_, body = r.get("/canvases", func(req *http.Request) {
+		bearer(viewerToken)(req)
+		req.Header.Set("Accept-Language", "en-US,en;q=0.9")
+	})
+	require.Contains(t, body, "entered 1000 → sent 1540 → converted 40")
+	resp, body = r.get("/canvases?lang=en", bearer(viewerToken))
+	require.Contains(t, body, `<html lang="en">`)
+	require.Equal(t, "huabu_lang", resp.Cookies()[0].Name)
+}
+
+func TestRunPageRefreshesWhileRunning(t *testing.T) {
+	r := newRig(t, false)
+	resp, body := r.get("/runs/7", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<section id="progress" data-status="Running" data-refresh="3000">`)
+	require.Contains(t, body, `<tr data-step="check" data-entered="700" data-sent="0" data-waiting="300">`)
+	resp, _ = r.get("/runs/99", bearer(viewerToken))
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	// Assets are embedded and served.
+	resp, body = r.get("/assets/console.js", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "DOMParser")
+}

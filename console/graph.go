@@ -16,7 +16,7 @@ import (
 
 const (
 	nodeW   = 240
-	nodeH   = 116
+	nodeH   = 132
 	gapX    = 36
 	gapY    = 64
 	marginX = 24

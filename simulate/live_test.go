@@ -43,7 +43,7 @@ var liveCanvases = []liveCanvas{
 	{"member-day.yaml", "member-day", "B", [][2]string{
 		{`schedule: \{cron: .*\}`, `manual: {}`}, {`timeout: 1d`, `timeout: 6s`}, {`(?m)^policy:\n.*\n`, ``}}},
 	{"purchase-followup.yaml", "purchase-followup", "C", [][2]string{{`wait: 30d`, `wait: 3s`}}},
-	{"cart-reminder.yaml", "cart-reminder", "D", [][2]string{{`timeout: 1d`, `timeout: 4s`}}},
+	{"cart-reminder.yaml", "cart-reminder", "D", [][2]string{{`timeout: 1d`, `timeout: 7s`}}},
 	{"hq-daily-sop.yaml", "hq-daily-sop", "F", [][2]string{
 		{`schedule: \{cron: .*\}`, `manual: {}`}, {`deadline: \{at: "18:00"\}`, `deadline: 30s`}, {`remind: \["14:00"\]`, `remind: [20s]`}}},
 }
@@ -119,9 +119,11 @@ var liveEvents = []liveEvent{
 	{1500 * time.Millisecond, "u002", "coupon_used", `{"coupon": "WB"}`, &waiting{"winback-dormant", "wait-coupon", 0}},
 	{1500 * time.Millisecond, "u013", "app_open", `{}`, &waiting{"member-day", "wait-open", 0}},
 	{2000 * time.Millisecond, "u003", "purchase", `{"amount": 328, "order_id": "l-4", "sku": "x"}`, &waiting{"winback-dormant", "wait-coupon", 0}},
-	// During the cart's second four-second wait: a purchase on a later
-	// visit of a loop.
-	{4700 * time.Millisecond, "u028", "purchase", `{"amount": 66, "order_id": "l-5", "sku": "x"}`, &waiting{"cart-reminder", "wait-purchase", 1}},
+	// During the cart's second seven-second wait: a purchase on a later
+	// visit of a loop. The wait is long enough that the live engine, late
+	// by its latency on a busy machine, still routes the purchase inside
+	// it (with four seconds it was once routed after the timeout).
+	{7700 * time.Millisecond, "u028", "purchase", `{"amount": 66, "order_id": "l-5", "sku": "x"}`, &waiting{"cart-reminder", "wait-purchase", 1}},
 }
 
 // isWaiting reports whether a live run of the canvas has a cohort
@@ -243,7 +245,9 @@ func TestSimulationMatchesLiveEngine(t *testing.T) {
 			require.Equal(t, live.items, sim.items, "the same steps, messages, outcomes, exits and conversions per user")
 			// Times: the live engine is late by its latency (more on a busy
 			// machine), never early; the waits between one user's messages
-			// are the same.
+			// are never shorter live, and longer only by that latency (the
+			// second message may be late when the first was not: 3 s was
+			// seen under full-suite load).
 			require.Equal(t, len(live.times), len(sim.times))
 			for user, lt := range live.times {
 				st := sim.times[user]
@@ -253,8 +257,9 @@ func TestSimulationMatchesLiveEngine(t *testing.T) {
 					late := lt[i].at - st[i].at
 					require.True(t, late > -500*time.Millisecond && late < 8*time.Second, "%s: live %s, simulated %s after the start", lt[i].key, lt[i].at, st[i].at)
 					if i > 0 {
-						require.InDelta(t, (lt[i].at - lt[i-1].at).Seconds(), (st[i].at - st[i-1].at).Seconds(), 2.5,
-							"%s: the time between %s and %s", user, lt[i-1].key, lt[i].key)
+						liveGap, simGap := lt[i].at-lt[i-1].at, st[i].at-st[i-1].at
+						require.True(t, liveGap > simGap-2500*time.Millisecond && liveGap < simGap+8*time.Second,
+							"%s: the time between %s and %s: live %s, simulated %s", user, lt[i-1].key, lt[i].key, liveGap, simGap)
 					}
 				}
 			}

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/internal/liveness"
 	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/worker"
 	"github.com/huabu/huabu/workflows"
@@ -55,7 +57,10 @@ func (s *sim) drive(ctx context.Context) error {
 	// Workflow code here shares the machine with the activities it runs
 	// (and on a busy machine may wait its turn for over a second): not a
 	// deadlock, whatever the live worker's detector would think.
-	env.SetWorkerOptions(sdkworker.Options{DeadlockDetectionTimeout: time.Hour})
+	// Activities heartbeat while they run, as on the live worker (their
+	// heartbeat timeouts assume it).
+	env.SetWorkerOptions(sdkworker.Options{DeadlockDetectionTimeout: time.Hour,
+		Interceptors: []interceptor.WorkerInterceptor{liveness.Interceptor(4 * time.Second)}})
 	workflows.Register(env)
 	env.RegisterActivity(s.acts)
 	env.RegisterWorkflowWithOptions(s.driveWorkflow, workflow.RegisterOptions{Name: driveName})

@@ -26,6 +26,7 @@ import (
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/internal/liveness"
 	"github.com/huabu/huabu/internal/metrics"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
@@ -220,7 +221,10 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	app.worker = worker.New(app.client, cfg.Temporal.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:      maxActs,
 		MaxConcurrentLocalActivityExecutionSize: 64,
-		Interceptors:                            []interceptor.WorkerInterceptor{app.activityMetrics.Interceptor()},
+		Interceptors:                            []interceptor.WorkerInterceptor{app.activityMetrics.Interceptor(), liveness.Interceptor(livenessInterval)},
+		// Heartbeats must reach the server well within the activities'
+		// heartbeat timeouts (20 s; workflows.livenessTimeout).
+		MaxHeartbeatThrottleInterval: livenessInterval,
 	})
 	workflows.Register(app.worker)
 	app.worker.RegisterWorkflowWithOptions(workflows.SendOne, workflows.SendOneOptions())
@@ -437,3 +441,7 @@ type levelFilter struct {
 func (h levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
+
+// livenessInterval is how often a running activity tells Temporal its
+// worker lives (internal/liveness).
+const livenessInterval = 4 * time.Second

@@ -129,31 +129,33 @@ func Run(ctx workflow.Context, in RunInput) (RunResult, error) {
 	return res, err
 }
 
+// livenessTimeout is how soon Temporal gives a dead worker's activity to
+// another worker (a SIGKILL, a lost machine): the worker heartbeats every
+// activity every few seconds while it lives (internal/liveness), so the
+// heartbeat timeout, not the start-to-close timeout, notices the death.
+// Only activity options change, so replaying older histories is unaffected.
+const livenessTimeout = 20 * time.Second
+
+// shortActivity is a single store write or two.
 var shortActivity = workflow.ActivityOptions{
 	StartToCloseTimeout: time.Minute,
+	HeartbeatTimeout:    livenessTimeout,
 	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 }
 
 // pageActivity runs over cohort pages: long, heartbeating, retried with backoff.
 var pageActivity = workflow.ActivityOptions{
 	StartToCloseTimeout: 30 * time.Minute,
-	HeartbeatTimeout:    time.Minute,
+	HeartbeatTimeout:    livenessTimeout,
 	RetryPolicy: &temporal.RetryPolicy{
 		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
 		NonRetryableErrorTypes: []string{"PlanUnavailable", "PlanMismatch", "RenderError"},
 	},
 }
 
-// sendActivity is pageActivity for Send, with a short heartbeat timeout:
-// Send heartbeats every few seconds while a page runs, and when its worker
-// dies (a SIGKILL, a lost machine) Temporal hands the page to another only
-// once the heartbeat timeout passes — the page's deliveries wait that long.
-// Only activity options change, so replaying older histories is unaffected.
-var sendActivity = func() workflow.ActivityOptions {
-	o := pageActivity
-	o.HeartbeatTimeout = 20 * time.Second
-	return o
-}()
+// sendActivity is Send's: pageActivity (Send also heartbeats by itself
+// every few seconds while a page runs).
+var sendActivity = pageActivity
 
 type runner struct {
 	in    RunInput

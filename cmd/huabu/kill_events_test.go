@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 )
 
 // liveAPI is the address of whichever `huabu dev` is running (each start
@@ -98,6 +99,7 @@ steps:
     push: {channel: outbox, text: 感谢您的订单}
 `), 0o644))
 
+	start := time.Now()
 	dev := startDev(t, dir, cfgPath)
 	api := &liveAPI{url: dev.api}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -140,12 +142,36 @@ steps:
 		require.NoError(t, err)
 		return distinct, rows
 	}
-	require.Eventually(t, func() bool { d, _ := entered(); return d == users }, 90*time.Second, 200*time.Millisecond,
+	// Every window's run has ended: no run still to come could enter anyone twice.
+	runsEnded := func() (runs, running int) {
+		require.NoError(t, db.QueryRow(`SELECT count(*), count(*) FILTER (WHERE state = 'running') FROM runs
+			WHERE canvas_id = 'every-order'`).Scan(&runs, &running))
+		return runs, running
+	}
+	require.Eventually(t, func() bool {
+		d, _ := entered()
+		_, running := runsEnded()
+		return d == users && running == 0
+	}, 90*time.Second, 200*time.Millisecond,
 		"users who entered: %d of %d\n%s", func() int { d, _ := entered(); return d }(), users, dev.logs)
 	distinct, rows := entered()
 	require.Equal(t, users, distinct)
 	require.Equal(t, users, rows, "a user entered more than one run")
-	var runs int
-	require.NoError(t, db.QueryRow(`SELECT count(*) FROM runs WHERE canvas_id = 'every-order'`).Scan(&runs))
-	t.Logf("%d events, 2 kills (%d with windows open), %d runs", users, resumed, runs)
+	runs, _ := runsEnded()
+	t.Logf("%d events, 2 kills (%d with windows open), %d runs, done in %s", users, resumed, runs, time.Since(start).Round(time.Millisecond))
+
+	// The dead worker's activities were handed on after their heartbeat
+	// timeout: none waited out a start-to-close timeout.
+	var ids []string
+	rs, err := db.Query(`SELECT workflow_id FROM runs WHERE canvas_id = 'every-order'`)
+	require.NoError(t, err)
+	for rs.Next() {
+		var id string
+		require.NoError(t, rs.Scan(&id))
+		ids = append(ids, id)
+	}
+	require.NoError(t, rs.Err())
+	retries := dev.activityRetries(ids)
+	t.Logf("activity attempts after a timeout, by type: %v", retries)
+	require.Zero(t, retries[enumspb.TIMEOUT_TYPE_START_TO_CLOSE])
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/huabu/huabu/channels/fakes"
 )
@@ -142,6 +143,12 @@ steps:
 		return status == "Completed"
 	}, 4*time.Minute, 100*time.Millisecond, "the run did not finish:\n%s", dev.logs)
 	t.Logf("%d users, 3 kills: done in %s", users, time.Since(start).Round(time.Millisecond))
+	// The dead worker's sends were handed on after their heartbeat timeout,
+	// and nothing waited out a start-to-close timeout.
+	retries := dev.activityRetries([]string{workflowID})
+	t.Logf("activity attempts after a timeout, by type: %v", retries)
+	require.Positive(t, retries[enumspb.TIMEOUT_TYPE_HEARTBEAT], "the mid-send kills left sends to time out")
+	require.Zero(t, retries[enumspb.TIMEOUT_TYPE_START_TO_CLOSE])
 
 	got := waves(fake)
 	for _, wave := range []string{"第一波", "第二波"} {

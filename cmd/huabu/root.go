@@ -69,7 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		c.approveCmd(), c.auditCmd(), c.suppressCmd(), c.forgetCmd(),
 		c.controlCmd("pause", "Pause a canvas: nothing is sent, cohorts hold where they are, schedules wait"),
 		c.controlCmd("resume", "Resume a paused or stopped canvas; messages held longer than policy.resume_grace are not sent (reason expired)"),
-		c.controlCmd("stop", "Stop a canvas: its running runs end, nothing more is sent (reason stopped), no new runs until resumed"))
+		c.controlCmd("stop", "Stop a canvas: its running runs end, nothing more is sent (reason stopped), no new runs until resumed"),
+		c.versionCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })
 
 	err := root.Execute()

@@ -38,7 +38,7 @@ import (
 // (stdout and stderr); one marked `<!-- test: log -->` must match what the
 // background processes printed, checked when they are stopped. In expected
 // text `...` stands for any lines, runs of spaces for any spaces, and
-// clock times, dates, zone offsets and pids for any.
+// clock times, dates, zone offsets, durations and pids for any.
 //
 // Substitutions, so that the commands run here as on a reader's machine:
 // `go run ./cmd/huabu` is the huabu binary; `go build -o huabu ./cmd/huabu`
@@ -318,7 +318,7 @@ func missingTool(line string) string {
 
 var (
 	// Values that differ from run to run: clock times, dates, offsets, pids.
-	variableRE = regexp.MustCompile(`\d{4}-\d\d-\d\d|\d\d-\d\d \d\d:\d\d|\d\d:\d\d:\d\d(\.\d+)?|[+-]\d\d:\d\d\b|pid \d+|kill \d+`)
+	variableRE = regexp.MustCompile(`\d{4}-\d\d-\d\d|\d\d-\d\d \d\d:\d\d|\d\d:\d\d:\d\d(\.\d+)?|[+-]\d\d:\d\d\b|pid \d+|kill \d+|\b\d+(\.\d+)?m?s\b`)
 )
 
 // linePattern turns a line of expected output into a regexp.

@@ -226,6 +226,23 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, "active", state())
 	require.Equal(t, "active", canvasState())
 
+	// A user's journey, found by phone: entered, the diamond push sent (its
+	// text from the outbox), now waiting at wait-open.
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(base+"/users"), chromedp.WaitVisible(chromedp.CSS("#user-query")),
+		chromedp.SendKeys(chromedp.CSS("#user-query"), "13800130002"), chromedp.Submit(chromedp.CSS("#user-query")),
+		chromedp.WaitVisible(chromedp.CSS(`#user[data-user="u002"]`))))
+	journey, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll(".journey tr[data-kind]")).map(r => r.dataset.kind + ":" + r.dataset.step)`))
+	require.NoError(t, err)
+	require.Contains(t, journey, "entered:")
+	require.Contains(t, journey, "sent:push-diamond")
+	path, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll(".journey [data-path-step]")).map(s => s.dataset.pathStep)`))
+	require.NoError(t, err)
+	require.Equal(t, []string{"by-level", "push-diamond", "wait-open"}, path)
+	text, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('.journey tr[data-kind="sent"] .message').textContent`))
+	require.NoError(t, err)
+	require.Contains(t, text, "今日全场 7 折")
+	shot("user")
+
 	var audit struct {
 		Entries []struct {
 			Action string

@@ -35,6 +35,7 @@ type Backend interface {
 	// CanvasPlan is a version of a deployed (or retired) canvas: the
 	// current one for plan "", else the one whose hash starts with plan.
 	CanvasPlan(ctx context.Context, canvasID, plan string) (*canvases.Plan, error)
+	UserReader
 }
 
 // Options configure New.
@@ -131,6 +132,8 @@ func (c *Console) Register(m Mux) {
 	m.Handle("GET /canvases", c.guard(auth.Read, c.canvasesPage))
 	m.Handle("GET /canvases/{id}", c.guard(auth.Read, c.canvasPage))
 	m.Handle("GET /runs/{id}", c.guard(auth.Read, c.runPage))
+	m.Handle("GET /users", c.guard(auth.Read, c.usersPage))
+	m.Handle("GET /users/{id}", c.guard(auth.Read, c.userPage))
 	for _, action := range []string{"pause", "resume", "stop"} {
 		m.Handle("POST /canvases/{id}/"+action, c.guard(auth.Control, c.control(action)))
 	}

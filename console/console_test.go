@@ -139,6 +139,28 @@ func (f *fakeBackend) CanvasPlan(ctx context.Context, canvasID, plan string) (*c
 	return f.plan, nil
 }
 
+func (f *fakeBackend) FindUser(ctx context.Context, q string) (string, error) {
+	if q == "u1" || q == "13800130001" || q == "wmEXT0001" {
+		return "u1", nil
+	}
+	return "", server.ErrNotFound
+}
+
+func (f *fakeBackend) User(ctx context.Context, id string) (User, error) {
+	if id != "u1" {
+		return User{}, server.ErrNotFound
+	}
+	at := time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC)
+	return User{ID: "u1", Doc: map[string]any{"name": "徐静", "phone": "13800130001", "tags": []any{"母婴"}, "traits": map[string]any{"orders_30d": 2.0}, "rfm": map[string]any{"r": 5.0}},
+		Events: []store.EventRow{{Type: "track", Name: "purchase", Properties: []byte(`{"amount":88}`), Timestamp: at.Add(-time.Hour)}},
+		Journey: []store.JourneyRun{{CanvasID: "winback", RunID: 7, State: "running", EnteredAt: at,
+			Steps: []store.JourneyStep{{StepID: "wait-3d"}, {StepID: "coupon"}},
+			Deliveries: []store.JourneyDelivery{
+				{StepID: "coupon", Channel: "sms", State: "suppressed", Reason: "quiet_hours", At: at.Add(time.Second)},
+				{StepID: "nudge", Channel: "outbox", State: "sent", ProviderRef: "msg-42", Text: "您好 徐静", At: at.Add(3 * time.Second)}},
+			Exit: &store.JourneyExit{StepID: "wait-3d", Reason: "purchase", At: at.Add(4 * time.Second)}}}}, nil
+}
+
 const (
 	viewerToken   = "viewer-token-0123456789"
 	operatorToken = "operator-token-0123456789"
@@ -453,4 +475,38 @@ func TestRunPageRefreshesWhileRunning(t *testing.T) {
 	resp, body = r.get("/assets/console.js", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, body, "DOMParser")
+}
+
+func TestUserPageFindsByPhoneAndShowsTheJourney(t *testing.T) {
+	r := newRig(t, false)
+	for _, q := range []string{"u1", "13800130001", "wmEXT0001"} {
+		resp, _ := r.get("/users?q="+q, bearer(viewerToken))
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, q)
+		require.Equal(t, "/users/u1", resp.Header.Get("Location"))
+	}
+	resp, body := r.get("/users?q=nobody", bearer(viewerToken))
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Contains(t, body, `id="no-user"`)
+	resp, _ = r.get("/users/u1", nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "behind the login too")
+
+	resp, body = r.get("/users/u1", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<h1 id="user" data-user="u1">`)
+	require.Contains(t, body, "徐静")
+	require.Contains(t, body, `<span class="tag">母婴</span>`)
+	require.Contains(t, body, `<tr data-event="purchase">`)
+	// The path in plan order, and what happened in time order: entered, suppressed (why), sent (text, message id), exited.
+	require.Contains(t, body, `<span data-path-step="coupon">coupon</span> → <span data-path-step="wait-3d">wait-3d</span>`)
+	kinds := regexp.MustCompile(`data-kind="(\w+)" data-step="([^"]*)"`).FindAllStringSubmatch(body, -1)
+	var got []string
+	for _, k := range kinds {
+		got = append(got, k[1]+":"+k[2])
+	}
+	require.Equal(t, []string{"entered:", "suppressed:coupon", "sent:nudge", "exited:wait-3d"}, got)
+	require.Contains(t, body, `data-reason="quiet_hours"`)
+	require.Contains(t, body, "msg-42")
+	require.Contains(t, body, "您好 徐静")
+	resp, _ = r.get("/users/nobody", bearer(viewerToken))
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }

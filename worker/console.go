@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -46,4 +47,52 @@ func (app *App) CanvasPlan(ctx context.Context, canvasID, plan string) (*canvase
 		}
 	}
 	return canvases.UnmarshalPlan(raw)
+}
+
+// consoleJourneyRuns bounds the runs a user page shows.
+const consoleJourneyRuns = 20
+
+// FindUser finds a user by user id, phone number or WeCom external userid.
+func (app *App) FindUser(ctx context.Context, q string) (string, error) {
+	if p, err := app.store.ProfileByID(ctx, q); err == nil {
+		return p.ID, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	if p, err := app.store.ProfileByPhone(ctx, q); err == nil {
+		return p.ID, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	id, err := app.store.CustomerByExternal(ctx, q)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("%w: no user with id, phone or WeCom external id %q", server.ErrNotFound, q)
+	}
+	return id, err
+}
+
+// User is a user's profile, newest events and journey, times in the
+// config's zone.
+func (app *App) User(ctx context.Context, id string) (console.User, error) {
+	p, err := app.store.ProfileByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return console.User{}, fmt.Errorf("%w: no user %q", server.ErrNotFound, id)
+	}
+	if err != nil {
+		return console.User{}, err
+	}
+	u := console.User{ID: p.ID}
+	if err := json.Unmarshal(p.Doc, &u.Doc); err != nil {
+		return u, err
+	}
+	if u.Events, err = app.store.RecentUserEvents(ctx, p.UID, 50); err != nil {
+		return u, err
+	}
+	for i := range u.Events {
+		u.Events[i].Timestamp = app.inZone(u.Events[i].Timestamp)
+	}
+	if u.Journey, err = app.store.UserJourney(ctx, p.UID, consoleJourneyRuns); err != nil {
+		return u, err
+	}
+	return u, nil
 }

@@ -36,6 +36,7 @@ type Backend interface {
 	// current one for plan "", else the one whose hash starts with plan.
 	CanvasPlan(ctx context.Context, canvasID, plan string) (*canvases.Plan, error)
 	UserReader
+	StaffReport(ctx context.Context, canvasID string, runID int64, by string) (*reports.StaffReport, error)
 }
 
 // Options configure New.
@@ -132,6 +133,7 @@ func (c *Console) Register(m Mux) {
 	m.Handle("GET /canvases", c.guard(auth.Read, c.canvasesPage))
 	m.Handle("GET /canvases/{id}", c.guard(auth.Read, c.canvasPage))
 	m.Handle("GET /runs/{id}", c.guard(auth.Read, c.runPage))
+	m.Handle("GET /staff", c.guard(auth.Read, c.staffPage))
 	m.Handle("GET /users", c.guard(auth.Read, c.usersPage))
 	m.Handle("GET /users/{id}", c.guard(auth.Read, c.userPage))
 	for _, action := range []string{"pause", "resume", "stop"} {

@@ -161,6 +161,20 @@ func (f *fakeBackend) User(ctx context.Context, id string) (User, error) {
 			Exit: &store.JourneyExit{StepID: "wait-3d", Reason: "purchase", At: at.Add(4 * time.Second)}}}}, nil
 }
 
+func (f *fakeBackend) StaffReport(ctx context.Context, canvasID string, runID int64, by string) (*reports.StaffReport, error) {
+	if canvasID != "winback" {
+		return nil, reports.ErrNoCanvas
+	}
+	half := 0.5
+	rep := &reports.StaffReport{CanvasID: canvasID, By: by, RunID: runID, Total: reports.StaffRow{Tasks: 4, OnTime: 2, NotDone: 2, CompletionRate: &half}}
+	if by == reports.ByGrid {
+		rep.Rows = []reports.StaffRow{{Grid: "东湖网格", Staffs: 2, Tasks: 4, OnTime: 2, NotDone: 2, CompletionRate: &half}}
+	} else {
+		rep.Rows = []reports.StaffRow{{Staff: "lina", Name: "李娜", Grid: "东湖网格", Tasks: 2, OnTime: 2}, {Staff: "zhao", Grid: "东湖网格", Tasks: 2, NotDone: 2}}
+	}
+	return rep, nil
+}
+
 const (
 	viewerToken   = "viewer-token-0123456789"
 	operatorToken = "operator-token-0123456789"
@@ -508,5 +522,29 @@ func TestUserPageFindsByPhoneAndShowsTheJourney(t *testing.T) {
 	require.Contains(t, body, "msg-42")
 	require.Contains(t, body, "您好 徐静")
 	resp, _ = r.get("/users/nobody", bearer(viewerToken))
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestStaffPageByGridAndByStaff(t *testing.T) {
+	r := newRig(t, false)
+	// A canvas with a staff_task step is offered.
+	comp, err := canvases.NewCompiler(canvases.Options{})
+	require.NoError(t, err)
+	p, probs := comp.Compile("sop.yaml", []byte("id: winback\ntrigger: {manual: {}}\nsteps:\n  - id: brief\n    staff_task: {text: hi, deadline: 9h}\n"))
+	require.False(t, probs.HasErrors(), "%v", probs)
+	r.fake.plan = p
+
+	resp, body := r.get("/staff", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<table class="list" id="staff-report" data-canvas="winback" data-by="grid">`)
+	require.Contains(t, body, `data-grid="东湖网格" data-staff="" data-tasks="4" data-not-done="2" data-open="0" class="laggard"`)
+	require.Contains(t, body, "<td>50%</td>")
+
+	_, body = r.get("/staff?canvas=winback&by=staff", bearer(viewerToken))
+	require.Contains(t, body, `data-staff="lina"`)
+	require.Contains(t, body, `data-staff="zhao" data-tasks="2" data-not-done="2" data-open="0" class="laggard"`)
+	resp, _ = r.get("/staff?by=team", bearer(viewerToken))
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	resp, _ = r.get("/staff?canvas=nope", bearer(viewerToken))
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }

@@ -150,6 +150,12 @@ func (c *Console) funcs() template.FuncMap {
 			}
 			return b.String()
 		},
+		"pct": func(f *float64) string {
+			if f == nil {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f%%", *f*100)
+		},
 		"sum": func(m map[string]int64) int64 {
 			var n int64
 			for _, v := range m {

@@ -186,8 +186,8 @@ type canvasData struct {
 }
 
 // maxFunnels bounds the runs listed with their funnel on a canvas page
-// (each is a report over the ledger).
-const maxFunnels = 20
+// (each is a report over that run's ledger rows).
+const maxFunnels = 5
 
 // canvasPage draws one canvas's flow with each step's counts, over every
 // run or ?run=N.
@@ -259,12 +259,22 @@ func (c *Console) canvasPage(w http.ResponseWriter, r *http.Request, v *view) {
 		data.Waiting += waiting[s.StepID]
 	}
 	data.Graph = layout(plan.Graph(), counts)
+	// A report reads the run's whole ledger: the one above serves the run
+	// it is of (or the only run), and only the newest runs get their own.
+	known := map[int64]*reports.Report{}
+	if runID > 0 {
+		known[runID] = rep
+	} else if len(runs) == 1 {
+		known[runs[0].ID] = rep
+	}
 	for i, run := range runs {
 		row := runRow{RunInfo: run}
-		if i < maxFunnels {
-			if rr, err := c.b.Report(ctx, id, run.ID); err == nil {
-				row.Funnel = funnelOf(rr)
-			}
+		rr := known[run.ID]
+		if rr == nil && i < maxFunnels {
+			rr, _ = c.b.Report(ctx, id, run.ID)
+		}
+		if rr != nil {
+			row.Funnel = funnelOf(rr)
 		}
 		data.Runs = append(data.Runs, row)
 	}

@@ -243,6 +243,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Contains(t, text, "今日全场 7 折")
 	shot("user")
 
+	// The editor: a broken canvas typed in is checked as it is typed; the
+	// error is marked at its line and column.
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(base+"/editor"), chromedp.WaitVisible(chromedp.CSS("#source")),
+		chromedp.SendKeys(chromedp.CSS("#source"), "id: typed\ntrigger: {manual: {}}\nsteps:\n  - id: hello\n    push: {channel: pigeon, text: hi}\n"),
+		chromedp.WaitVisible(chromedp.CSS(`#problems li[data-line="5"][data-severity="error"]`))))
+	problem, err := chromedp.Run(bctx, chromedp.Evaluate[string](`(() => { const li = document.querySelector('#problems li[data-line="5"]'); return li.dataset.col + " " + li.textContent })()`))
+	require.NoError(t, err)
+	require.Contains(t, problem, "pigeon")
+	require.True(t, strings.HasPrefix(problem, "21 5:21"), problem)
+	shot("editor")
+
 	var audit struct {
 		Entries []struct {
 			Action string

@@ -37,6 +37,7 @@ type Backend interface {
 	CanvasPlan(ctx context.Context, canvasID, plan string) (*canvases.Plan, error)
 	UserReader
 	StaffReport(ctx context.Context, canvasID string, runID int64, by string) (*reports.StaffReport, error)
+	Editor
 }
 
 // Options configure New.
@@ -134,6 +135,8 @@ func (c *Console) Register(m Mux) {
 	m.Handle("GET /canvases/{id}", c.guard(auth.Read, c.canvasPage))
 	m.Handle("GET /runs/{id}", c.guard(auth.Read, c.runPage))
 	m.Handle("GET /staff", c.guard(auth.Read, c.staffPage))
+	m.Handle("GET /editor", c.guard(auth.Read, c.editorPage))
+	m.Handle("POST /editor", c.guard(auth.Read, c.editorCheck))
 	m.Handle("GET /users", c.guard(auth.Read, c.usersPage))
 	m.Handle("GET /users/{id}", c.guard(auth.Read, c.userPage))
 	for _, action := range []string{"pause", "resume", "stop"} {

@@ -25,11 +25,13 @@ import (
 // fakeBackend stands in for worker.App: the console is what is tested
 // here; the real App is driven in browser_test.go.
 type fakeBackend struct {
-	mu     sync.Mutex
-	plan   *canvases.Plan
-	state  string
-	calls  []string
-	actors []string
+	comp     *canvases.Compiler
+	deployed []string
+	mu       sync.Mutex
+	plan     *canvases.Plan
+	state    string
+	calls    []string
+	actors   []string
 }
 
 const testCanvas = `id: winback
@@ -58,7 +60,7 @@ func newFake(t *testing.T) *fakeBackend {
 	require.NoError(t, err)
 	p, probs := comp.Compile("winback.yaml", []byte(testCanvas))
 	require.False(t, probs.HasErrors(), "%v", probs)
-	return &fakeBackend{plan: p, state: "active"}
+	return &fakeBackend{plan: p, state: "active", comp: comp}
 }
 
 func (f *fakeBackend) Canvases(ctx context.Context) ([]server.CanvasInfo, error) {
@@ -173,6 +175,22 @@ func (f *fakeBackend) StaffReport(ctx context.Context, canvasID string, runID in
 		rep.Rows = []reports.StaffRow{{Staff: "lina", Name: "李娜", Grid: "东湖网格", Tasks: 2, OnTime: 2}, {Staff: "zhao", Grid: "东湖网格", Tasks: 2, NotDone: 2}}
 	}
 	return rep, nil
+}
+
+func (f *fakeBackend) Check(ctx context.Context, file string, src []byte) (*canvases.Plan, canvases.Problems) {
+	return f.comp.Compile(file, src)
+}
+
+func (f *fakeBackend) DeploySources(ctx context.Context, files map[string][]byte) (server.DeployOutcome, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out server.DeployOutcome
+	for name, src := range files {
+		p, _ := f.comp.Compile(name, src)
+		f.deployed = append(f.deployed, p.ID+"@"+auth.ActorFrom(ctx).Name)
+		out.Canvases = append(out.Canvases, server.DeployedCanvas{ID: p.ID, Plan: p.ShortHash(), Changed: true, Approval: "awaiting approval"})
+	}
+	return out, nil
 }
 
 const (
@@ -547,4 +565,41 @@ func TestStaffPageByGridAndByStaff(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	resp, _ = r.get("/staff?canvas=nope", bearer(viewerToken))
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestEditorMarksProblemsAtTheirLineAndDeploysForRolesThatMay(t *testing.T) {
+	r := newRig(t, false)
+	viewer, operator := r.login(viewerToken), r.login(operatorToken)
+	_, body := r.get("/editor", withCookie(viewer))
+	require.NotContains(t, body, `id="deploy"`, "a viewer may check, not deploy")
+	vtok := formTokenRE.FindStringSubmatch(body)[1]
+	broken := "id: broken\ntrigger: {manual: {}}\nsteps:\n  - id: hello\n    push: {channel: pigeon, text: hi}\n"
+	resp, body := r.post("/editor", url.Values{"form_token": {vtok}, "source": {broken}, "file": {"broken.yaml"}}, withCookie(viewer))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `data-line="5" data-col="21" data-severity="error"`)
+	require.Contains(t, body, "pigeon")
+	require.Contains(t, body, `data-errors="1"`)
+	// Without the form token: refused.
+	resp, _ = r.post("/editor", url.Values{"source": {broken}}, withCookie(viewer))
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	// A viewer cannot deploy.
+	good := "id: hello\ntrigger: {manual: {}}\nsteps:\n  - id: hi\n    push: {channel: outbox, text: hi}\n"
+	resp, _ = r.post("/editor", url.Values{"form_token": {vtok}, "source": {good}, "action": {"deploy"}}, withCookie(viewer))
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Empty(t, r.fake.deployed)
+
+	_, body = r.get("/editor", withCookie(operator))
+	require.Contains(t, body, `id="deploy"`)
+	otok := formTokenRE.FindStringSubmatch(body)[1]
+	// A canvas with errors is not deployed.
+	resp, body = r.post("/editor", url.Values{"form_token": {otok}, "source": {broken}, "action": {"deploy"}}, withCookie(operator))
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	require.Empty(t, r.fake.deployed)
+	// A good one is, as the operator, and its flow is drawn.
+	resp, body = r.post("/editor", url.Values{"form_token": {otok}, "source": {good}, "action": {"deploy"}}, withCookie(operator))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, []string{"hello@otto"}, r.fake.deployed)
+	require.Contains(t, body, `id="no-problems"`)
+	require.Contains(t, body, `data-canvas="hello"`)
+	require.Contains(t, body, `data-step="hi"`)
 }

@@ -114,7 +114,8 @@ func (c *Console) lang(w http.ResponseWriter, r *http.Request) string {
 
 func (c *Console) funcs() template.FuncMap {
 	return template.FuncMap{
-		"t": tr,
+		"t":      tr,
+		"flowOf": func(g drawing, lang, name string) flow { return flow{G: g, Lang: lang, Name: name} },
 		"time": func(t any) string {
 			var at time.Time
 			switch v := t.(type) {
@@ -164,4 +165,11 @@ func (c *Console) funcs() template.FuncMap {
 			return n
 		},
 	}
+}
+
+// flow is what the "flow" template draws.
+type flow struct {
+	G    drawing
+	Lang string
+	Name string
 }

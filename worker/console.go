@@ -96,3 +96,9 @@ func (app *App) User(ctx context.Context, id string) (console.User, error) {
 	}
 	return u, nil
 }
+
+// Check compiles a canvas source with this Huabu's compiler (its profile
+// schema and channels), as a deploy would, and deploys nothing.
+func (app *App) Check(ctx context.Context, file string, src []byte) (*canvases.Plan, canvases.Problems) {
+	return app.compiler.Compile(file, src)
+}

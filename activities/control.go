@@ -22,12 +22,13 @@ import (
 // CanvasControls tells a canvas's control state.
 type CanvasControls interface {
 	ControlOf(ctx context.Context, canvasID string) (store.CanvasControl, error)
-	// HoldSend, HeldSince and ReleaseSend keep when a send was first held,
-	// in the store: heartbeat details are throttled and may be lost with a
-	// failed attempt.
+	// HoldSend, HeldSend and DecideHeldSend keep when a send was first
+	// held, and whether it expired, in the store: heartbeat details are
+	// throttled and may be lost with a failed attempt, and a retry must
+	// not send what an earlier attempt decided had expired.
 	HoldSend(ctx context.Context, key string, at time.Time) (time.Time, error)
-	HeldSince(ctx context.Context, key string) (time.Time, error)
-	ReleaseSend(ctx context.Context, key string) error
+	HeldSend(ctx context.Context, key string) (store.HeldSend, error)
+	DecideHeldSend(ctx context.Context, key string, expired bool) error
 }
 
 // Reasons of deliveries held back by the canvas's control state.
@@ -62,14 +63,26 @@ func (s *sender) checkControl(ctx context.Context, cur *sendCursor) error {
 		}
 		activity.RecordHeartbeat(ctx, *cur)
 		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("canvas %s is paused: nothing is sent until it is resumed", s.in.CanvasID),
-			"CanvasPaused", temporal.ApplicationErrorOptions{NextRetryDelay: PauseRecheck})
+			"CanvasPaused", temporal.ApplicationErrorOptions{NextRetryDelay: PauseRecheck,
+				// Expected while paused: the SDK logs it at debug, not as an
+				// "Activity error" every PauseRecheck.
+				Category: temporal.ApplicationErrorCategoryBenign})
 	case store.CanvasStopped:
 		s.held = ReasonStopped
 	default:
+		if s.held != "" {
+			return nil // decided for the rest of this attempt
+		}
 		if cur.HeldSince.IsZero() && info.Attempt > 1 {
-			if cur.HeldSince, err = s.a.Controls.HeldSince(ctx, key); err != nil {
+			h, err := s.a.Controls.HeldSend(ctx, key)
+			if err != nil {
 				return err
 			}
+			if h.Expired { // an earlier attempt of this send found it stale
+				s.held = ReasonExpired
+				return nil
+			}
+			cur.HeldSince = h.Since
 		}
 		if cur.HeldSince.IsZero() {
 			return nil
@@ -79,11 +92,12 @@ func (s *sender) checkControl(ctx context.Context, cur *sendCursor) error {
 			grace = DefaultResumeGrace
 		}
 		// Held since before the resume, for longer than the grace: stale.
-		if c.Since.Sub(cur.HeldSince) > grace {
+		expired := c.Since.Sub(cur.HeldSince) > grace
+		if expired {
 			s.held = ReasonExpired
 		}
 		cur.HeldSince = time.Time{} // decided: a later pause starts afresh
-		if err := s.a.Controls.ReleaseSend(ctx, key); err != nil {
+		if err := s.a.Controls.DecideHeldSend(ctx, key, expired); err != nil {
 			return err
 		}
 	}

@@ -48,22 +48,48 @@ func (s *SQLite) HoldSend(ctx context.Context, key string, at time.Time) (time.T
 	if _, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO held_sends (key, since) VALUES (?, ?)`, key, at.UnixMilli()); err != nil {
 		return time.Time{}, err
 	}
-	return s.HeldSince(ctx, key)
+	h, err := s.HeldSend(ctx, key)
+	return h.Since, err
 }
 
-// HeldSince is when a send was first held by a pause (zero if never).
-func (s *SQLite) HeldSince(ctx context.Context, key string) (time.Time, error) {
+// HeldSend is what the store knows of a held send.
+type HeldSend struct {
+	// Since is when the send was first held by a pause (zero if never, or
+	// if it was resumed in time).
+	Since time.Time
+	// Expired: it was resumed past resume_grace; the rest of its messages
+	// are not sent, whichever attempt sends them.
+	Expired bool
+}
+
+// HeldSend returns what the store knows of a held send.
+func (s *SQLite) HeldSend(ctx context.Context, key string) (HeldSend, error) {
 	var since int64
-	err := s.r.QueryRowContext(ctx, `SELECT since FROM held_sends WHERE key = ?`, key).Scan(&since)
+	var h HeldSend
+	err := s.r.QueryRowContext(ctx, `SELECT since, expired FROM held_sends WHERE key = ?`, key).Scan(&since, &h.Expired)
 	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, nil
+		return HeldSend{}, nil
 	}
-	return time.UnixMilli(since), err
+	h.Since = time.UnixMilli(since)
+	return h, err
 }
 
-// ReleaseSend forgets a held send once it has decided what to do after
-// the resume.
-func (s *SQLite) ReleaseSend(ctx context.Context, key string) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM held_sends WHERE key = ?`, key)
+// heldVerdictLife is how long an expired verdict is kept: longer than a
+// send's retries go on.
+const heldVerdictLife = 7 * 24 * time.Hour
+
+// DecideHeldSend records what a held send decided once its canvas resumed:
+// in time, the row goes (a later pause starts afresh); expired, the row
+// stays with the verdict, so a retry of the send does not send either.
+func (s *SQLite) DecideHeldSend(ctx context.Context, key string, expired bool) error {
+	if !expired {
+		_, err := s.w.ExecContext(ctx, `DELETE FROM held_sends WHERE key = ?`, key)
+		return err
+	}
+	now := s.now()
+	if _, err := s.w.ExecContext(ctx, `UPDATE held_sends SET expired = 1, decided_at = ? WHERE key = ? AND expired = 0`, now.UnixMilli(), key); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `DELETE FROM held_sends WHERE expired = 1 AND decided_at < ?`, now.Add(-heldVerdictLife).UnixMilli())
 	return err
 }

@@ -215,6 +215,9 @@ func (b *builder) trigger(tv *Value) {
 	case tv.Has("event"):
 		ev := tv.Get("event")
 		p.Trigger = Trigger{Kind: TriggerEvent, Event: &OnEvent{Event: ev.Get("name").String(), When: strings.TrimSpace(ev.Get("when").String())}}
+		if ev.Get("while_paused").String() == WhilePausedDrop {
+			p.Trigger.WhilePaused = WhilePausedDrop // keep is the default, left out of the plan
+		}
 		b.checkExpr(ev.Get("when"), b.compiler.eventScope(p.Trigger.Event.Event))
 	case tv.Has("manual"):
 		p.Trigger = Trigger{Kind: TriggerManual}

@@ -44,6 +44,22 @@ type Trigger struct {
 	Kind     string    `json:"kind"`
 	Schedule *Schedule `json:"schedule,omitempty"`
 	Event    *OnEvent  `json:"event,omitempty"`
+	// WhilePaused is what becomes of an event trigger's entries while the
+	// canvas is paused: "" keeps them (and the hash of plans written
+	// before), drop drops them.
+	WhilePaused string `json:"while_paused,omitempty"`
+}
+
+// Event entries while the canvas is paused (trigger.event.while_paused).
+const (
+	WhilePausedKeep = "keep"
+	WhilePausedDrop = "drop"
+)
+
+// DropsEntriesWhilePaused reports whether events that come while the canvas
+// is paused enter nobody.
+func (p *Plan) DropsEntriesWhilePaused() bool {
+	return p.Trigger.Kind == TriggerEvent && p.Trigger.WhilePaused == WhilePausedDrop
 }
 
 type Schedule struct {

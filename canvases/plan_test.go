@@ -106,3 +106,27 @@ func TestPlanDefaults(t *testing.T) {
 	ev := mustCompile(t, c, "id: e\ntrigger: {event: {name: purchase}}\nsteps: [{id: x, exit: {}}]\n")
 	require.Equal(t, Entry{Reentry: ReentryNever}, ev.Entry, "event journeys run once per person by default")
 }
+
+// TestWhilePaused: an event trigger keeps entries while paused unless it
+// says drop; keep written out is the same plan (same hash) as left out.
+func TestWhilePaused(t *testing.T) {
+	c := testCompiler(t)
+	src := func(extra string) []byte {
+		return []byte("id: wp\ntrigger:\n  event: {name: purchase" + extra + "}\nsteps:\n  - id: done\n    exit: {}\n")
+	}
+	for _, tc := range []struct {
+		extra string
+		drop  bool
+	}{
+		{"", false},
+		{", while_paused: keep", false},
+		{", while_paused: drop", true},
+	} {
+		p, problems := c.Compile("wp.yaml", src(tc.extra))
+		require.False(t, problems.HasErrors(), problems.Error())
+		require.Equal(t, tc.drop, p.DropsEntriesWhilePaused(), tc.extra)
+	}
+	keep, _ := c.Compile("wp.yaml", src(", while_paused: keep"))
+	none, _ := c.Compile("wp.yaml", src(""))
+	require.Equal(t, none.Hash, keep.Hash)
+}

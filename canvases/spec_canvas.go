@@ -50,6 +50,9 @@ var specSchedule = oneOf(obj("Schedule", "Runs the canvas for its whole audience
 var specEventTrigger = obj("EventTrigger", "Enters a user each time they send a matching track event.",
 	withExample(req("name", tEvent, "The event name."), "purchase"),
 	withExample(fld("when", tExpr, "Condition over `event` (its properties) and `user`; the event must match it."), `'event.amount >= 500'`),
+	withDefault(fld("while_paused", enum("", WhilePausedKeep, WhilePausedDrop),
+		"What becomes of entries while the canvas is paused (`huabu pause`): keep — the users enter and hold with the rest, and go on when it is resumed; drop — events that come while it is paused enter nobody (they are still stored)."),
+		WhilePausedKeep),
 )
 
 var specTrigger = oneOf(obj("Trigger", "What starts the canvas. Exactly one of schedule, event or manual.",

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"sync"
@@ -58,6 +59,10 @@ type Options struct {
 	GoalLookback time.Duration
 	// Now is the clock windows open and close by (default time.Now).
 	Now func() time.Time
+	// Paused tells whether a canvas is paused (huabu pause); nil: never.
+	// Event entries of a paused canvas whose trigger says while_paused:
+	// drop enter nobody.
+	Paused func(ctx context.Context, canvasID string) (bool, error)
 }
 
 // Router routes stored events (the event feed calls Route) and starts the
@@ -335,7 +340,11 @@ func (r *Router) route(ctx context.Context, events []ingest.Event) error {
 	if err := b.loadUsers(ctx); err != nil {
 		return err
 	}
-	if err := r.windows.enter(ctx, b.entries()); err != nil {
+	entries, err := r.dropPaused(ctx, b.entries())
+	if err != nil {
+		return err
+	}
+	if err := r.windows.enter(ctx, entries); err != nil {
 		return fmt.Errorf("entry windows: %w", err)
 	}
 	if err := b.memberships(ctx); err != nil {
@@ -393,6 +402,41 @@ func (b *batch) entries() []entry {
 		}
 	}
 	return out
+}
+
+// dropPaused leaves out the entries of paused canvases whose trigger says
+// while_paused: drop (the canvas's state is read once per batch and canvas).
+func (r *Router) dropPaused(ctx context.Context, entries []entry) ([]entry, error) {
+	if r.opts.Paused == nil {
+		return entries, nil
+	}
+	paused := map[string]bool{}
+	dropped := map[string]int{}
+	out := entries[:0:0]
+	for _, e := range entries {
+		p, err := r.plan(ctx, e.hash)
+		if err != nil {
+			return nil, err
+		}
+		if p.DropsEntriesWhilePaused() {
+			is, seen := paused[e.canvasID]
+			if !seen {
+				if is, err = r.opts.Paused(ctx, e.canvasID); err != nil {
+					return nil, err
+				}
+				paused[e.canvasID] = is
+			}
+			if is {
+				dropped[e.canvasID]++
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	for _, id := range slices.Sorted(maps.Keys(dropped)) {
+		r.opts.Logger.Info("event entries dropped: the canvas is paused (trigger.event.while_paused: drop)", "canvas", id, "entries", dropped[id])
+	}
+	return out, nil
 }
 
 // memberships routes events to the runs their users are in: exits, goals

@@ -153,3 +153,50 @@ steps:
 	}
 	require.Equal(t, []string{"alice resume", "alice stop", "alice resume", "alice pause", "alice resume", "alice pause"}, got)
 }
+
+// TestPausedEventEntriesKeepOrDrop: while two event-triggered canvases are
+// paused, a user sends their trigger event. The canvas that keeps entries
+// (the default) enters the user, who waits and gets the message once it is
+// resumed; the canvas with while_paused: drop enters nobody — only users
+// whose event came after the resume.
+func TestPausedEventEntriesKeepOrDrop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	activities.PauseRecheck = 200 * time.Millisecond
+	t.Cleanup(func() { activities.PauseRecheck = 5 * time.Second })
+	canvas := func(id, extra string) string {
+		return "id: " + id + "\ntrigger: {event: {name: signup" + extra + "}}\nsteps:\n  - {id: hello, push: {channel: outbox, text: 欢迎}}\n"
+	}
+	app := startGovernedApp(t, "", map[string]string{
+		"keeps.yaml": canvas("keeps", ""),
+		"drops.yaml": canvas("drops", ", while_paused: drop"),
+	})
+	ctx := context.Background()
+	for _, id := range []string{"keeps", "drops"} {
+		code, body := as(t, app, "alice", "POST", "/api/v1/canvases/"+id+"/pause", nil)
+		require.Equal(t, 200, code, body)
+	}
+
+	sendEvents(t, app, "signup", nil, "u1")
+	require.Eventually(t, func() bool {
+		runs, err := app.Store().Runs(ctx, "keeps", 5)
+		require.NoError(t, err)
+		return len(runs) == 1
+	}, 30*time.Second, 50*time.Millisecond, "the kept entry starts its run while paused")
+	require.Empty(t, outboxOf(t, app, "keeps", "hello"), "paused: the kept user waits")
+
+	for _, id := range []string{"keeps", "drops"} {
+		code, body := as(t, app, "alice", "POST", "/api/v1/canvases/"+id+"/resume", nil)
+		require.Equal(t, 200, code, body)
+	}
+	sendEvents(t, app, "signup", nil, "u2") // routed after u1's event, in order
+	require.Eventually(t, func() bool {
+		return outboxOf(t, app, "keeps", "hello")["u2"] && outboxOf(t, app, "drops", "hello")["u2"]
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, map[string]bool{"u1": true, "u2": true}, outboxOf(t, app, "keeps", "hello"), "keep: u1 entered while paused and got the message on resume")
+	require.Equal(t, map[string]bool{"u2": true}, outboxOf(t, app, "drops", "hello"), "drop: u1's event while paused entered nobody")
+	c, _, err := app.Store().Counts(ctx, "drops", 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), c["hello"].Entered)
+}

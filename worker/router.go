@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/triggers"
 )
 
@@ -15,6 +16,7 @@ func (app *App) startRouter(ctx context.Context) error {
 		Store: app.store, Temporal: app.client, Compiler: app.compiler,
 		TaskQueue: app.cfg.Temporal.TaskQueue, Logger: app.log.With("component", "router"),
 		Window: app.cfg.Triggers.EntryWindow(),
+		Paused: app.canvasPaused,
 	})
 	// Windows left by the last process start (or keep gathering) from
 	// where it stopped.
@@ -32,6 +34,12 @@ func (app *App) startRouter(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// canvasPaused tells the router whether a canvas is paused.
+func (app *App) canvasPaused(ctx context.Context, canvasID string) (bool, error) {
+	c, err := app.store.ControlOf(ctx, canvasID)
+	return c.State == store.CanvasPaused, err
 }
 
 // EventSink is told about stored events (the ingestion API and the WeCom

@@ -61,7 +61,8 @@ type Store interface {
 // and the canvas's paused or stopped state). A refusal (why != "") ends the
 // run before anyone enters it; an error is retried.
 type RunGate interface {
-	RunRefusal(ctx context.Context, canvasID, planHash string) (why string, err error)
+	// users is how many users the run names (0: its audience).
+	RunRefusal(ctx context.Context, canvasID, planHash string, users int64) (why string, err error)
 }
 
 // ChannelSet gives the channel behind each catalogue name.

@@ -24,12 +24,15 @@ type BeginInput struct {
 	CanvasID string `json:"canvas_id"`
 	PlanHash string `json:"plan_hash"`
 	Trigger  string `json:"trigger"`
+	// Users is how many users the run names (0: it enters its audience),
+	// for policy.approval.above.
+	Users int64 `json:"users,omitempty"`
 }
 
 // BeginRun records the run of the calling workflow and returns its id.
 func (a *Activities) BeginRun(ctx context.Context, in BeginInput) (int64, error) {
 	if a.Gate != nil {
-		why, err := a.Gate.RunRefusal(ctx, in.CanvasID, in.PlanHash)
+		why, err := a.Gate.RunRefusal(ctx, in.CanvasID, in.PlanHash, in.Users)
 		if err != nil {
 			return 0, err
 		}

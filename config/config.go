@@ -186,10 +186,17 @@ type ApprovalConfig struct {
 	// Channels, when set, narrows it (and turns it on) to versions that
 	// send on one of these channels (fallbacks count).
 	Channels []string `yaml:"channels" format:"channel"`
+	// Above, when set, narrows it (and turns it on) to versions whose runs
+	// would reach more than this many users: the audience estimate (for
+	// event triggers, who would have entered over the last 7 days), or the
+	// users a manual run names.
+	Above int64 `yaml:"above"`
 }
 
 // On reports whether any version may need approval.
-func (a *ApprovalConfig) On() bool { return a != nil && (a.Required || len(a.Channels) > 0) }
+func (a *ApprovalConfig) On() bool {
+	return a != nil && (a.Required || len(a.Channels) > 0 || a.Above > 0)
+}
 
 type QuietHoursConfig struct {
 	From   string `yaml:"from" format:"clock"`

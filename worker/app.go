@@ -61,7 +61,11 @@ type Options struct {
 
 // App is a running Huabu process.
 type App struct {
-	cfg      *config.Config
+	cfg *config.Config
+	// reaches caches audience estimates for policy.approval.above, by plan
+	// hash (worker/governance.go).
+	reachMu  sync.Mutex
+	reaches  map[string]reachEstimate
 	log      *slog.Logger
 	store    *store.SQLite
 	compiler *canvases.Compiler

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/estimate"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
 )
@@ -41,31 +43,92 @@ func (app *App) Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEnt
 }
 
 // needsApproval reports whether a plan version must be approved before it
-// runs, under policy.approval.
-func (app *App) needsApproval(p *canvases.Plan) bool {
+// runs, under policy.approval. Each of channels and above narrows it; a run
+// that names its users (users > 0) counts those, others the estimate.
+func (app *App) needsApproval(ctx context.Context, p *canvases.Plan, users int64, fresh bool) (bool, error) {
 	pol := app.cfg.Policy.Approval
 	if !pol.On() {
-		return false
+		return false, nil
 	}
-	if len(pol.Channels) == 0 {
-		return true
+	if len(pol.Channels) > 0 && !sendsOn(p, pol.Channels) {
+		return false, nil
 	}
+	if pol.Above <= 0 {
+		return true, nil
+	}
+	if users > 0 {
+		return users > pol.Above, nil
+	}
+	reach, err := app.reach(ctx, p, fresh)
+	if err != nil {
+		return false, err
+	}
+	return reach > pol.Above, nil
+}
+
+func sendsOn(p *canvases.Plan, chans []string) bool {
 	for _, s := range p.Steps {
 		if s.Push == nil {
 			continue
 		}
-		if slices.Contains(pol.Channels, s.Push.Channel) || s.Push.Fallback != nil && slices.Contains(pol.Channels, s.Push.Fallback.Channel) {
+		if slices.Contains(chans, s.Push.Channel) || s.Push.Fallback != nil && slices.Contains(chans, s.Push.Fallback.Channel) {
 			return true
 		}
 	}
 	return false
 }
 
+// reachLife is how long an estimate decides policy.approval.above for a
+// version's listing and its event-triggered runs; manual runs, schedules
+// and deploys estimate afresh.
+const reachLife = time.Minute
+
+type reachEstimate struct {
+	n  int64
+	at time.Time
+}
+
+// reach is how many users a version's run would reach, by the audience
+// estimate: its upper bound (n + margin), so a sampled estimate errs on
+// the side of asking; for event triggers, those who would have entered
+// over the estimate's trigger window (7 days).
+func (app *App) reach(ctx context.Context, p *canvases.Plan, fresh bool) (int64, error) {
+	app.reachMu.Lock()
+	r, ok := app.reaches[p.Hash]
+	app.reachMu.Unlock()
+	if ok && !fresh && time.Since(r.at) < reachLife {
+		return r.n, nil
+	}
+	res, err := app.estimator().Estimate(ctx, p, estimate.Options{Budget: 300 * time.Millisecond})
+	if err != nil {
+		return 0, fmt.Errorf("estimating %s for policy.approval.above: %w", p.ID, err)
+	}
+	c := res.Entering
+	if p.Trigger.Kind == canvases.TriggerEvent && res.Event != nil {
+		c = res.Event.Entering
+	}
+	n := c.N + c.Margin
+	app.reachMu.Lock()
+	if app.reaches == nil {
+		app.reaches = map[string]reachEstimate{}
+	}
+	app.reaches[p.Hash] = reachEstimate{n: n, at: time.Now()}
+	app.reachMu.Unlock()
+	return n, nil
+}
+
 // approvalState says whether a canvas version may run as far as approval
 // goes: "" (not required), "approved" or "awaiting approval".
 func (app *App) approvalState(ctx context.Context, canvasID string, p *canvases.Plan) (string, store.Approval, error) {
-	if !app.needsApproval(p) {
-		return "", store.Approval{}, nil
+	return app.approvalStateFor(ctx, canvasID, p, 0, false)
+}
+
+// approvalStateFor is approvalState for a run of users users (0: the
+// audience), estimated afresh when fresh.
+func (app *App) approvalStateFor(ctx context.Context, canvasID string, p *canvases.Plan, users int64, fresh bool) (string, store.Approval, error) {
+	need, err := app.needsApproval(ctx, p, users, fresh)
+	if err != nil || !need {
+		return "", store.Approval{}, err
 	}
 	a, err := app.store.ApprovalOf(ctx, canvasID, p.Hash)
 	switch {
@@ -88,14 +151,11 @@ func notApproved(canvasID string, p *canvases.Plan) error {
 		server.ErrConflict, canvasID, p.ShortHash(), canvasID, p.ShortHash())
 }
 
-// MayStart is the run gate every run passes through (its first activity):
-// manual, scheduled and event-triggered runs of a version that needs
-// approval and has none do not start.
-func (app *App) MayStart(ctx context.Context, canvasID, planHash string) error {
-	return app.mayStart(ctx, canvasID, planHash, true)
-}
-
-func (app *App) mayStart(ctx context.Context, canvasID, planHash string, manual bool) error {
+// mayStart is the run gate every run passes through (the API's manual
+// runs, then every run's first activity): manual, scheduled and
+// event-triggered runs of a version that needs approval and has none do
+// not start. users is how many users the run names (0: its audience).
+func (app *App) mayStart(ctx context.Context, canvasID, planHash string, manual bool, users int64) error {
 	raw, err := app.store.Plan(ctx, planHash)
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", planHash, err)
@@ -104,7 +164,10 @@ func (app *App) mayStart(ctx context.Context, canvasID, planHash string, manual 
 	if err != nil {
 		return err
 	}
-	state, _, err := app.approvalState(ctx, canvasID, p)
+	// Manual runs and schedules are rare: their reach is estimated afresh;
+	// event-triggered runs (every entry window) use a recent estimate.
+	fresh := manual || p.Trigger.Kind != canvases.TriggerEvent
+	state, _, err := app.approvalStateFor(ctx, canvasID, p, users, fresh)
 	if err != nil {
 		return err
 	}
@@ -124,8 +187,8 @@ func (app *App) mayStart(ctx context.Context, canvasID, planHash string, manual 
 // RunRefusal is the run gate of activities.BeginRun: a refusal as its
 // message, other failures as errors. Runs of a paused canvas that do not
 // come through the API (event entries) start and hold with the rest.
-func (app *App) RunRefusal(ctx context.Context, canvasID, planHash string) (string, error) {
-	err := app.mayStart(ctx, canvasID, planHash, false)
+func (app *App) RunRefusal(ctx context.Context, canvasID, planHash string, users int64) (string, error) {
+	err := app.mayStart(ctx, canvasID, planHash, false, users)
 	if errors.Is(err, server.ErrConflict) {
 		return strings.TrimPrefix(err.Error(), server.ErrConflict.Error()+": "), nil
 	}

@@ -204,3 +204,58 @@ steps:
 	p, _ = paused("weekly")
 	require.False(t, p, "approved: the schedule runs")
 }
+
+// TestApprovalAboveN: with policy.approval: {above: 3}, a version whose run
+// would reach more than three users (the audience estimate, or the users a
+// manual run names) needs an approval; one that reaches fewer does not.
+func TestApprovalAboveN(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	canvas := func(id, audience string) string {
+		return "id: " + id + "\ntrigger: {manual: {}}\n" + audience + "steps:\n  - {id: hello, push: {channel: outbox, text: 你好}}\n"
+	}
+	app := startGovernedApp(t, "policy:\n  approval: {above: 3}\n", map[string]string{
+		"few.yaml":  canvas("few", "audience: 'user.name == \"一\"'\n"),
+		"many.yaml": canvas("many", ""),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := app.Store().UpsertProfiles(ctx, []store.ProfileUpdate{
+		{ID: "u4", Patch: []byte(`{"name": "四"}`)}, {ID: "u5", Patch: []byte(`{"name": "五"}`)},
+	})
+	require.NoError(t, err)
+	run := func(canvas string, body map[string]any) (int, map[string]any) {
+		return as(t, app, "alice", "POST", "/api/v1/canvases/"+canvas+"/runs", body)
+	}
+	sent := func(body map[string]any) int64 {
+		res, err := app.WaitRun(ctx, body["workflow_id"].(string))
+		require.NoError(t, err)
+		return res.Stats.Sent
+	}
+
+	code, body := run("few", map[string]any{})
+	require.Equal(t, 202, code, "one user in the audience: no approval needed")
+	require.Equal(t, int64(1), sent(body))
+	code, body = run("many", map[string]any{})
+	require.Equal(t, 409, code, "five users in the audience")
+	require.Contains(t, body["error"], "awaiting approval")
+	code, body = run("many", map[string]any{"user_ids": []string{"u1", "u2"}})
+	require.Equal(t, 202, code, "a run that names two users reaches two")
+	require.Equal(t, int64(2), sent(body))
+
+	code, body = as(t, app, "bob", "POST", "/api/v1/canvases/many/approve", nil)
+	require.Equal(t, 200, code, body)
+	code, body = run("many", map[string]any{})
+	require.Equal(t, 202, code, body)
+	require.Equal(t, int64(5), sent(body))
+
+	code, body = as(t, app, "vic", "GET", "/api/v1/canvases", nil)
+	require.Equal(t, 200, code)
+	approval := map[string]any{}
+	for _, c := range body["canvases"].([]any) {
+		m := c.(map[string]any)
+		approval[m["id"].(string)] = m["approval"]
+	}
+	require.Equal(t, map[string]any{"few": nil, "many": "approved"}, approval)
+}

@@ -40,7 +40,7 @@ func (app *App) StartRun(ctx context.Context, canvasID string, userIDs []string)
 		return server.RunStarted{}, fmt.Errorf("%w: %s starts when %s happens; a run now must name the users it is for (user_ids), or it would send to everyone in its audience",
 			server.ErrInvalid, canvasID, plan.Trigger.Event.Event)
 	}
-	if err := app.MayStart(ctx, canvasID, c.PlanHash); err != nil {
+	if err := app.mayStart(ctx, canvasID, c.PlanHash, true, int64(len(userIDs))); err != nil {
 		return server.RunStarted{}, err
 	}
 	id := fmt.Sprintf("huabu-%s-manual-%d", canvasID, time.Now().UnixNano())

@@ -189,7 +189,7 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 		if len(r.in.UserIDs) > maxUserIDsInInput {
 			return RunResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%d users named; at most %d per run", len(r.in.UserIDs), maxUserIDsInInput), "TooManyUsers", nil)
 		}
-		if err := workflow.ExecuteActivity(sctx, a.BeginRun, activities.BeginInput{CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, Trigger: r.in.Trigger}).Get(sctx, &r.runID); err != nil {
+		if err := workflow.ExecuteActivity(sctx, a.BeginRun, activities.BeginInput{CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, Trigger: r.in.Trigger, Users: int64(len(r.in.UserIDs))}).Get(sctx, &r.runID); err != nil {
 			return RunResult{}, err
 		}
 		var entry activities.CohortRef

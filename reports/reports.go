@@ -274,6 +274,7 @@ func WriteSteps(w io.Writer, canvasID string, steps []*StepReport) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	notes = append(notes, endedEarly(steps)...)
 	if outbox {
 		notes = append(notes, fmt.Sprintf("(outbox): no provider is configured for that channel, so the messages were recorded, not delivered; huabu outbox --canvas %s shows them.", canvasID))
 	}
@@ -284,6 +285,28 @@ func WriteSteps(w io.Writer, canvasID string, steps []*StepReport) error {
 		fmt.Fprintln(w, n)
 	}
 	return nil
+}
+
+// endedEarly says how many users exited because their run was stopped
+// (huabu stop) or cancelled, and where they were: the EXITED column counts
+// them with those who finished.
+func endedEarly(steps []*StepReport) []string {
+	var notes []string
+	for _, reason := range []string{"stopped", "cancelled"} {
+		var total int64
+		var where []string
+		for _, s := range steps {
+			if s == nil || s.StepCounts == nil || s.ExitReasons[reason] == 0 {
+				continue
+			}
+			total += s.ExitReasons[reason]
+			where = append(where, fmt.Sprintf("%s %d", s.StepID, s.ExitReasons[reason]))
+		}
+		if total > 0 {
+			notes = append(notes, fmt.Sprintf("%s: %d users exited because the run was %s (at %s).", reason, total, reason, strings.Join(where, ", ")))
+		}
+	}
+	return notes
 }
 
 // describe says what a staff_task step's tasks came to.

@@ -355,7 +355,10 @@ type StepCounts struct {
 	Unknown    int64            `json:"unknown,omitempty"`
 	Pending    int64            `json:"pending,omitempty"`
 	Exited     int64            `json:"exited"`
-	Converted  int64            `json:"converted"`
+	// ExitReasons breaks Exited down by reason (completed, an exit step's
+	// reason, exit_event, stopped, cancelled).
+	ExitReasons map[string]int64 `json:"exit_reasons,omitempty"`
+	Converted   int64            `json:"converted"`
 	// Visit numbers a visit (1 the first) in Visits.
 	Visit int `json:"visit,omitempty"`
 	// Visits breaks a step inside a loop down by visit, when users came to
@@ -461,22 +464,24 @@ func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[
 	}); err != nil {
 		return nil, 0, err
 	}
-	if err := query(`SELECT step_id, sum(count) FROM cohort_exits WHERE `+runFilter+` GROUP BY step_id`, func(r *sql.Rows) error {
-		var id string
+	exited := func(r *sql.Rows) error {
+		var id, reason string
 		var n int64
-		err := r.Scan(&id, &n)
-		step(id).Exited += n
-		return err
-	}); err != nil {
+		if err := r.Scan(&id, &reason, &n); err != nil {
+			return err
+		}
+		c := step(id)
+		c.Exited += n
+		if c.ExitReasons == nil {
+			c.ExitReasons = map[string]int64{}
+		}
+		c.ExitReasons[reason] += n
+		return nil
+	}
+	if err := query(`SELECT step_id, reason, sum(count) FROM cohort_exits WHERE `+runFilter+` GROUP BY step_id, reason`, exited); err != nil {
 		return nil, 0, err
 	}
-	if err := query(`SELECT step_id, count(*) FROM exits WHERE `+runFilter+` GROUP BY step_id`, func(r *sql.Rows) error {
-		var id string
-		var n int64
-		err := r.Scan(&id, &n)
-		step(id).Exited += n
-		return err
-	}); err != nil {
+	if err := query(`SELECT step_id, reason, count(*) FROM exits WHERE `+runFilter+` GROUP BY step_id, reason`, exited); err != nil {
 		return nil, 0, err
 	}
 	var converted int64

@@ -137,6 +137,11 @@ steps:
 		exited += sc.Exited
 	}
 	require.Equal(t, total, exited, "the users waiting in the run exit (reason stopped)")
+	rep, err = app.Report(ctx, "blast", 0)
+	require.NoError(t, err)
+	text.Reset()
+	require.NoError(t, rep.WriteText(&text))
+	require.Contains(t, text.String(), fmt.Sprintf("stopped: %d users exited because the run was stopped", total))
 	code, body = as(t, app, "alice", "POST", "/api/v1/canvases/blast/runs", map[string]any{})
 	require.Equal(t, 409, code)
 	require.Contains(t, body["error"], "is stopped")

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/estimate"
 	"github.com/huabu/huabu/reports"
 	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
@@ -191,6 +193,14 @@ func (f *fakeBackend) DeploySources(ctx context.Context, files map[string][]byte
 		out.Canvases = append(out.Canvases, server.DeployedCanvas{ID: p.ID, Plan: p.ShortHash(), Changed: true, Approval: "awaiting approval"})
 	}
 	return out, nil
+}
+
+func (f *fakeBackend) EstimateSource(ctx context.Context, file string, src []byte, opts estimate.Options) (*estimate.Result, canvases.Problems, error) {
+	var sample []estimate.SampleUser
+	for i := 1; i <= 12; i++ {
+		sample = append(sample, estimate.SampleUser{ID: fmt.Sprintf("u%d", i)})
+	}
+	return &estimate.Result{Entering: estimate.Count{N: 1234, Margin: 56}, Matched: estimate.Count{N: 1300}, Evaluated: 5000, Profiles: 20000, Sample: sample}, nil, nil
 }
 
 const (
@@ -602,4 +612,10 @@ func TestEditorMarksProblemsAtTheirLineAndDeploysForRolesThatMay(t *testing.T) {
 	require.Contains(t, body, `id="no-problems"`)
 	require.Contains(t, body, `data-canvas="hello"`)
 	require.Contains(t, body, `data-step="hi"`)
+
+	// The audience estimate: how many would enter now, ten of the sample.
+	resp, body = r.post("/editor", url.Values{"form_token": {vtok}, "source": {good}, "action": {"estimate"}}, withCookie(viewer))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<div id="estimate" data-entering="1234" data-margin="56">`)
+	require.Equal(t, 10, strings.Count(body, "data-sample="))
 }

@@ -8,5 +8,5 @@ import "embed"
 // FS holds huabu.yaml, canvases/*.yaml, profiles.jsonl, staff.jsonl and
 // events.jsonl (purchase history, so RFM and computed traits have data).
 //
-//go:embed huabu.yaml canvases/*.yaml profiles.jsonl staff.jsonl events.jsonl
+//go:embed huabu.yaml canvases/*.yaml profiles.jsonl staff.jsonl staff-profiles.jsonl events.jsonl
 var FS embed.FS

@@ -75,6 +75,7 @@ type RunTrace struct {
 	Deliveries     []TraceDelivery
 	Messages       []TraceMessage
 	Exits          []TraceExit
+	CohortExits    []TraceCohortExit
 	Conversions    []TraceConversion
 	StaffCustomers []TraceStaffCustomer
 }
@@ -115,6 +116,15 @@ type TraceExit struct {
 	StepID string
 	Reason string
 	At     time.Time
+}
+
+// TraceCohortExit is a cohort whose remaining members finished the run at
+// a step (an exit step, the end of a path, a stopped run).
+type TraceCohortExit struct {
+	StepID   string
+	CohortID int64
+	Reason   string
+	Count    int64
 }
 
 // TraceConversion is a user who reached the run's goal.
@@ -189,6 +199,15 @@ func (s *SQLite) Trace(ctx context.Context, runID int64) (RunTrace, error) {
 		err := r.Scan(&e.UID, &e.StepID, &e.Reason, &at)
 		e.At = time.UnixMilli(at)
 		t.Exits = append(t.Exits, e)
+		return err
+	})
+	if err != nil {
+		return t, err
+	}
+	err = query(`SELECT step_id, cohort_id, reason, count FROM cohort_exits WHERE run_id = ? ORDER BY cohort_id, step_id`, func(r *sql.Rows) error {
+		var e TraceCohortExit
+		err := r.Scan(&e.StepID, &e.CohortID, &e.Reason, &e.Count)
+		t.CohortExits = append(t.CohortExits, e)
 		return err
 	})
 	if err != nil {

@@ -38,7 +38,7 @@ var faults = []fault{failBefore, loseCompletion, staleHeartbeat}
 // activity types it targets.
 type faultInjector struct {
 	interceptor.WorkerInterceptorBase
-	target string // activity type name; "" injects nothing
+	target string // activity type name; everyActivity: all; "" injects nothing
 	mode   fault
 	// between runs after a faulted attempt, before the retry (tests change
 	// the world there, as time passing would).
@@ -48,6 +48,9 @@ type faultInjector struct {
 	injected map[string]int // activity type → attempts faulted
 	seen     map[string]int // activity type → attempts run
 }
+
+// everyActivity targets every activity type (local activities included).
+const everyActivity = "*"
 
 func newFaultInjector(target string, mode fault) *faultInjector {
 	return &faultInjector{target: target, mode: mode, injected: map[string]int{}, seen: map[string]int{}}
@@ -94,7 +97,7 @@ func (a *faultyActivity) ExecuteActivity(ctx context.Context, in *interceptor.Ex
 	f := a.f
 	f.mu.Lock()
 	f.seen[typ]++
-	hit := typ == f.target && info.Attempt == 1
+	hit := (typ == f.target || f.target == everyActivity) && info.Attempt == 1
 	if hit {
 		f.injected[typ]++
 	}

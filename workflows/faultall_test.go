@@ -283,7 +283,7 @@ func runFaultCase(t *testing.T, c faultCase, faults *faultInjector) faultOutcome
 	var res RunResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 
-	out := faultOutcome{users: userOutcomes(t, h, res.RunID), entered: res.Stats.Entered}
+	out := faultOutcome{users: userOutcomes(t, h, res.RunID, store.RunCompleted), entered: res.Stats.Entered}
 	if faults != nil {
 		out.seen, out.injected = faults.counts()
 	}
@@ -300,11 +300,11 @@ func exampleConfig(t *testing.T) *config.Config {
 
 // userOutcomes reads what a run left in the store and the WeCom fake, as a
 // sorted list of items per user (staff keyed "staff:ID").
-func userOutcomes(t *testing.T, h *staffHarness, runID int64) map[string][]string {
+func userOutcomes(t *testing.T, h *staffHarness, runID int64, state string) map[string][]string {
 	ctx := context.Background()
 	tr, err := h.store.Trace(ctx, runID)
 	require.NoError(t, err)
-	require.Equal(t, store.RunCompleted, tr.Run.State)
+	require.Equal(t, state, tr.Run.State)
 	ids := map[int64]string{}
 	user := func(uid int64) string {
 		if id, ok := ids[uid]; ok {

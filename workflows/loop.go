@@ -16,6 +16,23 @@ import (
 // and cohorts waking at one step together, and arrivals signals, merge.
 const loopChange = "loop-carries-in-flight"
 
+// stopChange versions what a cancelled run does: from version 1 every
+// cohort it still holds (asleep, waiting for an event, at a staff task,
+// queued, or in a step the cancellation interrupted) exits with the stop's
+// reason before the run is recorded as cancelled. Runs cancelled before it
+// just ended.
+const stopChange = "cancel-exits-everyone"
+
+// StopSignal, sent before cancelling a run, says why it stops: the users
+// it still holds exit with Stop.Reason (default "cancelled").
+const StopSignal = "stop"
+
+// Stop is the payload of StopSignal.
+type Stop struct {
+	Reason string `json:"reason"`       // the exit reason, e.g. "stopped"
+	By     string `json:"by,omitempty"` // who stopped it (recorded with the run)
+}
+
 // StaffDoneSignal is how a staff_task child tells the run that started it
 // (or the run it continued as) that it ended.
 const StaffDoneSignal = "staff-done"
@@ -74,6 +91,24 @@ func (r *runner) loop(ctx workflow.Context, tokens []Token) ([]Token, error) {
 	sel := workflow.NewSelector(ctx)
 	var firstErr error
 	cancelled := false
+	// A cancelled run (from stopV1 on) hands every cohort it holds to
+	// stop: those asleep or queued, and those whose step the cancellation
+	// interrupted (inFlightTokens), so each exits with the stop's reason.
+	inFlightTokens := map[int]Token{}
+	var interrupted []Token
+	stepSeq := 0
+	stopV1, stopVersioned := false, false
+	stopping := func() bool {
+		if ctx.Err() == nil {
+			return false
+		}
+		if !stopVersioned {
+			stopVersioned = true
+			vctx, _ := workflow.NewDisconnectedContext(ctx)
+			stopV1 = workflow.GetVersion(vctx, stopChange, workflow.DefaultVersion, 1) == 1
+		}
+		return stopV1
+	}
 
 	wake := func(id int) {
 		i := slices.IndexFunc(asleep, func(s *sleeper) bool { return s.id == id })
@@ -86,7 +121,7 @@ func (r *runner) loop(ctx workflow.Context, tokens []Token) ([]Token, error) {
 			t.Resume = resumeTimeout // the event wait's timeout fired
 			t.Seq++
 		}
-		t.WakeAt, t.Deadline = time.Time{}, time.Time{}
+		t.WakeAt, t.Deadline, t.From, t.MergeFrom = time.Time{}, time.Time{}, "", nil
 		runnable = append(runnable, t)
 	}
 	sleep := func(t Token) {
@@ -212,6 +247,7 @@ func (r *runner) loop(ctx workflow.Context, tokens []Token) ([]Token, error) {
 	sel.AddReceive(cancel, func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
 		cancelled = true
+		stopping()
 	})
 	done := workflow.NewChannel(ctx)
 	inFlight := 0
@@ -231,6 +267,12 @@ func (r *runner) loop(ctx workflow.Context, tokens []Token) ([]Token, error) {
 		var d stepDone
 		c.Receive(ctx, &d)
 		inFlight--
+		t := inFlightTokens[d.id]
+		delete(inFlightTokens, d.id)
+		if d.err != nil && stopping() {
+			interrupted = append(interrupted, t) // its users exit where they were
+			return
+		}
 		if d.err != nil && firstErr == nil {
 			firstErr = d.err
 		}
@@ -242,20 +284,29 @@ func (r *runner) loop(ctx workflow.Context, tokens []Token) ([]Token, error) {
 		info := workflow.GetInfo(ctx)
 		suggested := info.GetContinueAsNewSuggested()
 		backstop := suggested && (info.GetCurrentHistoryLength() >= backstopHistoryEvents || info.GetCurrentHistorySize() >= backstopHistoryBytes)
-		for firstErr == nil && !cancelled && !backstop && len(runnable) > 0 && inFlight < maxStepsInFlight {
+		for firstErr == nil && !cancelled && !stopping() && !backstop && len(runnable) > 0 && inFlight < maxStepsInFlight {
 			t := runnable[0]
 			runnable = runnable[1:]
 			if t.Resume == resumeCollect {
 				delete(collecting, t.Cohort.ID) // later arrivals need a later collection
 			}
 			inFlight++
+			stepSeq++
+			id := stepSeq
+			inFlightTokens[id] = t
 			workflow.Go(ctx, func(gctx workflow.Context) {
 				next, err := r.execute(gctx, t)
-				done.Send(gctx, stepDone{next: next, err: err})
+				done.Send(gctx, stepDone{id: id, next: next, err: err})
 			})
 		}
 		if inFlight == 0 {
 			switch {
+			case stopping():
+				// Interrupted collections first: a final collection of
+				// the same wait must not take their arrivals.
+				r.stopped = true
+				r.remaining = append(interrupted, carry(runnable, asleep, awaiting)...)
+				return nil, workflow.ErrCanceled
 			case firstErr != nil:
 				return nil, firstErr
 			case cancelled:
@@ -313,9 +364,23 @@ func mergeable(a, b Token) bool {
 }
 
 func merged(a, b Token) Token {
+	from := append(mergeFroms(a), b.From)
+	a.MergeFrom = append(from, mergeFroms(b)...)
 	a.Merge = append(slices.Clone(a.Merge), b.Cohort)
 	a.Merge = append(a.Merge, b.Merge...)
 	return a
+}
+
+// mergeFroms is the wait step of each of t's merged cohorts.
+func mergeFroms(t Token) []string {
+	if len(t.MergeFrom) == len(t.Merge) {
+		return slices.Clone(t.MergeFrom)
+	}
+	out := make([]string, len(t.Merge))
+	for i := range out {
+		out[i] = t.From
+	}
+	return out
 }
 
 // size is how many users a token holds, merged cohorts included.

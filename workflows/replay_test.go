@@ -17,7 +17,10 @@ import (
 // kind before and after loopChange (replay-all-steps*.json), and a run that
 // continued as new again and again with a staff task's child, a waiting
 // cohort and arrivals in flight, its signals and the child itself
-// (carry-across-*.json). A change to the interpreter that would break
+// (carry-across-*.json), and a run stopped (stop signal, cancellation)
+// with cohorts asleep and waiting for an event (stopped-run.json, from
+// go test ./worker -run TestStopSignalAndCancelEndRunOnServer
+// -record-histories). A change to the interpreter that would break
 // running workflows fails here; guard such changes with workflow.GetVersion.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.json")

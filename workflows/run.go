@@ -40,6 +40,11 @@ type Token struct {
 	Step   string               `json:"step"`
 	// WakeAt: asleep until then, then runs Step (a wait's next step).
 	WakeAt time.Time `json:"wake_at,omitzero"`
+	// From is the wait step a sleeping token's users are in until WakeAt
+	// (where they exit if the run stops).
+	From string `json:"from,omitempty"`
+	// MergeFrom is From of each of Merge (sleepers merge across waits).
+	MergeFrom []string `json:"merge_from,omitempty"`
 	// Deadline: awaiting an event at the wait step Step until then.
 	Deadline time.Time `json:"deadline,omitzero"`
 	// Resume says the token comes back to a step it already entered:
@@ -119,6 +124,17 @@ func Run(ctx workflow.Context, in RunInput) (RunResult, error) {
 			_ = workflow.RequestCancelExternalWorkflow(dctx, id, "").Get(dctx, nil)
 		}
 	}
+	if state == store.RunCancelled && r.stopped {
+		// Every user the run still held exits with the stop's reason.
+		stop := stopOf(dctx)
+		if serr := r.exitEveryone(dctx, r.remaining, stop.Reason); serr != nil {
+			workflow.GetLogger(ctx).Error("recording the exits of a stopped run failed", "run", r.runID, "error", serr)
+		}
+		if stop.By != "" {
+			msg = stop.Reason + " by " + stop.By
+		}
+		res = RunResult{RunID: r.runID, Stats: r.stats}
+	}
 	fctx := workflow.WithActivityOptions(dctx, shortActivity)
 	if ferr := workflow.ExecuteActivity(fctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: state, Error: msg}).Get(fctx, nil); ferr != nil {
 		workflow.GetLogger(ctx).Error("recording the end of a run failed", "run", r.runID, "state", state, "error", ferr)
@@ -169,6 +185,9 @@ type runner struct {
 	// it); startedChild hands loop the future of a child a step started.
 	children     func() []string
 	startedChild func(id string, f workflow.ChildWorkflowFuture)
+	// stopped: the run was cancelled (stopChange) holding remaining.
+	stopped   bool
+	remaining []Token
 }
 
 func (r *runner) run(ctx workflow.Context) (RunResult, error) {
@@ -228,6 +247,7 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 
 // stepDone is a finished step execution.
 type stepDone struct {
+	id   int // of the execution, to find its token
 	next []Token
 	err  error
 }

@@ -191,13 +191,13 @@ func (r *runner) wait(ctx workflow.Context, step *canvases.Step, t Token, in act
 		if r.v1 {
 			wake = wakeAfter(now, w.Duration.Std()) // cohorts of nearly the same time wake as one
 		}
-		return []Token{{Cohort: t.Cohort, Step: step.Next, WakeAt: wake}}, nil
+		return []Token{{Cohort: t.Cohort, Step: step.Next, WakeAt: wake, From: step.ID}}, nil
 	case canvases.WaitAt:
 		at, err := time.Parse(time.RFC3339, w.At)
 		if err != nil {
 			return nil, err
 		}
-		return []Token{{Cohort: t.Cohort, Step: step.Next, WakeAt: at}}, nil
+		return []Token{{Cohort: t.Cohort, Step: step.Next, WakeAt: at, From: step.ID}}, nil
 	case canvases.WaitUntil:
 		pctx := workflow.WithActivityOptions(ctx, pageActivity)
 		var buckets []activities.CohortRef
@@ -207,7 +207,7 @@ func (r *runner) wait(ctx workflow.Context, step *canvases.Step, t Token, in act
 		var out []Token
 		for _, b := range buckets {
 			if b.Size > 0 {
-				out = append(out, Token{Cohort: b, Step: step.Next, WakeAt: b.WakeAt})
+				out = append(out, Token{Cohort: b, Step: step.Next, WakeAt: b.WakeAt, From: step.ID})
 			}
 		}
 		return out, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -109,6 +110,53 @@ func (s *SQLite) InCohort(ctx context.Context, cohortID, uid int64) (bool, error
 		}
 	}
 	return false, nil
+}
+
+// MembersAmong returns which of uids (sorted ascending) are members of a
+// cohort: one query over the pages whose uid ranges span them, each page
+// decoded once — the router asks this for a page of events at a time,
+// where InCohort per event decoded a page per event.
+func (s *SQLite) MembersAmong(ctx context.Context, cohortID int64, uids []int64) (map[int64]bool, error) {
+	out := map[int64]bool{}
+	if len(uids) == 0 {
+		return out, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT min_uid, max_uid, members FROM cohort_pages WHERE cohort_id = ? AND max_uid >= ? AND min_uid <= ? ORDER BY max_uid`,
+		cohortID, uids[0], uids[len(uids)-1])
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var lo, hi int64
+		var blob []byte
+		if err := rows.Scan(&lo, &hi, &blob); err != nil {
+			return nil, err
+		}
+		// The uids this page's range could hold (ranges need not be disjoint).
+		i, _ := slices.BinarySearch(uids, lo)
+		j, found := slices.BinarySearch(uids, hi)
+		if found {
+			j++
+		}
+		if i >= j {
+			continue
+		}
+		members, err := UnpackMembers(blob)
+		if err != nil {
+			return nil, err
+		}
+		on := make(map[int64]bool, len(members))
+		for _, m := range members {
+			on[m] = true
+		}
+		for _, u := range uids[i:j] {
+			if on[u] {
+				out[u] = true
+			}
+		}
+	}
+	return out, rows.Err()
 }
 
 // RecordArrivals records users who sent the awaited event, while the cohort

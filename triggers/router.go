@@ -29,7 +29,7 @@ type Store interface {
 	Profiles(ctx context.Context, uids []int64) ([]store.ProfileRow, error)
 	MembershipsOf(ctx context.Context, uids []int64, since time.Time) ([]store.Membership, error)
 	WaitsIn(ctx context.Context, runIDs []int64, event string) ([]store.Wait, error)
-	InCohort(ctx context.Context, cohortID, uid int64) (bool, error)
+	MembersAmong(ctx context.Context, cohortID int64, uids []int64) (map[int64]bool, error)
 	RecordArrivals(ctx context.Context, cohortID int64, uids []int64, at time.Time) (int64, error)
 	RecordExits(ctx context.Context, runID int64, stepID, reason string, uids []int64) error
 	RecordConversions(ctx context.Context, runID int64, uids []int64, at time.Time) error
@@ -508,16 +508,22 @@ func (b *batch) memberships(ctx context.Context) error {
 					cond = ws.when
 				}
 			}
+			var uids []int64
 			for _, e := range waitUsers[k] {
-				if !match(cond, b.users[e.UID], e) {
-					continue
+				if match(cond, b.users[e.UID], e) {
+					uids = append(uids, e.UID)
 				}
-				in, err := r.opts.Store.InCohort(ctx, w.CohortID, e.UID)
-				if err != nil {
-					return err
-				}
-				if in {
-					b.arrivals[w.CohortID] = append(b.arrivals[w.CohortID], e.UID)
+			}
+			slices.Sort(uids)
+			uids = slices.Compact(uids)
+			// One look at the cohort's pages for the whole batch.
+			in, err := r.opts.Store.MembersAmong(ctx, w.CohortID, uids)
+			if err != nil {
+				return err
+			}
+			for _, uid := range uids {
+				if in[uid] {
+					b.arrivals[w.CohortID] = append(b.arrivals[w.CohortID], uid)
 					b.signal[w.WorkflowID] = true
 				}
 			}

@@ -85,7 +85,55 @@ also send the same push to K users as one cohort and as K workflows (one per use
 			return nil
 		},
 	}
-	cmd.AddCommand(broadcast, provider, c.benchIngestCmd(), c.benchEventsCmd(), c.benchEstimateCmd(), c.benchSimulateCmd())
+	cmd.AddCommand(broadcast, provider, c.benchWaitCmd(), c.benchIngestCmd(), c.benchEventsCmd(), c.benchEstimateCmd(), c.benchSimulateCmd())
+	return cmd
+}
+
+func (c *cli) benchWaitCmd() *cobra.Command {
+	var opts bench.WaitOptions
+	var verbose bool
+	var cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "wait",
+		Short: "N users wait for an event, half of them send it: thanked by push through a local JPush-compatible server, the rest time out",
+		Long: `Seed N synthetic profiles and run a canvas whose first step waits for the event purchase (--timeout);
+store a purchase event for every other user, as the ingestion API does, which the router turns into
+arrivals; those users are thanked with a push through a JPush-compatible provider on a local HTTP server
+(a child process), the rest leave at the timeout. Prints the time to enter and open the wait, to store
+the events, to thank every sender, the run's wall time (and how much of it was idle until the timeout)
+and peak RSS.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Users <= 0 {
+				return userErrorf("--users must be at least 1")
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			url, stopProvider, err := bench.StartProvider(cmd.Context(), self, "bench", "provider")
+			if err != nil {
+				return err
+			}
+			defer stopProvider()
+			opts.Provider, opts.Out, opts.Log = url, c.stdout, c.benchLogger(verbose)
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			// Interrupted, it stops where it is (the CPU profile is kept).
+			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
+			_, err = bench.Wait(ctx, opts)
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&opts.Users, "users", 100000, "profiles to seed; all enter, every other one sends the event")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 3*time.Minute, "the wait's timeout: long enough for the events to be routed")
+	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
 	return cmd
 }
 

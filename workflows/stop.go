@@ -44,12 +44,17 @@ func (r *runner) exitEveryone(ctx workflow.Context, tokens []Token, reason strin
 	var errs []error
 	for _, t := range tokens {
 		step := r.plan.Step(t.Step)
-		if step == nil {
+		if step == nil && t.From == "" {
+			// A sleeping token's Step is where it wakes to: "" after a wait
+			// that ends the path, whose users are still in it (From).
 			continue
 		}
 		var cohorts []activities.CohortRef
 		switch t.Resume {
 		case resumeCollect, resumeTimeout, resumeWaiting:
+			if step == nil {
+				continue
+			}
 			final := t.Resume != resumeCollect
 			seq := t.Seq
 			if t.Resume == resumeWaiting {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/server"
@@ -69,51 +69,71 @@ func (app *App) control(ctx context.Context, canvasID, state string) (server.Con
 	return out, nil
 }
 
-// cancelRuns ends the canvas's running runs and returns how many. The
-// users still in them (cohorts waiting for a time or an event) exit with
-// reason stopped; the run is recorded as stopped. Runs are terminated, not
-// cancelled: the interpreter does not act on a cancellation yet.
-// TODO(i12): once the interpreter handles cancellation (issue 11, defect
-// 10), cancel and let the run record its own exits, in-flight cohorts too.
+// cancelRuns ends the canvas's running runs and returns how many. Each
+// run is told why (workflows.StopSignal, reason stopped) and cancelled: it
+// ends at once, and every user it still held — asleep in a wait, waiting
+// for an event, at a staff task, or in a step the cancellation interrupted
+// — exits with reason stopped where they were. The run records itself as
+// cancelled; once its workflow has closed it is marked stopped (waited for
+// here up to stopWait, then in the background).
 func (app *App) cancelRuns(ctx context.Context, canvasID string) (int, error) {
 	runs, err := app.store.Runs(ctx, canvasID, 10000)
 	if err != nil {
 		return 0, err
 	}
 	actor := auth.ActorFrom(ctx).Name
-	n := 0
+	var stopping []store.Run
 	for _, r := range runs {
-		if r.State != "running" {
+		if r.State != store.RunRunning {
 			continue
 		}
-		wf, _, _ := strings.Cut(r.WorkflowID, "/") // stored as workflow id / run id
-		var waiting []workflows.Waiting
-		if v, err := app.client.QueryWorkflow(ctx, wf, "", workflows.StatusQuery); err == nil {
-			var st workflows.Status
-			if v.Get(&st) == nil {
-				waiting = st.Waiting
-			}
+		wf := r.TemporalWorkflowID()
+		err := app.client.SignalWorkflow(ctx, wf, "", workflows.StopSignal, workflows.Stop{Reason: store.CanvasStopped, By: actor})
+		if err == nil {
+			err = app.client.CancelWorkflow(ctx, wf, "")
 		}
-		if err := app.client.TerminateWorkflow(ctx, wf, "", "canvas stopped by "+actor); err != nil && !isNotFound(err) {
-			return n, fmt.Errorf("ending run %d: %w", r.ID, err)
+		if isNotFound(err) {
+			continue // it ended meanwhile
 		}
-		for i, w := range waiting {
-			step := w.Step
-			if step == "" {
-				step = "end"
-			}
-			// One row per waiting cohort; its id is not in the status, so
-			// a negative index stands for it.
-			if err := app.store.RecordCohortExit(ctx, r.ID, step, -int64(i+1), store.CanvasStopped, w.Users); err != nil {
-				return n, err
-			}
+		if err != nil {
+			return len(stopping), fmt.Errorf("stopping run %d: %w", r.ID, err)
 		}
-		if err := app.store.FinishRun(ctx, r.ID, store.CanvasStopped, "stopped by "+actor); err != nil {
-			return n, err
-		}
-		n++
+		stopping = append(stopping, r)
 	}
-	return n, nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bg, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		for _, r := range stopping {
+			app.markStopped(bg, r, actor)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(stopWait):
+	case <-ctx.Done():
+	}
+	return len(stopping), nil
+}
+
+// stopWait bounds how long a stop request waits for its runs to end.
+const stopWait = 30 * time.Second
+
+// markStopped waits for a stopped run's workflow to close, then records
+// the run as stopped (it recorded itself cancelled).
+func (app *App) markStopped(ctx context.Context, r store.Run, actor string) {
+	_ = app.client.GetWorkflow(ctx, r.TemporalWorkflowID(), "").Get(ctx, nil) // cancelled: an error
+	if ctx.Err() != nil {
+		return
+	}
+	now, err := app.store.GetRun(ctx, r.ID)
+	if err != nil || now.State != store.RunCancelled {
+		return // failed on its own, or not recorded yet: leave it as it is
+	}
+	if err := app.store.FinishRun(ctx, r.ID, store.CanvasStopped, "stopped by "+actor); err != nil {
+		app.log.Error("recording a stopped run", "run", r.ID, "err", err)
+	}
 }
 
 // controlRefusal says why a canvas's control state refuses a run: manual

@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/huabu/huabu/activities"
+	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/workflows"
 )
 
 // TestPauseResumeStop runs a broadcast (5,000 users; HUABU_PAUSE_USERS=100000
@@ -125,7 +128,7 @@ steps:
 		if err == nil {
 			status = d.WorkflowExecutionInfo.Status.String()
 		}
-		return status == "Terminated"
+		return status == "Canceled"
 	}, 20*time.Second, 100*time.Millisecond)
 	runs, err := app.Store().Runs(ctx, "blast", 1)
 	require.NoError(t, err)
@@ -141,7 +144,7 @@ steps:
 	require.NoError(t, err)
 	text.Reset()
 	require.NoError(t, rep.WriteText(&text))
-	require.Contains(t, text.String(), fmt.Sprintf("stopped: %d users exited because the run was stopped", total))
+	require.Contains(t, text.String(), fmt.Sprintf("stopped: %d users exited because the run was stopped (at later %d).", total, total))
 	code, body = as(t, app, "alice", "POST", "/api/v1/canvases/blast/runs", map[string]any{})
 	require.Equal(t, 409, code)
 	require.Contains(t, body["error"], "is stopped")
@@ -204,4 +207,105 @@ func TestPausedEventEntriesKeepOrDrop(t *testing.T) {
 	c, _, err := app.Store().Counts(ctx, "drops", 0)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), c["hello"].Entered)
+}
+
+// TestStopExitsEveryone stops a run whose first message is held by a pause
+// (its cohort is in the middle of the push step, not waiting): the run
+// ends, and every user it held exits with reason stopped where they were,
+// so each step's entries are accounted for — entered = entered the next
+// step + exited — and the report says how many were stopped, and where.
+func TestStopExitsEveryone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	activities.PauseRecheck = time.Hour // the held send is not retried before the stop
+	t.Cleanup(func() { activities.PauseRecheck = 5 * time.Second })
+	app := startGovernedApp(t, "", map[string]string{"halt.yaml": `id: halt
+trigger: {manual: {}}
+steps:
+  - {id: first, push: {channel: outbox, text: "一"}}
+  - {id: later, wait: 1h}
+  - {id: second, push: {channel: outbox, text: "二"}}
+`})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var ups []store.ProfileUpdate
+	for i := 0; i < 3000; i++ {
+		ups = append(ups, store.ProfileUpdate{ID: fmt.Sprintf("h%05d", i), Patch: []byte(`{"name":"x"}`)})
+	}
+	_, err := app.Store().UpsertProfiles(ctx, ups)
+	require.NoError(t, err)
+	total := int64(3003)
+
+	code, body := as(t, app, "alice", "POST", "/api/v1/canvases/halt/pause", nil)
+	require.Equal(t, 200, code, body)
+	// A run that does not come through the API starts while paused (as an
+	// event entry's would) and holds at its first send.
+	run, err := app.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: app.cfg.Temporal.TaskQueue}, workflows.RunName,
+		workflows.RunInput{CanvasID: "halt", PlanHash: mustPlanHash(t, app, "halt"), Trigger: canvases.TriggerSchedule})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		d, err := app.Client().DescribeWorkflowExecution(ctx, run.GetID(), "")
+		require.NoError(t, err)
+		for _, a := range d.PendingActivities {
+			if f := a.GetLastFailure(); f != nil && strings.Contains(f.GetMessage(), "is paused") {
+				return true
+			}
+		}
+		return false
+	}, time.Minute, 50*time.Millisecond, "the first send is held mid-step")
+
+	code, body = as(t, app, "alice", "POST", "/api/v1/canvases/halt/stop", nil)
+	require.Equal(t, 200, code, body)
+	require.Equal(t, float64(1), body["runs_cancelled"])
+	require.Error(t, run.Get(ctx, nil), "the run ended, cancelled")
+	require.Eventually(t, func() bool {
+		runs, err := app.Store().Runs(ctx, "halt", 1)
+		require.NoError(t, err)
+		return runs[0].State == "stopped"
+	}, 30*time.Second, 50*time.Millisecond)
+
+	c, _, err := app.Store().Counts(ctx, "halt", 0)
+	require.NoError(t, err)
+	entered := func(step string) int64 {
+		if c[step] == nil {
+			return 0
+		}
+		return c[step].Entered
+	}
+	exited := func(step string) int64 {
+		if c[step] == nil {
+			return 0
+		}
+		return c[step].Exited
+	}
+	require.Equal(t, total, entered("first"))
+	steps := []string{"first", "later", "second"}
+	var stopped int64
+	for i, s := range steps {
+		next := int64(0)
+		if i+1 < len(steps) {
+			next = entered(steps[i+1])
+		}
+		require.Equal(t, entered(s), next+exited(s), "step %s: every user who entered went on or exited", s)
+		if c[s] != nil {
+			require.Equal(t, exited(s), c[s].ExitReasons["stopped"], "step %s: the exits are the stop's", s)
+			stopped += c[s].ExitReasons["stopped"]
+		}
+	}
+	require.Equal(t, total, stopped, "every user exited, reason stopped")
+	require.Zero(t, c["first"].Sent, "nothing was sent: the canvas was paused, then stopped")
+
+	rep, err := app.Report(ctx, "halt", 0)
+	require.NoError(t, err)
+	var text strings.Builder
+	require.NoError(t, rep.WriteText(&text))
+	require.Contains(t, text.String(), fmt.Sprintf("stopped: %d users exited because the run was stopped (at first %d).", total, total))
+}
+
+func mustPlanHash(t *testing.T, app *App, canvasID string) string {
+	t.Helper()
+	c, err := app.Store().Canvas(context.Background(), canvasID)
+	require.NoError(t, err)
+	return c.PlanHash
 }

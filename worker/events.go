@@ -69,6 +69,7 @@ type eventFeed struct {
 	traits traitWaiter // nil: nothing to wait for
 	log    *slog.Logger
 	poke   chan struct{}
+	poll   time.Duration // feedPoll (tests change it while run is not running)
 
 	mu      sync.Mutex
 	cursor  int64 // every routable event with id <= cursor has been routed
@@ -79,7 +80,7 @@ type eventFeed struct {
 }
 
 func newEventFeed(st feedStore, router eventRouter, traits traitWaiter, log *slog.Logger) *eventFeed {
-	return &eventFeed{st: st, router: router, traits: traits, log: log, poke: make(chan struct{}, 1)}
+	return &eventFeed{st: st, router: router, traits: traits, log: log, poke: make(chan struct{}, 1), poll: feedPoll}
 }
 
 // Events is the ingest.Sink the API calls after a commit: the events are in
@@ -125,7 +126,7 @@ func (f *eventFeed) Cursor() int64 {
 // (doubling up to feedMaxBackoff, pokes notwithstanding) and tries the same
 // events again.
 func (f *eventFeed) run(ctx context.Context) {
-	tick := time.NewTicker(feedPoll)
+	tick := time.NewTicker(f.poll)
 	defer tick.Stop()
 	for {
 		var backoff <-chan time.Time

@@ -39,7 +39,7 @@ func TestImportEvents(t *testing.T) {
 	out, errOut, code := huabu(t, "import", "events", file, "-c", "examples/huabu.yaml", "--data", data)
 	require.Equal(t, 1, code, "rejected lines make the import fail: %s", errOut)
 	got := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, got, 6, out)
+	require.Len(t, got, 6, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	require.True(t, strings.HasPrefix(got[0], file+`:line 3: properties.amount: expected a number, got "lots"`), got[0])
 	require.Regexp(t, `^`+file+`:line 5: userId: `, got[1])
 	require.Regexp(t, `^`+file+`:line 6: timestamp: `, got[2])

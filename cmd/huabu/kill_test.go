@@ -196,7 +196,13 @@ steps:
 		}
 		return n
 	}
-	require.Eventually(t, func() bool { return countStep("first") == 300 }, 30*time.Second, 20*time.Millisecond)
+	// Kill once the first push is settled in the ledger (its outbox rows
+	// alone are not: a kill between the two leaves them unknown, and under
+	// load it landed there once).
+	require.Eventually(t, func() bool {
+		counts, _, err := st.Counts(context.Background(), "two-pushes", 0)
+		return err == nil && counts["first"] != nil && counts["first"].Sent == 300
+	}, 60*time.Second, 20*time.Millisecond)
 	dev.kill() // mid-wait, without any chance to clean up
 	require.Equal(t, 0, countStep("second"), "the kill landed in the wait")
 	dev = startDev(t, dir, cfgPath)

@@ -32,8 +32,9 @@ type Rendered struct {
 }
 
 // Render renders a push step of plan for the profiles the way Send prepares
-// a page, and sends nothing. The send-time policy is not applied (HeldBack
-// says what it would do); a provider's own refusal cannot be known.
+// a page — opt-outs (suppression list, consent) included — and sends
+// nothing. Quiet hours and caps are not applied (HeldBack says what they
+// would do); a provider's own refusal cannot be known.
 func (a *Activities) Render(ctx context.Context, plan *canvases.Plan, stepID string, rows []store.ProfileRow) ([]Rendered, error) {
 	step := plan.Step(stepID)
 	if step == nil || step.Push == nil {
@@ -52,6 +53,12 @@ func (a *Activities) Render(ctx context.Context, plan *canvases.Plan, stepID str
 	}
 	out := make(map[int64]Rendered, len(rows))
 	good, bad := s.prepare(step.Push.Channel, &step.Push.Message, users, owners, uids)
+	// Opted out (the suppression list, consent), as Send finds them.
+	good, optedOut, err := s.optOut(ctx, step.Push.Channel, good, users)
+	if err != nil {
+		return nil, err
+	}
+	bad = append(bad, optedOut...)
 	for _, g := range good {
 		out[g.uid] = Rendered{UID: g.uid, Channel: step.Push.Channel, Recipient: g.delivery.Recipient, Message: g.delivery.Message}
 	}
@@ -65,6 +72,11 @@ func (a *Activities) Render(ctx context.Context, plan *canvases.Plan, stepID str
 	}
 	if fb := step.Push.Fallback; fb != nil && len(fallback) > 0 {
 		good, bad := s.prepare(fb.Channel, &fb.Message, users, owners, fallback)
+		good, optedOut, err := s.optOut(ctx, fb.Channel, good, users)
+		if err != nil {
+			return nil, err
+		}
+		bad = append(bad, optedOut...)
 		for _, g := range good {
 			out[g.uid] = Rendered{UID: g.uid, Channel: fb.Channel, Recipient: g.delivery.Recipient, Message: g.delivery.Message}
 		}
@@ -141,4 +153,17 @@ func (a *Activities) HeldBack(ctx context.Context, plan *canvases.Plan, channel 
 		out[u] = Verdict{Suppress: why}
 	}
 	return out, nil
+}
+
+// RenderStaffTask renders a staff_task step's text for a staff member (the
+// owner of the customers it goes to, or the staff member it asks), as the
+// staff loop does.
+func (a *Activities) RenderStaffTask(plan *canvases.Plan, stepID string, staff store.Staff) (*canvases.Message, error) {
+	step := plan.Step(stepID)
+	if step == nil || step.StaffTask == nil {
+		return nil, fmt.Errorf("canvas %s has no staff_task step %q", plan.ID, stepID)
+	}
+	cp := &compiledPlan{plan: plan, templates: newTemplateCache()}
+	t := store.StaffTask{StaffTaskKey: store.StaffTaskKey{StepID: stepID, Staff: staff.UserID}, Name: staff.Name, Grid: staff.Grid, Leader: staff.Leader}
+	return a.staffText(cp, step.StaffTask, t)
 }

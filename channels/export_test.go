@@ -23,4 +23,3 @@ var ParsePhone = func(s string) (national string, mainland, ok bool) {
 	return p.national, p.mainland, ok
 }
 
-var Mask = mask

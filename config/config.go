@@ -32,6 +32,8 @@ type Config struct {
 	Triggers TriggersConfig            `yaml:"triggers"`
 	Run      RunConfig                 `yaml:"run"`
 	Auth     AuthConfig                `yaml:"auth"`
+	// TestUsers receive `huabu test-send` when it names no --to.
+	TestUsers []string `yaml:"test_users" doc:"user ids that huabu test-send sends to when it names no --to"`
 
 	// File is the path the config was read from ("" for the built-in one);
 	// Dir is what relative paths are resolved against.

@@ -41,6 +41,9 @@ type Estimator struct {
 	Parallel int
 	// PageSpan is how many consecutive uids make one page (default 1024).
 	PageSpan int64
+	// Consent is the profile trait policy.require_consent names ("" when
+	// none): read with the addresses, for the opt-out check.
+	Consent string
 }
 
 // Options tune one estimate.
@@ -292,6 +295,9 @@ func (j *job) compile() error {
 	}
 	// Addresses, the owner and the time zone are read for every user.
 	j.fields = newUserFields("owner", "timezone", "push_registration_id")
+	if j.e.Consent != "" {
+		j.fields.keys[j.e.Consent] = true
+	}
 	for _, k := range canvases.ReservedAttributes {
 		j.fields.keys[k] = true
 	}
@@ -400,8 +406,7 @@ func (j *job) page(ctx context.Context, no int64) (*pageResult, error) {
 				continue
 			}
 			cc.reach++
-			tz, _ := u.doc["timezone"].(string)
-			reachable = append(reachable, store.ProfileRow{UID: u.row.UID, ID: u.row.ID, Doc: timezoneDoc(tz)})
+			reachable = append(reachable, store.ProfileRow{UID: u.row.UID, ID: u.row.ID, Doc: u.compact()})
 		}
 		if use.to != canvases.ToUser || len(reachable) == 0 {
 			continue
@@ -439,11 +444,10 @@ func (j *job) page(ctx context.Context, no int64) (*pageResult, error) {
 	return r, nil
 }
 
-func timezoneDoc(tz string) []byte {
-	if tz == "" {
-		return []byte(`{}`)
-	}
-	b, _ := json.Marshal(map[string]string{"timezone": tz})
+// compact is the decoded part of a member's profile as a document: what
+// the policy reads (time zone, addresses, consent), without the rest.
+func (m member) compact() []byte {
+	b, _ := json.Marshal(m.doc)
 	return b
 }
 

@@ -216,6 +216,16 @@ func TestEstimateWinback(t *testing.T) {
 	}
 	require.Equal(t, smsCapped, res.Channels[1].Capped, "sms: the two with an SMS today and the one with three messages")
 	require.Equal(t, int64(1), res.Channels[0].Capped, "wecom.customer: only the any-channel cap")
+
+	// A fourth unsubscribed from SMS (huabu suppress): suppressed on SMS
+	// only, as Send would find it.
+	_, err = f.st.Suppress(f.ctx, []store.Suppression{{Subject: store.UserSubject(ids[3]), Channel: "sms", Source: "api", Display: ids[3]}})
+	require.NoError(t, err)
+	res, err = f.est.Estimate(f.ctx, p, estimate.Options{Now: now, Exact: true})
+	require.NoError(t, err)
+	require.NotNil(t, f.doc(t, ids[3])["phone"])
+	require.Equal(t, []estimate.Reason{{Reason: "unsubscribed", N: 1}}, res.Channels[1].Suppressed)
+	require.Empty(t, res.Channels[0].Suppressed)
 }
 
 func (f *fixture) doc(t *testing.T, id string) map[string]any {

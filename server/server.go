@@ -151,6 +151,7 @@ func New(b Backend, log *slog.Logger, authn *auth.Authenticator) *Handler {
 	h.HandleAdmin("POST /api/v1/canvases/{id}/approve", auth.Approve, http.HandlerFunc(h.approve))
 	h.HandleAdmin("GET /api/v1/audit", auth.Read, http.HandlerFunc(h.auditLog))
 	h.previewRoutes()
+	h.testRoutes()
 	h.registerOptOut()
 	h.registerControl()
 	return h
@@ -416,6 +417,9 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
 // backendError answers a Backend error: the caller's mistakes with their
 // status and the backend's message, the rest as 500.
 func (h *Handler) backendError(w http.ResponseWriter, field string, err error) {
+	if fe := (*FieldError)(nil); errors.As(err, &fe) {
+		field = fe.Field
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, field, strings.TrimPrefix(err.Error(), ErrNotFound.Error()+": "))

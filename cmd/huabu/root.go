@@ -66,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().StringVar(&c.tz, "tz", "", "time zone times are printed in, e.g. UTC or Asia/Shanghai (default: the config's timezone)")
 	root.AddCommand(c.validateCmd(), c.estimateCmd(), c.simulateCmd(), c.graphCmd(), c.schemaCmd(), c.devCmd(), c.workerCmd(), c.deployCmd(), c.runCmd(),
 		c.importCmd(), c.reportCmd(), c.outboxCmd(), c.runsCmd(), c.benchCmd(), c.syncCmd(), c.fakeCmd(),
-		c.approveCmd(), c.auditCmd(), c.suppressCmd(), c.forgetCmd(),
+		c.approveCmd(), c.auditCmd(), c.suppressCmd(), c.forgetCmd(), c.testSendCmd(),
 		c.controlCmd("pause", "Pause a canvas: nothing is sent, cohorts hold where they are, schedules wait"),
 		c.controlCmd("resume", "Resume a paused or stopped canvas; messages held longer than policy.resume_grace are not sent (reason expired)"),
 		c.controlCmd("stop", "Stop a canvas: its running runs end, nothing more is sent (reason stopped), no new runs until resumed"),

@@ -173,6 +173,9 @@ func describe(p Passage) string {
 		fmt.Fprintf(&b, ", still waiting when the simulation ended (until %s)", shortTime(p.Until))
 	case p.Waiting:
 		b.WriteString(", still waiting when the simulation ended")
+	case p.Until != "" && p.Outcome == "exited":
+		// Left the wait when an exit event came.
+		fmt.Fprintf(&b, " from the wait at %s", shortTime(p.Until))
 	case p.Until != "":
 		fmt.Fprintf(&b, " until %s", shortTime(p.Until))
 	}

@@ -94,7 +94,7 @@ func (r *Result) WriteText(w io.Writer, maxUsers int) error {
 	if r.Name != "" {
 		name += " (" + r.Name + ")"
 	}
-	fmt.Fprintf(w, "%s, simulated from %s to %s: %d run(s), %d user(s), %d event(s) replayed, in %.1f s\n",
+	fmt.Fprintf(w, "%s, simulated from %s to %s: %d run(s), %d user(s), %d event(s) replayed, in %.1fs\n",
 		name, r.fmt(r.From), r.fmt(r.Until), len(r.Runs), len(r.Users), r.Replayed, r.Elapsed.Seconds())
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(w, "%d schedule firing(s) skipped while the last run was still going\n", len(r.Skipped))

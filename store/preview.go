@@ -261,20 +261,10 @@ func (s *SQLite) Arrivals(ctx context.Context, cohortIDs []int64) (map[int64]map
 // ChildCohorts lists the cohorts made from a parent at a step (branch and
 // split arms, wake-time buckets, quiet-hours deferrals), by id.
 func (s *SQLite) ChildCohorts(ctx context.Context, parentID int64, stepID string) ([]Cohort, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM cohorts WHERE parent_id = ? AND step_id = ? ORDER BY id`, parentID, stepID)
+	ids, err := s.selectIDs(ctx, `SELECT id FROM cohorts WHERE parent_id = ? AND step_id = ? ORDER BY id`, parentID, stepID)
 	if err != nil {
 		return nil, err
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
 	out := make([]Cohort, 0, len(ids))
 	for _, id := range ids {
 		c, err := s.GetCohort(ctx, id)

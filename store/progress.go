@@ -115,21 +115,8 @@ func (s *SQLite) StoreID(ctx context.Context) (string, error) {
 
 // RecentRuns lists the newest runs of every canvas, newest first.
 func (s *SQLite) RecentRuns(ctx context.Context, limit int) ([]Run, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM runs ORDER BY id DESC LIMIT ?`, limit)
+	ids, err := s.selectIDs(ctx, `SELECT id FROM runs ORDER BY id DESC LIMIT ?`, limit)
 	if err != nil {
-		return nil, err
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	out := make([]Run, 0, len(ids))

@@ -68,20 +68,10 @@ func (s *SQLite) runWhere(ctx context.Context, q queryer, where string, arg any)
 
 // Runs lists the runs of a canvas, newest first.
 func (s *SQLite) Runs(ctx context.Context, canvasID string, limit int) ([]Run, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM runs WHERE canvas_id = ? ORDER BY id DESC LIMIT ?`, canvasID, limit)
+	ids, err := s.selectIDs(ctx, `SELECT id FROM runs WHERE canvas_id = ? ORDER BY id DESC LIMIT ?`, canvasID, limit)
 	if err != nil {
 		return nil, err
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
 	out := make([]Run, 0, len(ids))
 	for _, id := range ids {
 		r, err := s.GetRun(ctx, id)
@@ -354,4 +344,23 @@ func (s *SQLite) RecordConversions(ctx context.Context, runID int64, uids []int6
 func (s *SQLite) RecordCohortExit(ctx context.Context, runID int64, stepID string, cohortID int64, reason string, count int64) error {
 	_, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO cohort_exits (run_id, step_id, cohort_id, reason, count) VALUES (?, ?, ?, ?, ?)`, runID, stepID, cohortID, reason, count)
 	return err
+}
+
+// selectIDs runs a query of one integer column (ids, read first so that the
+// rows are closed before each id is loaded on the same connection pool).
+func (s *SQLite) selectIDs(ctx context.Context, query string, args ...any) ([]int64, error) {
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }

@@ -80,19 +80,11 @@ steps:
 // Broadcast runs the benchmark and prints its lines to opts.Out.
 func Broadcast(ctx context.Context, opts Options) (Result, error) {
 	res := Result{Users: opts.Users}
-	dir := opts.DataDir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "huabu-bench-")
-		if err != nil {
-			return res, err
-		}
-		defer os.RemoveAll(tmp)
-		dir = tmp
-	}
-	canvasDir := filepath.Join(dir, "canvases")
-	if err := os.MkdirAll(canvasDir, 0o755); err != nil {
+	dir, canvasDir, cleanup, err := benchDirs(opts.DataDir)
+	if err != nil {
 		return res, err
 	}
+	defer cleanup()
 	if err := os.WriteFile(filepath.Join(canvasDir, "broadcast.yaml"), []byte(broadcastCanvas), 0o644); err != nil {
 		return res, err
 	}
@@ -336,4 +328,23 @@ func StartProvider(ctx context.Context, self string, args ...string) (string, fu
 		return "", nil, fmt.Errorf("provider said %q", line)
 	}
 	return hello.URL, stop, nil
+}
+
+// benchDirs returns the benchmark's data directory (dataDir, or a temporary
+// one that cleanup removes) and its canvases directory, created.
+func benchDirs(dataDir string) (dir, canvasDir string, cleanup func(), err error) {
+	dir, cleanup = dataDir, func() {}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "huabu-bench-"); err != nil {
+			return "", "", nil, err
+		}
+		tmp := dir
+		cleanup = func() { os.RemoveAll(tmp) }
+	}
+	canvasDir = filepath.Join(dir, "canvases")
+	if err := os.MkdirAll(canvasDir, 0o755); err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return dir, canvasDir, cleanup, nil
 }

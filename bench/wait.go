@@ -65,19 +65,11 @@ steps:
 // Wait runs the wait-for-event benchmark and prints its lines to opts.Out.
 func Wait(ctx context.Context, opts WaitOptions) (WaitResult, error) {
 	res := WaitResult{Users: opts.Users}
-	dir := opts.DataDir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "huabu-bench-")
-		if err != nil {
-			return res, err
-		}
-		defer os.RemoveAll(tmp)
-		dir = tmp
-	}
-	canvasDir := filepath.Join(dir, "canvases")
-	if err := os.MkdirAll(canvasDir, 0o755); err != nil {
+	dir, canvasDir, cleanup, err := benchDirs(opts.DataDir)
+	if err != nil {
 		return res, err
 	}
+	defer cleanup()
 	src := fmt.Sprintf(waitCanvas, opts.Timeout.Round(time.Second))
 	if err := os.WriteFile(filepath.Join(canvasDir, "wait.yaml"), []byte(src), 0o644); err != nil {
 		return res, err

@@ -147,6 +147,9 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, at
 				key.RunID, key.StepID, key.Visit, channel, DeliveryPending, batch, now, mark, idList(fresh)); err != nil {
 				return fmt.Errorf("claim deliveries: %w", err)
 			}
+			if err := addCounters(ctx, tx, key.RunID, counterDeltas{{key.StepID, key.Visit, DeliveryPending, ""}: int64(len(fresh))}); err != nil {
+				return err
+			}
 		}
 		claim.Mine = append(claim.Mine, fresh...)
 		return nil
@@ -243,6 +246,9 @@ func updateStates(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, u
 	if len(uids) == 0 {
 		return nil
 	}
+	if err := moveLedgerCounters(ctx, tx, key, batch, uids, state, reason); err != nil {
+		return err
+	}
 	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND (? = 0 OR batch = ?) AND uid`+inIDs,
 		state, reason, ref, now, key.RunID, key.StepID, key.Visit, batch, batch, idList(uids))
 	return err
@@ -258,9 +264,17 @@ func updateChannel(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, 
 // sending), so the retried attempt claims them afresh.
 func (s *SQLite) ReleaseDeliveries(ctx context.Context, key LedgerKey, attempt string, uids []int64) error {
 	batch := batchID(attempt)
-	_, err := s.w.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND uid`+inIDs,
-		key.RunID, key.StepID, key.Visit, DeliveryPending, batch, idList(uids))
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, n, err := ledgerStates(ctx, tx, key, batch, DeliveryPending, uids)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND uid`+inIDs,
+			key.RunID, key.StepID, key.Visit, DeliveryPending, batch, idList(uids)); err != nil {
+			return err
+		}
+		return addCounters(ctx, tx, key.RunID, counterDeltas{{key.StepID, key.Visit, DeliveryPending, ""}: -n})
+	})
 }
 
 // WriteOutbox records outbox messages; it implements channels.OutboxWriter.
@@ -382,8 +396,10 @@ func (c *StepCounts) add(o *StepCounts) {
 }
 
 // Counts gathers per-step counts for one run (runID > 0) or every run of a
-// canvas (runID == 0). Every number is derived from idempotent rows (ledger,
-// step entries, exits, conversions), so retried activities never double-count.
+// canvas (runID == 0). Entries and cohort exits are per-cohort rows; the
+// ledger, exits and conversions are read from step_counters, which their
+// writes keep in the same transaction from the rows they change, so retried
+// activities never double-count (ADR 020).
 func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[string]*StepCounts, int64, error) {
 	runFilter, arg := `run_id IN (SELECT id FROM runs WHERE canvas_id = ?)`, any(canvasID)
 	if runID > 0 {
@@ -442,7 +458,9 @@ func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[
 	}); err != nil {
 		return nil, 0, err
 	}
-	if err := query(`SELECT step_id, visit, state, reason, count(*) FROM deliveries WHERE `+runFilter+` GROUP BY step_id, visit, state, reason`, func(r *sql.Rows) error {
+	// Deliveries, exits and conversions are read from the counters the
+	// writes maintain (ADR 020), not grouped from their rows.
+	if err := query(`SELECT step_id, visit, kind, reason, sum(n) FROM step_counters WHERE `+runFilter+` AND kind NOT IN ('exited', 'converted') GROUP BY step_id, visit, kind, reason HAVING sum(n) <> 0`, func(r *sql.Rows) error {
 		var x row
 		if err := r.Scan(&x.step, &x.visit, &x.state, &x.reason, &x.n); err != nil {
 			return err
@@ -481,11 +499,11 @@ func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[
 	if err := query(`SELECT step_id, reason, sum(count) FROM cohort_exits WHERE `+runFilter+` GROUP BY step_id, reason`, exited); err != nil {
 		return nil, 0, err
 	}
-	if err := query(`SELECT step_id, reason, count(*) FROM exits WHERE `+runFilter+` GROUP BY step_id, reason`, exited); err != nil {
+	if err := query(`SELECT step_id, reason, sum(n) FROM step_counters WHERE `+runFilter+` AND kind = 'exited' GROUP BY step_id, reason HAVING sum(n) <> 0`, exited); err != nil {
 		return nil, 0, err
 	}
 	var converted int64
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM conversions WHERE `+runFilter, arg).Scan(&converted); err != nil {
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM step_counters WHERE `+runFilter+` AND kind = 'converted'`, arg).Scan(&converted); err != nil {
 		return nil, 0, err
 	}
 	if converted > 0 {

@@ -238,9 +238,19 @@ func (s *SQLite) RecordExits(ctx context.Context, runID int64, stepID, reason st
 	if len(uids) == 0 {
 		return nil
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO exits (run_id, uid, step_id, reason, at) SELECT ?, value, ?, ?, ? FROM json_each(?)`,
-		runID, stepID, reason, s.now().UnixMilli(), idList(uids))
-	return err
+	now := s.now().UnixMilli()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO exits (run_id, uid, step_id, reason, at) SELECT ?, value, ?, ?, ? FROM json_each(?)`,
+			runID, stepID, reason, now, idList(uids))
+		if err != nil {
+			return err
+		}
+		added, err := res.RowsAffected() // only new exits: a retry adds none
+		if err != nil {
+			return err
+		}
+		return addCounters(ctx, tx, runID, counterDeltas{{stepID, 0, counterExited, reason}: added})
+	})
 }
 
 // ExitedAmong returns which of uids have left the run.
@@ -335,8 +345,17 @@ func (s *SQLite) WriteEntryChunk(ctx context.Context, cohortID int64, c EntryChu
 
 // RecordConversions records users reaching the run's goal (first time wins).
 func (s *SQLite) RecordConversions(ctx context.Context, runID int64, uids []int64, at time.Time) error {
-	_, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO conversions (run_id, uid, at) SELECT ?, value, ? FROM json_each(?)`, runID, at.UnixMilli(), idList(uids))
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO conversions (run_id, uid, at) SELECT ?, value, ? FROM json_each(?)`, runID, at.UnixMilli(), idList(uids))
+		if err != nil {
+			return err
+		}
+		added, err := res.RowsAffected() // only new conversions: a retry adds none
+		if err != nil {
+			return err
+		}
+		return addCounters(ctx, tx, runID, counterDeltas{{"", 0, counterConverted, ""}: added})
+	})
 }
 
 // RecordCohortExit records that a cohort's remaining members finished at a

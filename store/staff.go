@@ -496,16 +496,30 @@ func (s *SQLite) FinishStaffTasks(ctx context.Context, runID int64, stepID strin
 			return err
 		}
 		// The ledger gets the same verdicts, for `huabu report`: sent, failed
-		// by reason, suppressed when Huabu left the customer out itself.
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deliveries (run_id, step_id, uid, channel, state, batch, reason, provider_ref, updated_at)
+		// by reason, suppressed when Huabu left the customer out itself. The
+		// step's counters move by the difference (zero when run again).
+		before, err := stepLedgerStates(ctx, tx, runID, stepID)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deliveries (run_id, step_id, uid, channel, state, batch, reason, provider_ref, updated_at)
 			SELECT c.run_id, c.step_id, c.uid, 'wecom.customer',
 				CASE c.status WHEN 'sent' THEN 'sent' WHEN 'unknown' THEN 'unknown'
 					WHEN 'no_owner' THEN 'suppressed' WHEN 'no_address' THEN 'suppressed' WHEN 'removed' THEN 'suppressed'
 					ELSE 'failed' END,
 				0, CASE c.status WHEN 'sent' THEN '' WHEN 'removed' THEN 'not_friend' ELSE c.status END, coalesce(t.ref, ''), ?
 			FROM staff_task_customers c LEFT JOIN staff_tasks t ON t.run_id = c.run_id AND t.step_id = c.step_id AND t.staff = c.staff AND t.part = c.part
-			WHERE c.run_id = ? AND c.step_id = ?`, now, runID, stepID)
-		return err
+			WHERE c.run_id = ? AND c.step_id = ?`, now, runID, stepID); err != nil {
+			return err
+		}
+		after, err := stepLedgerStates(ctx, tx, runID, stepID)
+		if err != nil {
+			return err
+		}
+		for k, n := range before {
+			after[k] -= n
+		}
+		return addCounters(ctx, tx, runID, after)
 	})
 }
 

@@ -193,6 +193,7 @@ steps:
 // activity types ran and were faulted.
 type faultOutcome struct {
 	users    map[string][]string
+	counts   map[string]*store.StepCounts
 	entered  int64
 	seen     map[string]int
 	injected map[string]int
@@ -284,6 +285,16 @@ func runFaultCase(t *testing.T, c faultCase, faults *faultInjector) faultOutcome
 	require.NoError(t, env.GetWorkflowResult(&res))
 
 	out := faultOutcome{users: userOutcomes(t, h, res.RunID, store.RunCompleted), entered: res.Stats.Entered}
+	// The step counters the writes maintained (ADR 020) must say what the
+	// rows say, retried writes or not.
+	counts, converted, err := h.store.Counts(ctx, plan.ID, res.RunID)
+	require.NoError(t, err)
+	require.NoError(t, h.store.RecountRun(ctx, res.RunID))
+	recounted, reconverted, err := h.store.Counts(ctx, plan.ID, res.RunID)
+	require.NoError(t, err)
+	require.Equal(t, recounted, counts, "step counters differ from the rows they count")
+	require.Equal(t, reconverted, converted, "conversion counter differs from the conversions")
+	out.counts = counts
 	if faults != nil {
 		out.seen, out.injected = faults.counts()
 	}
@@ -413,6 +424,7 @@ func TestEveryActivityIsIdempotent(t *testing.T) {
 						}
 					}
 					require.Equal(t, base.users, got.users, "%s of %s: a user's outcome differs from the fault-free run", mode, target)
+					require.Equal(t, base.counts, got.counts, "%s of %s: the report's counts differ from the fault-free run's", mode, target)
 				}
 			}
 			t.Logf("%d users, activity types %v", len(base.users), types)

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestCountersSurviveRetriedWrites runs every write that moves a counter
+// twice — as a retried activity does after its first attempt committed and
+// its completion was lost — and checks the counters against the numbers the
+// rows say (RecountRun groups the ledger, exits and conversions, as Counts
+// did before ADR 020).
+func TestCountersSurviveRetriedWrites(t *testing.T) {
+	ctx := context.Background()
+	key := LedgerKey{RunID: 1, StepID: "push"}
+	uids := []int64{1, 2, 3, 4, 5}
+	type want struct {
+		sent, unknown, pending, exited, converted int64
+		failed, suppressed                        map[string]int64
+	}
+	for _, tc := range []struct {
+		name  string
+		write func(t *testing.T, s *SQLite) // runs twice
+		want  want
+	}{{
+		name: "claim",
+		write: func(t *testing.T, s *SQLite) {
+			_, err := s.ClaimDeliveries(ctx, key, "sms", "a1", uids, nil)
+			require.NoError(t, err)
+		},
+		want: want{pending: 5},
+	}, {
+		name: "claim then settle",
+		write: func(t *testing.T, s *SQLite) {
+			_, err := s.ClaimDeliveries(ctx, key, "sms", "a1", uids, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.SettleDeliveries(ctx, key, "a1", []Settlement{
+				{UID: 1, State: DeliverySent, ProviderRef: "m1"},
+				{UID: 2, State: DeliverySent, ProviderRef: "m2"},
+				{UID: 3, State: DeliveryFailed, Reason: "invalid_address"},
+				{UID: 4, State: DeliverySuppressed, Reason: "quiet_hours"},
+			}))
+		},
+		want: want{sent: 2, pending: 1, failed: map[string]int64{"invalid_address": 1}, suppressed: map[string]int64{"quiet_hours": 1}},
+	}, {
+		name: "settle changes its mind (a fallback channel delivered)",
+		write: func(t *testing.T, s *SQLite) {
+			_, err := s.ClaimDeliveries(ctx, key, "sms", "a1", uids, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.SettleDeliveries(ctx, key, "a1", []Settlement{{UID: 1, State: DeliveryFailed, Reason: "timeout"}}))
+			require.NoError(t, s.SettleDeliveries(ctx, key, "a1", []Settlement{{UID: 1, State: DeliverySent, Channel: "push"}}))
+		},
+		want: want{sent: 1, pending: 4},
+	}, {
+		name: "release",
+		write: func(t *testing.T, s *SQLite) {
+			_, err := s.ClaimDeliveries(ctx, key, "sms", "a1", uids, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.ReleaseDeliveries(ctx, key, "a1", []int64{4, 5}))
+		},
+		want: want{pending: 3},
+	}, {
+		name: "a second attempt finds the first one's pending rows",
+		write: func(t *testing.T, s *SQLite) {
+			_, err := s.ClaimDeliveries(ctx, key, "sms", "a1", uids[:3], nil)
+			require.NoError(t, err)
+			_, err = s.ClaimDeliveries(ctx, key, "sms", "a2", uids, nil) // 1-3 become unknown
+			require.NoError(t, err)
+			require.NoError(t, s.SettleDeliveries(ctx, key, "a2", []Settlement{{UID: 4, State: DeliverySent}, {UID: 1, State: DeliverySent}}))
+		},
+		want: want{sent: 1, unknown: 3, pending: 1},
+	}, {
+		name: "exits and conversions",
+		write: func(t *testing.T, s *SQLite) {
+			require.NoError(t, s.RecordExits(ctx, 1, "push", "exit_event", []int64{1, 2}))
+			require.NoError(t, s.RecordExits(ctx, 1, "push", "exit_event", []int64{2, 3}), "first exit wins")
+			require.NoError(t, s.RecordConversions(ctx, 1, []int64{1, 9}, time.Now()))
+		},
+		want: want{exited: 3, converted: 2},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			tc.write(t, s)
+			tc.write(t, s)
+			counts, converted, err := s.Counts(ctx, "", 1)
+			require.NoError(t, err)
+			c := counts["push"]
+			if c == nil {
+				c = &StepCounts{}
+			}
+			require.Equal(t, tc.want.sent, c.Sent, "sent")
+			require.Equal(t, tc.want.unknown, c.Unknown, "unknown")
+			require.Equal(t, tc.want.pending, c.Pending, "pending")
+			require.Equal(t, tc.want.exited, c.Exited, "exited")
+			require.Equal(t, tc.want.converted, converted, "converted")
+			if tc.want.failed != nil || len(c.Failed) > 0 {
+				require.Equal(t, tc.want.failed, c.Failed, "failed")
+			}
+			if tc.want.suppressed != nil || len(c.Suppressed) > 0 {
+				require.Equal(t, tc.want.suppressed, c.Suppressed, "suppressed")
+			}
+
+			require.NoError(t, s.RecountRun(ctx, 1))
+			recounted, reconverted, err := s.Counts(ctx, "", 1)
+			require.NoError(t, err)
+			require.Equal(t, recounted, counts, "maintained counters differ from the rows")
+			require.Equal(t, reconverted, converted)
+		})
+	}
+}
+
+// TestStepRecipientsPages pages through who reached a step: ledger rows at
+// a step that sends, cohort members at one that does not, across pages and
+// visits, each user once, with user id, exit and conversion.
+func TestStepRecipientsPages(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	var patches []ProfileUpdate
+	var ids []string
+	for i := range 45 {
+		id := fmt.Sprintf("u%02d", i)
+		ids = append(ids, id)
+		patches = append(patches, ProfileUpdate{ID: id, Patch: []byte(`{}`)})
+	}
+	_, err := s.UpsertProfiles(ctx, patches)
+	require.NoError(t, err)
+	byID, err := s.UIDs(ctx, ids)
+	require.NoError(t, err)
+	var uids []int64
+	for _, id := range ids {
+		uids = append(uids, byID[id])
+	}
+	slices.Sort(uids)
+	run, err := s.BeginRun(ctx, "wf/1", "promo", "h", "manual")
+	require.NoError(t, err)
+
+	// A step that sends: 40 on the first visit, 5 on the second.
+	first, second := LedgerKey{RunID: run.ID, StepID: "push"}, LedgerKey{RunID: run.ID, StepID: "push", Visit: 1}
+	_, err = s.ClaimDeliveries(ctx, first, "sms", "a", uids[:40], nil)
+	require.NoError(t, err)
+	require.NoError(t, s.SettleDeliveries(ctx, first, "a", []Settlement{{UID: uids[0], State: DeliveryFailed, Reason: "invalid_number"}, {UID: uids[1], State: DeliverySent}}))
+	_, err = s.ClaimDeliveries(ctx, second, "sms", "b", uids[40:], nil)
+	require.NoError(t, err)
+	require.NoError(t, s.RecordExits(ctx, run.ID, "push", "exit_event", []int64{uids[1]}))
+	require.NoError(t, s.RecordConversions(ctx, run.ID, []int64{uids[0], uids[44]}, time.Now()))
+
+	// A step that does not: two cohorts (two pages, then a second visit).
+	c1, err := s.CreateCohort(ctx, "c1", run.ID, "wait", 0, time.Time{})
+	require.NoError(t, err)
+	require.NoError(t, s.WritePages(ctx, c1.ID, []Page{{No: 0, Members: uids[:15]}, {No: 2, Members: uids[15:30]}}))
+	c2, err := s.CreateCohort(ctx, "c2", run.ID, "wait", 0, time.Time{})
+	require.NoError(t, err)
+	require.NoError(t, s.WritePages(ctx, c2.ID, []Page{{No: 0, Members: uids[30:38]}}))
+	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "wait", 0, c1.ID, 30))
+	require.NoError(t, s.RecordStepEntry(ctx, run.ID, "wait", 1, c2.ID, 8))
+
+	for _, tc := range []struct {
+		step  string
+		pages []int // recipients per page
+		total int
+	}{
+		{"push", []int{20, 20, 5}, 45},
+		{"wait", []int{20, 18}, 38},
+		{"nobody", []int{0}, 0},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			seen := map[string]bool{}
+			var got []StepRecipient
+			after := ""
+			for i, want := range tc.pages {
+				page, next, err := s.StepRecipients(ctx, run.ID, tc.step, after, 20)
+				require.NoError(t, err)
+				require.Len(t, page, want, "page %d", i)
+				if i == len(tc.pages)-1 {
+					require.Empty(t, next, "the last page says nothing follows")
+				} else {
+					require.NotEmpty(t, next)
+				}
+				for _, r := range page {
+					key := fmt.Sprint(r.UID, "/", r.Visit)
+					require.False(t, seen[key], "%s twice", key)
+					seen[key] = true
+					require.NotEmpty(t, r.UserID)
+				}
+				got = append(got, page...)
+				after = next
+			}
+			require.Len(t, got, tc.total)
+			if tc.step == "push" {
+				require.Equal(t, StepRecipient{UID: uids[0], UserID: ids[0], Outcome: DeliveryFailed, Reason: "invalid_number", Channel: "sms", At: got[0].At, Converted: true}, got[0])
+				require.Equal(t, DeliverySent, got[1].Outcome)
+				require.Equal(t, "exit_event", got[1].Exit)
+				require.Equal(t, DeliveryPending, got[2].Outcome)
+				require.Equal(t, 1, got[44].Visit)
+				require.True(t, got[44].Converted)
+			}
+			if tc.step == "wait" {
+				require.Equal(t, "entered", got[0].Outcome)
+				require.Equal(t, 1, got[37].Visit)
+			}
+		})
+	}
+	_, _, err = s.StepRecipients(ctx, run.ID, "push", "X1", 20)
+	require.ErrorIs(t, err, ErrBadCursor)
+}

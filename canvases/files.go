@@ -17,6 +17,7 @@ type File struct {
 	Path     string
 	Plan     *Plan // nil when the file has errors
 	Problems Problems
+	Source   []byte // the YAML read (version history keeps it)
 }
 
 // Source reads canvas files from the disk or from an embedded tree.
@@ -117,6 +118,7 @@ func (c *Compiler) CompileAll(src Source, paths []string) ([]File, Problems, err
 					files[i].Problems = Problems{{File: names[i], Line: 1, Column: 1, Severity: Error, Message: fmt.Sprintf("cannot read: %v", unwrapPathError(err))}}
 					continue
 				}
+				files[i].Source = data
 				files[i].Plan, files[i].Problems = c.Compile(names[i], data)
 				idLine[i], idCol[i] = topLevelKey(data, "id")
 			}

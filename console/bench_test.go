@@ -53,6 +53,38 @@ func (b storeBackend) Runs(ctx context.Context, canvasID string, limit int) ([]s
 	return out, err
 }
 
+func (b storeBackend) StepRecipients(ctx context.Context, canvasID string, runID int64, stepID, after string) (RecipientPage, error) {
+	if runID == 0 {
+		runs, err := b.st.Runs(ctx, canvasID, 1)
+		if err != nil || len(runs) == 0 {
+			return RecipientPage{}, errors.Join(server.ErrNotFound, err)
+		}
+		runID = runs[0].ID
+	}
+	rs, next, err := b.st.StepRecipients(ctx, runID, stepID, after, 20)
+	if errors.Is(err, store.ErrBadCursor) {
+		err = errors.Join(server.ErrInvalid, err)
+	}
+	return RecipientPage{RunID: runID, Recipients: rs, Next: next}, err
+}
+
+func (b storeBackend) CanvasVersions(ctx context.Context, canvasID string) ([]store.CanvasVersion, error) {
+	return b.st.CanvasVersions(ctx, canvasID, 50)
+}
+
+func (b storeBackend) CanvasVersion(ctx context.Context, canvasID string, id int64) (store.CanvasVersion, error) {
+	v, err := b.st.CanvasVersion(ctx, canvasID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		err = errors.Join(server.ErrNotFound, err)
+	}
+	return v, err
+}
+
+func (b storeBackend) StaffTasks(ctx context.Context, canvasID string, runID int64, after string) (StaffTaskPage, error) {
+	lines, next, err := b.st.StaffTaskLines(ctx, canvasID, runID, after, 50)
+	return StaffTaskPage{Lines: lines, Next: next}, err
+}
+
 func (b storeBackend) CanvasPlan(ctx context.Context, canvasID, plan string) (*canvases.Plan, error) {
 	c, err := b.st.Canvas(ctx, canvasID)
 	if errors.Is(err, store.ErrNotFound) {

@@ -127,7 +127,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	bctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
 	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate("about:blank"))) // starts the browser: no timeout on it
-	bctx, cancel = context.WithTimeout(bctx, 90*time.Second)
+	bctx, cancel = context.WithTimeout(bctx, 3*time.Minute)                 // a bound on a stuck browser, generous for a loaded machine
 	defer cancel()
 	shot := func(name string) {
 		if *screenshots == "" {
@@ -184,6 +184,24 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	require.Positive(t, sent, "the run sent something")
 	require.Positive(t, drawn["wait-open"]["entered"])
+
+	// The version history: member-day as deployed at start, its YAML.
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#versions tr[data-version] a`)), chromedp.WaitVisible(chromedp.CSS(`#source`))))
+	source, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById("source").textContent`))
+	require.NoError(t, err)
+	require.Contains(t, source, "id: member-day")
+	shot("version")
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(base+"/canvases/member-day"), chromedp.WaitVisible(chromedp.CSS("svg#flow"))))
+
+	// Click a node: its row (reasons) and the link to a sample of who
+	// reached it, each with their outcome there and a link to their page.
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`g[data-step="push-diamond"]`)),
+		chromedp.Click(chromedp.CSS(`#step-push-diamond a.recipients`)), chromedp.WaitVisible(chromedp.CSS(`#recipients[data-step="push-diamond"]`))))
+	sample, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#recipients tr[data-user]")).map(r => r.dataset.user + ":" + r.dataset.outcome + ":" + r.querySelector("a").getAttribute("href"))`))
+	require.NoError(t, err)
+	require.Contains(t, sample, "u002:sent:/users/u002")
+	require.LessOrEqual(t, len(sample), 20)
+	shot("step")
 
 	// The canvases list.
 	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`tr[data-canvas="member-day"]`))))

@@ -38,6 +38,9 @@ type Backend interface {
 	UserReader
 	StaffReport(ctx context.Context, canvasID string, runID int64, by string) (*reports.StaffReport, error)
 	Editor
+	StepSampler
+	VersionReader
+	StaffLister
 }
 
 // Options configure New.
@@ -133,6 +136,9 @@ func (c *Console) Register(m Mux) {
 	m.Handle("GET /{$}", c.guard(auth.Read, c.canvasesPage))
 	m.Handle("GET /canvases", c.guard(auth.Read, c.canvasesPage))
 	m.Handle("GET /canvases/{id}", c.guard(auth.Read, c.canvasPage))
+	m.Handle("GET /canvases/{id}/steps/{step}", c.guard(auth.Read, c.stepPage))
+	m.Handle("GET /canvases/{id}/versions/{n}", c.guard(auth.Read, c.versionPage))
+	m.Handle("GET /canvases/{id}/diff", c.guard(auth.Read, c.diffPage))
 	m.Handle("GET /runs/{id}", c.guard(auth.Read, c.runPage))
 	m.Handle("GET /staff", c.guard(auth.Read, c.staffPage))
 	m.Handle("GET /editor", c.guard(auth.Read, c.editorPage))

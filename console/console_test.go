@@ -3,11 +3,13 @@ package console
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -177,6 +179,73 @@ func (f *fakeBackend) StaffReport(ctx context.Context, canvasID string, runID in
 		rep.Rows = []reports.StaffRow{{Staff: "lina", Name: "李娜", Grid: "东湖网格", Tasks: 2, OnTime: 2}, {Staff: "zhao", Grid: "东湖网格", Tasks: 2, NotDone: 2}}
 	}
 	return rep, nil
+}
+
+func (f *fakeBackend) StepRecipients(ctx context.Context, canvasID string, runID int64, stepID, after string) (RecipientPage, error) {
+	if canvasID != "winback" || (runID != 0 && runID != 7) {
+		return RecipientPage{}, server.ErrNotFound
+	}
+	at := time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC)
+	switch after {
+	case "":
+		var rs []store.StepRecipient
+		for i := 1; i <= 20; i++ {
+			rs = append(rs, store.StepRecipient{UID: int64(i), UserID: fmt.Sprintf("u%d", i), Outcome: store.DeliverySent, Channel: "sms", At: at})
+		}
+		rs[1].Outcome, rs[1].Reason, rs[1].Converted = store.DeliverySuppressed, "quiet_hours", true
+		return RecipientPage{RunID: 7, Recipients: rs, Next: "L0.20"}, nil
+	case "L0.20":
+		return RecipientPage{RunID: 7, Recipients: []store.StepRecipient{{UID: 21, UserID: "u21", Outcome: store.DeliveryFailed, Reason: "invalid_number", Exit: "exit_event", At: at}}}, nil
+	}
+	return RecipientPage{}, fmt.Errorf("%w: after: bad cursor %q", server.ErrInvalid, after)
+}
+
+// The fake's version history: v1 waited 3 days, v2 (current) waits 5.
+func (f *fakeBackend) versions() []store.CanvasVersion {
+	at := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	v2 := strings.Replace(testCanvas, "wait: 3d", "wait: 5d", 1)
+	return []store.CanvasVersion{
+		{ID: 2, CanvasID: "winback", PlanHash: f.plan.Hash, Path: "winback.yaml", Source: v2, Author: "lina", DeployedAt: at.Add(24 * time.Hour)},
+		{ID: 1, CanvasID: "winback", PlanHash: strings.Repeat("0", 64), Path: "winback.yaml", Source: testCanvas, Author: "otto", DeployedAt: at},
+	}
+}
+
+func (f *fakeBackend) CanvasVersions(ctx context.Context, canvasID string) ([]store.CanvasVersion, error) {
+	if canvasID != "winback" {
+		return nil, nil
+	}
+	list := f.versions()
+	for i := range list {
+		list[i].Source = ""
+	}
+	return list, nil
+}
+
+func (f *fakeBackend) CanvasVersion(ctx context.Context, canvasID string, id int64) (store.CanvasVersion, error) {
+	for _, v := range f.versions() {
+		if canvasID == "winback" && v.ID == id {
+			return v, nil
+		}
+	}
+	return store.CanvasVersion{}, server.ErrNotFound
+}
+
+func (f *fakeBackend) StaffTasks(ctx context.Context, canvasID string, runID int64, after string) (StaffTaskPage, error) {
+	at := time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC) // 90 minutes before the rig's now
+	line := func(staff, user, live string) store.StaffTaskLine {
+		return store.StaffTaskLine{RunID: 7, StepID: "sop", Staff: staff, Grid: "东湖网格", Kind: "customers", Live: live, UID: 1, UserID: user, ExternalID: "wm" + user,
+			CreatedAt: at, Deadline: at.Add(time.Hour)}
+	}
+	follow := store.StaffFollowUps{Reminders: 3, Escalations: 1}
+	switch after {
+	case "":
+		zhao := line("zhao", "u2", "not_done")
+		zhao.Reminders, zhao.EscalatedAt = []time.Time{at.Add(30 * time.Minute)}, at.Add(80*time.Minute)
+		return StaffTaskPage{Lines: []store.StaffTaskLine{line("lina", "u1", "open"), zhao}, Next: "p2", FollowUps: follow}, nil
+	case "p2":
+		return StaffTaskPage{Lines: []store.StaffTaskLine{line("zhao", "u3", "not_done")}, FollowUps: follow}, nil
+	}
+	return StaffTaskPage{}, fmt.Errorf("%w: after: bad cursor", server.ErrInvalid)
 }
 
 func (f *fakeBackend) Check(ctx context.Context, file string, src []byte) (*canvases.Plan, canvases.Problems) {
@@ -571,6 +640,22 @@ func TestStaffPageByGridAndByStaff(t *testing.T) {
 	_, body = r.get("/staff?canvas=winback&by=staff", bearer(viewerToken))
 	require.Contains(t, body, `data-staff="lina"`)
 	require.Contains(t, body, `data-staff="zhao" data-tasks="2" data-not-done="2" data-open="0" class="laggard"`)
+	// Open and overdue tasks one by one: staff member, customer (linked),
+	// task, due, age, reminders and escalation; paged.
+	require.Contains(t, body, `data-reminders="3" data-escalations="1"`)
+	require.Contains(t, body, `<tr data-staff="lina" data-user="u1" data-live="open" >`)
+	require.Contains(t, body, `<tr data-staff="zhao" data-user="u2" data-live="not_done" class="laggard">`)
+	require.Contains(t, body, `<a href="/users/u2">u2</a>`)
+	require.Contains(t, body, "<td>1h30m</td>", "the task's age")
+	require.Contains(t, body, "<td>2026-11-30 10:20:00 CST</td>", "escalated at, in the zone")
+	next := regexp.MustCompile(`id="next-page" href="([^"]+)"`).FindStringSubmatch(body)
+	require.NotNil(t, next)
+	_, body = r.get("/staff"+html.UnescapeString(next[1]), bearer(viewerToken))
+	require.Contains(t, body, `data-user="u3"`)
+	require.NotContains(t, body, `data-user="u1"`)
+	require.NotContains(t, body, `id="next-page"`)
+	resp, _ = r.get("/staff?canvas=winback&after=zz", bearer(viewerToken))
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	resp, _ = r.get("/staff?by=team", bearer(viewerToken))
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	resp, _ = r.get("/staff?canvas=nope", bearer(viewerToken))
@@ -618,4 +703,143 @@ func TestEditorMarksProblemsAtTheirLineAndDeploysForRolesThatMay(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, body, `<div id="estimate" data-entering="1234" data-margin="56">`)
 	require.Equal(t, 10, strings.Count(body, "data-sample="))
+}
+
+// TestStepPageSamplesRecipientsPaged: the step row's link lists who reached
+// the step in the newest run — over a real store — 20 at a time, each
+// linking to their user page, with their outcome there.
+func TestStepPageSamplesRecipientsPaged(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "huabu.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	fake := newFake(t)
+	_, err = st.SavePlan(ctx, "winback", fake.plan.Hash, fake.plan.JSON(), "winback.yaml")
+	require.NoError(t, err)
+	var ids []string
+	var patches []store.ProfileUpdate
+	for i := 1; i <= 25; i++ {
+		ids = append(ids, fmt.Sprintf("u%02d", i))
+		patches = append(patches, store.ProfileUpdate{ID: ids[i-1], Patch: []byte(`{}`)})
+	}
+	_, err = st.UpsertProfiles(ctx, patches)
+	require.NoError(t, err)
+	byID, err := st.UIDs(ctx, ids)
+	require.NoError(t, err)
+	var uids []int64
+	for _, id := range ids {
+		uids = append(uids, byID[id])
+	}
+	run, err := st.BeginRun(ctx, "huabu-winback-1", "winback", fake.plan.Hash, "schedule")
+	require.NoError(t, err)
+	key := store.LedgerKey{RunID: run.ID, StepID: "coupon"}
+	_, err = st.ClaimDeliveries(ctx, key, "sms", "a", uids, nil)
+	require.NoError(t, err)
+	var settled []store.Settlement
+	for i, u := range uids {
+		s := store.Settlement{UID: u, State: store.DeliverySent}
+		if i == 0 {
+			s = store.Settlement{UID: u, State: store.DeliverySuppressed, Reason: "quiet_hours"}
+		}
+		settled = append(settled, s)
+	}
+	require.NoError(t, st.SettleDeliveries(ctx, key, "a", settled))
+	require.NoError(t, st.RecordConversions(ctx, run.ID, uids[:1], time.Now()))
+
+	c, err := New(Options{Backend: storeBackend{fakeBackend: fake, st: st}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	c.Register(mux)
+	get := func(path string) (int, string) {
+		req := httptest.NewRequest("GET", path, nil)
+		req.RemoteAddr = "127.0.0.1:1"
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	userRE := regexp.MustCompile(`<tr data-user="([^"]+)" data-outcome="([^"]+)">\s*<td><a href="/users/([^"]+)">`)
+	nextRE := regexp.MustCompile(`id="next-page" href="([^"]+)"`)
+
+	code, body := get("/canvases/winback")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `href="/canvases/winback/steps/coupon"`, "the step row links to its sample")
+
+	var seen []string
+	path := "/canvases/winback/steps/coupon"
+	for page := 0; path != ""; page++ {
+		code, body = get(path)
+		require.Equal(t, http.StatusOK, code, body)
+		rows := userRE.FindAllStringSubmatch(body, -1)
+		require.Len(t, rows, []int{20, 5}[page], "page %d", page)
+		for _, m := range rows {
+			require.Equal(t, m[1], m[3], "each recipient links to /users/{id}")
+			seen = append(seen, m[1])
+		}
+		if page == 0 {
+			require.Equal(t, store.DeliverySuppressed, rows[0][2])
+			require.Contains(t, body, "quiet_hours")
+			require.Contains(t, body, "✓", "the converted user is marked")
+		}
+		path = ""
+		if m := nextRE.FindStringSubmatch(body); m != nil {
+			path = "/canvases/winback/steps/coupon" + html.UnescapeString(m[1])
+		}
+	}
+	require.Equal(t, ids, seen, "every recipient once, in user order")
+
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/canvases/winback/steps/nope", http.StatusNotFound},
+		{"/canvases/winback/steps/coupon?after=garbage", http.StatusBadRequest},
+		{"/canvases/winback/steps/coupon?run=x", http.StatusBadRequest},
+		{"/canvases/winback/steps/wait-3d", http.StatusOK},
+	} {
+		code, body := get(tc.path)
+		require.Equal(t, tc.code, code, "%s: %s", tc.path, body)
+	}
+}
+
+// TestVersionHistoryShowsYAMLAndDiffs: the canvas page lists deployments
+// (who, when, which is current); each shows its YAML; any two are diffed.
+func TestVersionHistoryShowsYAMLAndDiffs(t *testing.T) {
+	r := newRig(t, false)
+	resp, body := r.get("/canvases/winback", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Regexp(t, `<tr data-version="2" data-plan="[0-9a-f]{64}">\s*<td><a href="/canvases/winback/versions/2">v2</a></td><td><code>[0-9a-f]{12}</code> <span class="sub" data-current>`, body)
+	require.Contains(t, body, `<tr data-version="1"`)
+	require.Contains(t, body, "lina")
+	require.Regexp(t, `<option value="1" selected>`, body, "the diff form compares the previous version with the newest")
+
+	resp, body = r.get("/canvases/winback/versions/1", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<span class="line"><span class="no">8</span>    wait: 3d</span>`, "the YAML, numbered")
+	require.Contains(t, body, "沉睡客户唤醒")
+
+	resp, body = r.get("/canvases/winback/versions/2", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `href="/canvases/winback/diff?a=1&amp;b=2"`, "a version links to its changes")
+
+	resp, body = r.get("/canvases/winback/diff?a=1&b=2", bearer(viewerToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `data-added="1" data-removed="1"`)
+	require.Contains(t, body, `data-op="-"><span class="no">8</span><span class="no"></span>-     wait: 3d</span>`)
+	require.Contains(t, body, `data-op="&#43;"><span class="no"></span><span class="no">8</span>&#43;     wait: 5d</span>`)
+
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/canvases/winback/versions/9", http.StatusNotFound},
+		{"/canvases/winback/versions/x", http.StatusBadRequest},
+		{"/canvases/winback/diff?a=1", http.StatusBadRequest},
+		{"/canvases/winback/diff?a=1&b=9", http.StatusNotFound},
+		{"/canvases/nope/versions/1", http.StatusNotFound},
+	} {
+		resp, _ := r.get(tc.path, bearer(viewerToken))
+		require.Equal(t, tc.code, resp.StatusCode, tc.path)
+	}
+	resp, _ = r.get("/canvases/winback/versions/1", nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "strangers go to the login form")
 }

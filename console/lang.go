@@ -55,9 +55,22 @@ var zh = map[string]string{
 	"Token":                    "令牌",
 	"That token is not valid.": "令牌无效。",
 	"Paste your Huabu token (auth.tokens in huabu.yaml) to sign in.": "粘贴你的 Huabu 令牌（huabu.yaml 中的 auth.tokens）登录。",
-	"Pause":  "暂停",
-	"Resume": "恢复",
-	"Stop":   "停止",
+	"Recipients": "收件人样本",
+	"newest":     "最新",
+	"users who reached this step, in user order, a page at a time": "到达此步骤的用户，按用户排序，分页显示",
+	"User":                                  "用户",
+	"Visit":                                 "第几次",
+	"Outcome":                               "结果",
+	"Reason":                                "原因",
+	"Channel":                               "渠道",
+	"At":                                    "时间",
+	"Nobody reached this step in this run.": "本次运行没有用户到达此步骤。",
+	"First page":                            "第一页",
+	"Next page":                             "下一页",
+	"Sample of recipients":                  "收件人样本",
+	"Pause":                                 "暂停",
+	"Resume":                                "恢复",
+	"Stop":                                  "停止",
 	"Stop this canvas? Running runs end and no new runs start.": "确定停止该画布？正在进行的运行会结束，且不再启动新的运行。",
 	"Progress":                               "进度",
 	"Waiting cohorts":                        "等待中的人群",
@@ -157,6 +170,28 @@ func (c *Console) funcs() template.FuncMap {
 			}
 			return fmt.Sprintf("%.0f%%", *f*100)
 		},
+		"inc": func(n int) int { return n + 1 },
+		// age is how long ago t was, in days, hours and minutes.
+		"age": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			d := c.now().Sub(t).Round(time.Minute)
+			switch {
+			case d < time.Hour:
+				return fmt.Sprintf("%dm", int(d.Minutes()))
+			case d < 24*time.Hour:
+				return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+			}
+			return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+		},
+		"last": func(ts []time.Time) time.Time {
+			if len(ts) == 0 {
+				return time.Time{}
+			}
+			return ts[len(ts)-1]
+		},
+		"shortHash": shortPlan,
 		"sum": func(m map[string]int64) int64 {
 			var n int64
 			for _, v := range m {

@@ -11,6 +11,7 @@ import (
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/reports"
 	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/workflows"
 )
 
@@ -183,6 +184,8 @@ type canvasData struct {
 	Steps   []stepDetail
 	Runs    []runRow
 	Waiting int64
+	// Versions are the canvas's deployments, newest first.
+	Versions []store.CanvasVersion
 }
 
 // maxFunnels bounds the runs listed with their funnel on a canvas page
@@ -277,6 +280,10 @@ func (c *Console) canvasPage(w http.ResponseWriter, r *http.Request, v *view) {
 			row.Funnel = funnelOf(rr)
 		}
 		data.Runs = append(data.Runs, row)
+	}
+	if data.Versions, err = c.b.CanvasVersions(ctx, id); err != nil {
+		c.failErr(w, r, err)
+		return
 	}
 	v.Title, v.Data = id, data
 	c.render(w, http.StatusOK, "canvas", v)

@@ -1,12 +1,30 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/reports"
+	"github.com/huabu/huabu/store"
 )
+
+// StaffTaskPage is a page of the customers staff members still have to
+// reach in open and overdue tasks, and the follow-ups the tasks sent.
+type StaffTaskPage struct {
+	Lines     []store.StaffTaskLine
+	Next      string // cursor of the next page; "" at the end
+	FollowUps store.StaffFollowUps
+}
+
+// StaffLister lists a canvas's open and overdue staff tasks one by one.
+type StaffLister interface {
+	// StaffTasks is the page after cursor after ("" the first) for a
+	// canvas (runID 0: every run); a cursor it did not hand out is
+	// server.ErrInvalid.
+	StaffTasks(ctx context.Context, canvasID string, runID int64, after string) (StaffTaskPage, error)
+}
 
 type staffData struct {
 	Canvases []string // canvases with staff_task steps
@@ -14,6 +32,8 @@ type staffData struct {
 	By       string
 	RunID    int64
 	Report   *reports.StaffReport
+	Tasks    StaffTaskPage
+	After    string
 }
 
 // staffPage shows SOP completion of a canvas's staff tasks by grid or by
@@ -57,6 +77,11 @@ func (c *Console) staffPage(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	if data.Canvas != "" {
 		if data.Report, err = c.b.StaffReport(ctx, data.Canvas, data.RunID, data.By); err != nil {
+			c.failErr(w, r, err)
+			return
+		}
+		data.After = r.URL.Query().Get("after")
+		if data.Tasks, err = c.b.StaffTasks(ctx, data.Canvas, data.RunID, data.After); err != nil {
 			c.failErr(w, r, err)
 			return
 		}

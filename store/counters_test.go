@@ -208,3 +208,120 @@ func TestStepRecipientsPages(t *testing.T) {
 	_, _, err = s.StepRecipients(ctx, run.ID, "push", "X1", 20)
 	require.ErrorIs(t, err, ErrBadCursor)
 }
+
+// TestCanvasVersionsRecordDeploymentsOnce: a changed version is a new
+// deployment (a rollback too); the same version deployed again (a restart)
+// is not; a version deployed before history existed gets its row once.
+func TestCanvasVersionsRecordDeploymentsOnce(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	for _, d := range []struct {
+		hash, src string
+		changed   bool
+	}{
+		{"h1", "id: promo\n", true},
+		{"h1", "id: promo\n", false}, // restart
+		{"h2", "id: promo\nname: two\n", true},
+		{"h1", "id: promo\n", true}, // rollback
+		{"h0", "id: old\n", false},  // before history: recorded once
+		{"h0", "id: old\n", false},
+	} {
+		require.NoError(t, s.RecordCanvasVersion(ctx, CanvasVersion{CanvasID: "promo", PlanHash: d.hash, Path: "promo.yaml", Source: d.src, Author: "lina"}, d.changed))
+	}
+	list, err := s.CanvasVersions(ctx, "promo", 10)
+	require.NoError(t, err)
+	var hashes []string
+	for _, v := range list {
+		hashes = append(hashes, v.PlanHash)
+		require.Empty(t, v.Source, "the list carries no sources")
+		require.Equal(t, "lina", v.Author)
+	}
+	require.Equal(t, []string{"h0", "h1", "h2", "h1"}, hashes, "newest first")
+	v, err := s.CanvasVersion(ctx, "promo", list[2].ID)
+	require.NoError(t, err)
+	require.Equal(t, "id: promo\nname: two\n", v.Source)
+	_, err = s.CanvasVersion(ctx, "other", list[2].ID)
+	require.ErrorIs(t, err, ErrNotFound)
+}
+
+// TestStaffTaskLinesPagesOpenAndOverdue: customers staff members still have
+// to reach in open and overdue tasks, one line each, paged by keyset; done
+// tasks and reached customers are not listed; reminders and escalations are
+// counted per task.
+func TestStaffTaskLinesPagesOpenAndOverdue(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	var patches []ProfileUpdate
+	var ids []string
+	for i := range 30 {
+		ids = append(ids, fmt.Sprintf("c%02d", i))
+		patches = append(patches, ProfileUpdate{ID: ids[i], Patch: []byte(`{}`)})
+	}
+	_, err := s.UpsertProfiles(ctx, patches)
+	require.NoError(t, err)
+	byID, err := s.UIDs(ctx, ids)
+	require.NoError(t, err)
+	var customers []StaffCustomer
+	for i, id := range ids {
+		staff := []string{"lina", "zhao", "wang"}[i%3] // wang's task is done
+		customers = append(customers, StaffCustomer{UID: byID[id], Staff: staff, ExternalUserID: "wm" + id, Status: CustomerAssigned})
+	}
+	customers[0].Status = CustomerSent // lina reached c00 already
+	const run, step = 1, "sop"
+	require.NoError(t, s.AssignStaffCustomers(ctx, run, step, customers))
+	task := func(staff string, deadline time.Time) StaffTask {
+		return StaffTask{StaffTaskKey: StaffTaskKey{RunID: run, StepID: step, Staff: staff}, CanvasID: "sop", Kind: "customers", Name: staff, Grid: "东湖",
+			CreatedAt: now.Add(-2 * time.Hour), Deadline: deadline}
+	}
+	require.NoError(t, s.EnsureStaffTasks(ctx, []StaffTask{
+		task("lina", now.Add(time.Hour)),       // open
+		task("zhao", now.Add(-time.Hour)),      // overdue
+		task("wang", now.Add(-30*time.Minute)), // done on time
+		{StaffTaskKey: StaffTaskKey{RunID: run, StepID: "brief", Staff: "lina"}, CanvasID: "sop", Kind: "staff", CreatedAt: now.Add(-time.Hour), Deadline: now.Add(time.Hour)},
+	}))
+	require.NoError(t, s.MarkStaffDone(ctx, StaffTaskKey{RunID: run, StepID: step, Staff: "wang"}, now.Add(-time.Hour)))
+	_, _, err = s.AddStaffReminder(ctx, StaffTaskKey{RunID: run, StepID: step, Staff: "zhao"}, now.Add(-90*time.Minute))
+	require.NoError(t, err)
+	require.NoError(t, s.MarkStaffEscalated(ctx, []StaffTaskKey{{RunID: run, StepID: step, Staff: "zhao"}}, now.Add(-50*time.Minute)))
+
+	var lines []StaffTaskLine
+	after := ""
+	for page := 0; ; page++ {
+		got, next, err := s.StaffTaskLines(ctx, "sop", 0, after, 8)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(got), 8)
+		lines = append(lines, got...)
+		if next == "" {
+			break
+		}
+		require.Less(t, page, 5, "paging ends")
+		after = next
+	}
+	// The brief (no customers), lina's 9 unreached customers, zhao's 10.
+	require.Len(t, lines, 1+9+10)
+	require.Equal(t, "brief", lines[0].StepID)
+	require.Zero(t, lines[0].UID)
+	seen := map[string]bool{}
+	for _, l := range lines[1:] {
+		require.NotEqual(t, "c00", l.UserID, "a reached customer is not listed")
+		require.NotEqual(t, "wang", l.Staff, "a done task is not listed")
+		require.False(t, seen[l.UserID])
+		seen[l.UserID] = true
+		require.Equal(t, "wm"+l.UserID, l.ExternalID)
+		switch l.Staff {
+		case "lina":
+			require.Equal(t, "open", l.Live)
+		case "zhao":
+			require.Equal(t, "not_done", l.Live)
+			require.Len(t, l.Reminders, 1)
+			require.False(t, l.EscalatedAt.IsZero())
+		}
+	}
+	follow, err := s.StaffFollowUpsOf(ctx, "sop", 0)
+	require.NoError(t, err)
+	require.Equal(t, StaffFollowUps{Reminders: 1, Escalations: 1}, follow)
+	_, _, err = s.StaffTaskLines(ctx, "sop", 0, "%%%", 8)
+	require.ErrorIs(t, err, ErrBadCursor)
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/workflows"
 )
 
@@ -69,6 +70,9 @@ func (app *App) Deploy(ctx context.Context, files []canvases.File, problems canv
 			return res, err
 		}
 		if err := app.store.RecordAuthor(ctx, p.ID, p.Hash, auth.ActorFrom(ctx).Name); err != nil {
+			return res, err
+		}
+		if err := app.store.RecordCanvasVersion(ctx, store.CanvasVersion{CanvasID: p.ID, PlanHash: p.Hash, Path: f.Path, Source: string(f.Source), Author: auth.ActorFrom(ctx).Name}, changed); err != nil {
 			return res, err
 		}
 		action, err := app.syncSchedule(ctx, p)

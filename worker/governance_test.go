@@ -17,6 +17,7 @@ import (
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/config"
+	"github.com/huabu/huabu/server"
 	"github.com/huabu/huabu/store"
 	"github.com/huabu/huabu/workflows"
 )
@@ -169,6 +170,20 @@ func TestApprovalPerPlanHash(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"alice run", "alice deploy", "alice deploy", "alice run", "bob approve", "carol deploy", "system deploy"}, got, "newest first")
+
+	// The version history (console): each deployment with its YAML, who
+	// and when — the rollback to v2 is a deployment of its own.
+	versions, err := app.CanvasVersions(ctx, "promo")
+	require.NoError(t, err)
+	var history []string
+	for _, v := range versions {
+		full, err := app.CanvasVersion(ctx, "promo", v.ID)
+		require.NoError(t, err)
+		history = append(history, v.Author+" "+full.Source)
+	}
+	require.Equal(t, []string{"alice " + v2, "alice " + v3, "carol " + v2, "system " + promoV1}, history, "newest first")
+	_, err = app.CanvasVersion(ctx, "promo", versions[0].ID+1)
+	require.ErrorIs(t, err, server.ErrNotFound)
 }
 
 func TestApprovalHoldsSchedules(t *testing.T) {

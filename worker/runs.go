@@ -196,7 +196,7 @@ func (app *App) DeploySources(ctx context.Context, files map[string][]byte) (ser
 	for path, src := range files {
 		plan, probs := app.compiler.Compile(path, src)
 		problems = append(problems, probs...)
-		compiled = append(compiled, canvases.File{Path: path, Plan: plan, Problems: probs})
+		compiled = append(compiled, canvases.File{Path: path, Plan: plan, Problems: probs, Source: src})
 	}
 	problems.Sort()
 	res, err := app.Deploy(ctx, compiled, problems, false)

@@ -169,9 +169,15 @@ func (r *Router) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// Run starts the runs of entry windows as they close, until ctx ends; then
-// it starts those still gathering (what it cannot start stays in the store
-// for the next start). A window whose start fails is retried, with backoff,
+// ErrHandedOver, as the cause of Run's context, tells it another process
+// routes now (a worker that lost the router lease, ADR 022): it stops
+// without starting the windows still gathering, which the next router
+// resumes from the store and may still add to.
+var ErrHandedOver = errors.New("router: another process routes now")
+
+// Run starts the runs of entry windows as they close, until ctx ends; then,
+// unless ctx was cancelled with ErrHandedOver, it starts those still
+// gathering (what it cannot start stays in the store for the next start). A window whose start fails is retried, with backoff,
 // never dropped.
 func (r *Router) Run(ctx context.Context) {
 	if err := r.Refresh(ctx); err != nil {
@@ -184,6 +190,9 @@ func (r *Router) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), ErrHandedOver) {
+				return // the next router resumes the windows from the store
+			}
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			r.StartWindows(sctx, true)
 			cancel()

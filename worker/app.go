@@ -90,12 +90,15 @@ type App struct {
 	adminAddr     string
 	ready         atomic.Bool
 
-	router     *triggers.Router
-	stopRouter func()
-	traits     *traits.Engine // nil when the config computes nothing
-	stopTraits func()
-	feed       *eventFeed
-	stopFeed   func()
+	// The router and its feed run while this worker holds the router lease
+	// (worker/leader.go, worker/router.go); nil otherwise.
+	routingMu   sync.Mutex
+	router      *triggers.Router
+	feed        *eventFeed
+	leader      *leadership
+	stopRouting func()
+	traits      *traits.Engine // nil when the config computes nothing
+	stopTraits  func()
 	// The accept log between the ingestion API and the store (ADR 006).
 	acceptLog   *acceptlog.Log
 	applier     *ingest.Applier
@@ -240,9 +243,6 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if err := app.startTraits(); err != nil {
 		return nil, err
 	}
-	if err := app.startRouter(ctx); err != nil {
-		return nil, err
-	}
 	if err := app.startDirectorySync(ctx); err != nil {
 		log.Warn("WeCom directory sync schedule", "err", err)
 	}
@@ -263,9 +263,10 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		}
 	}
 	// Events stored before this start and not routed then are routed now,
-	// to the canvases just deployed, before the API takes new ones.
+	// to the canvases just deployed, before the API takes new ones — by
+	// this worker if it is the one that routes (the router lease).
 	progress("routing stored events")
-	if err := app.startFeed(ctx); err != nil {
+	if err := app.startRouting(ctx); err != nil {
 		return nil, err
 	}
 	if err := app.startApplier(ctx, StorePath(cfg, opts.DataDir)); err != nil {
@@ -368,16 +369,10 @@ func (app *App) close() error {
 	if app.stopApplier != nil {
 		app.stopApplier()
 	}
-	if app.stopFeed != nil {
-		app.stopFeed()
-	}
-	if app.stopRouter != nil {
-		app.stopRouter() // starts the runs of entries still gathering
-	}
-	if app.feed != nil {
-		// Up to the first window whose run could not be started (it stays
-		// in the store and starts after the next start).
-		app.feed.save(context.Background(), true)
+	if app.stopRouting != nil {
+		// The feed, then the router (it starts the runs of entries still
+		// gathering), then the cursor is saved and the lease released.
+		app.stopRouting()
 	}
 	if app.stopTraits != nil {
 		app.stopTraits()

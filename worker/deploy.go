@@ -2,8 +2,11 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -35,6 +38,9 @@ type DeployResult struct {
 	Canvases []Deployed        `json:"canvases"`
 	Removed  []string          `json:"removed,omitempty"`
 	Problems canvases.Problems `json:"problems,omitempty"`
+	// Stale: the worker's canvases directory is an older canvas set than
+	// the newest one deployed, so nothing was deployed (ADR 022).
+	Stale bool `json:"stale,omitempty"`
 }
 
 // ErrInvalidCanvases means a deploy was refused because a canvas has errors.
@@ -50,7 +56,68 @@ func (app *App) DeployConfigured(ctx context.Context) (DeployResult, error) {
 	if err != nil {
 		return DeployResult{}, fmt.Errorf("canvases: %w", err)
 	}
-	return app.Deploy(ctx, files, problems, true)
+	if problems.HasErrors() {
+		return DeployResult{Problems: problems}, ErrInvalidCanvases
+	}
+	// Several workers start with the canvases directory each has (ADR 022):
+	// the first to start with a new set deploys it whole (retiring what it
+	// lacks); one with the newest set deploys it again, leaving alone what
+	// was deployed since (huabu deploy) — no rollback, no retiring; one with
+	// an older set deploys nothing.
+	set, newest, created, err := app.store.ClaimCanvasSet(ctx, canvasSetDigest(files), len(files))
+	if err != nil {
+		return DeployResult{}, fmt.Errorf("canvas set: %w", err)
+	}
+	if created {
+		return app.Deploy(ctx, files, problems, true)
+	}
+	if set.Digest != newest.Digest {
+		app.log.Warn("this worker's canvases directory is an older canvas set than the newest deployed; deploying nothing at start, so newer canvases are neither rolled back nor retired (deploy it on purpose with huabu deploy)",
+			"directory", dir, "set", set.Seq, "first_deployed", set.FirstAt.Format(time.RFC3339), "newest_set", newest.Seq, "newest_first_deployed", newest.FirstAt.Format(time.RFC3339))
+		return DeployResult{Problems: problems, Stale: true}, nil
+	}
+	kept := files[:0:0]
+	for _, f := range files {
+		newer, err := app.newerDeployed(ctx, f.Plan)
+		if err != nil {
+			return DeployResult{}, err
+		}
+		if newer {
+			app.log.Info("canvas left as deployed: a newer version than this worker's file was deployed since", "canvas", f.Plan.ID, "file", f.Path)
+			continue
+		}
+		kept = append(kept, f)
+	}
+	return app.Deploy(ctx, kept, problems, false)
+}
+
+// canvasSetDigest names a set of canvases by their ids and plan hashes.
+func canvasSetDigest(files []canvases.File) string {
+	lines := make([]string, len(files))
+	for i, f := range files {
+		lines[i] = f.Plan.ID + "\x00" + f.Plan.Hash
+	}
+	sort.Strings(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:])
+}
+
+// newerDeployed reports whether the canvas's current version in the store
+// is not p and was stored after p was (p is an older version).
+func (app *App) newerDeployed(ctx context.Context, p *canvases.Plan) (bool, error) {
+	cur, err := app.store.Canvas(ctx, p.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || cur.PlanHash == p.Hash {
+		return false, err
+	}
+	mine, known, err := app.store.PlanCreated(ctx, p.Hash)
+	if err != nil || !known {
+		return false, err
+	}
+	theirs, _, err := app.store.PlanCreated(ctx, cur.PlanHash)
+	return theirs.After(mine), err
 }
 
 // Deploy stores new plan versions and brings Temporal Schedules in line.
@@ -91,8 +158,8 @@ func (app *App) Deploy(ctx context.Context, files []canvases.File, problems canv
 		}
 		res.Canvases = append(res.Canvases, Deployed{ID: p.ID, Plan: p.ShortHash(), Changed: changed, Schedule: action, Approval: approval})
 	}
-	if app.router != nil {
-		defer func() { _ = app.router.Refresh(ctx) }()
+	if r := app.currentRouter(); r != nil {
+		defer func() { _ = r.Refresh(ctx) }()
 	}
 	if !complete {
 		return res, nil

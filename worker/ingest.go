@@ -40,41 +40,6 @@ func (app *App) startTraits() error {
 	return nil
 }
 
-// startFeed routes what was stored but not routed before this start (a
-// crash between the two), then follows the store until Close.
-func (app *App) startFeed(ctx context.Context) error {
-	var tw traitWaiter
-	if app.traits != nil {
-		tw = app.traits
-	}
-	f := newEventFeed(app.store, app.router, tw, app.log.With("component", "feed"))
-	if err := f.load(ctx); err != nil {
-		return fmt.Errorf("router cursor: %w", err)
-	}
-	from := f.Cursor()
-	n, err := f.drain(ctx)
-	if err != nil {
-		// The feed's loop keeps trying; refusing to start would not help.
-		app.log.Error("routing events stored before this start; the feed keeps trying", "after", f.Cursor(), "err", err)
-	}
-	if n > 0 {
-		app.log.Warn("routed events stored before this start but not routed then", "events", n, "after", from)
-	}
-	f.save(ctx, false)
-	app.feed = f
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.run(runCtx)
-	}()
-	app.stopFeed = func() {
-		cancel()
-		<-done
-	}
-	return nil
-}
-
 // ingestAPI is the ingestion API in front of the accept log; the applier
 // stores what it accepts and tells the feed and the traits engine. Traits is
 // still set so accepted requests ask for their users' traits to be marked due.
@@ -121,8 +86,8 @@ func (app *App) startApplier(ctx context.Context, storePath string) error {
 			if touched && app.traits != nil {
 				app.traits.Notify()
 			}
-			if events && app.feed != nil {
-				app.feed.Events(context.Background(), nil)
+			if events {
+				app.EventSink().Events(context.Background(), nil)
 			}
 		},
 	})
@@ -162,10 +127,11 @@ func (app *App) WaitIngested(ctx context.Context) error {
 // EventsRouted is the id of the last stored event the router has been given
 // (benchmarks and tests watch it catch up).
 func (app *App) EventsRouted() int64 {
-	if app.feed == nil {
+	f := app.currentFeed()
+	if f == nil {
 		return 0
 	}
-	return app.feed.Cursor()
+	return f.Cursor()
 }
 
 // WaitTraits waits until the traits of every user touched so far (by

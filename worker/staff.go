@@ -59,10 +59,7 @@ func (app *App) wecomCallback() (*server.WeComCallback, error) {
 		return nil, nil
 	}
 	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-	rec := server.IngestRecorder{Store: app.store}
-	if app.router != nil {
-		rec.Sink = app.EventSink()
-	}
+	rec := server.IngestRecorder{Store: app.store, Sink: app.EventSink()}
 	return server.NewWeComCallback(server.WeComCallbackConfig{Token: str(cbc, "token"), AESKey: str(cbc, "aes_key"), CorpID: str(sec, "corp_id")},
 		app.store, rec, app.log.With("component", "wecom-callback"))
 }

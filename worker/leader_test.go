@@ -1,0 +1,159 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/store"
+)
+
+// partitionable is a store handle that can be cut off: every lease call
+// fails, as when a worker loses the database or hangs.
+type partitionable struct {
+	*store.SQLite
+	cut atomic.Bool
+}
+
+var errCut = errors.New("connection refused")
+
+func (p *partitionable) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (store.Lease, bool, error) {
+	if p.cut.Load() {
+		return store.Lease{}, false, errCut
+	}
+	return p.SQLite.AcquireLease(ctx, name, holder, ttl)
+}
+
+func (p *partitionable) RenewLease(ctx context.Context, name, holder string, term int64, ttl time.Duration) (bool, error) {
+	if p.cut.Load() {
+		return false, errCut
+	}
+	return p.SQLite.RenewLease(ctx, name, holder, term, ttl)
+}
+
+// leaders records who leads; it fails the test when two lead at once.
+type leaders struct {
+	t       *testing.T
+	mu      sync.Mutex
+	current string
+	terms   []int64
+	changed chan struct{}
+}
+
+func (ls *leaders) lead(name string) func(ctx context.Context, term int64, now bool) (func(lost bool), error) {
+	return func(ctx context.Context, term int64, now bool) (func(bool), error) {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if ls.current != "" {
+			ls.t.Errorf("%s leads (term %d) while %s still leads", name, term, ls.current)
+		}
+		ls.current = name
+		ls.terms = append(ls.terms, term)
+		ls.changed <- struct{}{}
+		return func(bool) {
+			ls.mu.Lock()
+			defer ls.mu.Unlock()
+			ls.current = ""
+			ls.changed <- struct{}{}
+		}, nil
+	}
+}
+
+func (ls *leaders) leader() string {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.current
+}
+
+// Two workers (two handles on one store file, each its own connections)
+// contend for the router lease: one leads at a time; when the leader is cut
+// off it stops before its lease expires and the other takes over once it
+// has; when a leader stops gracefully the other takes over at its next try.
+// Durations are a tenth of the real ones.
+func TestOneRouterAtATime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huabu.db")
+	open := func() *partitionable {
+		s, err := store.OpenSQLite(context.Background(), path)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		return &partitionable{SQLite: s}
+	}
+	ls := &leaders{t: t, changed: make(chan struct{}, 16)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	type worker struct {
+		st     *partitionable
+		l      *leadership
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	start := func(name string) *worker {
+		w := &worker{st: open(), done: make(chan struct{})}
+		w.l = newLeadership(w.st, routerLease, log, ls.lead(name))
+		w.l.ttl, w.l.renew, w.l.stepDown = leaseTTL/10, leaseRenew/10, leaseStepDown/10
+		ctx, cancel := context.WithCancel(context.Background())
+		w.cancel = cancel
+		term, stop, err := w.l.tryOnce(ctx, true)
+		require.NoError(t, err)
+		go func() {
+			defer close(w.done)
+			w.l.run(ctx, term, stop)
+		}()
+		return w
+	}
+	waitFor := func(want string, within time.Duration) time.Duration {
+		t.Helper()
+		began := time.Now()
+		deadline := time.After(within)
+		for ls.leader() != want {
+			select {
+			case <-ls.changed:
+			case <-deadline:
+				t.Fatalf("leader is %q after %s, want %q", ls.leader(), within, want)
+			}
+		}
+		return time.Since(began)
+	}
+
+	a := start("a")
+	waitFor("a", time.Second)
+	b := start("b")
+	// b tries every renew interval for three lease lifetimes: a keeps it.
+	for range 3 {
+		l, ok, err := b.st.SQLite.AcquireLease(context.Background(), routerLease, "probe", time.Second)
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.Equal(t, a.l.holder, l.Holder)
+		time.Sleep(leaseTTL / 10)
+	}
+
+	// a loses the database: it stops leading (before its lease expires),
+	// b takes over once the lease expired, in at most ttl + renew.
+	a.st.cut.Store(true)
+	took := waitFor("b", 30*leaseTTL/10)
+	require.LessOrEqual(t, took, 3*(leaseTTL+leaseRenew)/10, "b took over in %s", took)
+	t.Logf("b took over %s after a was cut off (lease %s)", took, leaseTTL/10)
+
+	// a comes back: it does not lead while b does.
+	a.st.cut.Store(false)
+	l, _, err := a.st.LeaseOf(context.Background(), routerLease)
+	require.NoError(t, err)
+	require.Equal(t, b.l.holder, l.Holder)
+
+	// b stops gracefully: it releases the lease, a takes it at its next try.
+	b.cancel()
+	<-b.done
+	waitFor("a", 3*leaseRenew/10+time.Second)
+	a.cancel()
+	<-a.done
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	require.Equal(t, []int64{1, 2, 3}, ls.terms, "each holding is a new term")
+}

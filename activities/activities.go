@@ -53,6 +53,10 @@ type Store interface {
 	WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error
 	RecordTouches(ctx context.Context, runID int64, channel string, uids []int64, at time.Time) error
 	Touches(ctx context.Context, uids []int64, since time.Time) (map[int64]map[string]int, error)
+	// ReserveTouches and SettleTouches: caps checked and recorded at once
+	// (ADR 023).
+	ReserveTouches(ctx context.Context, key store.LedgerKey, channel string, rules []store.CapRule, uids []int64, now time.Time) (map[int64]bool, error)
+	SettleTouches(ctx context.Context, key store.LedgerKey, sentOn map[int64]string, notSent []int64) error
 	SuppressedAmong(ctx context.Context, channel string, subjects []string) (map[string]bool, error)
 	Suppress(ctx context.Context, entries []store.Suppression) (int, error)
 }

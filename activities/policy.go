@@ -56,8 +56,12 @@ type verdict struct {
 	suppress   string    // quiet_hours (drop) or frequency_cap
 }
 
-// judge applies quiet hours and frequency caps to a page's users.
-func (a *Activities) judge(ctx context.Context, e effective, channel string, now time.Time, rows []store.ProfileRow) (map[int64]verdict, error) {
+// judge applies quiet hours and frequency caps to a page's users. With
+// reserve (a send's ledger key) the caps are checked and a touch recorded
+// for each user they let through in one store transaction (ADR 023), so
+// two sends at once — on two workers — cannot both pass a cap; without, it
+// only reads (previews and estimates).
+func (a *Activities) judge(ctx context.Context, e effective, channel string, now time.Time, rows []store.ProfileRow, reserve *store.LedgerKey) (map[int64]verdict, error) {
 	out := map[int64]verdict{}
 	if e.quiet != nil {
 		fallback, _ := canvases.LoadLocation(a.Compiler.Options().Timezone)
@@ -90,6 +94,22 @@ func (a *Activities) judge(ctx context.Context, e effective, channel string, now
 			if _, decided := out[r.UID]; !decided {
 				uids = append(uids, r.UID)
 			}
+		}
+		if reserve != nil {
+			rules := make([]store.CapRule, len(e.caps))
+			for i, c := range e.caps {
+				rules[i] = store.CapRule{Channel: c.Channel, Max: c.Max, Window: c.Per.Std()}
+			}
+			capped, err := a.Store.ReserveTouches(ctx, *reserve, channel, rules, uids, now)
+			if err != nil {
+				return nil, err
+			}
+			for _, uid := range uids {
+				if capped[uid] {
+					out[uid] = verdict{suppress: "frequency_cap"}
+				}
+			}
+			return out, nil
 		}
 		// One count per distinct window: a daily SMS cap and a weekly
 		// any-channel cap each see their own window.

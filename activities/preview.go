@@ -118,7 +118,7 @@ type Verdict struct {
 func (a *Activities) HeldBack(ctx context.Context, plan *canvases.Plan, channel string, now time.Time, rows []store.ProfileRow) (map[int64]Verdict, error) {
 	out := map[int64]Verdict{}
 	if e := a.policyFor(plan); e.active() {
-		vs, err := a.judge(ctx, e, channel, now, rows)
+		vs, err := a.judge(ctx, e, channel, now, rows, nil)
 		if err != nil {
 			return nil, err
 		}

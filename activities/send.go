@@ -275,7 +275,8 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		if err != nil {
 			return res, prior, err
 		}
-		if verdicts, err = s.a.judge(ctx, s.policy, s.push.Channel, s.a.now(), rows); err != nil {
+		key := s.in.ledger()
+		if verdicts, err = s.a.judge(ctx, s.policy, s.push.Channel, s.a.now(), rows, &key); err != nil {
 			return res, prior, err
 		}
 		if members, err = s.deferQuiet(ctx, p.No, members, verdicts); err != nil {
@@ -388,8 +389,8 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 	if err := s.a.Store.SettleDeliveries(ctx, s.in.ledger(), batch, settle); err != nil {
 		return res, prior, err
 	}
-	if len(s.policy.caps) > 0 {
-		if err := s.touch(ctx, settle); err != nil {
+	if len(s.policy.caps) > 0 && verdicts != nil {
+		if err := s.touch(ctx, settle, claim.Done); err != nil {
 			return res, prior, err
 		}
 	}
@@ -1017,22 +1018,30 @@ func (s *sender) deferQuiet(ctx context.Context, page int64, members []int64, ve
 	return kept, nil
 }
 
-// touch records sent messages, per channel, for frequency caps.
-func (s *sender) touch(ctx context.Context, settled []store.Settlement) error {
-	byChannel := map[string][]int64{}
+// touch settles the touches judge reserved for the page's users (ADR 023):
+// users sent to keep theirs, on the channel they were sent on; users not
+// sent to — now or by an earlier attempt (done) — drop theirs. A delivery
+// whose outcome is unknown keeps its touch: it may have been sent.
+func (s *sender) touch(ctx context.Context, settled []store.Settlement, done map[int64]string) error {
+	sentOn := map[int64]string{}
+	var notSent []int64
 	for _, st := range settled {
-		if st.State == store.DeliverySent {
+		switch st.State {
+		case store.DeliverySent:
 			ch := st.Channel
 			if ch == "" {
 				ch = s.push.Channel
 			}
-			byChannel[ch] = append(byChannel[ch], st.UID)
+			sentOn[st.UID] = ch
+		case store.DeliveryUnknown:
+		default:
+			notSent = append(notSent, st.UID)
 		}
 	}
-	for _, ch := range sortedKeys(byChannel) {
-		if err := s.a.Store.RecordTouches(ctx, s.in.RunID, ch, byChannel[ch], s.a.now()); err != nil {
-			return err
+	for uid, state := range done {
+		if state == store.DeliveryFailed || state == store.DeliverySuppressed {
+			notSent = append(notSent, uid)
 		}
 	}
-	return nil
+	return s.a.Store.SettleTouches(ctx, s.in.ledger(), sentOn, notSent)
 }

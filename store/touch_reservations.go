@@ -159,7 +159,6 @@ func (s *SQLite) SettleTouches(ctx context.Context, key LedgerKey, sentOn map[in
 	})
 }
 
-
 func valuesList(n int, tuple string) string {
 	return strings.TrimSuffix(strings.Repeat(tuple+", ", n), ", ")
 }

@@ -295,6 +295,17 @@ type Deps struct {
 	// Calls, when set, sees every WeCom API call (sends, staff tasks,
 	// directory sync), one per request (metrics).
 	Calls CallObserver
+	// Slots, when set, books per-member send slots (wecom.app's pacing) in
+	// the store every worker shares; nil paces within this process only.
+	Slots SlotBook
+}
+
+// SlotBook books send slots per rate-limited recipient in a store shared by
+// every worker (store.ReserveSlot), so a per-member limit holds however
+// many workers send.
+type SlotBook interface {
+	ReserveSlot(ctx context.Context, key string, now time.Time, horizon time.Duration, perMinute, perHour int) (at time.Time, ok bool, err error)
+	ReleaseSlot(ctx context.Context, key string, at time.Time) error
 }
 
 // CallObserver sees one provider API call: which, how long, and its error.

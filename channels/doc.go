@@ -51,8 +51,9 @@
 //
 // # Limits kept here and elsewhere
 //
-// wecom.app paces each member to WeCom's per-member limits in process (a
-// limiter shared by all workers is future work); JPush and wecom.app also
+// wecom.app paces each member to WeCom's per-member limits, in the store
+// every worker shares when Deps.Slots is set (the worker sets it), else in
+// process (wecom_pacer.go, ADR 023); JPush and wecom.app also
 // stop calling once the provider says its rate-limit window is used up
 // (pacing.go), and report the held deliveries as retry_later with the wait,
 // which the engine sleeps out inside the Send activity. JPush cids and

@@ -52,7 +52,7 @@ func newWeComApp(cfg map[string]any, deps Deps) (Channel, error) {
 	}
 	return &wecomApp{
 		spec: spec, client: newWeComClient(w, w.secret, deps), agentID: w.agentID, dup: w.dupInterval,
-		pacer: newMemberPacer(w.perMinute, w.perHour), maxWait: w.maxWait,
+		pacer: newMemberPacer(w.perMinute, w.perHour, deps.Slots, "wecom.app/"+w.corpID+"/"+w.agentID+"/"), maxWait: w.maxWait,
 		log: deps.Logger, now: deps.Now, sleep: sleepCtx,
 	}, nil
 }

@@ -1,6 +1,7 @@
 package channels
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"time"
@@ -12,19 +13,25 @@ import (
 // instead of sending. Slots are reserved before the call and released when
 // WeCom did not send (error, invalid user).
 //
-// The pacer is per process. With several workers sending to the same staff
-// members the limits must be shared (a limiter in the store, or Temporal
-// task-queue rate limits): that is future work, see docs/DESIGN "Scale plan".
+// With a SlotBook (Deps.Slots: the store) the slots are booked in the store
+// every worker shares, under book's key prefix, so the limits hold across
+// workers (ADR 023); without, they are booked in this process.
 type memberPacer struct {
 	perMinute, perHour int
+	book               SlotBook
+	prefix             string
 	mu                 sync.Mutex
 	sends              map[string][]time.Time // per member (lowercase), sorted, last hour only
 	ops                int
 }
 
-func newMemberPacer(perMinute, perHour int) *memberPacer {
-	return &memberPacer{perMinute: perMinute, perHour: perHour, sends: map[string][]time.Time{}}
+func newMemberPacer(perMinute, perHour int, book SlotBook, prefix string) *memberPacer {
+	return &memberPacer{perMinute: perMinute, perHour: perHour, book: book, prefix: prefix, sends: map[string][]time.Time{}}
 }
+
+// bookTimeout bounds a booking in the store; a booking that fails holds the
+// member's messages back a second (RetryLater), never sends unpaced.
+const bookTimeout = 5 * time.Second
 
 // reserve books the earliest slot at or after now for member. If that slot
 // is within horizon it is recorded and ok is true; otherwise nothing is
@@ -34,6 +41,15 @@ func (p *memberPacer) reserve(member string, now time.Time, horizon time.Duratio
 		return now, true
 	}
 	key := strings.ToLower(member) // WeCom userids are case-insensitive
+	if p.book != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), bookTimeout)
+		defer cancel()
+		at, ok, err := p.book.ReserveSlot(ctx, p.prefix+key, now, horizon, p.perMinute, p.perHour)
+		if err != nil {
+			return now.Add(time.Second), false
+		}
+		return at, ok
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.gc(now)
@@ -69,6 +85,12 @@ func (p *memberPacer) release(member string, at time.Time) {
 		return
 	}
 	key := strings.ToLower(member)
+	if p.book != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), bookTimeout)
+		defer cancel()
+		_ = p.book.ReleaseSlot(ctx, p.prefix+key, at) // a slot not given back only delays later sends
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ts := p.sends[key]

@@ -22,9 +22,11 @@ type CanvasSet struct {
 // once each gets its own place in the order.
 func (s *SQLite) ClaimCanvasSet(ctx context.Context, digest string, canvases int) (set, newest CanvasSet, created bool, err error) {
 	now := s.now().UnixMilli()
+	// The casts type the parameters for PostgreSQL, which cannot infer them
+	// in a SELECT list.
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO canvas_sets (digest, canvases, first_at, seq)
-			SELECT ?, ?, ?, COALESCE(MAX(seq), 0) + 1 FROM canvas_sets WHERE true
+			SELECT ?, CAST(? AS INTEGER), CAST(? AS BIGINT), COALESCE(MAX(seq), 0) + 1 FROM canvas_sets WHERE true
 			ON CONFLICT (digest) DO NOTHING`, digest, canvases, now)
 		if err != nil {
 			return err

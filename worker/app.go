@@ -181,7 +181,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		httpClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	app.providerMetrics, app.activityMetrics = metrics.NewProviders(), metrics.NewActivities()
-	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store, Contacts: app.store, Observer: app.providerMetrics, Calls: app.providerMetrics}); err != nil {
+	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store, Contacts: app.store, Observer: app.providerMetrics, Calls: app.providerMetrics, Slots: app.store}); err != nil {
 		return nil, err
 	}
 

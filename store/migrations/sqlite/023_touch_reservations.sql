@@ -11,3 +11,17 @@ CREATE TABLE touch_locks (
   uid BIGINT PRIMARY KEY,
   n   BIGINT NOT NULL DEFAULT 0
 );
+
+-- Send slots per rate-limited recipient (WeCom app messages: ≤30 a minute and
+-- ≤1000 an hour per member), booked in the store so every worker's sends
+-- count (ADR 023). pacing_keys serialises bookings of one key.
+CREATE TABLE pacing_slots (
+  id  INTEGER PRIMARY KEY,
+  key TEXT NOT NULL,
+  at  BIGINT NOT NULL -- unix ms
+);
+CREATE INDEX pacing_slots_key ON pacing_slots(key, at);
+CREATE TABLE pacing_keys (
+  key TEXT PRIMARY KEY,
+  n   BIGINT NOT NULL DEFAULT 0
+);

@@ -142,13 +142,14 @@ temporal: {address: "%s", namespace: default, task_queue: huabu}
 store: {driver: %s, dsn: "%s"}
 http: {listen: "127.0.0.1:0"}
 triggers: {window: 400ms}
-profile: {attributes: {name: string}}
+profile: {attributes: {name: string, kind: string}}
 channels:
   push: {provider: jpush, base_url: "%s", app_key: clusterapp, master_secret: secret}
 `, env["HUABU_CLUSTER_TEMPORAL"], env["HUABU_CLUSTER_STORE_DRIVER"], env["HUABU_CLUSTER_STORE_DSN"], fake.URL())), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "canvases", "member-day.yaml"), []byte(`
 id: member-day
 trigger: {manual: {}}
+audience: 'user.kind == "member"'
 steps:
   - id: first
     push: {channel: push, text: "{{ .user.name }}，会员日开始了：第一波"}
@@ -170,10 +171,10 @@ steps:
 	require.NoError(t, err)
 	bw := bufio.NewWriter(pf)
 	for i := range users {
-		fmt.Fprintf(bw, `{"userId":"m%06d","traits":{"name":"会员%d","push_alias":"alias%06d"}}`+"\n", i, i, i)
+		fmt.Fprintf(bw, `{"userId":"m%06d","traits":{"name":"会员%d","kind":"member","push_alias":"alias%06d"}}`+"\n", i, i, i)
 	}
 	for i := range events {
-		fmt.Fprintf(bw, `{"userId":"e%05d","traits":{"name":"访客%d","push_alias":"ealias%05d"}}`+"\n", i, i, i)
+		fmt.Fprintf(bw, `{"userId":"e%05d","traits":{"name":"访客%d","kind":"visitor","push_alias":"ealias%05d"}}`+"\n", i, i, i)
 	}
 	require.NoError(t, bw.Flush())
 	require.NoError(t, pf.Close())
@@ -290,7 +291,7 @@ steps:
 	t.Logf("%d workers, %d users, %d events, 2 kills: done in %s", len(workers), users, events, time.Since(start).Round(time.Millisecond))
 	got := pushes()
 	for wave, want := range map[string]int{"第一波": users, "第二波": users, "欢迎回来": events} {
-		require.Len(t, got[wave], want, "%s: users reached", wave)
+		require.Equal(t, want, len(got[wave]), "%s: users reached", wave)
 		for alias, n := range got[wave] {
 			if n != 1 {
 				require.Equal(t, 1, n, "%s: %s got it %d times", wave, alias, n)

@@ -157,3 +157,41 @@ func TestOneRouterAtATime(t *testing.T) {
 	defer ls.mu.Unlock()
 	require.Equal(t, []int64{1, 2, 3}, ls.terms, "each holding is a new term")
 }
+
+// A canvas deployed through another worker (here: another handle on the
+// store, as its Deploy writes it) is routed by the leading worker's router
+// without a restart.
+func TestLeaderRoutesCanvasesDeployedElsewhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := exampleConfig(t, dir, nil, nil, nil)
+	app := startAppIn(t, cfg, dir)
+	importExamples(t, app)
+	require.True(t, app.Leading())
+
+	other, err := store.OpenSQLite(ctx, StorePath(cfg, filepath.Join(dir, "data")))
+	require.NoError(t, err)
+	defer other.Close()
+	plan, problems := app.Compiler().Compile("elsewhere.yaml", []byte(`
+id: elsewhere
+trigger: {event: {name: app_open}}
+entry: {reentry: always}
+steps:
+  - id: hello
+    push: {channel: outbox, text: 从别的节点部署的}
+`))
+	require.False(t, problems.HasErrors(), problems.Error())
+	_, err = other.SavePlan(ctx, plan.ID, plan.Hash, plan.JSON(), "elsewhere.yaml")
+	require.NoError(t, err)
+
+	// Every app_open is tried until one reaches the new canvas: the router
+	// sees the deploy at its next look at the store (deployPoll, 2 s), well
+	// before its own periodic reload (30 s after it started).
+	require.Eventually(t, func() bool {
+		sendEvents(t, app, "app_open", nil, "u001")
+		return outboxOf(t, app, "elsewhere", "hello")["u001"]
+	}, 15*time.Second, 500*time.Millisecond)
+}

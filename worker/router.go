@@ -105,6 +105,7 @@ func (app *App) lead(ctx context.Context, term int64, now bool) (func(lost bool)
 			defer close(routerDone)
 			router.Run(routerCtx)
 		}()
+		go app.followDeploys(feedCtx, router)
 		feed.run(feedCtx)
 	}()
 	return func(lost bool) {
@@ -128,6 +129,34 @@ func (app *App) lead(ctx context.Context, term int64, now bool) (func(lost bool)
 			feed.save(context.Background(), true)
 		}
 	}, nil
+}
+
+// deployPoll is how often the leading router looks for deploys made through
+// other workers (their own Deploy refreshes only their router, if any).
+const deployPoll = 2 * time.Second
+
+// followDeploys refreshes the router when the store's deploy mark moves, so
+// a canvas deployed through any worker is routed within deployPoll.
+func (app *App) followDeploys(ctx context.Context, router interface{ Refresh(context.Context) error }) {
+	mark := "" // refresh once at the first tick: a deploy since resume's Refresh is not missed
+	tick := time.NewTicker(deployPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now, err := app.store.DeployMark(ctx)
+		if err != nil || now == mark {
+			continue
+		}
+		if err := router.Refresh(ctx); err != nil {
+			app.log.Warn("router: reloading canvases deployed elsewhere", "err", err)
+			continue
+		}
+		mark = now
+	}
 }
 
 // catchUp loads the feed's cursor and routes what was stored after it.

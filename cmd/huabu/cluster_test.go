@@ -222,6 +222,17 @@ steps:
 
 	// 2. Events stream in through every worker; the router's leader is
 	// killed while they do, and comes back.
+	// First a leader: the worker killed above may have held the lease; its
+	// successor (or itself, restarted) takes it once it expired.
+	leader := -1
+	require.Eventually(t, func() bool {
+		for i, w := range workers {
+			if w.leads() {
+				leader = i
+			}
+		}
+		return leader >= 0
+	}, 30*time.Second, 50*time.Millisecond, "no worker says it holds the router lease")
 	apis := make([]*liveAPI, len(workers))
 	for i, w := range workers {
 		apis[i] = &liveAPI{url: w.api}
@@ -251,20 +262,10 @@ steps:
 		sent <- nil
 	}()
 	require.Eventually(t, func() bool { return accepted.Load() >= int64(events/3) }, 2*time.Minute, 5*time.Millisecond)
-	// The worker killed above may have held the lease: its successor (or
-	// itself, restarted) takes it once it expired.
-	leader := -1
-	require.Eventually(t, func() bool {
-		for i, w := range workers {
-			if w.leads() {
-				leader = i
-			}
-		}
-		return leader >= 0
-	}, 30*time.Second, 50*time.Millisecond, "no worker says it holds the router lease")
 	workers[leader].kill()
 	killedAt := time.Now()
 	t.Logf("killed the router's leader, worker %d, with %d of %d events accepted", leader, accepted.Load(), events)
+	require.Less(t, accepted.Load(), int64(events), "the leader must die while events stream in")
 	if len(workers) > 1 {
 		// Another worker takes over within 15 s (lease 10 s, tries every 2 s).
 		require.Eventually(t, func() bool {

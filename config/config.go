@@ -83,7 +83,10 @@ func (t TriggersConfig) EntryWindow() time.Duration {
 
 type StoreConfig struct {
 	Driver string `yaml:"driver"` // sqlite | postgres
-	DSN    string `yaml:"dsn"`
+	// DSN: sqlite, the database file (default DATA/huabu.db); postgres, a
+	// postgres:// URL or key=value string (${VAR} for the password; it is
+	// masked wherever Huabu prints the DSN).
+	DSN string `yaml:"dsn"`
 }
 
 // AuthConfig is who may use the admin API.
@@ -316,6 +319,9 @@ func (c *Config) check(doc *canvases.Document) {
 	}
 	if !slices.Contains([]string{"sqlite", "postgres"}, c.Store.Driver) {
 		fail("store.driver", "%q is not sqlite or postgres", c.Store.Driver)
+	}
+	if c.Store.Driver == "postgres" && c.Store.DSN == "" {
+		fail("store.dsn", "driver postgres needs a dsn, e.g. postgres://huabu:${HUABU_PG_PASSWORD}@127.0.0.1:5432/huabu?sslmode=disable")
 	}
 	for _, name := range sortedKeys(c.Profile.Traits) {
 		t, path := c.Profile.Traits[name], "profile.traits."+name

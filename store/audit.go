@@ -40,12 +40,10 @@ func (s *SQLite) AppendAudit(ctx context.Context, e AuditEntry) (int64, error) {
 	if detail == "" {
 		detail = "{}"
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO audit (at, actor, role, remote, action, canvas_id, plan_hash, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.At.UnixMilli(), e.Actor, e.Role, e.Remote, e.Action, e.CanvasID, e.PlanHash, detail)
-	if err != nil {
-		return 0, err
-	}
-	return res.LastInsertId()
+	var id int64
+	err := s.w.QueryRowContext(ctx, `INSERT INTO audit (at, actor, role, remote, action, canvas_id, plan_hash, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		e.At.UnixMilli(), e.Actor, e.Role, e.Remote, e.Action, e.CanvasID, e.PlanHash, detail).Scan(&id)
+	return id, err
 }
 
 // Audit lists entries matching q, newest first.

@@ -176,6 +176,10 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 	if err != nil {
 		return err
 	}
+	if err := s.lockWrites(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
 	stored := 0
 	for _, r := range group {
 		if r.err = r.ctx.Err(); r.err != nil {
@@ -186,7 +190,7 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 			at = r.opts.ReceivedAt
 		}
 		if !savepoints {
-			if r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at); r.err != nil {
+			if r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at, s.pg); r.err != nil {
 				_ = tx.Rollback()
 				return errRequestFailed
 			}
@@ -197,7 +201,7 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 			_ = tx.Rollback()
 			return err
 		}
-		r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at)
+		r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at, s.pg)
 		undo := []string{`RELEASE ingest`}
 		if r.err != nil {
 			undo = []string{`ROLLBACK TO ingest`, `RELEASE ingest`}
@@ -264,7 +268,7 @@ func (s *SQLite) IngestAll(ctx context.Context, reqs []IngestRequest, key string
 	return res, errs, nil
 }
 
-func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions, now time.Time) (IngestResult, error) {
+func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions, now time.Time, pg bool) (IngestResult, error) {
 	var res IngestResult
 	nowMS := now.UnixMilli()
 
@@ -365,32 +369,40 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 	if opts.Realtime {
 		realtime = 1
 	}
-	// OR IGNORE skips rows whose message_id is stored (every column is set,
-	// so no other constraint can fire) without a statement journal.
-	insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return res, fmt.Errorf("events: %w", err)
-	}
-	defer insert.Close()
 	isNew := make([]bool, len(msgs))
 	ids := make([]int64, len(msgs))
 	uids := make([]int64, len(msgs))
 	userIDs := make([]string, len(msgs))
 	for i, m := range msgs {
-		props := m.Properties
-		if len(props) == 0 {
-			props = []byte("{}")
-		}
 		u := userOf(m)
 		userIDs[i], uids[i] = u, uidOf[u]
-		r, err := insert.ExecContext(ctx, m.MessageID, uids[i], u, m.AnonymousID, m.Type, m.Name, string(props), m.Timestamp.UnixMilli(), nowMS, realtime)
+	}
+	if pg {
+		if err := pgInsertEvents(ctx, tx, msgs, uids, userIDs, nowMS, realtime, isNew, ids); err != nil {
+			return res, fmt.Errorf("events: %w", err)
+		}
+	} else {
+		// OR IGNORE skips rows whose message_id is stored (every column is set,
+		// so no other constraint can fire) without a statement journal.
+		insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return res, fmt.Errorf("events: %w", err)
 		}
-		if n, _ := r.RowsAffected(); n == 1 {
-			isNew[i] = true
-			ids[i], _ = r.LastInsertId()
+		defer insert.Close()
+		for i, m := range msgs {
+			props := m.Properties
+			if len(props) == 0 {
+				props = []byte("{}")
+			}
+			r, err := insert.ExecContext(ctx, m.MessageID, uids[i], userIDs[i], m.AnonymousID, m.Type, m.Name, string(props), m.Timestamp.UnixMilli(), nowMS, realtime)
+			if err != nil {
+				return res, fmt.Errorf("events: %w", err)
+			}
+			if n, _ := r.RowsAffected(); n == 1 {
+				isNew[i] = true
+				ids[i], _ = r.LastInsertId()
+			}
 		}
 	}
 
@@ -531,7 +543,7 @@ func (s *SQLite) MarkAllDue(ctx context.Context) (int64, error) {
 	for {
 		var last, n int64
 		err := s.tx(ctx, func(tx *sql.Tx) error {
-			err := tx.QueryRowContext(ctx, `SELECT coalesce(max(uid), 0), count(*) FROM (SELECT uid FROM profiles WHERE uid > ? ORDER BY uid LIMIT 50000)`, after).Scan(&last, &n)
+			err := tx.QueryRowContext(ctx, `SELECT coalesce(max(uid), 0), count(*) FROM (SELECT uid FROM profiles WHERE uid > ? ORDER BY uid LIMIT 50000) AS page`, after).Scan(&last, &n)
 			if err != nil || n == 0 {
 				return err
 			}

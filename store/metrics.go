@@ -121,7 +121,7 @@ func (s *SQLite) Metrics(ctx context.Context, since FinishedCursor) (MetricsSnap
 		},
 		func() error {
 			return pairs(snap.StaffTasks, `SELECT canvas_id, CASE WHEN live = '' THEN state ELSE live END, count(*)
-				FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE run_id IN (SELECT id FROM runs WHERE state = 'running'))
+				FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE run_id IN (SELECT id FROM runs WHERE state = 'running')) AS t
 				GROUP BY 1, 2`, now)
 		},
 	} {

@@ -38,6 +38,9 @@ func (s *SQLite) ProfilesBetween(ctx context.Context, lo, hi int64) ([]ProfileRo
 }
 
 func (s *SQLite) scanPool() (*sql.DB, error) {
+	if s.pg {
+		return s.r, nil
+	}
 	s.scansOnce.Do(func() {
 		pragma := url.Values{"_pragma": {"mmap_size(1099511627776)"}}.Encode()
 		s.scans, s.scansErr = sql.Open("sqlite", s.readDSN+"&"+pragma)

@@ -27,8 +27,10 @@ var sqliteMigrations embed.FS
 // (SQLite serialises writers anyway; one connection avoids busy retries)
 // and a small pool of readers.
 type SQLite struct {
-	w *sql.DB // writes, one connection
-	r *sql.DB // reads, a pool
+	w *sql.DB // writes, one connection (PostgreSQL: the one pool)
+	r *sql.DB // reads, a pool (PostgreSQL: the one pool)
+	// pg: the database is PostgreSQL (OpenPostgres, ADR 021).
+	pg bool
 	// ingests are ingestion requests waiting for the writer; see Ingest.
 	ingests ingestQueue
 
@@ -107,6 +109,9 @@ func (s *SQLite) checkpoint() {
 
 // Close stops the checkpointer and closes both connection pools.
 func (s *SQLite) Close() error {
+	if s.pg {
+		return s.w.Close()
+	}
 	s.closeOnce.Do(func() {
 		if s.stop != nil {
 			close(s.stop)
@@ -120,7 +125,7 @@ func (s *SQLite) Close() error {
 	return err
 }
 
-// Path is the database file.
+// Path is the database file (PostgreSQL: the DSN, password masked).
 func (s *SQLite) Path() string { return s.path }
 
 // Ping checks the database answers.
@@ -130,10 +135,14 @@ func (s *SQLite) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 func (s *SQLite) SetClock(now func() time.Time) { s.now = now }
 
 func (s *SQLite) migrate(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+	migrations, dir, raw := fs.FS(sqliteMigrations), "sqlite", ""
+	if s.pg {
+		migrations, dir, raw = postgresMigrations, "postgres", pgRaw
+	}
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("store: migrations table: %w", err)
 	}
-	names, err := fs.Glob(sqliteMigrations, "migrations/sqlite/*.sql")
+	names, err := fs.Glob(migrations, "migrations/"+dir+"/*.sql")
 	if err != nil {
 		return err
 	}
@@ -147,12 +156,18 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		if n > 0 {
 			continue
 		}
-		body, err := sqliteMigrations.ReadFile(name)
+		body, err := fs.ReadFile(migrations, name)
 		if err != nil {
 			return err
 		}
 		err = s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			if s.pg {
+				// Another process may have applied it while we waited for the lock.
+				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil || n > 0 {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, raw+string(body)); err != nil {
 				return fmt.Errorf("migration %s: %w", version, err)
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, s.now().UnixMilli())
@@ -165,13 +180,28 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	return nil
 }
 
-// tx runs fn in a write transaction, committing when it returns nil.
+// tx runs fn in a write transaction, committing when it returns nil. On
+// PostgreSQL it first takes the write lock (see pgWriteLock).
 func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	if err := s.lockWrites(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	// A panic (or a test's FailNow) in fn must not leave the transaction,
+	// and on PostgreSQL the write lock, held.
+	done := false
+	defer func() {
+		if !done {
+			_ = tx.Rollback()
+		}
+	}()
+	err = fn(tx)
+	done = true
+	if err != nil {
 		_ = tx.Rollback()
 		return err
 	}

@@ -585,7 +585,7 @@ func (s *SQLite) StaffReport(ctx context.Context, canvasID string, runID int64) 
 			count(DISTINCT CASE WHEN live = 'not_done' THEN run_id || '/' || step_id END),
 			count(DISTINCT CASE WHEN live = 'open' THEN run_id || '/' || step_id END),
 			count(DISTINCT CASE WHEN state = 'recorded' THEN run_id || '/' || step_id END)
-		FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE `+filter+`) GROUP BY staff ORDER BY staff`, s.now().UnixMilli(), arg)
+		FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE `+filter+`) AS t GROUP BY staff ORDER BY staff`, s.now().UnixMilli(), arg)
 	if err != nil {
 		return nil, err
 	}

@@ -47,12 +47,13 @@ type TraitTx struct {
 	ctx context.Context
 	tx  *sql.Tx
 	now int64
+	pg  bool
 }
 
 // Traits runs fn in a write transaction.
 func (s *SQLite) Traits(ctx context.Context, fn func(*TraitTx) error) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		return fn(&TraitTx{ctx: ctx, tx: tx, now: s.now().UnixMilli()})
+		return fn(&TraitTx{ctx: ctx, tx: tx, now: s.now().UnixMilli(), pg: s.pg})
 	})
 }
 
@@ -87,7 +88,7 @@ func (t *TraitTx) Aggregates(uids []int64, aggs []Aggregate) (map[int64][]any, e
 	if len(uids) == 0 || len(aggs) == 0 {
 		return out, nil
 	}
-	q, args := aggregateQuery(aggs)
+	q, args := aggregateQuery(aggs, t.pg)
 	args = append(args, idList(uids))
 	rows, err := t.tx.QueryContext(t.ctx, q, args...)
 	if err != nil {
@@ -110,6 +111,9 @@ func (t *TraitTx) Aggregates(uids []int64, aggs []Aggregate) (map[int64][]any, e
 				vals[i] = string(b)
 			}
 		}
+		if t.pg {
+			pgNumbers(aggs, vals)
+		}
 		out[uid] = vals
 	}
 	return out, rows.Err()
@@ -117,7 +121,10 @@ func (t *TraitTx) Aggregates(uids []int64, aggs []Aggregate) (map[int64][]any, e
 
 // aggregateQuery builds SELECT uid, agg1, agg2, ... FROM json_each(uids).
 // Parameters are numbered so one event name, path or window is bound once.
-func aggregateQuery(aggs []Aggregate) (string, []any) {
+func aggregateQuery(aggs []Aggregate, pg bool) (string, []any) {
+	if pg {
+		return pgAggregateQuery(aggs)
+	}
 	var args []any
 	index := map[any]int{}
 	param := func(v any) string {

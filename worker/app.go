@@ -110,18 +110,32 @@ type App struct {
 	dataLock  *os.File // held while running: one Huabu per data directory
 }
 
-// StorePath is where the SQLite store of a config lives.
+// StorePath is where the SQLite store of a config lives. With PostgreSQL
+// it is DATA/huabu-postgres, which holds no database: the files this
+// process keeps beside its store (the ingestion accept log) go next to it.
 func StorePath(cfg *config.Config, dataDir string) string {
+	if cfg.Store.Driver == "postgres" {
+		return filepath.Join(dataDir, "huabu-postgres")
+	}
 	if cfg.Store.DSN != "" {
 		return cfg.Path(cfg.Store.DSN)
 	}
 	return filepath.Join(dataDir, "huabu.db")
 }
 
-// OpenStore opens the config's store.
+// StoreName names the config's store for people: the SQLite file, or the
+// PostgreSQL DSN with its password masked.
+func StoreName(cfg *config.Config, dataDir string) string {
+	if cfg.Store.Driver == "postgres" {
+		return store.MaskDSN(cfg.Store.DSN)
+	}
+	return StorePath(cfg, dataDir)
+}
+
+// OpenStore opens the config's store: SQLite (the default) or PostgreSQL.
 func OpenStore(ctx context.Context, cfg *config.Config, dataDir string) (*store.SQLite, error) {
-	if cfg.Store.Driver != "sqlite" {
-		return nil, fmt.Errorf("store.driver %s: only sqlite is available in this build", cfg.Store.Driver)
+	if cfg.Store.Driver == "postgres" {
+		return store.OpenPostgres(ctx, cfg.Store.DSN)
 	}
 	return store.OpenSQLite(ctx, StorePath(cfg, dataDir))
 }

@@ -60,12 +60,18 @@ func exampleConfig(t *testing.T, dir string, extraCanvases map[string]string, ed
 		require.NoError(t, err)
 		// Quiet hours would make these tests depend on the time of day.
 		b = quietHours.ReplaceAll(b, nil)
+		if editCanvas != nil {
+			b = editCanvas(e.Name(), b)
+		}
 		require.NoError(t, os.WriteFile(filepath.Join(canvasDir, e.Name()), b, 0o644))
 	}
 	for name, body := range extraCanvases {
 		require.NoError(t, os.WriteFile(filepath.Join(canvasDir, name), []byte(body), 0o644))
 	}
 	text := strings.Replace(string(src), "listen: 127.0.0.1:8080", "listen: 127.0.0.1:0", 1)
+	if editConfig != nil {
+		text = editConfig(text)
+	}
 	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(text))
 	require.NoError(t, err)
 	return cfg

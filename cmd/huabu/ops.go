@@ -34,7 +34,7 @@ func (c *cli) openStore(ctx context.Context) (*store.SQLite, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := worker.StorePath(cfg, c.dataDir)
+	path := worker.StoreName(cfg, c.dataDir)
 	api, err := c.api()
 	if err != nil {
 		return nil, err
@@ -47,6 +47,8 @@ func (c *cli) openStore(ctx context.Context) (*store.SQLite, error) {
 		// Nobody to disagree with: the next `huabu dev` opens this store.
 	case err != nil:
 		fmt.Fprintf(c.stderr, "huabu: could not ask the running Huabu which store it uses (%v); writing %s\n", err, path)
+	case cfg.Store.Driver == "postgres":
+		// A database server, not a file: the store id below tells.
 	default:
 		if _, serr := os.Stat(path); serr != nil {
 			return nil, userErrorf("the Huabu running at %s (pid %d) uses another store: there is none at %s.\nPass the --data (and -c) it was started with", api.base, running.PID, path)

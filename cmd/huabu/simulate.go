@@ -90,6 +90,9 @@ path; --json prints {"steps": {...}, "users": {...}} for tools (see CONTRACT.md)
 				if staff != "" {
 					return userErrorf("--staff goes with --profiles (without them the store's staff directory is used)")
 				}
+				if cfg.Store.Driver == "postgres" {
+					return userErrorf("simulate copies a SQLite store; with store.driver postgres pass --profiles (and --staff)")
+				}
 				opts.Store = worker.StorePath(cfg, c.dataDir)
 			}
 			var readers []io.Reader

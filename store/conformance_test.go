@@ -1,0 +1,39 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/store/storetest"
+)
+
+// eachStore runs test against every backend: SQLite always, PostgreSQL
+// when a test server is configured (storetest: skipped without one,
+// failed without one under CI). The store's tests are one conformance
+// suite for both.
+func eachStore(t *testing.T, test func(t *testing.T, s *SQLite)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { test(t, open(t)) })
+	t.Run("postgres", func(t *testing.T) { test(t, openPostgres(t)) })
+}
+
+// openPostgres opens a store in a fresh schema of the test server.
+func openPostgres(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenPostgres(context.Background(), storetest.PostgresDSN(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// docOf decodes a profile document (PostgreSQL stores documents as JSONB,
+// which does not keep SQLite's spacing or key order: compare values).
+func docOf(t *testing.T, doc []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(doc, &m))
+	return m
+}

@@ -96,3 +96,19 @@ func TestEveryStatementHasAPostgresForm(t *testing.T) {
 	}
 	require.Greater(t, n, 100, "statements found")
 }
+
+// TestEveryMigrationHasAPostgresTwin: a SQLite migration NNN needs
+// migrations/postgres/NNN_*.sql (the same number), or PostgreSQL stores
+// would miss its tables.
+func TestEveryMigrationHasAPostgresTwin(t *testing.T) {
+	number := func(dir string) map[string]bool {
+		names, err := filepath.Glob(filepath.Join("migrations", dir, "*.sql"))
+		require.NoError(t, err)
+		out := map[string]bool{}
+		for _, n := range names {
+			out[strings.SplitN(filepath.Base(n), "_", 2)[0]] = true
+		}
+		return out
+	}
+	require.Equal(t, number("sqlite"), number("postgres"), "store/migrations/sqlite and store/migrations/postgres")
+}

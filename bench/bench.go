@@ -33,9 +33,12 @@ import (
 
 // Options configure a broadcast benchmark.
 type Options struct {
-	Users    int    // profiles seeded and broadcast to
-	PerUser  int    // users in the cohort-vs-per-user comparison (0: skip)
-	DataDir  string // "" = a temporary directory, removed after
+	Users   int    // profiles seeded and broadcast to
+	PerUser int    // users in the cohort-vs-per-user comparison (0: skip)
+	DataDir string // "" = a temporary directory, removed after
+	// Postgres is the DSN of an empty PostgreSQL database (or schema) to
+	// use as the store instead of SQLite in DataDir.
+	Postgres string
 	Provider string // URL of the JPush-compatible provider (started by the caller)
 	Out      io.Writer
 	Log      *slog.Logger
@@ -97,7 +100,7 @@ http: {disabled: true}
 profile: {attributes: {name: string, city: string, level: string}}
 channels:
   push: {provider: jpush, base_url: "%s", app_key: %s, master_secret: %s, use_cid: "false", concurrency: "8"}
-`, opts.Provider, appKey, masterSecret)
+`, opts.Provider, appKey, masterSecret) + storeConfig(opts.Postgres)
 	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(cfgText))
 	if err != nil {
 		return res, err
@@ -347,4 +350,14 @@ func benchDirs(dataDir string) (dir, canvasDir string, cleanup func(), err error
 		return "", "", nil, err
 	}
 	return dir, canvasDir, cleanup, nil
+}
+
+// storeConfig is the config's store section: PostgreSQL at dsn, or the
+// default SQLite store when dsn is "".
+func storeConfig(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	b, _ := json.Marshal(dsn)
+	return "store: {driver: postgres, dsn: " + string(b) + "}\n"
 }

@@ -60,8 +60,11 @@ type EventOptions struct {
 	NoTraits bool
 
 	DataDir string // "" = a temporary directory, removed after
-	Out     io.Writer
-	Log     *slog.Logger
+	// Postgres is the DSN of an empty PostgreSQL database (or schema) to
+	// use as the store instead of SQLite in DataDir.
+	Postgres string
+	Out      io.Writer
+	Log      *slog.Logger
 }
 
 // startStack runs the app with its HTTP API on a free port.
@@ -90,6 +93,7 @@ func startStack(ctx context.Context, opts EventOptions, canvases map[string]stri
 	if !opts.NoTraits {
 		cfgText += benchProfile
 	}
+	cfgText += storeConfig(opts.Postgres)
 	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(cfgText))
 	if err != nil {
 		cleanup()

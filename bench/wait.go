@@ -27,6 +27,7 @@ type WaitOptions struct {
 	Users    int           // profiles seeded; all enter, every other one sends the event
 	Timeout  time.Duration // the wait's timeout (the run ends that long after the wait opens)
 	DataDir  string        // "" = a temporary directory, removed after
+	Postgres string        // DSN of an empty PostgreSQL database for the store ("" = SQLite)
 	Provider string        // URL of the JPush-compatible provider (started by the caller)
 	Out      io.Writer
 	Log      *slog.Logger
@@ -82,7 +83,7 @@ events:
   purchase: {amount: number, order_id: string}
 channels:
   push: {provider: jpush, base_url: "%s", app_key: %s, master_secret: %s, use_cid: "false", concurrency: "8"}
-`, opts.Provider, appKey, masterSecret)
+`, opts.Provider, appKey, masterSecret) + storeConfig(opts.Postgres)
 	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(cfgText))
 	if err != nil {
 		return res, err

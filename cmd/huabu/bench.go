@@ -66,6 +66,7 @@ also send the same push to K users as one cohort and as K workflows (one per use
 	broadcast.Flags().IntVar(&opts.Users, "users", 100000, "profiles to seed and broadcast to")
 	broadcast.Flags().IntVar(&opts.PerUser, "per-user", 2000, "users in the cohort vs one-workflow-per-user comparison (0: skip)")
 	broadcast.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
+	broadcast.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
 	broadcast.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	broadcast.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
 
@@ -132,6 +133,7 @@ and peak RSS.`,
 	cmd.Flags().IntVar(&opts.Users, "users", 100000, "profiles to seed; all enter, every other one sends the event")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 3*time.Minute, "the wait's timeout: long enough for the events to be routed")
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
+	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
 	return cmd
@@ -176,6 +178,7 @@ event store (the sustained rate), then how long the router and the traits took t
 	cmd.Flags().IntVar(&opts.Users, "users", 100000, "distinct users the events name")
 	cmd.Flags().BoolVar(&opts.NoTraits, "no-traits", false, "leave computed traits, RFM and tags out of the config (to see what they cost)")
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
+	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
 	return cmd
@@ -209,6 +212,7 @@ latency from sending each request to its outbox row: p50, p99 and max.`,
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 60*time.Second, "how long to send")
 	cmd.Flags().BoolVar(&opts.NoTraits, "no-traits", false, "leave computed traits, RFM and tags out of the config (to see what they cost)")
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
+	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
 	return cmd

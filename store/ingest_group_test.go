@@ -56,32 +56,33 @@ func TestConcurrentIngestsStayAllOrNothing(t *testing.T) {
 // to, and still moves past the others.
 func TestEventsToRouteByName(t *testing.T) {
 	ctx := context.Background()
-	s := open(t)
-	now := time.Now()
-	var msgs []Message
-	for i, name := range []string{"app_open", "purchase", "app_open", "coupon_used", "app_open"} {
-		msgs = append(msgs, Message{Type: "track", MessageID: fmt.Sprint("m", i), UserID: "u1", Name: name, Properties: []byte(`{}`), Timestamp: now})
-	}
-	_, err := s.Ingest(ctx, msgs, IngestOptions{Realtime: true})
-	require.NoError(t, err)
-	last, err := s.LastEventID(ctx)
-	require.NoError(t, err)
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		now := time.Now()
+		var msgs []Message
+		for i, name := range []string{"app_open", "purchase", "app_open", "coupon_used", "app_open"} {
+			msgs = append(msgs, Message{Type: "track", MessageID: fmt.Sprint("m", i), UserID: "u1", Name: name, Properties: []byte(`{}`), Timestamp: now})
+		}
+		_, err := s.Ingest(ctx, msgs, IngestOptions{Realtime: true})
+		require.NoError(t, err)
+		last, err := s.LastEventID(ctx)
+		require.NoError(t, err)
 
-	rows, next, err := s.EventsToRoute(ctx, 0, 100, []string{"coupon_used", "purchase"})
-	require.NoError(t, err)
-	require.Equal(t, last, next)
-	var names []string
-	for _, r := range rows {
-		names = append(names, r.Name)
-	}
-	require.Equal(t, []string{"purchase", "coupon_used"}, names)
+		rows, next, err := s.EventsToRoute(ctx, 0, 100, []string{"coupon_used", "purchase"})
+		require.NoError(t, err)
+		require.Equal(t, last, next)
+		var names []string
+		for _, r := range rows {
+			names = append(names, r.Name)
+		}
+		require.Equal(t, []string{"purchase", "coupon_used"}, names)
 
-	rows, next, err = s.EventsToRoute(ctx, 0, 100, []string{})
-	require.NoError(t, err)
-	require.Empty(t, rows)
-	require.Equal(t, last, next, "no plan reacts to events: all are passed over")
+		rows, next, err = s.EventsToRoute(ctx, 0, 100, []string{})
+		require.NoError(t, err)
+		require.Empty(t, rows)
+		require.Equal(t, last, next, "no plan reacts to events: all are passed over")
 
-	rows, _, err = s.EventsToRoute(ctx, 0, 100, nil)
-	require.NoError(t, err)
-	require.Len(t, rows, 5, "nil: every event")
+		rows, _, err = s.EventsToRoute(ctx, 0, 100, nil)
+		require.NoError(t, err)
+		require.Len(t, rows, 5, "nil: every event")
+	})
 }

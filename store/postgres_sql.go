@@ -17,6 +17,12 @@ import (
 var pgTwins = map[string]string{}
 
 func init() {
+	// staff.go setTaskTimes: the column is one of three constants.
+	for _, column := range []string{"notified_at", "escalated_at", "done_at"} {
+		pgTwinList[`UPDATE staff_tasks SET `+column+` = ? WHERE `+column+` = 0 AND (run_id, step_id, staff, part) IN
+		(SELECT value->>'run_id', value->>'step_id', value->>'staff', value->>'part' FROM json_each(?))`] = `UPDATE staff_tasks SET ` + column + ` = $1 WHERE ` + column + ` = 0 AND (run_id, step_id, staff, part) IN
+		(SELECT (x.e->>'run_id')::bigint, x.e->>'step_id', x.e->>'staff', (x.e->>'part')::bigint FROM jsonb_array_elements($2::jsonb) AS x(e))`
+	}
 	for lite, pg := range pgTwinList {
 		pgTwins[normalizeSQL(lite)] = pg
 	}

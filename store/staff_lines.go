@@ -67,7 +67,7 @@ func (s *SQLite) StaffTaskLines(ctx context.Context, canvasID string, runID int6
 		LEFT JOIN staff_task_customers c ON t.kind = 'customers' AND c.run_id = t.run_id AND c.step_id = t.step_id AND c.staff = t.staff AND c.part = t.part
 			AND c.status IN ('assigned', 'unsent')
 		WHERE t.live IN ('open', 'not_done')
-			AND (NOT ? OR (t.run_id, t.step_id, t.staff, t.part, coalesce(c.uid, 0)) > (?, ?, ?, ?, ?))
+			AND (? = 0 OR (t.run_id, t.step_id, t.staff, t.part, coalesce(c.uid, 0)) > (?, ?, ?, ?, ?))
 		ORDER BY t.run_id, t.step_id, t.staff, t.part, coalesce(c.uid, 0) LIMIT ?`, args...)
 	if err != nil {
 		return nil, "", err

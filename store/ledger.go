@@ -532,9 +532,11 @@ func (s *SQLite) Counts(ctx context.Context, canvasID string, runID int64) (map[
 }
 
 // convertedBySteps counts, for each step and visit, converted users who
-// entered it. Cohorts are read a few pages at a time and matched against
-// the conversions in those pages' uid range, so a report on a million-user
-// run holds a few thousand ids at once, not every member and conversion.
+// entered it. Each cohort is counted once however many steps it entered
+// (a cohort goes through steps until it splits), a few pages at a time,
+// merged against the run's conversions in those pages' uid range (both
+// sorted), so a report on a million-user run holds a few thousand ids at
+// once, not every member and conversion.
 func (s *SQLite) convertedBySteps(ctx context.Context, runFilter string, arg any, visit func(string, int) *StepCounts) error {
 	type entry struct {
 		run    int64
@@ -559,33 +561,58 @@ func (s *SQLite) convertedBySteps(ctx context.Context, runFilter string, arg any
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	type runCohort struct{ run, cohort int64 }
+	converted := map[runCohort]int64{}
 	const pagesAtOnce = 16
 	for _, e := range entries {
-		for from := int64(0); ; from += pagesAtOnce {
-			pages, more, err := s.pagesFrom(ctx, e.cohort, from, pagesAtOnce)
-			if err != nil {
-				return err
-			}
-			if len(pages) > 0 {
-				lo, hi := pages[0].Members[0], pages[len(pages)-1].Members[len(pages[len(pages)-1].Members)-1]
-				conv, err := s.conversionsBetween(ctx, e.run, lo, hi)
+		k := runCohort{e.run, e.cohort}
+		n, done := converted[k]
+		if !done {
+			for from := int64(0); ; from += pagesAtOnce {
+				pages, more, err := s.pagesFrom(ctx, e.cohort, from, pagesAtOnce)
 				if err != nil {
 					return err
 				}
-				for _, p := range pages {
-					for _, u := range p.Members {
-						if conv[u] {
-							visit(e.step, e.visit).Converted++
-						}
+				if len(pages) > 0 {
+					lo, hi := pages[0].Members[0], pages[0].Members[0]
+					for _, p := range pages {
+						lo, hi = min(lo, p.Members[0]), max(hi, p.Members[len(p.Members)-1])
+					}
+					conv, err := s.conversionsBetween(ctx, e.run, lo, hi)
+					if err != nil {
+						return err
+					}
+					for _, p := range pages {
+						n += countCommon(p.Members, conv)
 					}
 				}
+				if !more {
+					break
+				}
 			}
-			if !more {
-				break
-			}
+			converted[k] = n
 		}
+		visit(e.step, e.visit).Converted += n
 	}
 	return nil
+}
+
+// countCommon counts the values in both ascending lists.
+func countCommon(a, b []int64) int64 {
+	var n int64
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			n++
+			i++
+			j++
+		}
+	}
+	return n
 }
 
 // pagesFrom returns up to n stored pages of a cohort from page number from
@@ -618,20 +645,21 @@ func (s *SQLite) pagesFrom(ctx context.Context, cohortID, from int64, n int) ([]
 	return out, more, err
 }
 
-// conversionsBetween returns a run's converted users with uid in [lo, hi].
-func (s *SQLite) conversionsBetween(ctx context.Context, runID, lo, hi int64) (map[int64]bool, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT uid FROM conversions WHERE run_id = ? AND uid >= ? AND uid <= ?`, runID, lo, hi)
+// conversionsBetween returns a run's converted users with uid in [lo, hi],
+// ascending.
+func (s *SQLite) conversionsBetween(ctx context.Context, runID, lo, hi int64) ([]int64, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT uid FROM conversions WHERE run_id = ? AND uid >= ? AND uid <= ? ORDER BY uid`, runID, lo, hi)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[int64]bool{}
+	var out []int64
 	for rows.Next() {
 		var u int64
 		if err := rows.Scan(&u); err != nil {
 			return nil, err
 		}
-		out[u] = true
+		out = append(out, u)
 	}
 	return out, rows.Err()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -139,7 +140,7 @@ func (app *App) Deploy(ctx context.Context, files []canvases.File, problems canv
 		if err := app.store.RecordAuthor(ctx, p.ID, p.Hash, auth.ActorFrom(ctx).Name); err != nil {
 			return res, err
 		}
-		if err := app.store.RecordCanvasVersion(ctx, store.CanvasVersion{CanvasID: p.ID, PlanHash: p.Hash, Path: f.Path, Source: string(f.Source), Author: auth.ActorFrom(ctx).Name}, changed); err != nil {
+		if err := app.store.RecordCanvasVersion(ctx, store.CanvasVersion{CanvasID: p.ID, PlanHash: p.Hash, Path: app.shownPath(f.Path), Source: string(f.Source), Author: auth.ActorFrom(ctx).Name}, changed); err != nil {
 			return res, err
 		}
 		action, err := app.syncSchedule(ctx, p)
@@ -296,4 +297,16 @@ func (app *App) deleteSchedule(ctx context.Context, canvasID string) error {
 // TriggerSchedule runs a scheduled canvas now, through its Schedule.
 func (app *App) TriggerSchedule(ctx context.Context, canvasID string) error {
 	return app.client.ScheduleClient().GetHandle(ctx, schedulePrefix+canvasID).Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enums.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL})
+}
+
+// shownPath is a canvas file's path as the version history shows it:
+// relative to the config's directory when it is inside it.
+func (app *App) shownPath(path string) string {
+	if app.cfg.Dir == "" || !filepath.IsAbs(path) {
+		return path
+	}
+	if rel, err := filepath.Rel(app.cfg.Dir, path); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return path
 }

@@ -137,13 +137,13 @@ func stepLedgerStates(ctx context.Context, tx *sql.Tx, runID int64, stepID strin
 func (s *SQLite) RecountRun(ctx context.Context, runID int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, q := range []string{
-			`DELETE FROM step_counters WHERE run_id = ?1`,
+			`DELETE FROM step_counters WHERE run_id = ?`,
 			`INSERT INTO step_counters (run_id, step_id, visit, kind, reason, n)
-				SELECT run_id, step_id, visit, state, reason, count(*) FROM deliveries WHERE run_id = ?1 GROUP BY run_id, step_id, visit, state, reason`,
+				SELECT run_id, step_id, visit, state, reason, count(*) FROM deliveries WHERE run_id = ? GROUP BY run_id, step_id, visit, state, reason`,
 			`INSERT INTO step_counters (run_id, step_id, visit, kind, reason, n)
-				SELECT run_id, step_id, 0, 'exited', reason, count(*) FROM exits WHERE run_id = ?1 GROUP BY run_id, step_id, reason`,
+				SELECT run_id, step_id, 0, 'exited', reason, count(*) FROM exits WHERE run_id = ? GROUP BY run_id, step_id, reason`,
 			`INSERT INTO step_counters (run_id, step_id, visit, kind, reason, n)
-				SELECT run_id, '', 0, 'converted', '', count(*) FROM conversions WHERE run_id = ?1 GROUP BY run_id`,
+				SELECT run_id, '', 0, 'converted', '', count(*) FROM conversions WHERE run_id = ? GROUP BY run_id`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, runID); err != nil {
 				return err

@@ -63,7 +63,7 @@ func (s *SQLite) StaffTaskLines(ctx context.Context, canvasID string, runID int6
 	args := []any{s.now().UnixMilli(), canvasID, runID, runID, after != "", cur.Run, cur.Step, cur.Staff, cur.Part, cur.UID, limit + 1}
 	rows, err := s.r.QueryContext(ctx, `SELECT t.run_id, t.step_id, t.staff, t.part, t.name, t.grid, t.kind, t.live, coalesce(c.uid, 0), coalesce(c.external_userid, ''),
 			t.created_at, t.deadline, t.notified_at, t.reminders, t.escalated_at
-		FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE canvas_id = ? AND (? = 0 OR run_id = ?)) t
+		FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE canvas_id = ? AND (? = 0 OR run_id = ?)) AS t
 		LEFT JOIN staff_task_customers c ON t.kind = 'customers' AND c.run_id = t.run_id AND c.step_id = t.step_id AND c.staff = t.staff AND c.part = t.part
 			AND c.status IN ('assigned', 'unsent')
 		WHERE t.live IN ('open', 'not_done')

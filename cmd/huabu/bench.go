@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +22,7 @@ func (c *cli) benchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure Huabu on this machine"}
 	var opts bench.Options
 	var verbose bool
-	var cpuProfile string
+	var profiles benchProfiles
 	broadcast := &cobra.Command{
 		Use:   "broadcast",
 		Short: "Broadcast to N synthetic users through a local JPush-compatible server; compare with one workflow per user",
@@ -48,19 +49,12 @@ also send the same push to K users as one cohort and as K workflows (one per use
 			if verbose {
 				opts.Log = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfiles, err := profiles.start()
+			if err != nil {
+				return err
 			}
 			_, err = bench.Broadcast(cmd.Context(), opts)
-			return err
+			return errors.Join(err, stopProfiles())
 		},
 	}
 	broadcast.Flags().IntVar(&opts.Users, "users", 100000, "profiles to seed and broadcast to")
@@ -68,7 +62,7 @@ also send the same push to K users as one cohort and as K workflows (one per use
 	broadcast.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
 	broadcast.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
 	broadcast.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
-	broadcast.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
+	profiles.addFlags(broadcast)
 
 	provider := &cobra.Command{
 		Use:    "provider",
@@ -93,7 +87,7 @@ also send the same push to K users as one cohort and as K workflows (one per use
 func (c *cli) benchWaitCmd() *cobra.Command {
 	var opts bench.WaitOptions
 	var verbose bool
-	var cpuProfile string
+	var profiles benchProfiles
 	cmd := &cobra.Command{
 		Use:   "wait",
 		Short: "N users wait for an event, half of them send it: thanked by push through a local JPush-compatible server, the rest time out",
@@ -118,16 +112,15 @@ and peak RSS.`,
 			}
 			defer stopProvider()
 			opts.Provider, opts.Out, opts.Log = url, c.stdout, c.benchLogger(verbose)
-			stop, err := startCPUProfile(cpuProfile)
+			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
 			}
-			defer stop()
-			// Interrupted, it stops where it is (the CPU profile is kept).
+			// Interrupted, it stops where it is (the profiles are kept).
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
 			_, err = bench.Wait(ctx, opts)
-			return err
+			return errors.Join(err, stopProfiles())
 		},
 	}
 	cmd.Flags().IntVar(&opts.Users, "users", 100000, "profiles to seed; all enter, every other one sends the event")
@@ -135,7 +128,7 @@ and peak RSS.`,
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
 	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
-	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
+	profiles.addFlags(cmd)
 	return cmd
 }
 
@@ -149,7 +142,7 @@ func (c *cli) benchLogger(verbose bool) *slog.Logger {
 func (c *cli) benchIngestCmd() *cobra.Command {
 	var opts bench.EventOptions
 	var verbose bool
-	var cpuProfile string
+	var profiles benchProfiles
 	cmd := &cobra.Command{
 		Use:   "ingest",
 		Short: "Events accepted per second through POST /v1/batch of the running stack's HTTP server",
@@ -164,12 +157,11 @@ event store (the sustained rate), then how long the router and the traits took t
 				return userErrorf("--events must be at least 1")
 			}
 			opts.Out, opts.Log = c.stdout, c.benchLogger(verbose)
-			stop, err := startCPUProfile(cpuProfile)
+			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
 			}
-			defer stop()
-			return bench.Ingest(cmd.Context(), opts)
+			return errors.Join(bench.Ingest(cmd.Context(), opts), stopProfiles())
 		},
 	}
 	cmd.Flags().IntVar(&opts.Events, "events", 200000, "events to send")
@@ -180,14 +172,14 @@ event store (the sustained rate), then how long the router and the traits took t
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
 	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
-	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
+	profiles.addFlags(cmd)
 	return cmd
 }
 
 func (c *cli) benchEventsCmd() *cobra.Command {
 	var opts bench.EventOptions
 	var verbose bool
-	var cpuProfile string
+	var profiles benchProfiles
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Event → outbox latency at a steady rate of POST /v1/track calls",
@@ -200,12 +192,11 @@ latency from sending each request to its outbox row: p50, p99 and max.`,
 				return userErrorf("--rate and --duration must be positive")
 			}
 			opts.Out, opts.Log = c.stdout, c.benchLogger(verbose)
-			stop, err := startCPUProfile(cpuProfile)
+			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
 			}
-			defer stop()
-			return bench.Events(cmd.Context(), opts)
+			return errors.Join(bench.Events(cmd.Context(), opts), stopProfiles())
 		},
 	}
 	cmd.Flags().IntVar(&opts.Rate, "rate", 500, "events per second")
@@ -214,22 +205,45 @@ latency from sending each request to its outbox row: p50, p99 and max.`,
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
 	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
-	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
+	profiles.addFlags(cmd)
 	return cmd
 }
 
-// startCPUProfile writes a CPU profile to path until stop ("" does nothing).
-func startCPUProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
+// benchProfiles are the profiles a bench writes (--cpuprofile, --memprofile):
+// the evidence docs/performance.md starts from.
+type benchProfiles struct{ cpu, mem string }
+
+func (p *benchProfiles) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&p.cpu, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
+	cmd.Flags().StringVar(&p.mem, "memprofile", "", "write an allocation profile of the whole benchmark here (go tool pprof -sample_index=alloc_space)")
+}
+
+// start begins the CPU profile; stop ends it and writes the allocation
+// profile (every allocation since the process started, sampled).
+func (p *benchProfiles) start() (stop func() error, err error) {
+	var cpu *os.File
+	if p.cpu != "" {
+		if cpu, err = os.Create(p.cpu); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			cpu.Close()
+			return nil, err
+		}
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() error {
+		var errs []error
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			errs = append(errs, cpu.Close())
+		}
+		if p.mem != "" {
+			f, err := os.Create(p.mem)
+			if err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+			errs = append(errs, pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+		}
+		return errors.Join(errs...)
+	}, nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 
 	"github.com/huabu/huabu/bench"
@@ -8,7 +10,7 @@ import (
 
 func (c *cli) benchEstimateCmd() *cobra.Command {
 	var opts bench.EstimateOptions
-	var cpuProfile string
+	var profiles benchProfiles
 	cmd := &cobra.Command{
 		Use:   "estimate",
 		Short: "Audience estimate over N profiles: wall time (median of --runs) and how close it came to the exact count",
@@ -21,25 +23,24 @@ time and the median, then count exactly once and print how far the estimate was 
 				return userErrorf("--users must be at least 1")
 			}
 			opts.Out = c.stdout
-			stop, err := startCPUProfile(cpuProfile)
+			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
 			}
-			defer stop()
 			_, err = bench.Estimate(cmd.Context(), opts)
-			return err
+			return errors.Join(err, stopProfiles())
 		},
 	}
 	cmd.Flags().IntVar(&opts.Users, "users", 1000000, "profiles in the store")
 	cmd.Flags().IntVar(&opts.Runs, "runs", 3, "estimates to time")
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the seeded store here and reuse it (default: a temporary directory)")
-	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
+	profiles.addFlags(cmd)
 	return cmd
 }
 
 func (c *cli) benchSimulateCmd() *cobra.Command {
 	var opts bench.SimulateOptions
-	var cpuProfile string
+	var profiles benchProfiles
 	cmd := &cobra.Command{
 		Use:   "simulate",
 		Short: "Simulation of an example canvas over N generated users and D days: wall time, median of --runs",
@@ -53,19 +54,18 @@ each wall time and the median.`,
 				return userErrorf("--users and --days must be at least 1")
 			}
 			opts.Out = c.stdout
-			stop, err := startCPUProfile(cpuProfile)
+			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
 			}
-			defer stop()
 			_, err = bench.Simulate(cmd.Context(), opts)
-			return err
+			return errors.Join(err, stopProfiles())
 		},
 	}
 	cmd.Flags().IntVar(&opts.Users, "users", 10000, "users")
 	cmd.Flags().IntVar(&opts.Days, "days", 14, "days simulated")
 	cmd.Flags().StringVar(&opts.Canvas, "canvas", "winback-dormant", "example canvas to simulate")
 	cmd.Flags().IntVar(&opts.Runs, "runs", 3, "simulations to time")
-	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
+	profiles.addFlags(cmd)
 	return cmd
 }

@@ -129,7 +129,9 @@ func TestReleaseSnapshot(t *testing.T) {
 		require.NoError(t, err, "git %v: %s", args, out)
 	}
 	began := time.Now()
-	cmd := exec.Command("go", "run", goreleaserModule, "release", "--snapshot", "--clean")
+	// goreleaser's own default timeout (1 h) ran out on four cold
+	// cross-builds on a busy 2-core machine.
+	cmd := exec.Command("go", "run", goreleaserModule, "release", "--snapshot", "--clean", "--timeout", "3h")
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)

@@ -38,6 +38,7 @@ type StaffStore interface {
 	StaffAssignments(ctx context.Context, runID int64, stepID string) ([]store.StaffAssignment, error)
 	EnsureStaffTasks(ctx context.Context, tasks []store.StaffTask) error
 	StaffTasks(ctx context.Context, runID int64, stepID string) ([]store.StaffTask, error)
+	StaffScope(ctx context.Context, runID int64, stepID string, cohort int64) (int64, error)
 	StaffTaskExternalIDs(ctx context.Context, k store.StaffTaskKey) ([]string, error)
 	MarkStaffTaskPending(ctx context.Context, k store.StaffTaskKey, attempt string, at time.Time) (bool, error)
 	ReleaseStaffTask(ctx context.Context, k store.StaffTaskKey) error
@@ -49,8 +50,8 @@ type StaffStore interface {
 	AddStaffReminder(ctx context.Context, k store.StaffTaskKey, at time.Time) (bool, int, error)
 	RemoveStaffReminder(ctx context.Context, k store.StaffTaskKey, at time.Time) error
 	RecordStaffResults(ctx context.Context, k store.StaffTaskKey, results []store.StaffCustomerResult) error
-	FinishStaffTasks(ctx context.Context, runID int64, stepID string, tracked bool) error
-	StaffCustomerCounts(ctx context.Context, runID int64, stepID string) (map[string]int64, error)
+	FinishStaffTasks(ctx context.Context, runID int64, stepID string, cohort int64, tracked bool) error
+	StaffCustomerCounts(ctx context.Context, runID int64, stepID string, cohort int64) (map[string]int64, error)
 	ScreenContacts(ctx context.Context, pairs []channels.ContactPair, now time.Time) (channels.ContactScreen, error)
 }
 
@@ -129,6 +130,26 @@ type StaffSchedule struct {
 	Customers  int64         `json:"customers"`
 }
 
+// staffTasksOf lists the tasks of one step execution: its cohort's (see
+// store.StaffScope), not those of other cohorts that reached the step.
+func staffTasksOf(ctx context.Context, st StaffStore, in StepInput) ([]store.StaffTask, error) {
+	scope, err := st.StaffScope(ctx, in.RunID, in.StepID, in.Cohort.ID)
+	if err != nil {
+		return nil, err
+	}
+	all, err := st.StaffTasks(ctx, in.RunID, in.StepID)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.StaffTask
+	for _, t := range all {
+		if t.Cohort == scope {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
 // StaffInput names a step execution with its schedule.
 type StaffInput struct {
 	StepInput
@@ -170,6 +191,12 @@ func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedu
 	}
 	sched.Deadline = staffDeadline(task, now, loc)
 	sched.Reminders = staffReminders(task, now, sched.Deadline, loc)
+	// Cohorts that reach the step at different times (branches meeting at
+	// it) each get their own tasks.
+	scope, err := st.StaffScope(ctx, in.RunID, in.StepID, in.Cohort.ID)
+	if err != nil {
+		return StaffSchedule{}, err
+	}
 
 	var cur pageCursor
 	err = a.eachPage(ctx, cp, in, &cur, func(p store.Page) error {
@@ -186,7 +213,7 @@ func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedu
 				UserID   string `json:"wecom_userid"`
 			}
 			_ = json.Unmarshal(r.Doc, &doc)
-			c := store.StaffCustomer{UID: r.UID, Status: store.CustomerAssigned}
+			c := store.StaffCustomer{Cohort: scope, UID: r.UID, Status: store.CustomerAssigned}
 			switch {
 			case sched.Kind == canvases.StaffToStaff && doc.UserID == "":
 				c.Status = store.CustomerNoAddress
@@ -224,9 +251,15 @@ func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedu
 	if err := st.SplitStaffParts(ctx, in.RunID, in.StepID, maxTaskCustomers); err != nil {
 		return StaffSchedule{}, err
 	}
-	assigned, err := st.StaffAssignments(ctx, in.RunID, in.StepID)
+	all, err := st.StaffAssignments(ctx, in.RunID, in.StepID)
 	if err != nil {
 		return StaffSchedule{}, err
+	}
+	var assigned []store.StaffAssignment
+	for _, as := range all {
+		if as.Cohort == scope {
+			assigned = append(assigned, as)
+		}
 	}
 	ids := make([]string, 0, len(assigned))
 	for _, as := range assigned {
@@ -246,7 +279,7 @@ func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedu
 			name = as.Staff
 		}
 		tasks = append(tasks, store.StaffTask{
-			StaffTaskKey: store.StaffTaskKey{RunID: in.RunID, StepID: in.StepID, Staff: as.Staff, Part: as.Part},
+			StaffTaskKey: store.StaffTaskKey{RunID: in.RunID, StepID: in.StepID, Cohort: scope, Staff: as.Staff, Part: as.Part},
 			CanvasID:     in.CanvasID, Kind: sched.Kind, Customers: as.Customers,
 			Name: name, Grid: m.Grid, Leader: m.Leader, CreatedAt: now, Deadline: sched.Deadline,
 		})
@@ -408,7 +441,7 @@ func (a *Activities) StaffDispatch(ctx context.Context, in StaffInput) (StaffDis
 	if err != nil {
 		return res, err
 	}
-	tasks, err := st.StaffTasks(ctx, in.RunID, in.StepID)
+	tasks, err := staffTasksOf(ctx, st, in.StepInput)
 	if err != nil {
 		return res, err
 	}
@@ -634,7 +667,7 @@ func (a *Activities) notifyStaff(ctx context.Context, st StaffStore, cp *compile
 	if step.StaffTask.To == canvases.StaffToStaff {
 		return nil // the card is the notice
 	}
-	tasks, err := st.StaffTasks(ctx, in.RunID, in.StepID)
+	tasks, err := staffTasksOf(ctx, st, in.StepInput)
 	if err != nil {
 		return err
 	}
@@ -817,7 +850,7 @@ func (a *Activities) StaffPoll(ctx context.Context, in StaffPollInput) (StaffPro
 	if err != nil {
 		return res, err
 	}
-	tasks, err := st.StaffTasks(ctx, in.RunID, in.StepID)
+	tasks, err := staffTasksOf(ctx, st, in.StepInput)
 	if err != nil {
 		return res, err
 	}
@@ -959,7 +992,7 @@ func (a *Activities) StaffRemind(ctx context.Context, in StaffRemindInput) (Staf
 	if err != nil {
 		return res, err
 	}
-	tasks, err := st.StaffTasks(ctx, in.RunID, in.StepID)
+	tasks, err := staffTasksOf(ctx, st, in.StepInput)
 	if err != nil {
 		return res, err
 	}
@@ -1046,7 +1079,7 @@ func (a *Activities) StaffEscalate(ctx context.Context, in StaffInput) (int, err
 	if err != nil {
 		return 0, err
 	}
-	tasks, err := st.StaffTasks(ctx, in.RunID, in.StepID)
+	tasks, err := staffTasksOf(ctx, st, in.StepInput)
 	if err != nil {
 		return 0, err
 	}
@@ -1151,10 +1184,14 @@ func (a *Activities) StaffFinish(ctx context.Context, in StaffFinishInput) (Staf
 	if err != nil {
 		return out, err
 	}
-	if err := st.FinishStaffTasks(ctx, in.RunID, in.StepID, in.Schedule.Tracked); err != nil {
+	scope, err := st.StaffScope(ctx, in.RunID, in.StepID, in.Cohort.ID)
+	if err != nil {
 		return out, err
 	}
-	tasks, err := st.StaffTasks(ctx, in.RunID, in.StepID)
+	if err := st.FinishStaffTasks(ctx, in.RunID, in.StepID, scope, in.Schedule.Tracked); err != nil {
+		return out, err
+	}
+	tasks, err := staffTasksOf(ctx, st, in.StepInput)
 	if err != nil {
 		return out, err
 	}
@@ -1173,7 +1210,7 @@ func (a *Activities) StaffFinish(ctx context.Context, in StaffFinishInput) (Staf
 			out.Unknown++
 		}
 	}
-	counts, err := st.StaffCustomerCounts(ctx, in.RunID, in.StepID)
+	counts, err := st.StaffCustomerCounts(ctx, in.RunID, in.StepID, scope)
 	if err != nil {
 		return out, err
 	}

@@ -66,7 +66,7 @@ and ` + "`huabu report`" + ` lists each visit of such a step under it. A branch 
     exit: {reason: no_purchase}
 ` + "```" + `
 
-A staff_task cannot be on a loop (its tasks are kept once per run and step).
+A staff_task cannot be on a loop (its tasks are kept once per run, step and cohort); cohorts that reach it by different paths, at different times, each get their own tasks.
 
 ## Messages
 

@@ -19,9 +19,9 @@ var pgTwins = map[string]string{}
 func init() {
 	// staff.go setTaskTimes: the column is one of three constants.
 	for _, column := range []string{"notified_at", "escalated_at", "done_at"} {
-		pgTwinList[`UPDATE staff_tasks SET `+column+` = ? WHERE `+column+` = 0 AND (run_id, step_id, staff, part) IN
-		(SELECT value->>'run_id', value->>'step_id', value->>'staff', value->>'part' FROM json_each(?))`] = `UPDATE staff_tasks SET ` + column + ` = $1 WHERE ` + column + ` = 0 AND (run_id, step_id, staff, part) IN
-		(SELECT (x.e->>'run_id')::bigint, x.e->>'step_id', x.e->>'staff', (x.e->>'part')::bigint FROM jsonb_array_elements($2::jsonb) AS x(e))`
+		pgTwinList[`UPDATE staff_tasks SET `+column+` = ? WHERE `+column+` = 0 AND (run_id, step_id, cohort, staff, part) IN
+		(SELECT value->>'run_id', value->>'step_id', value->>'cohort', value->>'staff', value->>'part' FROM json_each(?))`] = `UPDATE staff_tasks SET ` + column + ` = $1 WHERE ` + column + ` = 0 AND (run_id, step_id, cohort, staff, part) IN
+		(SELECT (x.e->>'run_id')::bigint, x.e->>'step_id', (x.e->>'cohort')::bigint, x.e->>'staff', (x.e->>'part')::bigint FROM jsonb_array_elements($2::jsonb) AS x(e))`
 	}
 	for lite, pg := range pgTwinList {
 		pgTwins[normalizeSQL(lite)] = pg
@@ -108,16 +108,16 @@ var pgTwinList = map[string]string{
 		RETURNING uid, id`,
 
 	// staff.go
-	`INSERT OR IGNORE INTO staff_task_customers (run_id, step_id, uid, staff, external_userid, status)
-		SELECT ?, ?, value->>'uid', value->>'staff', value->>'external_userid', value->>'status' FROM json_each(?)`: `INSERT INTO staff_task_customers (run_id, step_id, uid, staff, external_userid, status)
-		SELECT $1, $2, (x.e->>'uid')::bigint, x.e->>'staff', x.e->>'external_userid', x.e->>'status' FROM jsonb_array_elements($3::jsonb) AS x(e)
+	`INSERT OR IGNORE INTO staff_task_customers (run_id, step_id, cohort, uid, staff, external_userid, status)
+		SELECT ?, ?, value->>'cohort', value->>'uid', value->>'staff', value->>'external_userid', value->>'status' FROM json_each(?)`: `INSERT INTO staff_task_customers (run_id, step_id, cohort, uid, staff, external_userid, status)
+		SELECT $1, $2, (x.e->>'cohort')::bigint, (x.e->>'uid')::bigint, x.e->>'staff', x.e->>'external_userid', x.e->>'status' FROM jsonb_array_elements($3::jsonb) AS x(e)
 		ON CONFLICT DO NOTHING`,
 
 	`UPDATE staff_task_customers SET status = r.value->>'s', send_time = r.value->>'t'
 		FROM json_each(?) r
-		WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ? AND external_userid = r.value->>'e' AND status IN (?, ?)`: `UPDATE staff_task_customers SET status = r.e->>'s', send_time = (r.e->>'t')::bigint
+		WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ? AND external_userid = r.value->>'e' AND status IN (?, ?)`: `UPDATE staff_task_customers SET status = r.e->>'s', send_time = (r.e->>'t')::bigint
 		FROM jsonb_array_elements($1::jsonb) AS r(e)
-		WHERE run_id = $2 AND step_id = $3 AND staff = $4 AND part = $5 AND external_userid = r.e->>'e' AND status IN ($6, $7)`,
+		WHERE run_id = $2 AND step_id = $3 AND cohort = $4 AND staff = $5 AND part = $6 AND external_userid = r.e->>'e' AND status IN ($7, $8)`,
 
 	// traits.go
 	`UPDATE OR IGNORE profiles SET doc = j.value->>'d', updated_at = ?

@@ -32,12 +32,12 @@ func (s *SQLite) StaffStepCounts(ctx context.Context, canvasID string, runID int
 	if runID > 0 {
 		filter, arg = `run_id = ?`, any(runID)
 	}
-	// A task is (run, step, staff); its parts count once, by their worst
-	// state. (CASE rather than a boolean's 0/1, and named subqueries: the
+	// A task is (run, step, cohort, staff); its parts count once, by their
+	// worst state. (CASE rather than a boolean's 0/1, and named subqueries: the
 	// same SQL for PostgreSQL.)
 	rows, err := s.r.QueryContext(ctx, `SELECT step_id, count(*),
 			sum(created), sum(recorded), sum(failed), sum(done), sum(open), sum(not_done), sum(customers)
-		FROM (SELECT run_id, step_id, staff,
+		FROM (SELECT run_id, step_id, cohort, staff,
 				max(CASE WHEN state = 'created' THEN 1 ELSE 0 END) AS created,
 				max(CASE WHEN state = 'recorded' THEN 1 ELSE 0 END) AS recorded,
 				max(CASE WHEN live IN ('failed', 'unknown') THEN 1 ELSE 0 END) AS failed,
@@ -46,7 +46,7 @@ func (s *SQLite) StaffStepCounts(ctx context.Context, canvasID string, runID int
 				max(CASE WHEN live = 'not_done' THEN 1 ELSE 0 END) AS not_done,
 				sum(customers) AS customers
 			FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE `+filter+`) AS t
-			GROUP BY run_id, step_id, staff) AS tasks
+			GROUP BY run_id, step_id, cohort, staff) AS tasks
 		GROUP BY step_id`, s.now().UnixMilli(), arg)
 	if err != nil {
 		return nil, err

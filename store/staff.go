@@ -44,6 +44,10 @@ const (
 type StaffTaskKey struct {
 	RunID  int64  `json:"run_id"`
 	StepID string `json:"step_id"`
+	// Cohort is the step execution's cohort: cohorts that reach one step of
+	// a run at different times each have their own tasks (0: rows written
+	// before migration 024, shared by every cohort of the step).
+	Cohort int64  `json:"cohort"`
 	Staff  string `json:"staff"`
 	Part   int    `json:"part"`
 }
@@ -73,6 +77,7 @@ type StaffTask struct {
 
 // StaffCustomer is one customer's row of a staff_task step.
 type StaffCustomer struct {
+	Cohort         int64  `json:"cohort"` // the step execution's (StaffTaskKey.Cohort)
 	UID            int64  `json:"uid"`
 	Staff          string `json:"staff"`
 	ExternalUserID string `json:"external_userid"`
@@ -93,6 +98,20 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v)
 }
 
+// StaffScope is the cohort a step execution's staff rows are keyed by: its
+// own, unless the step already has rows written before migration 024
+// (cohort 0) — a run in flight across the upgrade keeps sharing those, as
+// it did, rather than creating its tasks a second time.
+func (s *SQLite) StaffScope(ctx context.Context, runID int64, stepID string, cohort int64) (int64, error) {
+	var legacy int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND cohort = 0
+		UNION ALL SELECT 1 FROM staff_tasks WHERE run_id = ? AND step_id = ? AND cohort = 0) l`, runID, stepID, runID, stepID).Scan(&legacy)
+	if err != nil || legacy > 0 {
+		return 0, err
+	}
+	return cohort, nil
+}
+
 // AssignStaffCustomers records customers of a step; rows already written
 // (by an earlier attempt over the same page) are kept.
 func (s *SQLite) AssignStaffCustomers(ctx context.Context, runID int64, stepID string, rows []StaffCustomer) error {
@@ -103,17 +122,18 @@ func (s *SQLite) AssignStaffCustomers(ctx context.Context, runID int64, stepID s
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT OR IGNORE INTO staff_task_customers (run_id, step_id, uid, staff, external_userid, status)
-		SELECT ?, ?, value->>'uid', value->>'staff', value->>'external_userid', value->>'status' FROM json_each(?)`, runID, stepID, string(b))
+	_, err = s.w.ExecContext(ctx, `INSERT OR IGNORE INTO staff_task_customers (run_id, step_id, cohort, uid, staff, external_userid, status)
+		SELECT ?, ?, value->>'cohort', value->>'uid', value->>'staff', value->>'external_userid', value->>'status' FROM json_each(?)`, runID, stepID, string(b))
 	return err
 }
 
 // SplitStaffParts numbers each staff member's assigned customers into parts
-// of at most max (a WeCom task takes 10,000 customers), in uid order, so the
-// split is the same on every attempt.
+// of at most max (a WeCom task takes 10,000 customers), in uid order, per
+// cohort, so the split is the same on every attempt and a later cohort's
+// customers never move an earlier cohort's.
 func (s *SQLite) SplitStaffParts(ctx context.Context, runID int64, stepID string, max int) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE staff_task_customers SET part = r.p FROM (
-			SELECT uid, (row_number() OVER (PARTITION BY staff ORDER BY uid) - 1) / ? AS p
+			SELECT uid, (row_number() OVER (PARTITION BY cohort, staff ORDER BY uid) - 1) / ? AS p
 			FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND status = ?) r
 		WHERE staff_task_customers.run_id = ? AND staff_task_customers.step_id = ? AND staff_task_customers.uid = r.uid`,
 		max, runID, stepID, CustomerAssigned, runID, stepID)
@@ -122,6 +142,7 @@ func (s *SQLite) SplitStaffParts(ctx context.Context, runID int64, stepID string
 
 // StaffAssignment counts a step's assigned customers per staff member and part.
 type StaffAssignment struct {
+	Cohort    int64
 	Staff     string
 	Part      int
 	Customers int
@@ -130,8 +151,8 @@ type StaffAssignment struct {
 // StaffAssignments lists the step's tasks-to-be: assigned customers per
 // staff member and part, in staff order.
 func (s *SQLite) StaffAssignments(ctx context.Context, runID int64, stepID string) ([]StaffAssignment, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT staff, part, count(*) FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND status = ?
-		GROUP BY staff, part ORDER BY staff, part`, runID, stepID, CustomerAssigned)
+	rows, err := s.r.QueryContext(ctx, `SELECT cohort, staff, part, count(*) FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND status = ?
+		GROUP BY cohort, staff, part ORDER BY cohort, staff, part`, runID, stepID, CustomerAssigned)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +160,7 @@ func (s *SQLite) StaffAssignments(ctx context.Context, runID int64, stepID strin
 	var out []StaffAssignment
 	for rows.Next() {
 		var a StaffAssignment
-		if err := rows.Scan(&a.Staff, &a.Part, &a.Customers); err != nil {
+		if err := rows.Scan(&a.Cohort, &a.Staff, &a.Part, &a.Customers); err != nil {
 			return nil, err
 		}
 		out = append(out, a)
@@ -150,14 +171,14 @@ func (s *SQLite) StaffAssignments(ctx context.Context, runID int64, stepID strin
 // EnsureStaffTasks writes task rows in state new; existing rows are kept.
 func (s *SQLite) EnsureStaffTasks(ctx context.Context, tasks []StaffTask) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO staff_tasks (run_id, step_id, staff, part, canvas_id, kind, state, customers, name, grid, leader, created_at, deadline)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO staff_tasks (run_id, step_id, cohort, staff, part, canvas_id, kind, state, customers, name, grid, leader, created_at, deadline)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
 		for _, t := range tasks {
-			if _, err := st.ExecContext(ctx, t.RunID, t.StepID, t.Staff, t.Part, t.CanvasID, t.Kind, StaffTaskNew, t.Customers,
+			if _, err := st.ExecContext(ctx, t.RunID, t.StepID, t.Cohort, t.Staff, t.Part, t.CanvasID, t.Kind, StaffTaskNew, t.Customers,
 				t.Name, t.Grid, t.Leader, ms(t.CreatedAt), ms(t.Deadline)); err != nil {
 				return err
 			}
@@ -166,7 +187,7 @@ func (s *SQLite) EnsureStaffTasks(ctx context.Context, tasks []StaffTask) error 
 	})
 }
 
-const staffTaskCols = `run_id, step_id, staff, part, canvas_id, kind, state, ref, attempt, pending_at, customers, name, grid, leader,
+const staffTaskCols = `run_id, step_id, cohort, staff, part, canvas_id, kind, state, ref, attempt, pending_at, customers, name, grid, leader,
 	created_at, deadline, notified_at, reminders, escalated_at, done_at, result, reason`
 
 func scanStaffTasks(rows *sql.Rows) ([]StaffTask, error) {
@@ -176,7 +197,7 @@ func scanStaffTasks(rows *sql.Rows) ([]StaffTask, error) {
 		var t StaffTask
 		var pending, created, deadline, notified, escalated, done int64
 		var reminders string
-		if err := rows.Scan(&t.RunID, &t.StepID, &t.Staff, &t.Part, &t.CanvasID, &t.Kind, &t.State, &t.Ref, &t.Attempt, &pending, &t.Customers,
+		if err := rows.Scan(&t.RunID, &t.StepID, &t.Cohort, &t.Staff, &t.Part, &t.CanvasID, &t.Kind, &t.State, &t.Ref, &t.Attempt, &pending, &t.Customers,
 			&t.Name, &t.Grid, &t.Leader, &created, &deadline, &notified, &reminders, &escalated, &done, &t.Result, &t.Reason); err != nil {
 			return nil, err
 		}
@@ -194,7 +215,7 @@ func scanStaffTasks(rows *sql.Rows) ([]StaffTask, error) {
 
 // StaffTasks lists a step's tasks in staff and part order.
 func (s *SQLite) StaffTasks(ctx context.Context, runID int64, stepID string) ([]StaffTask, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+staffTaskCols+` FROM staff_tasks WHERE run_id = ? AND step_id = ? ORDER BY staff, part`, runID, stepID)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+staffTaskCols+` FROM staff_tasks WHERE run_id = ? AND step_id = ? ORDER BY cohort, staff, part`, runID, stepID)
 	if err != nil {
 		return nil, err
 	}
@@ -219,8 +240,8 @@ func (s *SQLite) StaffTaskByRef(ctx context.Context, ref string) (StaffTask, err
 
 // StaffTaskExternalIDs lists the external userids of a task's assigned customers.
 func (s *SQLite) StaffTaskExternalIDs(ctx context.Context, k StaffTaskKey) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT external_userid FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ? AND status = ? ORDER BY uid`,
-		k.RunID, k.StepID, k.Staff, k.Part, CustomerAssigned)
+	rows, err := s.r.QueryContext(ctx, `SELECT external_userid FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ? AND status = ? ORDER BY uid`,
+		k.RunID, k.StepID, k.Cohort, k.Staff, k.Part, CustomerAssigned)
 	if err != nil {
 		return nil, err
 	}
@@ -240,8 +261,8 @@ func (s *SQLite) StaffTaskExternalIDs(ctx context.Context, k StaffTaskKey) ([]st
 // creating the task. It fails (returns false) when the row is not new: an
 // earlier attempt owns it.
 func (s *SQLite) MarkStaffTaskPending(ctx context.Context, k StaffTaskKey, attempt string, at time.Time) (bool, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, attempt = ?, pending_at = ? WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ? AND state = ?`,
-		StaffTaskPending, attempt, at.UnixMilli(), k.RunID, k.StepID, k.Staff, k.Part, StaffTaskNew)
+	res, err := s.w.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, attempt = ?, pending_at = ? WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ? AND state = ?`,
+		StaffTaskPending, attempt, at.UnixMilli(), k.RunID, k.StepID, k.Cohort, k.Staff, k.Part, StaffTaskNew)
 	if err != nil {
 		return false, err
 	}
@@ -252,8 +273,8 @@ func (s *SQLite) MarkStaffTaskPending(ctx context.Context, k StaffTaskKey, attem
 // ReleaseStaffTask turns a pending task back to new: WeCom certainly did not
 // create it (rejected before acting, or the lookup found nothing).
 func (s *SQLite) ReleaseStaffTask(ctx context.Context, k StaffTaskKey) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, attempt = '', pending_at = 0 WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ? AND state = ?`,
-		StaffTaskNew, k.RunID, k.StepID, k.Staff, k.Part, StaffTaskPending)
+	_, err := s.w.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, attempt = '', pending_at = 0 WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ? AND state = ?`,
+		StaffTaskNew, k.RunID, k.StepID, k.Cohort, k.Staff, k.Part, StaffTaskPending)
 	return err
 }
 
@@ -272,29 +293,29 @@ type StaffTaskSettlement struct {
 func (s *SQLite) SettleStaffTask(ctx context.Context, k StaffTaskKey, st StaffTaskSettlement) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, ref = ?, reason = ?, created_at = CASE WHEN ? > 0 THEN ? ELSE created_at END
-			WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ?`,
-			st.State, st.Ref, st.Reason, ms(st.At), ms(st.At), k.RunID, k.StepID, k.Staff, k.Part); err != nil {
+			WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ?`,
+			st.State, st.Ref, st.Reason, ms(st.At), ms(st.At), k.RunID, k.StepID, k.Cohort, k.Staff, k.Part); err != nil {
 			return err
 		}
-		where := ` WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ? AND status = ?`
+		where := ` WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ? AND status = ?`
 		switch st.State {
 		case StaffTaskFailed, StaffTaskUnknown:
 			status := CustomerFailed
 			if st.State == StaffTaskUnknown {
 				status = CustomerUnknown
 			}
-			_, err := tx.ExecContext(ctx, `UPDATE staff_task_customers SET status = ?`+where, status, k.RunID, k.StepID, k.Staff, k.Part, CustomerAssigned)
+			_, err := tx.ExecContext(ctx, `UPDATE staff_task_customers SET status = ?`+where, status, k.RunID, k.StepID, k.Cohort, k.Staff, k.Part, CustomerAssigned)
 			return err
 		}
 		if len(st.NotFound) > 0 {
 			if _, err := tx.ExecContext(ctx, `UPDATE staff_task_customers SET status = ?`+where+` AND external_userid IN (SELECT value FROM json_each(?))`,
-				CustomerNotFriend, k.RunID, k.StepID, k.Staff, k.Part, CustomerAssigned, stringList(st.NotFound)); err != nil {
+				CustomerNotFriend, k.RunID, k.StepID, k.Cohort, k.Staff, k.Part, CustomerAssigned, stringList(st.NotFound)); err != nil {
 				return err
 			}
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET customers = (SELECT count(*) FROM staff_task_customers c
-			WHERE c.run_id = staff_tasks.run_id AND c.step_id = staff_tasks.step_id AND c.staff = staff_tasks.staff AND c.part = staff_tasks.part AND c.status = ?)
-			WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ?`, CustomerAssigned, k.RunID, k.StepID, k.Staff, k.Part)
+			WHERE c.run_id = staff_tasks.run_id AND c.step_id = staff_tasks.step_id AND c.cohort = staff_tasks.cohort AND c.staff = staff_tasks.staff AND c.part = staff_tasks.part AND c.status = ?)
+			WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ?`, CustomerAssigned, k.RunID, k.StepID, k.Cohort, k.Staff, k.Part)
 		return err
 	})
 }
@@ -330,8 +351,8 @@ func (s *SQLite) setTaskTimes(ctx context.Context, column string, keys []StaffTa
 		return err
 	}
 	// column is one of a few constants below, never input.
-	_, err = s.w.ExecContext(ctx, `UPDATE staff_tasks SET `+column+` = ? WHERE `+column+` = 0 AND (run_id, step_id, staff, part) IN
-		(SELECT value->>'run_id', value->>'step_id', value->>'staff', value->>'part' FROM json_each(?))`, at.UnixMilli(), string(b))
+	_, err = s.w.ExecContext(ctx, `UPDATE staff_tasks SET `+column+` = ? WHERE `+column+` = 0 AND (run_id, step_id, cohort, staff, part) IN
+		(SELECT value->>'run_id', value->>'step_id', value->>'cohort', value->>'staff', value->>'part' FROM json_each(?))`, at.UnixMilli(), string(b))
 	return err
 }
 
@@ -357,8 +378,8 @@ func (s *SQLite) MarkStaffDone(ctx context.Context, k StaffTaskKey, at time.Time
 func (s *SQLite) AddStaffReminder(ctx context.Context, k StaffTaskKey, at time.Time) (added bool, recent int, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var raw string
-		if err := tx.QueryRowContext(ctx, `SELECT reminders FROM staff_tasks WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ?`,
-			k.RunID, k.StepID, k.Staff, k.Part).Scan(&raw); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT reminders FROM staff_tasks WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ?`,
+			k.RunID, k.StepID, k.Cohort, k.Staff, k.Part).Scan(&raw); err != nil {
 			return err
 		}
 		var list []int64
@@ -378,8 +399,8 @@ func (s *SQLite) AddStaffReminder(ctx context.Context, k StaffTaskKey, at time.T
 		sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
 		b, _ := json.Marshal(list)
 		added = true
-		_, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET reminders = ? WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ?`,
-			string(b), k.RunID, k.StepID, k.Staff, k.Part)
+		_, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET reminders = ? WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ?`,
+			string(b), k.RunID, k.StepID, k.Cohort, k.Staff, k.Part)
 		return err
 	})
 	return added, recent, err
@@ -389,8 +410,8 @@ func (s *SQLite) AddStaffReminder(ctx context.Context, k StaffTaskKey, at time.T
 func (s *SQLite) RemoveStaffReminder(ctx context.Context, k StaffTaskKey, at time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var raw string
-		if err := tx.QueryRowContext(ctx, `SELECT reminders FROM staff_tasks WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ?`,
-			k.RunID, k.StepID, k.Staff, k.Part).Scan(&raw); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT reminders FROM staff_tasks WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ?`,
+			k.RunID, k.StepID, k.Cohort, k.Staff, k.Part).Scan(&raw); err != nil {
 			return err
 		}
 		var list, kept []int64
@@ -404,8 +425,8 @@ func (s *SQLite) RemoveStaffReminder(ctx context.Context, k StaffTaskKey, at tim
 			kept = []int64{}
 		}
 		b, _ := json.Marshal(kept)
-		_, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET reminders = ? WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ?`,
-			string(b), k.RunID, k.StepID, k.Staff, k.Part)
+		_, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET reminders = ? WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ?`,
+			string(b), k.RunID, k.StepID, k.Cohort, k.Staff, k.Part)
 		return err
 	})
 }
@@ -436,8 +457,8 @@ func (s *SQLite) RecordStaffResults(ctx context.Context, k StaffTaskKey, results
 	// suppression decided before the task are kept.
 	_, err := s.w.ExecContext(ctx, `UPDATE staff_task_customers SET status = r.value->>'s', send_time = r.value->>'t'
 		FROM json_each(?) r
-		WHERE run_id = ? AND step_id = ? AND staff = ? AND part = ? AND external_userid = r.value->>'e' AND status IN (?, ?)`,
-		string(b), k.RunID, k.StepID, k.Staff, k.Part, CustomerAssigned, CustomerUnsent)
+		WHERE run_id = ? AND step_id = ? AND cohort = ? AND staff = ? AND part = ? AND external_userid = r.value->>'e' AND status IN (?, ?)`,
+		string(b), k.RunID, k.StepID, k.Cohort, k.Staff, k.Part, CustomerAssigned, CustomerUnsent)
 	return err
 }
 
@@ -454,20 +475,20 @@ func (s *SQLite) AckStaffTask(ctx context.Context, ref, staff string, at time.Ti
 	return n > 0, err
 }
 
-// FinishStaffTasks decides each task's result — on time when done by its
+// FinishStaffTasks decides each task's result of one step execution — on time when done by its
 // deadline, late when done after, not done otherwise — turns customers still
 // waiting into unsent, and settles the step's rows in the delivery ledger so
 // the per-step report counts them. It is idempotent.
-func (s *SQLite) FinishStaffTasks(ctx context.Context, runID int64, stepID string, tracked bool) error {
+func (s *SQLite) FinishStaffTasks(ctx context.Context, runID int64, stepID string, cohort int64, tracked bool) error {
 	now := s.now().UnixMilli()
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		args := []any{runID, stepID}
-		if _, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, reason = 'crashed_mid_call' WHERE run_id = ? AND step_id = ? AND state = ?`,
-			StaffTaskUnknown, runID, stepID, StaffTaskPending); err != nil {
+		args := []any{runID, stepID, cohort}
+		if _, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, reason = 'crashed_mid_call' WHERE run_id = ? AND step_id = ? AND cohort = ? AND state = ?`,
+			StaffTaskUnknown, runID, stepID, cohort, StaffTaskPending); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, reason = CASE WHEN reason = '' THEN 'gave_up' ELSE reason END WHERE run_id = ? AND step_id = ? AND state = ?`,
-			StaffTaskFailed, runID, stepID, StaffTaskNew); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET state = ?, reason = CASE WHEN reason = '' THEN 'gave_up' ELSE reason END WHERE run_id = ? AND step_id = ? AND cohort = ? AND state = ?`,
+			StaffTaskFailed, runID, stepID, cohort, StaffTaskNew); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE staff_tasks SET result = CASE
@@ -477,7 +498,7 @@ func (s *SQLite) FinishStaffTasks(ctx context.Context, runID int64, stepID strin
 				WHEN done_at > 0 AND done_at <= deadline THEN 'on_time'
 				WHEN done_at > 0 THEN 'late'
 				ELSE 'not_done' END
-			WHERE run_id = ? AND step_id = ?`, args...); err != nil {
+			WHERE run_id = ? AND step_id = ? AND cohort = ?`, args...); err != nil {
 			return err
 		}
 		if !tracked {
@@ -488,11 +509,11 @@ func (s *SQLite) FinishStaffTasks(ctx context.Context, runID int64, stepID strin
 		// result).
 		if _, err := tx.ExecContext(ctx, `UPDATE staff_task_customers SET status = CASE
 				(SELECT t.kind || '/' || t.state FROM staff_tasks t WHERE t.run_id = staff_task_customers.run_id AND t.step_id = staff_task_customers.step_id
-					AND t.staff = staff_task_customers.staff AND t.part = staff_task_customers.part)
+					AND t.cohort = staff_task_customers.cohort AND t.staff = staff_task_customers.staff AND t.part = staff_task_customers.part)
 				WHEN 'customers/failed' THEN 'failed' WHEN 'staff/failed' THEN 'failed'
 				WHEN 'customers/unknown' THEN 'unknown' WHEN 'staff/unknown' THEN 'unknown'
 				WHEN 'staff/created' THEN 'sent' ELSE 'unsent' END
-			WHERE run_id = ? AND step_id = ? AND status = ?`, runID, stepID, CustomerAssigned); err != nil {
+			WHERE run_id = ? AND step_id = ? AND cohort = ? AND status = ?`, runID, stepID, cohort, CustomerAssigned); err != nil {
 			return err
 		}
 		// The ledger gets the same verdicts, for `huabu report`: sent, failed
@@ -508,8 +529,8 @@ func (s *SQLite) FinishStaffTasks(ctx context.Context, runID int64, stepID strin
 					WHEN 'no_owner' THEN 'suppressed' WHEN 'no_address' THEN 'suppressed' WHEN 'removed' THEN 'suppressed'
 					ELSE 'failed' END,
 				0, CASE c.status WHEN 'sent' THEN '' WHEN 'removed' THEN 'not_friend' ELSE c.status END, coalesce(t.ref, ''), ?
-			FROM staff_task_customers c LEFT JOIN staff_tasks t ON t.run_id = c.run_id AND t.step_id = c.step_id AND t.staff = c.staff AND t.part = c.part
-			WHERE c.run_id = ? AND c.step_id = ?`, now, runID, stepID); err != nil {
+			FROM staff_task_customers c LEFT JOIN staff_tasks t ON t.run_id = c.run_id AND t.step_id = c.step_id AND t.cohort = c.cohort AND t.staff = c.staff AND t.part = c.part
+			WHERE c.run_id = ? AND c.step_id = ? AND c.cohort = ?`, now, runID, stepID, cohort); err != nil {
 			return err
 		}
 		after, err := stepLedgerStates(ctx, tx, runID, stepID)
@@ -523,9 +544,9 @@ func (s *SQLite) FinishStaffTasks(ctx context.Context, runID int64, stepID strin
 	})
 }
 
-// StaffCustomerCounts counts a step's customers by status.
-func (s *SQLite) StaffCustomerCounts(ctx context.Context, runID int64, stepID string) (map[string]int64, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT status, count(*) FROM staff_task_customers WHERE run_id = ? AND step_id = ? GROUP BY status`, runID, stepID)
+// StaffCustomerCounts counts a step execution's customers by status.
+func (s *SQLite) StaffCustomerCounts(ctx context.Context, runID int64, stepID string, cohort int64) (map[string]int64, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT status, count(*) FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND cohort = ? GROUP BY status`, runID, stepID, cohort)
 	if err != nil {
 		return nil, err
 	}
@@ -578,13 +599,13 @@ func (s *SQLite) StaffReport(ctx context.Context, canvasID string, runID int64) 
 		filter, arg = `run_id = ?`, any(runID)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT staff, max(name), max(grid), max(leader),
-			count(DISTINCT run_id || '/' || step_id),
-			count(DISTINCT CASE WHEN live IN ('failed', 'unknown') THEN run_id || '/' || step_id END),
-			count(DISTINCT CASE WHEN live = 'on_time' THEN run_id || '/' || step_id END),
-			count(DISTINCT CASE WHEN live = 'late' THEN run_id || '/' || step_id END),
-			count(DISTINCT CASE WHEN live = 'not_done' THEN run_id || '/' || step_id END),
-			count(DISTINCT CASE WHEN live = 'open' THEN run_id || '/' || step_id END),
-			count(DISTINCT CASE WHEN state = 'recorded' THEN run_id || '/' || step_id END)
+			count(DISTINCT run_id || '/' || step_id || '/' || cohort),
+			count(DISTINCT CASE WHEN live IN ('failed', 'unknown') THEN run_id || '/' || step_id || '/' || cohort END),
+			count(DISTINCT CASE WHEN live = 'on_time' THEN run_id || '/' || step_id || '/' || cohort END),
+			count(DISTINCT CASE WHEN live = 'late' THEN run_id || '/' || step_id || '/' || cohort END),
+			count(DISTINCT CASE WHEN live = 'not_done' THEN run_id || '/' || step_id || '/' || cohort END),
+			count(DISTINCT CASE WHEN live = 'open' THEN run_id || '/' || step_id || '/' || cohort END),
+			count(DISTINCT CASE WHEN state = 'recorded' THEN run_id || '/' || step_id || '/' || cohort END)
 		FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE `+filter+`) AS t GROUP BY staff ORDER BY staff`, s.now().UnixMilli(), arg)
 	if err != nil {
 		return nil, err

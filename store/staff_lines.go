@@ -14,6 +14,7 @@ import (
 type StaffTaskLine struct {
 	RunID       int64
 	StepID      string
+	Cohort      int64 // the step execution's cohort (StaffTaskKey.Cohort)
 	Staff       string
 	Part        int
 	Name, Grid  string
@@ -39,6 +40,7 @@ type StaffFollowUps struct {
 type staffCursor struct {
 	Run   int64  `json:"r"`
 	Step  string `json:"s"`
+	Coh   int64  `json:"c"`
 	Staff string `json:"st"`
 	Part  int    `json:"p"`
 	UID   int64  `json:"u"`
@@ -46,7 +48,7 @@ type staffCursor struct {
 
 // StaffTaskLines lists, a page of at most limit at a time, the customers
 // staff members still have to reach in a canvas's open and overdue tasks
-// (runID 0: every run), in (run, step, staff, part, customer) order by
+// (runID 0: every run), in (run, step, cohort, staff, part, customer) order by
 // keyset, so a page reads only its rows. after is the cursor of the
 // previous page ("" the first); the cursor returned is "" at the end.
 func (s *SQLite) StaffTaskLines(ctx context.Context, canvasID string, runID int64, after string, limit int) ([]StaffTaskLine, string, error) {
@@ -60,15 +62,15 @@ func (s *SQLite) StaffTaskLines(ctx context.Context, canvasID string, runID int6
 			return nil, "", fmt.Errorf("%w: bad cursor %q", ErrBadCursor, after)
 		}
 	}
-	args := []any{s.now().UnixMilli(), canvasID, runID, runID, after != "", cur.Run, cur.Step, cur.Staff, cur.Part, cur.UID, limit + 1}
-	rows, err := s.r.QueryContext(ctx, `SELECT t.run_id, t.step_id, t.staff, t.part, t.name, t.grid, t.kind, t.live, coalesce(c.uid, 0), coalesce(c.external_userid, ''),
+	args := []any{s.now().UnixMilli(), canvasID, runID, runID, after != "", cur.Run, cur.Step, cur.Coh, cur.Staff, cur.Part, cur.UID, limit + 1}
+	rows, err := s.r.QueryContext(ctx, `SELECT t.run_id, t.step_id, t.cohort, t.staff, t.part, t.name, t.grid, t.kind, t.live, coalesce(c.uid, 0), coalesce(c.external_userid, ''),
 			t.created_at, t.deadline, t.notified_at, t.reminders, t.escalated_at
 		FROM (SELECT *, `+liveResult+` AS live FROM staff_tasks WHERE canvas_id = ? AND (? = 0 OR run_id = ?)) AS t
-		LEFT JOIN staff_task_customers c ON t.kind = 'customers' AND c.run_id = t.run_id AND c.step_id = t.step_id AND c.staff = t.staff AND c.part = t.part
+		LEFT JOIN staff_task_customers c ON t.kind = 'customers' AND c.run_id = t.run_id AND c.step_id = t.step_id AND c.cohort = t.cohort AND c.staff = t.staff AND c.part = t.part
 			AND c.status IN ('assigned', 'unsent')
 		WHERE t.live IN ('open', 'not_done')
-			AND (? = 0 OR (t.run_id, t.step_id, t.staff, t.part, coalesce(c.uid, 0)) > (?, ?, ?, ?, ?))
-		ORDER BY t.run_id, t.step_id, t.staff, t.part, coalesce(c.uid, 0) LIMIT ?`, args...)
+			AND (? = 0 OR (t.run_id, t.step_id, t.cohort, t.staff, t.part, coalesce(c.uid, 0)) > (?, ?, ?, ?, ?, ?))
+		ORDER BY t.run_id, t.step_id, t.cohort, t.staff, t.part, coalesce(c.uid, 0) LIMIT ?`, args...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -78,7 +80,7 @@ func (s *SQLite) StaffTaskLines(ctx context.Context, canvasID string, runID int6
 		var l StaffTaskLine
 		var created, deadline, notified, escalated int64
 		var reminders string
-		if err := rows.Scan(&l.RunID, &l.StepID, &l.Staff, &l.Part, &l.Name, &l.Grid, &l.Kind, &l.Live, &l.UID, &l.ExternalID,
+		if err := rows.Scan(&l.RunID, &l.StepID, &l.Cohort, &l.Staff, &l.Part, &l.Name, &l.Grid, &l.Kind, &l.Live, &l.UID, &l.ExternalID,
 			&created, &deadline, &notified, &reminders, &escalated); err != nil {
 			return nil, "", err
 		}
@@ -98,7 +100,7 @@ func (s *SQLite) StaffTaskLines(ctx context.Context, canvasID string, runID int6
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		b, _ := json.Marshal(staffCursor{last.RunID, last.StepID, last.Staff, last.Part, last.UID})
+		b, _ := json.Marshal(staffCursor{last.RunID, last.StepID, last.Cohort, last.Staff, last.Part, last.UID})
 		next = base64.RawURLEncoding.EncodeToString(b)
 	}
 	var uids []int64

@@ -507,3 +507,50 @@ func TestHQDailySOPExample(t *testing.T) {
 	require.Equal(t, int64(1), res.Stats.Sent)
 	require.Contains(t, h.fake.TasksFor("lina")[0].Text, "会员日专属权益已上线")
 }
+
+// TestStaffTaskReachedByTwoCohorts: a staff_task step that two branches
+// reach at different times (one arm waits three hours first) gives each cohort's
+// customers their own tasks — the later cohort's customers are not left
+// assigned in no task because the first cohort's tasks already exist — and
+// each cohort's tasks are tracked, reminded and finished on their own.
+func TestStaffTaskReachedByTwoCohorts(t *testing.T) {
+	h := newStaffHarness(t, "")
+	h.customers(
+		customer{"c01", "zhangwei", "wm01"}, customer{"c02", "zhangwei", "wm02"},
+		customer{"c03", "lina", "wm03"},
+		customer{"c04", "zhangwei", "wm04"}, customer{"c05", "lina", "wm05"}, customer{"c06", "lina", "wm06"},
+	)
+	plan := h.deploy(`
+id: two-ways
+name: 两条路
+trigger: {manual: {}}
+steps:
+  - id: route
+    branch:
+      - {when: 'user.wecom_external_userid in ["wm01", "wm02", "wm03"]', goto: task}
+      - {else: later}
+  - id: later
+    wait: 3h
+    next: task
+  - id: task
+    staff_task:
+      text: "【今日推荐】会员日专属权益已上线"
+      deadline: {at: "18:00"}
+`)
+	h.fake.AutoConfirm("zhangwei", 30*time.Minute)
+	h.fake.AutoConfirm("lina", 30*time.Minute)
+	res := h.start(plan, at(t, "2026-03-02", "10:30"), nil)
+
+	var inTasks []string
+	for _, s := range []string{"zhangwei", "lina"} {
+		for _, task := range h.fake.TasksFor(s) {
+			inTasks = append(inTasks, task.ExternalUserID...)
+		}
+	}
+	require.ElementsMatch(t, []string{"wm01", "wm02", "wm03", "wm04", "wm05", "wm06"}, inTasks, "every customer in exactly one task")
+	require.Len(t, h.fake.TasksFor("zhangwei"), 2, "one task per cohort")
+	require.Len(t, h.fake.TasksFor("lina"), 2, "one task per cohort")
+	c := h.counts("two-ways", res.RunID)
+	require.Equal(t, int64(6), c["task"].Sent, "%+v", c["task"])
+	require.Equal(t, int64(6), res.Stats.Sent)
+}

@@ -126,8 +126,15 @@ steps:
 		dev.kill()
 		dev = startDev(t, dir, cfgPath)
 		api.set(dev.api)
-		if strings.Contains(dev.logs.String(), "resuming entry windows from the store") {
-			resumed++
+		// The restarted worker routes once it holds the router lease again,
+		// after the killed process's lease has run out (worker/leader.go:
+		// up to 12 s); it resumes the stored windows right after taking it.
+		require.Eventually(t, func() bool { return strings.Contains(dev.logs.String(), "took the lease") }, time.Minute, 20*time.Millisecond)
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if strings.Contains(dev.logs.String(), "resuming entry windows from the store") {
+				resumed++
+				break
+			}
 		}
 	}
 	require.NoError(t, <-sent)

@@ -137,6 +137,11 @@ func staffTasksOf(ctx context.Context, st StaffStore, in StepInput) ([]store.Sta
 	if err != nil {
 		return nil, err
 	}
+	return staffTasksIn(ctx, st, in, scope)
+}
+
+// staffTasksIn lists the tasks of the step execution keyed by scope.
+func staffTasksIn(ctx context.Context, st StaffStore, in StepInput, scope int64) ([]store.StaffTask, error) {
 	all, err := st.StaffTasks(ctx, in.RunID, in.StepID)
 	if err != nil {
 		return nil, err
@@ -1191,7 +1196,7 @@ func (a *Activities) StaffFinish(ctx context.Context, in StaffFinishInput) (Staf
 	if err := st.FinishStaffTasks(ctx, in.RunID, in.StepID, scope, in.Schedule.Tracked); err != nil {
 		return out, err
 	}
-	tasks, err := staffTasksOf(ctx, st, in.StepInput)
+	tasks, err := staffTasksIn(ctx, st, in.StepInput, scope)
 	if err != nil {
 		return out, err
 	}

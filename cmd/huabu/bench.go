@@ -35,20 +35,12 @@ also send the same push to K users as one cohort and as K workflows (one per use
 			if opts.Users <= 0 {
 				return userErrorf("--users must be at least 1")
 			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			url, stop, err := bench.StartProvider(cmd.Context(), self, "bench", "provider")
+			url, stop, err := startBenchProvider(cmd)
 			if err != nil {
 				return err
 			}
 			defer stop()
-			opts.Provider, opts.Out = url, c.stdout
-			opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-			if verbose {
-				opts.Log = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			}
+			opts.Provider, opts.Out, opts.Log = url, c.stdout, c.benchLogger(verbose)
 			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
@@ -102,11 +94,7 @@ and peak RSS.`,
 			if opts.Users <= 0 {
 				return userErrorf("--users must be at least 1")
 			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			url, stopProvider, err := bench.StartProvider(cmd.Context(), self, "bench", "provider")
+			url, stopProvider, err := startBenchProvider(cmd)
 			if err != nil {
 				return err
 			}
@@ -130,6 +118,17 @@ and peak RSS.`,
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	profiles.addFlags(cmd)
 	return cmd
+}
+
+// startBenchProvider starts the JPush-compatible fake as a child process
+// (this binary's hidden `bench provider`), so its HTTP work is not counted
+// in the bench's own CPU and memory.
+func startBenchProvider(cmd *cobra.Command) (url string, stop func(), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	return bench.StartProvider(cmd.Context(), self, "bench", "provider")
 }
 
 func (c *cli) benchLogger(verbose bool) *slog.Logger {

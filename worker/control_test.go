@@ -199,9 +199,12 @@ func TestPausedEventEntriesKeepOrDrop(t *testing.T) {
 		require.Equal(t, 200, code, body)
 	}
 	sendEvents(t, app, "signup", nil, "u2") // routed after u1's event, in order
+	// u1's held send goes out at its next pause recheck, which may come after
+	// u2's whole journey: wait for all three messages, then check exactly.
 	require.Eventually(t, func() bool {
-		return outboxOf(t, app, "keeps", "hello")["u2"] && outboxOf(t, app, "drops", "hello")["u2"]
-	}, 30*time.Second, 50*time.Millisecond)
+		keeps := outboxOf(t, app, "keeps", "hello")
+		return keeps["u1"] && keeps["u2"] && outboxOf(t, app, "drops", "hello")["u2"]
+	}, 30*time.Second, 50*time.Millisecond, "keep: u1 entered while paused and got the message on resume; both got u2's")
 	require.Equal(t, map[string]bool{"u1": true, "u2": true}, outboxOf(t, app, "keeps", "hello"), "keep: u1 entered while paused and got the message on resume")
 	require.Equal(t, map[string]bool{"u2": true}, outboxOf(t, app, "drops", "hello"), "drop: u1's event while paused entered nobody")
 	c, _, err := app.Store().Counts(ctx, "drops", 0)

@@ -124,3 +124,89 @@ func TestTwoProcessesStoreEachEventOnce(t *testing.T) {
 		require.Equal(t, int64(37), profiles)
 	})
 }
+
+// TestFeedFollowsEventsStoredByTwoProcesses: two stores ingest events at
+// once while a reader follows them as the router's feed does
+// (EventsToRoute after its cursor, in id order). The reader sees every
+// stored event exactly once: an id below the reader's cursor never commits
+// after the reader passed it (ids are drawn under the write lock, so they
+// commit in id order; without it, PostgreSQL's sequence hands out ids
+// before commit and a slower transaction's events would be skipped).
+func TestFeedFollowsEventsStoredByTwoProcesses(t *testing.T) {
+	eachStorePair(t, func(t *testing.T, a, b *SQLite) {
+		ctx := context.Background()
+		const writers, requests, size = 3, 60, 5 // per store
+		var (
+			mu     sync.Mutex
+			stored = map[int64]bool{}
+		)
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*writers)
+		for si, s := range []*SQLite{a, b} {
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for r := range requests {
+						msgs := make([]Message, size)
+						for j := range msgs {
+							msgs[j] = Message{Type: "track", MessageID: fmt.Sprintf("m%d-%d-%d-%d", si, w, r, j), UserID: fmt.Sprintf("u%d", (r*size+j)%50),
+								Name: "app_open", Properties: []byte(`{}`), Timestamp: time.UnixMilli(int64(1000 + j))}
+						}
+						res, err := s.Ingest(ctx, msgs, IngestOptions{Realtime: true})
+						if err != nil {
+							errs <- err
+							return
+						}
+						mu.Lock()
+						for _, e := range res.Events {
+							stored[e.ID] = true
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+
+		seen := map[int64]int{}
+		var cursor int64
+		follow := func() {
+			for {
+				rows, next, err := a.EventsToRoute(ctx, cursor, 100, nil)
+				require.NoError(t, err)
+				for _, r := range rows {
+					seen[r.ID]++
+				}
+				cursor = next
+				if len(rows) < 100 {
+					return
+				}
+			}
+		}
+		for following := true; following; {
+			select {
+			case <-done:
+				following = false
+			default:
+			}
+			follow() // after done: once more, everything is committed
+		}
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.Len(t, stored, 2*writers*requests*size)
+		missed := 0
+		for id := range stored {
+			if seen[id] == 0 {
+				missed++
+			}
+		}
+		require.Zero(t, missed, "events stored but passed over by the feed (of %d)", len(stored))
+		for id, n := range seen {
+			require.Equal(t, 1, n, "event %d read %d times", id, n)
+		}
+	})
+}

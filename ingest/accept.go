@@ -149,8 +149,15 @@ func decodeRecord(b []byte) (store.IngestRequest, error) {
 	return req, nil
 }
 
-// AppliedKey is the store setting holding the log position applied so far.
+// AppliedKey is the store setting holding the log position applied so far,
+// for a store with one accept log (SQLite: the log lives beside the file).
 const AppliedKey = "acceptlog.applied"
+
+// AppliedKeyOf is the setting of one worker's accept log when several
+// workers, each with its own log, share the store (PostgreSQL): positions
+// are offsets in one log, meaningless in another's — a worker resuming from
+// another's position would skip (and delete) records it never stored.
+func AppliedKeyOf(worker string) string { return AppliedKey + "/" + worker }
 
 // ApplyStore is what the Applier writes.
 type ApplyStore interface {
@@ -169,6 +176,9 @@ type ApplierOptions struct {
 	// record; the log says why), so nothing accepted disappears silently.
 	FailedDir string
 	Logger    *slog.Logger
+	// Key is the store setting holding this log's applied position
+	// (empty: AppliedKey). Every accept log on a store needs its own.
+	Key string
 }
 
 // applyGroupMessages bounds one transaction, so the writer is not held long
@@ -193,8 +203,11 @@ func NewApplier(ctx context.Context, opts ApplierOptions) (*Applier, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Key == "" {
+		opts.Key = AppliedKey
+	}
 	a := &Applier{opts: opts, log: opts.Logger}
-	found, err := opts.Store.Setting(ctx, AppliedKey, &a.pos)
+	found, err := opts.Store.Setting(ctx, opts.Key, &a.pos)
 	if err != nil {
 		return nil, fmt.Errorf("accept log position: %w", err)
 	}
@@ -309,7 +322,7 @@ func (a *Applier) applyGroup(ctx context.Context) (int, error) {
 	if pos == start {
 		return 0, nil
 	}
-	res, errs, err := a.opts.Store.IngestAll(ctx, reqs, AppliedKey, pos)
+	res, errs, err := a.opts.Store.IngestAll(ctx, reqs, a.opts.Key, pos)
 	if err != nil {
 		return 0, err
 	}

@@ -108,6 +108,10 @@ type App struct {
 	closeErr  error
 	startedAt time.Time
 	dataLock  *os.File // held while running: one Huabu per data directory
+	// id names this worker among the store's workers: stable across
+	// restarts when the data directory is its own (workerIdentity), else
+	// new at each start.
+	id string
 }
 
 // StorePath is where the SQLite store of a config lives. With PostgreSQL
@@ -171,9 +175,17 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	}
 	// Claim the data directory and the API's address first: a second
 	// Huabu on either is told which one holds it before anything starts.
-	if cfg.Temporal.Embedded() || (cfg.Store.Driver == "sqlite" && cfg.Store.DSN == "") {
+	// With PostgreSQL the data directory holds this worker's accept log
+	// and its identity (worker/identity.go): never two processes on one.
+	if cfg.Temporal.Embedded() || (cfg.Store.Driver == "sqlite" && cfg.Store.DSN == "") || cfg.Store.Driver == "postgres" {
 		if app.dataLock, err = lockDataDir(opts.DataDir, Holder{PID: os.Getpid(), StartedAt: app.startedAt, HTTP: cfg.HTTP.Listen, Config: cfg.File}); err != nil {
 			return nil, err
+		}
+	}
+	app.id = holderID()
+	if app.dataLock != nil {
+		if app.id, err = workerIdentity(opts.DataDir); err != nil {
+			return nil, fmt.Errorf("worker id: %w", err)
 		}
 	}
 	if !opts.NoHTTP && !cfg.HTTP.Disabled {

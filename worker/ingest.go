@@ -74,8 +74,14 @@ func (app *App) startApplier(ctx context.Context, storePath string) error {
 		return err
 	}
 	app.acceptLog = l
+	// One SQLite store has one accept log (beside its file); a PostgreSQL
+	// store has one per worker, each with its own applied position.
+	key := ingest.AppliedKey
+	if app.store.Postgres() {
+		key = ingest.AppliedKeyOf(app.id)
+	}
 	a, err := ingest.NewApplier(ctx, ingest.ApplierOptions{
-		Log: l, Store: app.store, FailedDir: filepath.Join(AcceptLogDir(storePath), "failed"),
+		Log: l, Store: app.store, FailedDir: filepath.Join(AcceptLogDir(storePath), "failed"), Key: key,
 		Logger: app.log.With("component", "applier"),
 		Applied: func(results []store.IngestResult) {
 			touched, events := false, false

@@ -51,12 +51,17 @@ type leadership struct {
 	now                  func() time.Time
 }
 
-func newLeadership(st leaseStore, name string, log *slog.Logger, lead func(ctx context.Context, term int64, now bool) (func(lost bool), error)) *leadership {
-	return &leadership{st: st, name: name, holder: holderID(), log: log, lead: lead,
+// newLeadership: holder names this process's holdings (holderID() when it
+// has no stable identity; workerIdentity for one that keeps its data
+// directory across restarts, so a restarted worker takes back its own
+// unexpired lease at once).
+func newLeadership(st leaseStore, name, holder string, log *slog.Logger, lead func(ctx context.Context, term int64, now bool) (func(lost bool), error)) *leadership {
+	return &leadership{st: st, name: name, holder: holder, log: log, lead: lead,
 		ttl: leaseTTL, renew: leaseRenew, stepDown: leaseStepDown, now: time.Now}
 }
 
-// holderID names this process among the store's workers.
+// holderID names this process among the store's workers (one whose data
+// directory is not its own: a new name at each start).
 func holderID() string {
 	host, _ := os.Hostname()
 	b := make([]byte, 4)

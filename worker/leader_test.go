@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/store/storetest"
 )
 
 // partitionable is a store handle that can be cut off: every lease call
@@ -77,11 +78,22 @@ func (ls *leaders) leader() string {
 // contend for the router lease: one leads at a time; when the leader is cut
 // off it stops before its lease expires and the other takes over once it
 // has; when a leader stops gracefully the other takes over at its next try.
-// Durations are a tenth of the real ones.
+// Durations are a tenth of the real ones. On SQLite (one file) and
+// PostgreSQL (one schema).
 func TestOneRouterAtATime(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "huabu.db")
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "huabu.db")
+		oneRouterAtATime(t, func() (*store.SQLite, error) { return store.OpenSQLite(context.Background(), path) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := storetest.PostgresDSN(t)
+		oneRouterAtATime(t, func() (*store.SQLite, error) { return store.OpenPostgres(context.Background(), dsn) })
+	})
+}
+
+func oneRouterAtATime(t *testing.T, openStore func() (*store.SQLite, error)) {
 	open := func() *partitionable {
-		s, err := store.OpenSQLite(context.Background(), path)
+		s, err := openStore()
 		require.NoError(t, err)
 		t.Cleanup(func() { s.Close() })
 		return &partitionable{SQLite: s}
@@ -96,7 +108,7 @@ func TestOneRouterAtATime(t *testing.T) {
 	}
 	start := func(name string) *worker {
 		w := &worker{st: open(), done: make(chan struct{})}
-		w.l = newLeadership(w.st, routerLease, log, ls.lead(name))
+		w.l = newLeadership(w.st, routerLease, holderID(), log, ls.lead(name))
 		w.l.ttl, w.l.renew, w.l.stepDown = leaseTTL/10, leaseRenew/10, leaseStepDown/10
 		ctx, cancel := context.WithCancel(context.Background())
 		w.cancel = cancel
@@ -194,4 +206,51 @@ steps:
 		sendEvents(t, app, "app_open", nil, "u001")
 		return outboxOf(t, app, "elsewhere", "hello")["u001"]
 	}, 15*time.Second, 500*time.Millisecond)
+}
+
+// A worker SIGKILLed while it leads leaves its lease unexpired (up to
+// leaseTTL). Restarted on the same data directory it is the same worker
+// (workerIdentity) and takes its lease back at its first try instead of
+// waiting for it to run out; a worker on another data directory still
+// waits.
+func TestRestartedWorkerTakesBackItsLease(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "huabu.db")
+	dataA, dataB := t.TempDir(), t.TempDir()
+	idA, err := workerIdentity(dataA)
+	require.NoError(t, err)
+	again, err := workerIdentity(dataA)
+	require.NoError(t, err)
+	require.Equal(t, idA, again, "one data directory, one worker id")
+	idB, err := workerIdentity(dataB)
+	require.NoError(t, err)
+	require.NotEqual(t, idA, idB)
+
+	ls := &leaders{t: t, changed: make(chan struct{}, 16)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	try := func(holder, name string) int64 {
+		s, err := store.OpenSQLite(ctx, path)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		l := newLeadership(s, routerLease, holder, log, ls.lead(name))
+		term, _, err := l.tryOnce(ctx, true)
+		require.NoError(t, err)
+		return term
+	}
+	require.NotZero(t, try(idA, "a"), "a leads")
+	ls.mu.Lock()
+	ls.current = "" // a is killed: no stop, no release; its lease runs on
+	ls.mu.Unlock()
+
+	require.Zero(t, try(idB, "b"), "the lease is a's until it expires")
+	require.NotZero(t, try(idA, "a restarted"), "a, restarted, takes its own lease back at once")
+	lease, ok, err := (func() (store.Lease, bool, error) {
+		s, err := store.OpenSQLite(ctx, path)
+		require.NoError(t, err)
+		defer s.Close()
+		return s.LeaseOf(ctx, routerLease)
+	})()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, idA, lease.Holder)
 }

@@ -15,7 +15,7 @@ import (
 // and routes the events stored before this start before the API takes new
 // ones — and then keeps holding it, or trying, until Close.
 func (app *App) startRouting(ctx context.Context) error {
-	app.leader = newLeadership(app.store, routerLease, app.log.With("component", "leader"), app.lead)
+	app.leader = newLeadership(app.store, routerLease, app.id, app.log.With("component", "leader"), app.lead)
 	runCtx, cancel := context.WithCancel(context.Background())
 	term, stop, err := app.leader.tryOnce(runCtx, true)
 	if err != nil {

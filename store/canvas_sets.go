@@ -52,13 +52,3 @@ func canvasSetWhere(ctx context.Context, q queryer, where string, args ...any) (
 	c.FirstAt = time.UnixMilli(at)
 	return c, err
 }
-
-// PlanCreated is when a plan version was first stored; false when it never was.
-func (s *SQLite) PlanCreated(ctx context.Context, hash string) (time.Time, bool, error) {
-	var at int64
-	err := s.r.QueryRowContext(ctx, `SELECT created_at FROM plans WHERE hash = ?`, hash).Scan(&at)
-	if err == sql.ErrNoRows {
-		return time.Time{}, false, nil
-	}
-	return time.UnixMilli(at), err == nil, err
-}

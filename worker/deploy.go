@@ -79,7 +79,7 @@ func (app *App) DeployConfigured(ctx context.Context) (DeployResult, error) {
 	}
 	kept := files[:0:0]
 	for _, f := range files {
-		newer, err := app.newerDeployed(ctx, f.Plan)
+		newer, err := app.deployedSince(ctx, f.Plan, set.FirstAt)
 		if err != nil {
 			return DeployResult{}, err
 		}
@@ -103,9 +103,13 @@ func canvasSetDigest(files []canvases.File) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// newerDeployed reports whether the canvas's current version in the store
-// is not p and was stored after p was (p is an older version).
-func (app *App) newerDeployed(ctx context.Context, p *canvases.Plan) (bool, error) {
+// deployedSince reports whether the canvas's current version in the store
+// is not p and was deployed after the canvas set that has p was first
+// deployed: someone deployed it on purpose since (huabu deploy, the
+// console) — a newer version or a rollback to an older one — and a worker
+// restarting with the set must not undo that. (When each version was first
+// stored says nothing about which one the operator chose last.)
+func (app *App) deployedSince(ctx context.Context, p *canvases.Plan, setFirstDeployed time.Time) (bool, error) {
 	cur, err := app.store.Canvas(ctx, p.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
@@ -113,12 +117,7 @@ func (app *App) newerDeployed(ctx context.Context, p *canvases.Plan) (bool, erro
 	if err != nil || cur.PlanHash == p.Hash {
 		return false, err
 	}
-	mine, known, err := app.store.PlanCreated(ctx, p.Hash)
-	if err != nil || !known {
-		return false, err
-	}
-	theirs, _, err := app.store.PlanCreated(ctx, cur.PlanHash)
-	return theirs.After(mine), err
+	return cur.DeployedAt.After(setFirstDeployed), nil
 }
 
 // Deploy stores new plan versions and brings Temporal Schedules in line.

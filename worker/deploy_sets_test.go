@@ -88,4 +88,12 @@ func TestOlderCanvasesDirectoryNeverRetiresNewerCanvases(t *testing.T) {
 	app, res = start()
 	require.False(t, res.Stale)
 	require.Equal(t, map[string]state{"x": {"x3", true}, "y": {"y1", false}, "z": {"z1", true}}, canvasesOf(app.Store()), "x3, deployed since, stays")
+	// The operator rolls x back to x1, a version stored before the set's x2.
+	_, err = app.DeploySources(ctx, map[string][]byte{"x.yaml": []byte(manual("x", "x1"))})
+	require.NoError(t, err)
+	require.NoError(t, app.Close())
+
+	app, res = start() // still the newest set
+	require.False(t, res.Stale)
+	require.Equal(t, map[string]state{"x": {"x1", true}, "y": {"y1", false}, "z": {"z1", true}}, canvasesOf(app.Store()), "the rollback to x1, deployed since, stays")
 }

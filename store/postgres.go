@@ -83,19 +83,31 @@ func Open(ctx context.Context, driver, target string) (*SQLite, error) {
 // Postgres reports whether the store is PostgreSQL.
 func (s *SQLite) Postgres() bool { return s.pg }
 
-// MaskDSN hides the password of a DSN, for logs and errors.
+// MaskDSN hides the password of a DSN, for logs and errors: in a URL's
+// user info and its password parameter, or a key=value DSN's password.
 func MaskDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
-		}
-		return dsn
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		// Not a URL, or one whose password url.Parse refuses (a bare %).
+		dsn = pgPasswordURL.ReplaceAllString(dsn, "${1}xxxxx@")
+		return pgPasswordKV.ReplaceAllString(dsn, "${1}xxxxx")
 	}
-	return pgPasswordKV.ReplaceAllString(dsn, "${1}xxxxx")
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
 
-var pgPasswordKV = regexp.MustCompile(`(password\s*=\s*)('[^']*'|\S*)`)
+// pgPasswordURL finds the password of a URL that does not parse.
+var pgPasswordURL = regexp.MustCompile(`^([a-z]+://[^:/@]*:)[^@]*@`)
+
+// pgPasswordKV finds a key=value DSN's password: quoted (with \' and \\
+// escapes, as libpq reads it) or up to the next space.
+var pgPasswordKV = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
 
 // lockWrites takes the write lock inside tx (PostgreSQL only).
 func (s *SQLite) lockWrites(ctx context.Context, tx *sql.Tx) error {

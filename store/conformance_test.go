@@ -37,3 +37,21 @@ func docOf(t *testing.T, doc []byte) map[string]any {
 	require.NoError(t, json.Unmarshal(doc, &m))
 	return m
 }
+
+// TestEmptyListsOnBothStores: a list parameter that is empty matches
+// nothing on either store, whatever the column's type (on PostgreSQL an
+// empty list has no element to tell text from bigint).
+func TestEmptyListsOnBothStores(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		ctx := context.Background()
+		uids, err := s.UIDs(ctx, nil)
+		require.NoError(t, err)
+		require.Empty(t, uids)
+		n, err := s.Unsuppress(ctx, []string{}, AllChannels)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		n, err = s.Unsuppress(ctx, nil, "sms")
+		require.NoError(t, err)
+		require.Zero(t, n)
+	})
+}

@@ -267,15 +267,26 @@ func pgListArgs(query, q string, args []driver.NamedValue) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("store: list parameter $%d: %w", n, err)
 		}
-		args[n-1].Value = list
 		b.WriteString(q[:i])
-		b.WriteString("$" + strconv.Itoa(n) + "::" + elem + "[]")
 		q = q[k:]
+		if elem == "" && strings.HasSuffix(strings.TrimRight(b.String(), " "), "= ANY (") {
+			// An empty list has no element to type it by: an untyped
+			// '{}' takes the compared column's array type.
+			args[n-1].Value = "{}"
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		if elem == "" {
+			elem = "bigint"
+		}
+		args[n-1].Value = list
+		b.WriteString("$" + strconv.Itoa(n) + "::" + elem + "[]")
 	}
 	return b.String(), nil
 }
 
-// pgList decodes a JSON array of numbers or of strings.
+// pgList decodes a JSON array of numbers or of strings; the element type
+// is "" for an empty array.
 func pgList(v any) (any, string, error) {
 	var raw []byte
 	switch v := v.(type) {
@@ -290,7 +301,10 @@ func pgList(v any) (any, string, error) {
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return nil, "", err
 	}
-	if len(items) > 0 && items[0][0] == '"' {
+	if len(items) == 0 {
+		return []int64{}, "", nil // no element to tell the type by
+	}
+	if items[0][0] == '"' {
 		out := make([]string, len(items))
 		for i, it := range items {
 			if err := json.Unmarshal(it, &out[i]); err != nil {

@@ -83,6 +83,9 @@ steps:
 // Broadcast runs the benchmark and prints its lines to opts.Out.
 func Broadcast(ctx context.Context, opts Options) (Result, error) {
 	res := Result{Users: opts.Users}
+	if err := refuseStoreInUse(ctx, opts.Postgres); err != nil {
+		return res, err
+	}
 	dir, canvasDir, cleanup, err := benchDirs(opts.DataDir)
 	if err != nil {
 		return res, err
@@ -360,4 +363,27 @@ func storeConfig(dsn string) string {
 	}
 	b, _ := json.Marshal(dsn)
 	return "store: {driver: postgres, dsn: " + string(b) + "}\n"
+}
+
+// refuseStoreInUse stops a bench given a PostgreSQL database that holds
+// anything but an empty Huabu schema: a bench deploys its own canvases as
+// a new canvas set (retiring every other canvas there) and seeds
+// synthetic profiles.
+func refuseStoreInUse(ctx context.Context, dsn string) error {
+	if dsn == "" {
+		return nil
+	}
+	st, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	used, err := st.InUse(ctx)
+	if err != nil {
+		return err
+	}
+	if used {
+		return fmt.Errorf("--postgres %s holds canvases, profiles, runs or events: a bench retires every canvas there and seeds synthetic profiles, so it needs an empty database or schema", store.MaskDSN(dsn))
+	}
+	return nil
 }

@@ -69,6 +69,9 @@ type EventOptions struct {
 
 // startStack runs the app with its HTTP API on a free port.
 func startStack(ctx context.Context, opts EventOptions, canvases map[string]string) (*worker.App, func(), error) {
+	if err := refuseStoreInUse(ctx, opts.Postgres); err != nil {
+		return nil, nil, err
+	}
 	dir := opts.DataDir
 	cleanup := func() {}
 	if dir == "" {

@@ -66,6 +66,9 @@ steps:
 // Wait runs the wait-for-event benchmark and prints its lines to opts.Out.
 func Wait(ctx context.Context, opts WaitOptions) (WaitResult, error) {
 	res := WaitResult{Users: opts.Users}
+	if err := refuseStoreInUse(ctx, opts.Postgres); err != nil {
+		return res, err
+	}
 	dir, canvasDir, cleanup, err := benchDirs(opts.DataDir)
 	if err != nil {
 		return res, err

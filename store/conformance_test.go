@@ -55,3 +55,18 @@ func TestEmptyListsOnBothStores(t *testing.T) {
 		require.Zero(t, n)
 	})
 }
+
+// TestInUse: a migrated store is not in use; one with a profile is.
+func TestInUse(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		ctx := context.Background()
+		used, err := s.InUse(ctx)
+		require.NoError(t, err)
+		require.False(t, used)
+		_, err = s.UpsertProfiles(ctx, []ProfileUpdate{{ID: "u1", Patch: []byte(`{"name":"a"}`)}})
+		require.NoError(t, err)
+		used, err = s.InUse(ctx)
+		require.NoError(t, err)
+		require.True(t, used)
+	})
+}

@@ -52,7 +52,7 @@ also send the same push to K users as one cohort and as K workflows (one per use
 	broadcast.Flags().IntVar(&opts.Users, "users", 100000, "profiles to seed and broadcast to")
 	broadcast.Flags().IntVar(&opts.PerUser, "per-user", 2000, "users in the cohort vs one-workflow-per-user comparison (0: skip)")
 	broadcast.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
-	broadcast.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
+	broadcast.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database or schema (DSN) instead of SQLite; one holding canvases, profiles, runs or events is refused")
 	broadcast.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	profiles.addFlags(broadcast)
 
@@ -114,7 +114,7 @@ and peak RSS.`,
 	cmd.Flags().IntVar(&opts.Users, "users", 100000, "profiles to seed; all enter, every other one sends the event")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 3*time.Minute, "the wait's timeout: long enough for the events to be routed")
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
-	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
+	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database or schema (DSN) instead of SQLite; one holding canvases, profiles, runs or events is refused")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	profiles.addFlags(cmd)
 	return cmd
@@ -169,7 +169,7 @@ event store (the sustained rate), then how long the router and the traits took t
 	cmd.Flags().IntVar(&opts.Users, "users", 100000, "distinct users the events name")
 	cmd.Flags().BoolVar(&opts.NoTraits, "no-traits", false, "leave computed traits, RFM and tags out of the config (to see what they cost)")
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
-	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
+	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database or schema (DSN) instead of SQLite; one holding canvases, profiles, runs or events is refused")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	profiles.addFlags(cmd)
 	return cmd
@@ -202,7 +202,7 @@ latency from sending each request to its outbox row: p50, p99 and max.`,
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 60*time.Second, "how long to send")
 	cmd.Flags().BoolVar(&opts.NoTraits, "no-traits", false, "leave computed traits, RFM and tags out of the config (to see what they cost)")
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
-	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database (DSN) instead of SQLite")
+	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database or schema (DSN) instead of SQLite; one holding canvases, profiles, runs or events is refused")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	profiles.addFlags(cmd)
 	return cmd

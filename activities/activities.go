@@ -12,6 +12,7 @@ import (
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/store"
 )
 
@@ -79,6 +80,9 @@ type ChannelSet interface {
 type Activities struct {
 	Store    Store
 	Channels ChannelSet
+	// WeCom is the WeCom client staff tasks and the directory sync call
+	// (*wecom.API), nil when channels.wecom is not configured.
+	WeCom    WeComClient
 	Compiler *canvases.Compiler
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -97,6 +101,12 @@ type Activities struct {
 	ResumeGrace time.Duration
 
 	plans sync.Map // hash → *compiledPlan
+}
+
+// WeComClient is what staff tasks and the directory sync use of WeCom.
+type WeComClient interface {
+	StaffAPI
+	ingest.WeComDirectory
 }
 
 func (a *Activities) now() time.Time {

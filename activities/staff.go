@@ -17,6 +17,7 @@ import (
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/channels/wecom"
 	"github.com/huabu/huabu/store"
 )
 
@@ -55,15 +56,15 @@ type StaffStore interface {
 	ScreenContacts(ctx context.Context, pairs []channels.ContactPair, now time.Time) (channels.ContactScreen, error)
 }
 
-// StaffAPI is the WeCom API the loop calls; *channels.WeComAPI has it.
+// StaffAPI is the WeCom API the loop calls; *wecom.API has it.
 type StaffAPI interface {
-	Settings() channels.StaffSettings
-	CreateMassTask(ctx context.Context, sender string, msg *canvases.Message, externalIDs []string) (channels.MassTask, error)
-	FindMassTasks(ctx context.Context, from, to time.Time) ([]channels.MassTaskRecord, error)
-	MassTaskStaff(ctx context.Context, msgID string) ([]channels.MassTaskStaff, error)
-	MassTaskResults(ctx context.Context, msgID, userID string) ([]channels.MassTaskResult, error)
+	Settings() wecom.StaffSettings
+	CreateMassTask(ctx context.Context, sender string, msg *canvases.Message, externalIDs []string) (wecom.MassTask, error)
+	FindMassTasks(ctx context.Context, from, to time.Time) ([]wecom.MassTaskRecord, error)
+	MassTaskStaff(ctx context.Context, msgID string) ([]wecom.MassTaskStaff, error)
+	MassTaskResults(ctx context.Context, msgID, userID string) ([]wecom.MassTaskResult, error)
 	RemindMassTask(ctx context.Context, msgID string) error
-	SendTemplateCard(ctx context.Context, userID string, card channels.TemplateCard) error
+	SendTemplateCard(ctx context.Context, userID string, card wecom.TemplateCard) error
 }
 
 // Defaults when WeCom is not configured (nothing is polled then anyway).
@@ -102,18 +103,13 @@ func (a *Activities) staffStore() (StaffStore, error) {
 	return st, nil
 }
 
-// staffAPI is the WeCom API behind the wecom.customer channel, or nil when
-// WeCom is not configured (the outbox stands in, and nothing is tracked).
+// staffAPI is the WeCom client the app passed in, or nil when WeCom is
+// not configured (the outbox stands in, and nothing is tracked).
 func (a *Activities) staffAPI() StaffAPI {
-	ch, ok := a.Channels.Get("wecom.customer")
-	if !ok {
+	if a.WeCom == nil {
 		return nil
 	}
-	p, ok := ch.(interface{ WeComAPI() *channels.WeComAPI })
-	if !ok || p.WeComAPI() == nil {
-		return nil
-	}
-	return p.WeComAPI()
+	return a.WeCom
 }
 
 // StaffSchedule is decided once per step execution and kept by the
@@ -651,7 +647,7 @@ func (a *Activities) sendBrief(ctx context.Context, st StaffStore, api StaffAPI,
 		title = cp.plan.ID
 	}
 	id := briefTaskID(t.StaffTaskKey)
-	err = api.SendTemplateCard(ctx, t.Staff, channels.TemplateCard{TaskID: id, Title: title, Description: msg.Text, ButtonText: "确认收到", ButtonKey: "ack"})
+	err = api.SendTemplateCard(ctx, t.Staff, wecom.TemplateCard{TaskID: id, Title: title, Description: msg.Text, ButtonText: "确认收到", ButtonKey: "ack"})
 	if err == nil {
 		res.Created++
 		if err := st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskCreated, Ref: id, At: in.Schedule.CreatedAt}); err != nil {
@@ -955,11 +951,11 @@ func (a *Activities) fetchResults(ctx context.Context, st StaffStore, api StaffA
 	for _, r := range results {
 		status := ""
 		switch r.Status {
-		case channels.MassSent:
+		case wecom.MassSent:
 			status = store.CustomerSent
-		case channels.MassNotFriend:
+		case wecom.MassNotFriend:
 			status = store.CustomerNotFriend
-		case channels.MassOverQuota:
+		case wecom.MassOverQuota:
 			status = store.CustomerOverQuota
 		default:
 			continue // not sent (yet): decided when the step finishes

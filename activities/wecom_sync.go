@@ -14,18 +14,13 @@ import (
 // What WeCom refuses for good (a wrong base_url's 404, a secret without the
 // address-book permission) fails the sync at once instead of being retried.
 func (a *Activities) SyncWeComDirectory(ctx context.Context) (ingest.SyncSummary, error) {
-	api := a.staffAPI()
-	if api == nil {
+	if a.WeCom == nil {
 		return ingest.SyncSummary{}, nil // WeCom is not configured: nothing to sync
-	}
-	dir, ok := api.(ingest.WeComDirectory)
-	if !ok {
-		return ingest.SyncSummary{}, temporal.NewNonRetryableApplicationError("the WeCom client cannot read the address book", "WeComUnavailable", nil)
 	}
 	st, ok := a.Store.(ingest.DirectoryStore)
 	if !ok {
 		return ingest.SyncSummary{}, temporal.NewNonRetryableApplicationError("the store has no staff directory", "StaffStoreUnavailable", nil)
 	}
-	sum, err := ingest.SyncWeCom(ctx, dir, st)
+	sum, err := ingest.SyncWeCom(ctx, a.WeCom, st)
 	return sum, temporalError(err)
 }

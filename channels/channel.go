@@ -333,15 +333,6 @@ func (o *observed) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 	return outs, err
 }
 
-// WeComAPI passes through the WeCom API of the channel it wraps (nil when
-// it has none), which staff tasks look for.
-func (o *observed) WeComAPI() *WeComAPI {
-	if p, ok := o.Channel.(interface{ WeComAPI() *WeComAPI }); ok {
-		return p.WeComAPI()
-	}
-	return nil
-}
-
 // Factory builds a channel from its config section (after ${ENV} expansion).
 type Factory func(cfg map[string]any, deps Deps) (Channel, error)
 

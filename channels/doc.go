@@ -11,6 +11,13 @@
 // resent and what is not. Package fakes runs local servers speaking each
 // provider's wire format, for tests and `huabu dev`.
 //
+// WeCom is its own package, channels/wecom: its three channels share one
+// client (access tokens, the staff task and directory APIs) that the staff
+// activities, the directory sync and the CLI use too. It registers with this
+// package like any provider (an import of channels/wecom does it); the
+// exported helpers of this package (Results, Settings, DoHTTP, Gate,
+// GroupByContent, Parallel...) are what a provider package builds on.
+//
 // # Batching
 //
 // The engine groups deliveries into Batches that fit the Spec; a channel

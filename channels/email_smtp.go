@@ -55,22 +55,22 @@ type smtpMail struct {
 
 func newSMTP(cfg map[string]any, deps Deps) (Channel, error) {
 	spec, _, _ := Lookup("email", "smtp")
-	s := newSettings(spec, cfg, deps.Logger)
-	c := &smtpMail{spec: spec, addr: s.str("smtp"), user: s.str("username"), pwd: s.str("password"),
-		tlsMode: s.str("tls"), helo: s.str("helo"), timeout: s.duration("timeout"), log: deps.Logger, now: deps.Now}
+	s := NewSettings(spec, cfg, deps.Logger)
+	c := &smtpMail{spec: spec, addr: s.Str("smtp"), user: s.Str("username"), pwd: s.Str("password"),
+		tlsMode: s.Str("tls"), helo: s.Str("helo"), timeout: s.Duration("timeout"), log: deps.Logger, now: deps.Now}
 	if c.addr != "" {
 		host, _, err := net.SplitHostPort(c.addr)
-		s.check(err == nil, "smtp: %q is not host:port", c.addr)
+		s.Check(err == nil, "smtp: %q is not host:port", c.addr)
 		c.host = host
 	}
-	if f := s.str("from"); f != "" {
+	if f := s.Str("from"); f != "" {
 		a, err := mail.ParseAddress(f)
-		s.check(err == nil, "from: %q is not an email address", f)
+		s.Check(err == nil, "from: %q is not an email address", f)
 		c.from = a
 	}
-	s.check(c.tlsMode == "starttls" || c.tlsMode == "tls" || c.tlsMode == "none", "tls: %q is not starttls, tls or none", c.tlsMode)
-	s.check(c.timeout > 0, "timeout: must be more than 0")
-	if err := s.err(); err != nil {
+	s.Check(c.tlsMode == "starttls" || c.tlsMode == "tls" || c.tlsMode == "none", "tls: %q is not starttls, tls or none", c.tlsMode)
+	s.Check(c.timeout > 0, "timeout: must be more than 0")
+	if err := s.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -79,61 +79,61 @@ func newSMTP(cfg map[string]any, deps Deps) (Channel, error) {
 func (c *smtpMail) Spec() Spec { return c.spec }
 
 func (c *smtpMail) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
+	res := NewResults(len(b.Deliveries))
 	var todo []int
 	msgs := make([][]byte, len(b.Deliveries))
 	tos := make([]string, len(b.Deliveries))
 	for i, d := range b.Deliveries {
 		if d.Recipient.Address == "" {
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no email"})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no email"})
 			continue
 		}
 		to, err := mail.ParseAddress(d.Recipient.Address)
 		if err != nil || strings.ContainsAny(to.Address, "\r\n") {
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidAddress, Message: "not an email address: " + mask(d.Recipient.Address)})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonInvalidAddress, Message: "not an email address: " + mask(d.Recipient.Address)})
 			continue
 		}
 		msg, e := c.compose(b, d, to)
 		if e != nil {
-			res.fail(i, e)
+			res.Fail(i, e)
 			continue
 		}
 		msgs[i], tos[i] = msg, to.Address
 		todo = append(todo, i)
 	}
 	if len(todo) == 0 {
-		return res.finish()
+		return res.Finish()
 	}
 	cl, conn, e := c.dial(ctx)
 	if e != nil {
 		for _, i := range todo {
-			res.callFailed(i, e)
+			res.CallFailed(i, e)
 		}
-		return res.finish()
+		return res.Finish()
 	}
 	defer conn.Close()
 	for k, i := range todo {
 		if err := ctx.Err(); err != nil {
 			for _, j := range todo[k:] {
-				res.callFailed(j, &Error{Class: RetryNow, Reason: ReasonCanceled, Message: err.Error()})
+				res.CallFailed(j, &Error{Class: RetryNow, Reason: ReasonCanceled, Message: err.Error()})
 			}
 			break
 		}
 		e, broken := c.deliver(cl, conn, tos[i], msgs[i])
 		if e == nil {
-			res.sent(i, messageID(b, b.Deliveries[i]))
+			res.Sent(i, messageID(b, b.Deliveries[i]))
 		} else {
-			res.fail(i, e)
+			res.Fail(i, e)
 		}
 		if broken { // the connection is gone: nothing after this was tried
 			for _, j := range todo[k+1:] {
-				res.callFailed(j, &Error{Class: RetryNow, Reason: ReasonConnectionLost, Message: "SMTP connection lost before this message"})
+				res.CallFailed(j, &Error{Class: RetryNow, Reason: ReasonConnectionLost, Message: "SMTP connection lost before this message"})
 			}
 			break
 		}
 	}
 	_ = cl.Quit()
-	return res.finish()
+	return res.Finish()
 }
 
 // dial connects, says EHLO, upgrades to TLS and authenticates.

@@ -16,18 +16,18 @@ import (
 // maxResponse bounds what a provider's answer may make us read.
 const maxResponse = 4 << 20
 
-// httpReply is a provider's HTTP answer, fully read.
-type httpReply struct {
+// HTTPReply is a provider's HTTP answer, fully read.
+type HTTPReply struct {
 	Status int
 	Header http.Header
 	Body   []byte
 }
 
-// doHTTP sends req and reads the reply. A failure is returned as a
+// DoHTTP sends req and reads the reply. A failure is returned as a
 // classified *Error: whether the request had been written decides between
 // RetryNow (nothing left this process) and Ambiguous (the provider may have
 // acted on it), which is what keeps a retry from sending twice.
-func doHTTP(client *http.Client, req *http.Request) (*httpReply, error) {
+func DoHTTP(client *http.Client, req *http.Request) (*HTTPReply, error) {
 	var wrote atomic.Bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
 		if info.Err == nil {
@@ -45,7 +45,7 @@ func doHTTP(client *http.Client, req *http.Request) (*httpReply, error) {
 		// The provider answered but the body broke off: it did act on it.
 		return nil, transportError(err, true)
 	}
-	return &httpReply{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+	return &HTTPReply{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
 // transportError classifies a failure below the provider's protocol.
@@ -69,12 +69,12 @@ func transportError(err error, written bool) *Error {
 	}
 }
 
-// statusError classifies an HTTP status that the provider's own error body
+// StatusError classifies an HTTP status that the provider's own error body
 // did not explain.
-func statusError(status int, header http.Header, now time.Time, body []byte) *Error {
+func StatusError(status int, header http.Header, now time.Time, body []byte) *Error {
 	msg := http.StatusText(status)
 	if len(body) > 0 {
-		msg += ": " + truncate(string(body), 200)
+		msg += ": " + Truncate(string(body), 200)
 	}
 	code := strconv.Itoa(status)
 	switch {
@@ -127,7 +127,7 @@ func redactURL(err error) error {
 	return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
 }
 
-func truncate(s string, n int) string {
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -4,50 +4,51 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
-// results collects one Outcome per delivery of a batch while a channel makes
+// Results collects one Outcome per delivery of a batch while a channel makes
 // several provider calls. It remembers which outcomes came from a failed
 // call (rather than from the provider's verdict on a recipient), so that a
 // batch where every call failed the same way is returned as one *Error —
 // the Channel contract's "nothing in the batch was decided".
-type results struct {
+type Results struct {
 	mu    sync.Mutex
 	outs  []Outcome
 	errs  []*Error
 	unset []bool
 }
 
-func newResults(n int) *results {
-	r := &results{outs: make([]Outcome, n), errs: make([]*Error, n), unset: make([]bool, n)}
+func NewResults(n int) *Results {
+	r := &Results{outs: make([]Outcome, n), errs: make([]*Error, n), unset: make([]bool, n)}
 	for i := range r.unset {
 		r.unset[i] = true
 	}
 	return r
 }
 
-func (r *results) set(i int, o Outcome) {
+func (r *Results) set(i int, o Outcome) {
 	r.mu.Lock()
 	r.outs[i], r.errs[i], r.unset[i] = o, nil, false
 	r.mu.Unlock()
 }
 
-func (r *results) sent(i int, ref string) { r.set(i, Outcome{Status: Sent, ProviderRef: ref}) }
+func (r *Results) Sent(i int, ref string) { r.set(i, Outcome{Status: Sent, ProviderRef: ref}) }
 
-// fail records a per-recipient verdict of the provider.
-func (r *results) fail(i int, e *Error) { r.set(i, outcomeOf(e)) }
+// Fail records a per-recipient verdict of the provider.
+func (r *Results) Fail(i int, e *Error) { r.set(i, outcomeOf(e)) }
 
-// callFailed records that the call carrying delivery i failed as a whole.
-func (r *results) callFailed(i int, e *Error) {
+// CallFailed records that the call carrying delivery i failed as a whole.
+func (r *Results) CallFailed(i int, e *Error) {
 	r.mu.Lock()
 	r.outs[i], r.errs[i], r.unset[i] = outcomeOf(e), e, false
 	r.mu.Unlock()
 }
 
-// finish returns the outcomes, or the shared error when every delivery's
+// Finish returns the outcomes, or the shared error when every delivery's
 // call failed with the same class and reason.
-func (r *results) finish() ([]Outcome, error) {
+func (r *Results) Finish() ([]Outcome, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, u := range r.unset {
@@ -85,9 +86,9 @@ func outcomeOf(e *Error) Outcome {
 	return Outcome{Status: st, Class: e.Class, Reason: e.Reason, Detail: detail, Code: e.Code, RetryAfter: e.RetryAfter}
 }
 
-// groupByContent splits delivery indexes by MessageKey (and sender when
+// GroupByContent splits delivery indexes by MessageKey (and sender when
 // bySender), keeping the first-seen order so provider calls are stable.
-func groupByContent(ds []Delivery, bySender bool) [][]int {
+func GroupByContent(ds []Delivery, bySender bool) [][]int {
 	idx := map[string]int{}
 	var groups [][]int
 	for i, d := range ds {
@@ -106,8 +107,8 @@ func groupByContent(ds []Delivery, bySender bool) [][]int {
 	return groups
 }
 
-// chunks splits idxs into runs of at most n.
-func chunks(idxs []int, n int) [][]int {
+// Chunks splits idxs into runs of at most n.
+func Chunks(idxs []int, n int) [][]int {
 	if n <= 0 {
 		n = len(idxs)
 	}
@@ -122,9 +123,9 @@ func chunks(idxs []int, n int) [][]int {
 	return out
 }
 
-// parallel runs fn(0..n-1) with at most limit in flight; it stops starting
+// Parallel runs fn(0..n-1) with at most limit in flight; it stops starting
 // new work once ctx is done (fn sees the context and reports that itself).
-func parallel(ctx context.Context, n, limit int, fn func(i int)) {
+func Parallel(ctx context.Context, n, limit int, fn func(i int)) {
 	if limit <= 1 || n <= 1 {
 		for i := 0; i < n; i++ {
 			fn(i)
@@ -173,4 +174,34 @@ func mask(addr string) string {
 		return "***"
 	}
 	return addr[:3] + "***"
+}
+
+// Pick returns the deliveries at idxs; Remap maps indexes into that slice
+// back to the batch's.
+func Pick(ds []Delivery, idxs []int) []Delivery {
+	out := make([]Delivery, len(idxs))
+	for k, i := range idxs {
+		out[k] = ds[i]
+	}
+	return out
+}
+
+func Remap(idxs, local []int) []int {
+	out := make([]int, len(local))
+	for k, l := range local {
+		out[k] = idxs[l]
+	}
+	return out
+}
+
+// SleepCtx waits d or until ctx is done.
+func SleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

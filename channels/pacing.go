@@ -6,12 +6,12 @@ import (
 	"time"
 )
 
-// gate holds a channel's calls back until the time a provider named: the
+// Gate holds a channel's calls back until the time a provider named: the
 // reset of a used-up rate-limit window (JPush X-Rate-Limit-Remaining: 0,
 // WeCom 45009/45033). Calls made before then would be refused too, and a
 // refused call may still count against the quota. It is per process; a
 // limiter shared by all workers is issue 15's.
-type gate struct {
+type Gate struct {
 	mu    sync.Mutex
 	until time.Time
 }
@@ -21,8 +21,8 @@ type gate struct {
 // activity must heartbeat at least every minute).
 const gateMaxWait = 2 * time.Second
 
-// hold keeps calls back until t (a later hold wins).
-func (g *gate) hold(t time.Time) {
+// Hold keeps calls back until t (a later Hold wins).
+func (g *Gate) Hold(t time.Time) {
 	g.mu.Lock()
 	if t.After(g.until) {
 		g.until = t
@@ -30,9 +30,9 @@ func (g *gate) hold(t time.Time) {
 	g.mu.Unlock()
 }
 
-// pass waits until the gate opens when that is at most gateMaxWait away and
+// Pass waits until the gate opens when that is at most gateMaxWait away and
 // returns 0; otherwise it returns at once with how long is left.
-func (g *gate) pass(ctx context.Context, now func() time.Time, sleep func(context.Context, time.Duration) error) (time.Duration, error) {
+func (g *Gate) Pass(ctx context.Context, now func() time.Time, sleep func(context.Context, time.Duration) error) (time.Duration, error) {
 	g.mu.Lock()
 	left := g.until.Sub(now())
 	g.mu.Unlock()
@@ -45,9 +45,9 @@ func (g *gate) pass(ctx context.Context, now func() time.Time, sleep func(contex
 	return 0, sleep(ctx, left)
 }
 
-// untilNextMinute is the wait for a per-minute window to reset: WeCom counts
+// UntilNextMinute is the wait for a per-minute window to reset: WeCom counts
 // API calls per minute (45009) without saying when the window ends; natural
 // minutes are assumed, plus a little for clock skew.
-func untilNextMinute(now time.Time) time.Duration {
+func UntilNextMinute(now time.Time) time.Duration {
 	return now.Truncate(time.Minute).Add(time.Minute + 500*time.Millisecond).Sub(now)
 }

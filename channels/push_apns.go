@@ -52,68 +52,68 @@ type apnsPush struct {
 
 func newAPNs(cfg map[string]any, deps Deps) (Channel, error) {
 	spec, _, _ := Lookup("push", "apns")
-	s := newSettings(spec, cfg, deps.Logger)
+	s := NewSettings(spec, cfg, deps.Logger)
 	var key *ecdsa.PrivateKey
 	var err error
-	switch pem, file := s.str("key"), s.str("key_file"); {
+	switch pem, file := s.Str("key"), s.Str("key_file"); {
 	case pem != "":
 		key, err = token.AuthKeyFromBytes([]byte(pem))
-		s.check(err == nil, "key: %v", err)
+		s.Check(err == nil, "key: %v", err)
 	case file != "":
 		key, err = token.AuthKeyFromFile(file)
-		s.check(err == nil, "key_file: %v", err)
+		s.Check(err == nil, "key_file: %v", err)
 	default:
-		s.check(false, "key_file or key is required: the .p8 auth key from the Apple developer account")
+		s.Check(false, "key_file or key is required: the .p8 auth key from the Apple developer account")
 	}
-	host := s.str("host")
+	host := s.Str("host")
 	switch host {
 	case "production":
 		host = apns2.HostProduction
 	case "development":
 		host = apns2.HostDevelopment
 	default:
-		host = s.baseURL("host")
+		host = s.BaseURL("host")
 	}
-	timeout, conc := s.duration("timeout"), s.integer("concurrency")
-	s.check(timeout > 0, "timeout: must be more than 0")
-	s.check(conc > 0, "concurrency: must be at least 1")
+	timeout, conc := s.Duration("timeout"), s.Integer("concurrency")
+	s.Check(timeout > 0, "timeout: must be more than 0")
+	s.Check(conc > 0, "concurrency: must be at least 1")
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f := s.str("ca_file"); f != "" {
+	if f := s.Str("ca_file"); f != "" {
 		pool, perr := x509.SystemCertPool()
 		if perr != nil {
 			pool = x509.NewCertPool()
 		}
 		pem, rerr := os.ReadFile(f)
-		s.check(rerr == nil, "ca_file: %v", rerr)
-		s.check(rerr != nil || pool.AppendCertsFromPEM(pem), "ca_file: %s holds no PEM certificate", f)
+		s.Check(rerr == nil, "ca_file: %v", rerr)
+		s.Check(rerr != nil || pool.AppendCertsFromPEM(pem), "ca_file: %s holds no PEM certificate", f)
 		tlsConf.RootCAs = pool
 	}
-	if err := s.err(); err != nil {
+	if err := s.Err(); err != nil {
 		return nil, err
 	}
-	client := apns2.NewTokenClient(&token.Token{AuthKey: key, KeyID: s.str("key_id"), TeamID: s.str("team_id")})
+	client := apns2.NewTokenClient(&token.Token{AuthKey: key, KeyID: s.Str("key_id"), TeamID: s.Str("team_id")})
 	client.Host = host
 	// The library's own transport cannot take extra CAs; this one speaks
 	// HTTP/2 over TLS just the same.
 	client.HTTPClient = &http.Client{Timeout: timeout, Transport: &http.Transport{
 		TLSClientConfig: tlsConf, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 4, IdleConnTimeout: 5 * time.Minute,
 	}}
-	return &apnsPush{spec: spec, client: client, topic: s.str("topic"), timeout: timeout, concurrency: conc, log: deps.Logger, now: deps.Now}, nil
+	return &apnsPush{spec: spec, client: client, topic: s.Str("topic"), timeout: timeout, concurrency: conc, log: deps.Logger, now: deps.Now}, nil
 }
 
 func (c *apnsPush) Spec() Spec { return c.spec }
 
 func (c *apnsPush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
-	parallel(ctx, len(b.Deliveries), c.concurrency, func(i int) {
+	res := NewResults(len(b.Deliveries))
+	Parallel(ctx, len(b.Deliveries), c.concurrency, func(i int) {
 		d := b.Deliveries[i]
 		tok := d.Recipient.Address
 		switch {
 		case tok == "":
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no push_registration_id (device token)"})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no push_registration_id (device token)"})
 			return
 		case d.Message == nil || d.Message.Text == "":
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "push needs text"})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "push needs text"})
 			return
 		}
 		m := d.Message
@@ -142,11 +142,11 @@ func (c *apnsPush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 		}})
 		r, err := c.client.PushWithContext(cctx, n)
 		if err != nil {
-			res.callFailed(i, transportError(err, wrote.Load()))
+			res.CallFailed(i, transportError(err, wrote.Load()))
 			return
 		}
 		if r.Sent() {
-			res.sent(i, r.ApnsID)
+			res.Sent(i, r.ApnsID)
 			return
 		}
 		e := apnsError(r, c.now())
@@ -154,12 +154,12 @@ func (c *apnsPush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 			c.log.Warn("apns push failed", "batch", b.Key, "token", mask(tok), "status", r.StatusCode, "reason", r.Reason)
 		}
 		if SuppressesAddress(e.Reason) {
-			res.fail(i, e)
+			res.Fail(i, e)
 		} else {
-			res.callFailed(i, e)
+			res.CallFailed(i, e)
 		}
 	})
-	return res.finish()
+	return res.Finish()
 }
 
 // apnsError classifies an APNs rejection by its reason.
@@ -185,7 +185,7 @@ func apnsError(r *apns2.Response, now time.Time) *Error {
 		apns2.ReasonBadMessageID, apns2.ReasonBadCollapseID, apns2.ReasonInvalidPushType, apns2.ReasonDuplicateHeaders:
 		e.Class, e.Reason = Permanent, ReasonInvalidContent
 	default:
-		se := statusError(r.StatusCode, http.Header{}, now, nil)
+		se := StatusError(r.StatusCode, http.Header{}, now, nil)
 		e.Class, e.Reason, e.RetryAfter = se.Class, se.Reason, se.RetryAfter
 	}
 	return e

@@ -45,7 +45,7 @@ type jpush struct {
 	concurrency int
 	http        *http.Client
 	cids        *cidPool
-	gate        gate // JPush's rate-limit window, when it is used up
+	gate        Gate // JPush's rate-limit window, when it is used up
 	log         *slog.Logger
 	now         func() time.Time
 	sleep       func(context.Context, time.Duration) error
@@ -53,18 +53,18 @@ type jpush struct {
 
 func newJPush(cfg map[string]any, deps Deps) (Channel, error) {
 	spec, _, _ := Lookup("push", "jpush")
-	s := newSettings(spec, cfg, deps.Logger)
+	s := NewSettings(spec, cfg, deps.Logger)
 	c := &jpush{
-		spec: spec, base: s.baseURL("base_url"),
-		auth:       "Basic " + base64.StdEncoding.EncodeToString([]byte(s.str("app_key")+":"+s.str("master_secret"))),
-		production: s.boolean("apns_production"), ttl: s.integer("time_to_live"), useCID: s.boolean("use_cid"),
-		timeout: s.duration("timeout"), concurrency: s.integer("concurrency"),
-		http: deps.HTTP, log: deps.Logger, now: deps.Now, sleep: sleepCtx,
+		spec: spec, base: s.BaseURL("base_url"),
+		auth:       "Basic " + base64.StdEncoding.EncodeToString([]byte(s.Str("app_key")+":"+s.Str("master_secret"))),
+		production: s.boolean("apns_production"), ttl: s.Integer("time_to_live"), useCID: s.boolean("use_cid"),
+		timeout: s.Duration("timeout"), concurrency: s.Integer("concurrency"),
+		http: deps.HTTP, log: deps.Logger, now: deps.Now, sleep: SleepCtx,
 	}
-	s.check(c.timeout > 0, "timeout: must be more than 0")
-	s.check(c.concurrency > 0, "concurrency: must be at least 1")
-	s.check(c.ttl >= 0 && c.ttl <= 10*86400, "time_to_live: %d is not between 0 and 864000 seconds", c.ttl)
-	if err := s.err(); err != nil {
+	s.Check(c.timeout > 0, "timeout: must be more than 0")
+	s.Check(c.concurrency > 0, "concurrency: must be at least 1")
+	s.Check(c.ttl >= 0 && c.ttl <= 10*86400, "time_to_live: %d is not between 0 and 864000 seconds", c.ttl)
+	if err := s.Err(); err != nil {
 		return nil, err
 	}
 	c.cids = &cidPool{}
@@ -113,7 +113,7 @@ type jpushOptions struct {
 }
 
 func (c *jpush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
+	res := NewResults(len(b.Deliveries))
 	kinds := make([]bool, len(b.Deliveries)) // true: registration id
 	targets := make([]string, len(b.Deliveries))
 	var alias, regs []int
@@ -123,14 +123,14 @@ func (c *jpush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 	for i, d := range b.Deliveries {
 		switch {
 		case d.Message == nil || d.Message.Text == "":
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "push needs text"})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "push needs text"})
 			continue
 		case d.Recipient.Address != "":
 			targets[i] = d.Recipient.Address
 		case d.Recipient.Attrs[AttrPushRegistrationID] != "":
 			targets[i], kinds[i] = d.Recipient.Attrs[AttrPushRegistrationID], true
 		default:
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no push_alias or push_registration_id"})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no push_alias or push_registration_id"})
 			continue
 		}
 		// A delivery with a recorded cid repeats the call it was part of:
@@ -152,15 +152,15 @@ func (c *jpush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 	// An audience with both alias and registration_id is their intersection
 	// in JPush, so the two kinds never share a push.
 	for _, set := range [][]int{alias, regs} {
-		for _, g := range groupByContent(pick(b.Deliveries, set), false) {
-			for _, call := range chunks(remap(set, g), c.spec.MaxRecipients) {
+		for _, g := range GroupByContent(Pick(b.Deliveries, set), false) {
+			for _, call := range Chunks(Remap(set, g), c.spec.MaxRecipients) {
 				calls, keys = append(calls, call), append(keys, "")
 			}
 		}
 	}
 	if c.useCID {
 		if calls, keys = c.takeCIDs(ctx, calls, keys, res); len(calls) == 0 {
-			return res.finish()
+			return res.Finish()
 		}
 		if b.RecordKeys != nil {
 			perDelivery := make([]string, len(b.Deliveries))
@@ -173,27 +173,27 @@ func (c *jpush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 				e := &Error{Class: RetryNow, Reason: ReasonServerError, Message: "the cids could not be recorded, so nothing was pushed: " + err.Error()}
 				for _, call := range calls {
 					for _, i := range call {
-						res.callFailed(i, e)
+						res.CallFailed(i, e)
 					}
 				}
-				return res.finish()
+				return res.Finish()
 			}
 		}
 	}
-	parallel(ctx, len(calls), c.concurrency, func(k int) { c.push(ctx, b, calls[k], targets, kinds[calls[k][0]], keys[k], res) })
-	return res.finish()
+	Parallel(ctx, len(calls), c.concurrency, func(k int) { c.push(ctx, b, calls[k], targets, kinds[calls[k][0]], keys[k], res) })
+	return res.Finish()
 }
 
 // takeCIDs gives every call without a cid a fresh one; calls it cannot get
 // one for fail (nothing was pushed) and are left out.
-func (c *jpush) takeCIDs(ctx context.Context, calls [][]int, keys []string, res *results) ([][]int, []string) {
+func (c *jpush) takeCIDs(ctx context.Context, calls [][]int, keys []string, res *Results) ([][]int, []string) {
 	keptCalls, keptKeys := calls[:0], keys[:0]
 	for k, call := range calls {
 		if keys[k] == "" {
 			cid, err := c.cids.take(ctx, c)
 			if err != nil {
 				for _, i := range call {
-					res.callFailed(i, err)
+					res.CallFailed(i, err)
 				}
 				continue
 			}
@@ -204,7 +204,7 @@ func (c *jpush) takeCIDs(ctx context.Context, calls [][]int, keys []string, res 
 	return keptCalls, keptKeys
 }
 
-func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string, reg bool, cid string, res *results) {
+func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string, reg bool, cid string, res *Results) {
 	m := b.Deliveries[idxs[0]].Message
 	extras := map[string]string{}
 	for k, v := range m.Data {
@@ -244,11 +244,11 @@ func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string,
 	fail := func(e *Error) {
 		c.log.Warn("jpush push failed", "batch", b.Key, "targets", len(list), "class", e.Class, "reason", e.Reason, "code", e.Code)
 		for _, i := range idxs {
-			res.callFailed(i, e)
+			res.CallFailed(i, e)
 		}
 	}
 	body.CID = cid
-	if left, err := c.gate.pass(ctx, c.now, c.sleep); err != nil || left > 0 {
+	if left, err := c.gate.Pass(ctx, c.now, c.sleep); err != nil || left > 0 {
 		e := &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: left, Message: "JPush's rate-limit window is used up until it resets"}
 		if err != nil {
 			e = &Error{Class: RetryNow, Reason: ReasonCanceled, Message: err.Error()}
@@ -274,7 +274,7 @@ func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string,
 	_ = json.Unmarshal(reply.Body, &r)
 	if reply.Status == http.StatusOK && r.Error == nil {
 		for _, i := range idxs {
-			res.sent(i, r.MsgID)
+			res.Sent(i, r.MsgID)
 		}
 		return
 	}
@@ -282,11 +282,11 @@ func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string,
 	if r.Error != nil {
 		e = jpushError(r.Error.Code, r.Error.Message, reply, c.now(), body.CID != "")
 	} else {
-		e = statusError(reply.Status, reply.Header, c.now(), reply.Body)
+		e = StatusError(reply.Status, reply.Header, c.now(), reply.Body)
 	}
 	if e.Class == Permanent && e.Reason == ReasonNoDevice {
 		for _, i := range idxs {
-			res.fail(i, e)
+			res.Fail(i, e)
 		}
 		return
 	}
@@ -297,16 +297,16 @@ func (c *jpush) push(ctx context.Context, b Batch, idxs []int, targets []string,
 // used the window's last call holds further pushes until the reset, so they
 // are not refused. A refused push (2002) holds nothing: its deliveries are
 // retried after the reset it names, while the others go on.
-func (c *jpush) pace(reply *httpReply) {
+func (c *jpush) pace(reply *HTTPReply) {
 	if reply.Status != http.StatusOK || reply.Header.Get("X-Rate-Limit-Remaining") != "0" {
 		return
 	}
 	if s, err := strconv.Atoi(reply.Header.Get("X-Rate-Limit-Reset")); err == nil && s >= 0 {
-		c.gate.hold(c.now().Add(time.Duration(s) * time.Second))
+		c.gate.Hold(c.now().Add(time.Duration(s) * time.Second))
 	}
 }
 
-func (c *jpush) call(ctx context.Context, method, path string, body []byte) (*httpReply, error) {
+func (c *jpush) call(ctx context.Context, method, path string, body []byte) (*HTTPReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
@@ -316,11 +316,11 @@ func (c *jpush) call(ctx context.Context, method, path string, body []byte) (*ht
 	req.Header.Set("Authorization", c.auth)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	return doHTTP(c.http, req)
+	return DoHTTP(c.http, req)
 }
 
 // jpushError classifies a JPush error code (HTTP 4xx/5xx with an error body).
-func jpushError(code int, msg string, reply *httpReply, now time.Time, withCID bool) *Error {
+func jpushError(code int, msg string, reply *HTTPReply, now time.Time, withCID bool) *Error {
 	e := &Error{Code: strconv.Itoa(code), Message: msg}
 	switch code {
 	case 1011: // no device matches the audience
@@ -344,7 +344,7 @@ func jpushError(code int, msg string, reply *httpReply, now time.Time, withCID b
 	case 1002, 1003, 1005, 1009, 1010, 1012:
 		e.Class, e.Reason = Permanent, ReasonInvalidContent
 	default:
-		se := statusError(reply.Status, reply.Header, now, nil)
+		se := StatusError(reply.Status, reply.Header, now, nil)
 		e.Class, e.Reason, e.RetryAfter = se.Class, se.Reason, se.RetryAfter
 	}
 	return e
@@ -435,7 +435,7 @@ func (c *jpush) fetchCIDs(ctx context.Context) ([]string, *Error) {
 			}
 			return nil, e
 		}
-		e := statusError(reply.Status, reply.Header, c.now(), reply.Body)
+		e := StatusError(reply.Status, reply.Header, c.now(), reply.Body)
 		if reply.Status == http.StatusOK {
 			e = &Error{Class: RetryNow, Reason: ReasonServerError, Message: "no cids in the answer"}
 		}

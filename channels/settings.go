@@ -10,22 +10,22 @@ import (
 	"time"
 )
 
-// settings reads one provider's config section against its Spec.Config:
+// Settings reads one provider's config section against its Spec.Config:
 // required fields are checked, defaults applied, and every problem is
 // reported naming the field (NewSet prefixes channels.<section>).
-type settings struct {
+type Settings struct {
 	fields map[string]ConfigField
 	m      map[string]any
 	errs   []string
 }
 
-func newSettings(spec Spec, cfg map[string]any, log *slog.Logger) *settings {
-	s := &settings{fields: map[string]ConfigField{}, m: cfg}
+func NewSettings(spec Spec, cfg map[string]any, log *slog.Logger) *Settings {
+	s := &Settings{fields: map[string]ConfigField{}, m: cfg}
 	for _, f := range spec.Config {
 		s.fields[f.Name] = f
 	}
 	for _, f := range spec.Config {
-		if f.Required && strings.TrimSpace(s.raw(f.Name)) == "" {
+		if f.Required && strings.TrimSpace(s.Raw(f.Name)) == "" {
 			s.errs = append(s.errs, fmt.Sprintf("%s is required: %s", f.Name, f.Doc))
 		}
 	}
@@ -45,8 +45,8 @@ func newSettings(spec Spec, cfg map[string]any, log *slog.Logger) *settings {
 	return s
 }
 
-// raw returns the value as text (YAML may give numbers; ${ENV} gives strings).
-func (s *settings) raw(name string) string {
+// Raw returns the value as text (YAML may give numbers; ${ENV} gives strings).
+func (s *Settings) Raw(name string) string {
 	switch v := s.m[name].(type) {
 	case nil:
 		return ""
@@ -65,16 +65,16 @@ func (s *settings) raw(name string) string {
 	}
 }
 
-func (s *settings) str(name string) string {
-	v := strings.TrimSpace(s.raw(name))
+func (s *Settings) Str(name string) string {
+	v := strings.TrimSpace(s.Raw(name))
 	if v == "" {
 		v = s.fields[name].Default
 	}
 	return v
 }
 
-func (s *settings) integer(name string) int {
-	v := s.str(name)
+func (s *Settings) Integer(name string) int {
+	v := s.Str(name)
 	if v == "" {
 		return 0
 	}
@@ -85,8 +85,8 @@ func (s *settings) integer(name string) int {
 	return n
 }
 
-func (s *settings) boolean(name string) bool {
-	v := s.str(name)
+func (s *Settings) boolean(name string) bool {
+	v := s.Str(name)
 	if v == "" {
 		return false
 	}
@@ -97,9 +97,9 @@ func (s *settings) boolean(name string) bool {
 	return b
 }
 
-// duration accepts Go durations ("10s", "2m") or a whole number of seconds.
-func (s *settings) duration(name string) time.Duration {
-	v := s.str(name)
+// Duration accepts Go durations ("10s", "2m") or a whole number of seconds.
+func (s *Settings) Duration(name string) time.Duration {
+	v := s.Str(name)
 	if v == "" {
 		return 0
 	}
@@ -113,9 +113,9 @@ func (s *settings) duration(name string) time.Duration {
 	return d
 }
 
-// baseURL checks an http(s) URL and drops a trailing slash.
-func (s *settings) baseURL(name string) string {
-	v := strings.TrimRight(s.str(name), "/")
+// BaseURL checks an http(s) URL and drops a trailing slash.
+func (s *Settings) BaseURL(name string) string {
+	v := strings.TrimRight(s.Str(name), "/")
 	if v == "" {
 		return ""
 	}
@@ -126,13 +126,13 @@ func (s *settings) baseURL(name string) string {
 	return v
 }
 
-func (s *settings) check(cond bool, format string, args ...any) {
+func (s *Settings) Check(cond bool, format string, args ...any) {
 	if !cond {
 		s.errs = append(s.errs, fmt.Sprintf(format, args...))
 	}
 }
 
-func (s *settings) err() error {
+func (s *Settings) Err() error {
 	if len(s.errs) == 0 {
 		return nil
 	}

@@ -56,19 +56,19 @@ type aliyunSMS struct {
 
 func newAliyunSMS(cfg map[string]any, deps Deps) (Channel, error) {
 	spec, _, _ := Lookup("sms", "aliyun")
-	s := newSettings(spec, cfg, deps.Logger)
-	id, secret := s.str("access_key_id"), s.str("access_key_secret")
-	host, scheme := endpointParts(s.str("endpoint"))
-	timeout := s.duration("timeout")
-	conc := s.integer("concurrency")
-	s.check(timeout > 0, "timeout: must be more than 0")
-	s.check(conc > 0, "concurrency: must be at least 1")
-	s.check(host != "", "endpoint: must not be empty")
-	if err := s.err(); err != nil {
+	s := NewSettings(spec, cfg, deps.Logger)
+	id, secret := s.Str("access_key_id"), s.Str("access_key_secret")
+	host, scheme := endpointParts(s.Str("endpoint"))
+	timeout := s.Duration("timeout")
+	conc := s.Integer("concurrency")
+	s.Check(timeout > 0, "timeout: must be more than 0")
+	s.Check(conc > 0, "concurrency: must be at least 1")
+	s.Check(host != "", "endpoint: must not be empty")
+	if err := s.Err(); err != nil {
 		return nil, err
 	}
 	ms := int(timeout / time.Millisecond)
-	region := s.str("region")
+	region := s.Str("region")
 	config := func() *openapi.Config { // NewClient writes into its config: one each
 		return &openapi.Config{
 			AccessKeyId: tea.String(id), AccessKeySecret: tea.String(secret),
@@ -80,7 +80,7 @@ func newAliyunSMS(cfg map[string]any, deps Deps) (Channel, error) {
 	if err != nil {
 		return nil, errors.New("endpoint: " + err.Error())
 	}
-	c := &aliyunSMS{spec: spec, sign: s.str("sign_name"), concurrency: conc, log: deps.Logger, now: deps.Now}
+	c := &aliyunSMS{spec: spec, sign: s.Str("sign_name"), concurrency: conc, log: deps.Logger, now: deps.Now}
 	c.clients.New = func() any {
 		cl, _ := dysms.NewClient(config()) // the same config just succeeded
 		return cl
@@ -101,23 +101,23 @@ type aliyunCall struct {
 }
 
 func (c *aliyunSMS) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
+	res := NewResults(len(b.Deliveries))
 	phones := make([]phoneNumber, len(b.Deliveries))
 	msgs := make([]smsMessage, len(b.Deliveries))
 	var todo []int
 	for i, d := range b.Deliveries {
 		p, ok := parsePhone(d.Recipient.Address)
 		if d.Recipient.Address == "" {
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no phone"})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no phone"})
 			continue
 		}
 		if !ok {
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidAddress, Message: "not a phone number: " + mask(d.Recipient.Address)})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonInvalidAddress, Message: "not a phone number: " + mask(d.Recipient.Address)})
 			continue
 		}
 		m, e := smsContent(d.Message, c.sign)
 		if e != nil {
-			res.fail(i, e)
+			res.Fail(i, e)
 			continue
 		}
 		phones[i], msgs[i] = p, m
@@ -128,8 +128,8 @@ func (c *aliyunSMS) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 	var calls []aliyunCall
 	singles := map[string][]int{}
 	var templates []string
-	for _, g := range groupByContent(pick(b.Deliveries, todo), false) {
-		idxs := remap(todo, g)
+	for _, g := range GroupByContent(Pick(b.Deliveries, todo), false) {
+		idxs := Remap(todo, g)
 		if len(idxs) == 1 {
 			t := msgs[idxs[0]].template
 			if _, ok := singles[t]; !ok {
@@ -138,18 +138,18 @@ func (c *aliyunSMS) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 			singles[t] = append(singles[t], idxs[0])
 			continue
 		}
-		for _, ch := range chunks(idxs, 1000) {
+		for _, ch := range Chunks(idxs, 1000) {
 			calls = append(calls, c.call(false, ch, phones, msgs))
 		}
 	}
 	for _, t := range templates {
-		for _, ch := range chunks(singles[t], 100) {
+		for _, ch := range Chunks(singles[t], 100) {
 			calls = append(calls, c.call(true, ch, phones, msgs))
 		}
 	}
 	budget := &callBudget{left: 64 + 2*len(calls)}
-	parallel(ctx, len(calls), c.concurrency, func(k int) { c.run(ctx, b, calls[k], res, budget) })
-	return res.finish()
+	Parallel(ctx, len(calls), c.concurrency, func(k int) { c.run(ctx, b, calls[k], res, budget) })
+	return res.Finish()
 }
 
 func (c *aliyunSMS) call(batch bool, idxs []int, phones []phoneNumber, msgs []smsMessage) aliyunCall {
@@ -165,11 +165,11 @@ func (c *aliyunSMS) call(batch bool, idxs []int, phones []phoneNumber, msgs []sm
 // number's sake (illegal number, refused, per-number flow control), nothing
 // was sent, so the call is split in halves to find that number and send the
 // others — within a budget of extra calls.
-func (c *aliyunSMS) run(ctx context.Context, b Batch, cl aliyunCall, res *results, budget *callBudget) {
+func (c *aliyunSMS) run(ctx context.Context, b Batch, cl aliyunCall, res *Results, budget *callBudget) {
 	ref, e := c.send(ctx, b, cl)
 	if e == nil {
 		for _, i := range cl.idxs {
-			res.sent(i, ref)
+			res.Sent(i, ref)
 		}
 		return
 	}
@@ -180,10 +180,10 @@ func (c *aliyunSMS) run(ctx context.Context, b Batch, cl aliyunCall, res *result
 		return
 	}
 	if len(cl.idxs) == 1 && aliyunPerNumber(e.Code) {
-		res.fail(cl.idxs[0], e)
+		res.Fail(cl.idxs[0], e)
 	} else {
 		for _, i := range cl.idxs {
-			res.callFailed(i, e)
+			res.CallFailed(i, e)
 		}
 	}
 	if e.Class != Permanent || len(cl.idxs) > 1 {

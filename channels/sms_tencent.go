@@ -51,14 +51,14 @@ type tencentSMS struct {
 
 func newTencentSMS(cfg map[string]any, deps Deps) (Channel, error) {
 	spec, _, _ := Lookup("sms", "tencent")
-	s := newSettings(spec, cfg, deps.Logger)
-	host, scheme := endpointParts(s.str("endpoint"))
-	timeout := s.duration("timeout")
-	conc := s.integer("concurrency")
-	s.check(timeout > 0, "timeout: must be more than 0")
-	s.check(conc > 0, "concurrency: must be at least 1")
-	s.check(host != "", "endpoint: must not be empty")
-	if err := s.err(); err != nil {
+	s := NewSettings(spec, cfg, deps.Logger)
+	host, scheme := endpointParts(s.Str("endpoint"))
+	timeout := s.Duration("timeout")
+	conc := s.Integer("concurrency")
+	s.Check(timeout > 0, "timeout: must be more than 0")
+	s.Check(conc > 0, "concurrency: must be at least 1")
+	s.Check(host != "", "endpoint: must not be empty")
+	if err := s.Err(); err != nil {
 		return nil, err
 	}
 	cp := profile.NewClientProfile()
@@ -66,7 +66,7 @@ func newTencentSMS(cfg map[string]any, deps Deps) (Channel, error) {
 	cp.HttpProfile.Scheme = strings.ToUpper(scheme)
 	cp.HttpProfile.ReqTimeout = int((timeout + time.Second - 1) / time.Second)
 	cp.DisableRegionBreaker = true
-	client, err := tcsms.NewClient(common.NewCredential(s.str("secret_id"), s.str("secret_key")), s.str("region"), cp)
+	client, err := tcsms.NewClient(common.NewCredential(s.Str("secret_id"), s.Str("secret_key")), s.Str("region"), cp)
 	if err != nil {
 		return nil, errors.New("endpoint: " + err.Error())
 	}
@@ -75,13 +75,13 @@ func newTencentSMS(cfg map[string]any, deps Deps) (Channel, error) {
 		rt = deps.HTTP.Transport
 	}
 	client.WithHttpTransport(statusRecorder{rt})
-	return &tencentSMS{spec: spec, client: client, appID: s.str("sdk_app_id"), sign: s.str("sign_name"), concurrency: conc, log: deps.Logger, now: deps.Now}, nil
+	return &tencentSMS{spec: spec, client: client, appID: s.Str("sdk_app_id"), sign: s.Str("sign_name"), concurrency: conc, log: deps.Logger, now: deps.Now}, nil
 }
 
 func (c *tencentSMS) Spec() Spec { return c.spec }
 
 func (c *tencentSMS) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
+	res := NewResults(len(b.Deliveries))
 	phones := make([]phoneNumber, len(b.Deliveries))
 	msgs := make([]smsMessage, len(b.Deliveries))
 	var todo []int
@@ -89,15 +89,15 @@ func (c *tencentSMS) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 		p, ok := parsePhone(d.Recipient.Address)
 		switch {
 		case d.Recipient.Address == "":
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no phone"})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no phone"})
 			continue
 		case !ok:
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidAddress, Message: "not a phone number: " + mask(d.Recipient.Address)})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonInvalidAddress, Message: "not a phone number: " + mask(d.Recipient.Address)})
 			continue
 		}
 		m, e := smsContent(d.Message, c.sign)
 		if e != nil {
-			res.fail(i, e)
+			res.Fail(i, e)
 			continue
 		}
 		phones[i], msgs[i] = p, m
@@ -105,23 +105,23 @@ func (c *tencentSMS) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 	}
 	// Tencent rejects calls mixing mainland and international numbers.
 	var calls [][]int
-	for _, g := range groupByContent(pick(b.Deliveries, todo), false) {
+	for _, g := range GroupByContent(Pick(b.Deliveries, todo), false) {
 		var home, abroad []int
-		for _, i := range remap(todo, g) {
+		for _, i := range Remap(todo, g) {
 			if phones[i].mainland {
 				home = append(home, i)
 			} else {
 				abroad = append(abroad, i)
 			}
 		}
-		calls = append(calls, chunks(home, c.spec.MaxRecipients)...)
-		calls = append(calls, chunks(abroad, c.spec.MaxRecipients)...)
+		calls = append(calls, Chunks(home, c.spec.MaxRecipients)...)
+		calls = append(calls, Chunks(abroad, c.spec.MaxRecipients)...)
 	}
-	parallel(ctx, len(calls), c.concurrency, func(k int) { c.call(ctx, b, calls[k], phones, msgs[calls[k][0]], res) })
-	return res.finish()
+	Parallel(ctx, len(calls), c.concurrency, func(k int) { c.call(ctx, b, calls[k], phones, msgs[calls[k][0]], res) })
+	return res.Finish()
 }
 
-func (c *tencentSMS) call(ctx context.Context, b Batch, idxs []int, phones []phoneNumber, m smsMessage, res *results) {
+func (c *tencentSMS) call(ctx context.Context, b Batch, idxs []int, phones []phoneNumber, m smsMessage, res *Results) {
 	req := tcsms.NewSendSmsRequest()
 	req.SmsSdkAppId = common.StringPtr(c.appID)
 	req.SignName = common.StringPtr(m.sign)
@@ -152,7 +152,7 @@ func (c *tencentSMS) call(ctx context.Context, b Batch, idxs []int, phones []pho
 		e := tencentCallError(err, wrote.Load(), int(rec.status.Load()), c.now())
 		c.log.Warn("tencent sms call failed", "batch", b.Key, "numbers", len(byNumber), "class", e.Class, "reason", e.Reason, "code", e.Code)
 		for _, i := range idxs {
-			res.callFailed(i, e)
+			res.CallFailed(i, e)
 		}
 		return
 	}
@@ -170,9 +170,9 @@ func (c *tencentSMS) call(ctx context.Context, b Batch, idxs []int, phones []pho
 			code, msg := deref(st.Code), deref(st.Message)
 			for _, i := range byNumber[n] {
 				if strings.EqualFold(code, "Ok") {
-					res.sent(i, deref(st.SerialNo))
+					res.Sent(i, deref(st.SerialNo))
 				} else {
-					res.fail(i, tencentError(code, msg, c.now()))
+					res.Fail(i, tencentError(code, msg, c.now()))
 				}
 			}
 		}
@@ -182,7 +182,7 @@ func (c *tencentSMS) call(ctx context.Context, b Batch, idxs []int, phones []pho
 	for n, is := range byNumber {
 		if !seen[n] {
 			for _, i := range is {
-				res.fail(i, &Error{Class: Ambiguous, Reason: ReasonServerError, Message: "no SendStatus for this number"})
+				res.Fail(i, &Error{Class: Ambiguous, Reason: ReasonServerError, Message: "no SendStatus for this number"})
 			}
 		}
 	}
@@ -203,7 +203,7 @@ func tencentCallError(err error, wrote bool, status int, now time.Time) *Error {
 		switch {
 		case strings.HasPrefix(se.Code, "ClientError.") && status > 0 && status != http.StatusOK:
 			// a gateway's non-JSON error page: the status says what happened
-			return statusError(status, http.Header{}, now, nil)
+			return StatusError(status, http.Header{}, now, nil)
 		case se.Code == "ClientError.NetworkError" || se.Code == "ClientError.IOError":
 			// the SDK keeps only the text of the transport error
 			e := transportError(errors.New(se.Message), wrote)

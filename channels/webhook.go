@@ -54,12 +54,12 @@ type webhook struct {
 
 func newWebhook(cfg map[string]any, deps Deps) (Channel, error) {
 	spec, _, _ := Lookup("webhook", "webhook")
-	s := newSettings(spec, cfg, deps.Logger)
-	c := &webhook{spec: spec, url: s.baseURL("url"), secret: []byte(s.str("secret")), timeout: s.duration("timeout"),
-		concurrency: s.integer("concurrency"), http: deps.HTTP, log: deps.Logger, now: deps.Now}
-	s.check(c.timeout > 0, "timeout: must be more than 0")
-	s.check(c.concurrency > 0, "concurrency: must be at least 1")
-	if err := s.err(); err != nil {
+	s := NewSettings(spec, cfg, deps.Logger)
+	c := &webhook{spec: spec, url: s.BaseURL("url"), secret: []byte(s.Str("secret")), timeout: s.Duration("timeout"),
+		concurrency: s.Integer("concurrency"), http: deps.HTTP, log: deps.Logger, now: deps.Now}
+	s.Check(c.timeout > 0, "timeout: must be more than 0")
+	s.Check(c.concurrency > 0, "concurrency: must be at least 1")
+	if err := s.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -115,8 +115,8 @@ func VerifyWebhook(secret []byte, timestamp, signature string, body []byte, now 
 }
 
 func (c *webhook) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
-	parallel(ctx, len(b.Deliveries), c.concurrency, func(i int) {
+	res := NewResults(len(b.Deliveries))
+	Parallel(ctx, len(b.Deliveries), c.concurrency, func(i int) {
 		d := b.Deliveries[i]
 		ev := WebhookEvent{
 			ID: webhookID(b, d), CanvasID: b.CanvasID, RunID: b.RunID, StepID: b.StepID, BatchKey: b.Key,
@@ -125,18 +125,18 @@ func (c *webhook) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 		}
 		body, err := json.Marshal(ev)
 		if err != nil {
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: err.Error()})
+			res.Fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: err.Error()})
 			return
 		}
 		e := c.post(ctx, ev.ID, body)
 		if e == nil {
-			res.sent(i, ev.ID)
+			res.Sent(i, ev.ID)
 			return
 		}
 		c.log.Warn("webhook delivery failed", "batch", b.Key, "user", d.Recipient.UserID, "class", e.Class, "reason", e.Reason, "status", e.Code)
-		res.callFailed(i, e)
+		res.CallFailed(i, e)
 	})
-	return res.finish()
+	return res.Finish()
 }
 
 func (c *webhook) post(ctx context.Context, id string, body []byte) *Error {
@@ -152,14 +152,14 @@ func (c *webhook) post(ctx context.Context, id string, body []byte) *Error {
 	req.Header.Set(WebhookTimestampHeader, ts)
 	req.Header.Set(WebhookSignatureHeader, WebhookSignature(c.secret, ts, body))
 	req.Header.Set(WebhookIDHeader, id)
-	reply, err := doHTTP(c.http, req)
+	reply, err := DoHTTP(c.http, req)
 	if err != nil {
 		return err.(*Error)
 	}
 	if reply.Status >= 200 && reply.Status < 300 {
 		return nil
 	}
-	e := statusError(reply.Status, reply.Header, c.now(), reply.Body)
+	e := StatusError(reply.Status, reply.Header, c.now(), reply.Body)
 	if e.Reason == ReasonMisconfigured && reply.Status == http.StatusForbidden {
 		e.Reason = ReasonRejected // a receiver's 403 is its verdict, not our credentials
 	}

@@ -7,15 +7,16 @@ import (
 	"time"
 
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/channels/wecom"
 	"github.com/huabu/huabu/store"
 )
 
 // WeComDirectory is what the directory sync reads from WeCom;
-// *channels.WeComAPI has it.
+// *wecom.API has it.
 type WeComDirectory interface {
-	Departments(ctx context.Context) ([]channels.Department, error)
-	DepartmentMembers(ctx context.Context, departmentID int) ([]channels.Member, error)
-	ContactsOf(ctx context.Context, staff []string) ([]channels.Follow, error)
+	Departments(ctx context.Context) ([]wecom.Department, error)
+	DepartmentMembers(ctx context.Context, departmentID int) ([]wecom.Member, error)
+	ContactsOf(ctx context.Context, staff []string) ([]wecom.Follow, error)
 }
 
 // DirectoryStore is where the sync writes.
@@ -50,12 +51,12 @@ func SyncWeCom(ctx context.Context, api WeComDirectory, st DirectoryStore) (Sync
 		return sum, err
 	}
 	sum.Departments = len(depts)
-	byID := make(map[int]channels.Department, len(depts))
+	byID := make(map[int]wecom.Department, len(depts))
 	for _, d := range depts {
 		byID[d.ID] = d
 	}
 	sort.Slice(depts, func(i, j int) bool { return depts[i].ID < depts[j].ID })
-	members := map[string]channels.Member{}
+	members := map[string]wecom.Member{}
 	var ids []string
 	for _, d := range depts {
 		list, err := api.DepartmentMembers(ctx, d.ID)
@@ -86,7 +87,7 @@ func SyncWeCom(ctx context.Context, api WeComDirectory, st DirectoryStore) (Sync
 
 	// All follows first: a customer's owner is whoever added them first,
 	// across every batch of staff members.
-	first := map[string]channels.Follow{}
+	first := map[string]wecom.Follow{}
 	var pairs []channels.ContactPair
 	for lo := 0; lo < len(ids); lo += 100 {
 		follows, err := api.ContactsOf(ctx, ids[lo:min(lo+100, len(ids))])
@@ -130,7 +131,7 @@ func SyncWeCom(ctx context.Context, api WeComDirectory, st DirectoryStore) (Sync
 
 // leaderOf picks a member's leader: the first direct leader, else a leader
 // of their main department (not themselves), else of the nearest parent.
-func leaderOf(m channels.Member, main int, byID map[int]channels.Department) string {
+func leaderOf(m wecom.Member, main int, byID map[int]wecom.Department) string {
 	for _, l := range m.DirectLeaders {
 		if l != "" && l != m.UserID {
 			return l

@@ -24,6 +24,7 @@ import (
 	"github.com/huabu/huabu/auth"
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/channels/wecom"
 	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/internal/liveness"
@@ -207,7 +208,12 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		httpClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	app.providerMetrics, app.activityMetrics = metrics.NewProviders(), metrics.NewActivities()
-	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store, Contacts: app.store, Observer: app.providerMetrics, Calls: app.providerMetrics, Slots: app.store}); err != nil {
+	deps := channels.Deps{HTTP: httpClient, Logger: log, Outbox: app.store, Contacts: app.store, Observer: app.providerMetrics, Calls: app.providerMetrics, Slots: app.store}
+	if app.channels, err = channels.NewSet(cfg.Channels, cfg.ChannelProviders(), deps); err != nil {
+		return nil, err
+	}
+	wecomAPI, err := wecom.Configured(cfg.Channels, cfg.ChannelProviders(), deps)
+	if err != nil {
 		return nil, err
 	}
 
@@ -246,6 +252,9 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	app.metrics = activities.NewMetrics()
 	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app,
 		Controls: app.store, ResumeGrace: cfg.Policy.ResumeGraceDuration()}
+	if wecomAPI != nil {
+		acts.WeCom = wecomAPI
+	}
 	app.acts = acts
 	maxActs := opts.MaxConcurrentActivities
 	if maxActs == 0 {

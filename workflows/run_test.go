@@ -21,6 +21,7 @@ import (
 	"github.com/huabu/huabu/activities"
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/channels/wecom"
 	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/examples"
 	"github.com/huabu/huabu/store"
@@ -76,6 +77,11 @@ func newHarnessWithDeps(t *testing.T, channelsYAML string, edit func(*channels.D
 	require.NoError(t, err)
 	h := &harness{t: t, store: st, compiler: comp}
 	h.acts = &activities.Activities{Store: st, Channels: set, Compiler: comp}
+	api, err := wecom.Configured(cfg.Channels, cfg.ChannelProviders(), deps)
+	require.NoError(t, err)
+	if api != nil {
+		h.acts.WeCom = api
+	}
 	return h
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/channels/fakes"
+	"github.com/huabu/huabu/channels/wecom"
 	"github.com/huabu/huabu/examples"
 	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/reports"
@@ -67,7 +68,7 @@ func newStaffHarness(t *testing.T, extra string) *staffHarness {
 // remindByHand reminds a task the way another tool (or an admin) would.
 func (h *staffHarness) remindByHand(msgID string) {
 	h.t.Helper()
-	api, err := channels.NewWeComAPI(map[string]any{"corp_id": "ww-corp", "agent_id": "1000002", "secret": "secret", "base_url": h.fake.URL()}, channels.Deps{})
+	api, err := wecom.NewAPI(map[string]any{"corp_id": "ww-corp", "agent_id": "1000002", "secret": "secret", "base_url": h.fake.URL()}, channels.Deps{})
 	require.NoError(h.t, err)
 	require.NoError(h.t, api.RemindMassTask(context.Background(), msgID))
 }

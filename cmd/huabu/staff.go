@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/channels/wecom"
 	"github.com/huabu/huabu/ingest"
 )
 
@@ -34,7 +35,7 @@ runs the same sync every channels.wecom.directory_sync_interval; callbacks keep 
 				return userErrorf("channels.wecom is not configured with WeCom (provider %q); set corp_id, agent_id and secret", cfg.Provider("wecom"))
 			}
 			log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			api, err := channels.NewWeComAPI(cfg.Channels["wecom"], channels.Deps{Logger: log})
+			api, err := wecom.NewAPI(cfg.Channels["wecom"], channels.Deps{Logger: log})
 			if err != nil {
 				return userErrorf("channels.wecom: %v", err)
 			}

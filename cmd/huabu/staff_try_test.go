@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/channels/wecom"
 	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/server"
 )
@@ -27,21 +28,21 @@ func TestWeComFakeConfig(t *testing.T) {
 	cfg, err := config.Load(path)
 	require.NoError(t, err)
 	require.Equal(t, "wecom", cfg.Provider("wecom"))
-	wecom := cfg.Channels["wecom"]
+	section := cfg.Channels["wecom"]
 	flags := (&cli{}).fakeCmd().Flags()
 	def := func(name string) string { return flags.Lookup(name).DefValue }
-	require.Equal(t, def("corp-id"), wecom["corp_id"])
-	require.Equal(t, def("secret"), wecom["secret"])
-	require.Equal(t, def("agent-id"), toString(wecom["agent_id"]))
-	u, err := url.Parse(toString(wecom["base_url"]))
+	require.Equal(t, def("corp-id"), section["corp_id"])
+	require.Equal(t, def("secret"), section["secret"])
+	require.Equal(t, def("agent-id"), toString(section["agent_id"]))
+	u, err := url.Parse(toString(section["base_url"]))
 	require.NoError(t, err)
 	require.Equal(t, def("listen"), u.Host, "base_url is where the fake listens")
-	_, err = channels.NewWeComAPI(wecom, channels.Deps{})
+	_, err = wecom.NewAPI(section, channels.Deps{})
 	require.NoError(t, err)
 
-	cb, _ := wecom["callback"].(map[string]any)
+	cb, _ := section["callback"].(map[string]any)
 	require.NotNil(t, cb, "the callback is on, so the fake can acknowledge staff briefs")
-	_, err = server.NewWeComCallback(server.WeComCallbackConfig{Token: toString(cb["token"]), AESKey: toString(cb["aes_key"]), CorpID: toString(wecom["corp_id"])},
+	_, err = server.NewWeComCallback(server.WeComCallbackConfig{Token: toString(cb["token"]), AESKey: toString(cb["aes_key"]), CorpID: toString(section["corp_id"])},
 		nil, nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	for _, ch := range []string{"sms", "push", "email", "webhook"} {

@@ -1,4 +1,4 @@
-package channels
+package wecom
 
 import (
 	"context"
@@ -8,28 +8,29 @@ import (
 	"github.com/silenceper/wechat/v2/work/externalcontact"
 
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
 )
 
 func init() {
-	Register(Spec{
+	channels.Register(channels.Spec{
 		Name: "wecom.group", Provider: "wecom",
 		Doc: "WeCom customer groups: a group mass-send task (add_msg_template, chat_type group) for each staff member's customer groups, " +
 			"or, when the message has chat_id, one appchat/send to that app chat per distinct content in a batch.",
 		MaxRecipients: 100, Groupable: false,
-		Address: AttrWeComUserID, Config: wecomConfigFields,
+		Address: channels.AttrWeComUserID, Config: wecomConfigFields,
 	}, newWeComGroup)
 }
 
 // wecomGroup reaches customer groups through their owners, or app chats.
 type wecomGroup struct {
-	spec     Spec
+	spec     channels.Spec
 	customer *wecomClient // add_msg_template needs customer-contact permission
 	app      *wecomClient // appchat/send is an app API
 	log      *slog.Logger
 }
 
-func newWeComGroup(cfg map[string]any, deps Deps) (Channel, error) {
-	spec, _, _ := Lookup("wecom.group", "wecom")
+func newWeComGroup(cfg map[string]any, deps channels.Deps) (channels.Channel, error) {
+	spec, _, _ := channels.Lookup("wecom.group", "wecom")
 	w, err := parseWeCom(spec, cfg, deps)
 	if err != nil {
 		return nil, err
@@ -37,10 +38,10 @@ func newWeComGroup(cfg map[string]any, deps Deps) (Channel, error) {
 	return &wecomGroup{spec: spec, customer: newWeComClient(w, w.customerSecret, deps), app: newWeComClient(w, w.secret, deps), log: deps.Logger}, nil
 }
 
-func (c *wecomGroup) Spec() Spec { return c.spec }
+func (c *wecomGroup) Spec() channels.Spec { return c.spec }
 
-func (c *wecomGroup) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
+func (c *wecomGroup) Send(ctx context.Context, b channels.Batch) ([]channels.Outcome, error) {
+	res := channels.NewResults(len(b.Deliveries))
 	// Deliveries that would make the same provider call share it: the same
 	// chat and content, or the same staff member and content.
 	type call struct {
@@ -55,15 +56,15 @@ func (c *wecomGroup) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 		chat := m != nil && m.ChatID != ""
 		switch {
 		case m == nil:
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "no message"})
+			res.Fail(i, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: "no message"})
 			continue
 		case chat:
-			key = "chat\x00" + m.ChatID + "\x00" + MessageKey(m)
+			key = "chat\x00" + m.ChatID + "\x00" + channels.MessageKey(m)
 		case d.Recipient.Address == "":
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no wecom_userid of the staff member whose groups get the message"})
+			res.Fail(i, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonNoAddress, Message: "no wecom_userid of the staff member whose groups get the message"})
 			continue
 		default:
-			key = "owner\x00" + d.Recipient.Address + "\x00" + MessageKey(m)
+			key = "owner\x00" + d.Recipient.Address + "\x00" + channels.MessageKey(m)
 		}
 		k, ok := byKey[key]
 		if !ok {
@@ -73,7 +74,7 @@ func (c *wecomGroup) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 		}
 		calls[k].idxs = append(calls[k].idxs, i)
 	}
-	parallel(ctx, len(calls), 4, func(k int) {
+	channels.Parallel(ctx, len(calls), 4, func(k int) {
 		cl := calls[k]
 		var ref string
 		var err error
@@ -84,21 +85,21 @@ func (c *wecomGroup) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 		}
 		for _, i := range cl.idxs {
 			if err != nil {
-				res.callFailed(i, err.(*Error))
+				res.CallFailed(i, err.(*channels.Error))
 			} else {
-				res.sent(i, ref)
+				res.Sent(i, ref)
 			}
 		}
 		if err != nil {
-			e := err.(*Error)
+			e := err.(*channels.Error)
 			c.log.Warn("wecom.group send failed", "batch", b.Key, "appchat", cl.chat, "class", e.Class, "reason", e.Reason, "errcode", e.Code)
 		}
 	})
-	return res.finish()
+	return res.Finish()
 }
 
 // groupTask creates a group mass-send for one staff member's customer groups.
-func (c *wecomGroup) groupTask(ctx context.Context, d Delivery) (string, error) {
+func (c *wecomGroup) groupTask(ctx context.Context, d channels.Delivery) (string, error) {
 	t := msgTemplate{ChatType: "group", Sender: d.Recipient.Address}
 	if e := templateContent(d.Message, &t); e != nil {
 		return "", e
@@ -137,10 +138,10 @@ func (c *wecomGroup) appChat(ctx context.Context, m *canvases.Message) error {
 			media := map[string]any{"chatid": m.ChatID, "msgtype": a.Type, "safe": 0, a.Type: attachMedia{MediaID: a.MediaID}}
 			body = media
 		default:
-			return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "an app chat takes an image or file/video with media_id, or a link with title and url"}
+			return &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: "an app chat takes an image or file/video with media_id, or a link with title and url"}
 		}
 	default:
-		return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "an app chat message is text or exactly one attachment"}
+		return &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: "an app chat message is text or exactly one attachment"}
 	}
 	var resp appchat.SendResponse
 	return c.app.post(ctx, "/cgi-bin/appchat/send", body, &resp)

@@ -1,4 +1,4 @@
-package channels_test
+package wecom_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/channels/fakes"
+	"github.com/huabu/huabu/channels/wecom"
 	"github.com/huabu/huabu/store"
 )
 
@@ -28,8 +29,8 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newAPI(t *testing.T, f *fakes.WeCom) *channels.WeComAPI {
-	api, err := channels.NewWeComAPI(wecomCfg(f), testDeps())
+func newAPI(t *testing.T, f *fakes.WeCom) *wecom.API {
+	api, err := wecom.NewAPI(wecomCfg(f), testDeps())
 	require.NoError(t, err)
 	return api
 }
@@ -52,7 +53,7 @@ func TestWeComMassTaskTracking(t *testing.T) {
 
 	staff, err := api.MassTaskStaff(ctx, mt.MsgID)
 	require.NoError(t, err)
-	require.Equal(t, []channels.MassTaskStaff{{UserID: "zhangwei"}}, staff, "not sent until the member confirms")
+	require.Equal(t, []wecom.MassTaskStaff{{UserID: "zhangwei"}}, staff, "not sent until the member confirms")
 
 	f.RemoveContact("zhangwei", "wm2")
 	f.AlreadyReceived("wm3")
@@ -66,7 +67,7 @@ func TestWeComMassTaskTracking(t *testing.T) {
 	for _, r := range results {
 		got[r.ExternalUserID] = r.Status
 	}
-	require.Equal(t, map[string]int{"wm1": channels.MassSent, "wm2": channels.MassNotFriend, "wm3": channels.MassOverQuota, "wm4": channels.MassSent}, got)
+	require.Equal(t, map[string]int{"wm1": wecom.MassSent, "wm2": wecom.MassNotFriend, "wm3": wecom.MassOverQuota, "wm4": wecom.MassSent}, got)
 }
 
 // TestWeComRemindLimit: the fake refuses a fourth reminder within 24 hours

@@ -1,4 +1,4 @@
-package channels_test
+package wecom_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/channels/fakes"
+	"github.com/huabu/huabu/channels/wecom"
 )
 
 func newWeComFake(t testing.TB) *fakes.WeCom {
@@ -220,7 +221,7 @@ func TestWeComAppPacesMembers(t *testing.T) {
 	deps.Now = clock.Now
 	ch := newChannel(t, "wecom.app", "wecom", wecomCfg(f, "member_per_minute", 2, "max_wait", "2m", "duplicate_check_interval", 0), deps)
 	var waited []time.Duration
-	channels.SetSleep(ch, func(_ context.Context, d time.Duration) error {
+	wecom.SetSleep(ch, func(_ context.Context, d time.Duration) error {
 		waited = append(waited, d)
 		clock.Advance(d)
 		return nil
@@ -268,7 +269,7 @@ func TestWeComAppFaultsExactlyOnce(t *testing.T) {
 	deps := testDeps()
 	deps.Now = clock.Now
 	ch := newChannel(t, "wecom.app", "wecom", wecomCfg(f, "timeout", "200ms"), deps)
-	channels.SetSleep(ch, func(_ context.Context, d time.Duration) error { clock.Advance(d); return nil })
+	wecom.SetSleep(ch, func(_ context.Context, d time.Duration) error { clock.Advance(d); return nil })
 	var addrs []string
 	for i := 0; i < 10000; i++ {
 		addrs = append(addrs, fmt.Sprintf("staff%05d", i))

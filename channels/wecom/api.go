@@ -1,4 +1,4 @@
-package channels
+package wecom
 
 import (
 	"context"
@@ -18,15 +18,16 @@ import (
 	"github.com/silenceper/wechat/v2/work/message"
 
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
 )
 
-// WeComAPI is the part of the WeCom server API the staff SOP loop and the
+// API is the part of the WeCom server API the staff SOP loop and the
 // directory sync use besides sending: mass-send task tracking, reminders,
 // welcome messages, template cards, the address book and customer lists.
 // Like the channels it calls base_url through the worker's http.Client, with
 // the shared token cache, and uses silenceper/wechat's wire types where the
 // library has them.
-type WeComAPI struct {
+type API struct {
 	customer *wecomClient // customer-contact secret: externalcontact/*
 	app      *wecomClient // app secret: message/send, department/*, user/*
 	agentID  string
@@ -47,27 +48,27 @@ type StaffSettings struct {
 	CallTimeout time.Duration `json:"call_timeout"`
 }
 
-// NewWeComAPI builds the API client from the channels.wecom section.
-func NewWeComAPI(cfg map[string]any, deps Deps) (*WeComAPI, error) {
+// NewAPI builds the API client from the channels.wecom section.
+func NewAPI(cfg map[string]any, deps channels.Deps) (*API, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
 	if deps.HTTP == nil {
 		deps.HTTP = &http.Client{Timeout: 30 * time.Second}
 	}
-	spec, _, _ := Lookup("wecom.customer", "wecom")
+	spec, _, _ := channels.Lookup("wecom.customer", "wecom")
 	w, err := parseWeCom(spec, cfg, deps)
 	if err != nil {
 		return nil, err
 	}
-	return newWeComAPI(w, deps), nil
+	return newAPI(w, deps), nil
 }
 
-func newWeComAPI(w wecomSettings, deps Deps) *WeComAPI {
+func newAPI(w wecomSettings, deps channels.Deps) *API {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &WeComAPI{
+	return &API{
 		customer: newWeComClient(w, w.customerSecret, deps), app: newWeComClient(w, w.secret, deps),
 		agentID: w.agentID, dup: w.dupInterval,
 		settings: StaffSettings{PollInterval: w.staffPoll, LateWindow: w.staffLate, CallTimeout: w.timeout},
@@ -75,10 +76,10 @@ func newWeComAPI(w wecomSettings, deps Deps) *WeComAPI {
 }
 
 // Settings are the staff loop's settings.
-func (a *WeComAPI) Settings() StaffSettings { return a.settings }
+func (a *API) Settings() StaffSettings { return a.settings }
 
 // CorpID is the corp the client calls for.
-func (a *WeComAPI) CorpID() string { return a.app.corpID }
+func (a *API) CorpID() string { return a.app.corpID }
 
 // get calls a GET endpoint; like post, it refetches the token once on
 // 40014/42001. GETs have no side effect, so any failure may be retried.
@@ -90,8 +91,8 @@ func (c *wecomClient) get(ctx context.Context, path string, q url.Values, out an
 		}
 		code, msg, err := c.getOnce(ctx, path, q, tok, out)
 		if err != nil {
-			if e, ok := err.(*Error); ok && e.Class == Ambiguous {
-				e.Class = RetryNow // a read cannot have done anything twice
+			if e, ok := err.(*channels.Error); ok && e.Class == channels.Ambiguous {
+				e.Class = channels.RetryNow // a read cannot have done anything twice
 			}
 			return err
 		}
@@ -99,7 +100,7 @@ func (c *wecomClient) get(ctx context.Context, path string, q url.Values, out an
 			return nil
 		}
 		e := wecomError(code, msg)
-		if e.Reason == ReasonTokenExpired {
+		if e.Reason == channels.ReasonTokenExpired {
 			c.invalidate(tok)
 			if attempt == 0 {
 				continue
@@ -119,22 +120,22 @@ func (c *wecomClient) getOnce(ctx context.Context, path string, q url.Values, to
 	qq.Set("access_token", tok)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path+"?"+qq.Encode(), nil)
 	if err != nil {
-		return 0, "", &Error{Class: Permanent, Reason: ReasonMisconfigured, Message: err.Error()}
+		return 0, "", &channels.Error{Class: channels.Permanent, Reason: channels.ReasonMisconfigured, Message: err.Error()}
 	}
-	reply, err := doHTTP(c.http, req)
+	reply, err := channels.DoHTTP(c.http, req)
 	if err != nil {
 		return 0, "", err
 	}
 	if reply.Status != http.StatusOK {
-		return 0, "", statusError(reply.Status, reply.Header, c.now(), reply.Body)
+		return 0, "", channels.StatusError(reply.Status, reply.Header, c.now(), reply.Body)
 	}
 	var ce util.CommonError
 	if err := json.Unmarshal(reply.Body, &ce); err != nil {
-		return 0, "", &Error{Class: RetryNow, Reason: ReasonServerError, Message: "unreadable answer: " + truncate(string(reply.Body), 200)}
+		return 0, "", &channels.Error{Class: channels.RetryNow, Reason: channels.ReasonServerError, Message: "unreadable answer: " + channels.Truncate(string(reply.Body), 200)}
 	}
 	if out != nil && ce.ErrCode == 0 {
 		if err := json.Unmarshal(reply.Body, out); err != nil {
-			return 0, "", &Error{Class: RetryNow, Reason: ReasonServerError, Message: "unreadable answer: " + err.Error()}
+			return 0, "", &channels.Error{Class: channels.RetryNow, Reason: channels.ReasonServerError, Message: "unreadable answer: " + err.Error()}
 		}
 	}
 	return ce.ErrCode, ce.ErrMsg, nil
@@ -143,9 +144,9 @@ func (c *wecomClient) getOnce(ctx context.Context, path string, q url.Values, to
 // readOnly marks an error of a read-only call retryable when it was only
 // ambiguous: nothing was changed, so reading again is harmless.
 func readOnly(err error) error {
-	if e, ok := err.(*Error); ok && e.Class == Ambiguous {
+	if e, ok := err.(*channels.Error); ok && e.Class == channels.Ambiguous {
 		c := *e
-		c.Class = RetryNow
+		c.Class = channels.RetryNow
 		return &c
 	}
 	return err
@@ -160,13 +161,13 @@ type MassTask struct {
 // CreateMassTask calls add_msg_template for one sender. WeCom has no
 // idempotency key: an Ambiguous error means the task may exist, and the
 // caller must look it up (FindMassTasks) before creating it again.
-func (a *WeComAPI) CreateMassTask(ctx context.Context, sender string, msg *canvases.Message, externalIDs []string) (MassTask, error) {
+func (a *API) CreateMassTask(ctx context.Context, sender string, msg *canvases.Message, externalIDs []string) (MassTask, error) {
 	t := msgTemplate{ChatType: "single", Sender: sender, ExternalUserID: externalIDs}
 	if e := templateContent(msg, &t); e != nil {
 		return MassTask{}, e
 	}
 	if len(externalIDs) == 0 || len(externalIDs) > 10000 {
-		return MassTask{}, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: fmt.Sprintf("%d customers; a task takes 1 to 10000", len(externalIDs))}
+		return MassTask{}, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: fmt.Sprintf("%d customers; a task takes 1 to 10000", len(externalIDs))}
 	}
 	var resp externalcontact.AddMsgTemplateResponse
 	if err := a.customer.post(ctx, "/cgi-bin/externalcontact/add_msg_template", t, &resp); err != nil {
@@ -188,7 +189,7 @@ type MassTaskRecord struct {
 // FindMassTasks lists the enterprise (filter_type 0) single-chat mass-send
 // tasks created in [from, to], for the lookup after an ambiguous create.
 // WeCom caps the window at a month.
-func (a *WeComAPI) FindMassTasks(ctx context.Context, from, to time.Time) ([]MassTaskRecord, error) {
+func (a *API) FindMassTasks(ctx context.Context, from, to time.Time) ([]MassTaskRecord, error) {
 	var out []MassTaskRecord
 	req := externalcontact.GetGroupMsgListV2Request{ChatType: "single", StartTime: from.Unix(), EndTime: to.Unix(), FilterType: 0, Limit: 100}
 	for page := 0; page < 1000; page++ {
@@ -219,7 +220,7 @@ type MassTaskStaff struct {
 }
 
 // MassTaskStaff lists who a task is for and whether each has sent it.
-func (a *WeComAPI) MassTaskStaff(ctx context.Context, msgID string) ([]MassTaskStaff, error) {
+func (a *API) MassTaskStaff(ctx context.Context, msgID string) ([]MassTaskStaff, error) {
 	var out []MassTaskStaff
 	req := externalcontact.GetGroupMsgTaskRequest{MsgID: msgID, Limit: 1000}
 	for page := 0; page < 1000; page++ {
@@ -261,7 +262,7 @@ type MassTaskResult struct {
 }
 
 // MassTaskResults lists a staff member's per-customer results of a task.
-func (a *WeComAPI) MassTaskResults(ctx context.Context, msgID, userID string) ([]MassTaskResult, error) {
+func (a *API) MassTaskResults(ctx context.Context, msgID, userID string) ([]MassTaskResult, error) {
 	var out []MassTaskResult
 	req := externalcontact.GetGroupMsgSendResultRequest{MsgID: msgID, UserID: userID, Limit: 1000}
 	for page := 0; page < 100000; page++ {
@@ -290,13 +291,13 @@ func (a *WeComAPI) MassTaskResults(ctx context.Context, msgID, userID string) ([
 // RemindMassTask calls remind_groupmsg_send. WeCom allows three reminders
 // per task in 24 hours; the caller counts them (AddStaffReminder), and a
 // refusal comes back as a Permanent error with Reason over_quota.
-func (a *WeComAPI) RemindMassTask(ctx context.Context, msgID string) error {
+func (a *API) RemindMassTask(ctx context.Context, msgID string) error {
 	err := a.customer.post(ctx, "/cgi-bin/externalcontact/remind_groupmsg_send", externalcontact.RemindGroupMsgSendRequest{MsgID: msgID}, nil)
-	if e, ok := err.(*Error); ok && e.Code == "45009" {
+	if e, ok := err.(*channels.Error); ok && e.Code == "45009" {
 		// For this call 45009 is the daily reminder limit, not a rate:
 		// waiting a minute does not help.
 		c := *e
-		c.Class, c.Reason, c.RetryAfter = Permanent, ReasonOverQuota, 0
+		c.Class, c.Reason, c.RetryAfter = channels.Permanent, channels.ReasonOverQuota, 0
 		return &c
 	}
 	return err
@@ -304,7 +305,7 @@ func (a *WeComAPI) RemindMassTask(ctx context.Context, msgID string) error {
 
 // SendWelcome sends a new customer's welcome message with the welcome code of
 // their add_external_contact callback (send_welcome_msg).
-func (a *WeComAPI) SendWelcome(ctx context.Context, code string, msg *canvases.Message) error {
+func (a *API) SendWelcome(ctx context.Context, code string, msg *canvases.Message) error {
 	return sendWelcome(ctx, a.customer, code, msg)
 }
 
@@ -347,7 +348,7 @@ type cardButton struct {
 // SendTemplateCard sends a template card app message to one member. An
 // Ambiguous error may have delivered it; with duplicate_check_interval set,
 // WeCom drops the repeat, so the caller may retry.
-func (a *WeComAPI) SendTemplateCard(ctx context.Context, userID string, card TemplateCard) error {
+func (a *API) SendTemplateCard(ctx context.Context, userID string, card TemplateCard) error {
 	if card.ButtonKey == "" {
 		card.ButtonKey = "ack"
 	}
@@ -378,7 +379,7 @@ func (a *WeComAPI) SendTemplateCard(ctx context.Context, userID string, card Tem
 		return err
 	}
 	if resp.InvalidUser != "" {
-		return &Error{Class: Permanent, Reason: ReasonInvalidUser, Message: "invaliduser: not a member or not visible to the app"}
+		return &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidUser, Message: "invaliduser: not a member or not visible to the app"}
 	}
 	return nil
 }
@@ -400,7 +401,7 @@ type Department struct {
 }
 
 // Departments lists every department visible to the app (department/list).
-func (a *WeComAPI) Departments(ctx context.Context) ([]Department, error) {
+func (a *API) Departments(ctx context.Context) ([]Department, error) {
 	var resp addresslist.DepartmentListResponse
 	if err := a.app.get(ctx, "/cgi-bin/department/list", nil, &resp); err != nil {
 		return nil, err
@@ -427,7 +428,7 @@ type Member struct {
 
 // DepartmentMembers lists a department's direct members with their
 // departments and direct leaders (user/list).
-func (a *WeComAPI) DepartmentMembers(ctx context.Context, departmentID int) ([]Member, error) {
+func (a *API) DepartmentMembers(ctx context.Context, departmentID int) ([]Member, error) {
 	var resp struct {
 		util.CommonError
 		UserList []struct {
@@ -461,9 +462,9 @@ type Follow struct {
 
 // ContactsOf lists the customers of up to 100 staff members with who
 // follows them (externalcontact/batch/get_by_user, paged).
-func (a *WeComAPI) ContactsOf(ctx context.Context, staff []string) ([]Follow, error) {
+func (a *API) ContactsOf(ctx context.Context, staff []string) ([]Follow, error) {
 	if len(staff) > 100 {
-		return nil, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "batch/get_by_user takes at most 100 userids"}
+		return nil, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: "batch/get_by_user takes at most 100 userids"}
 	}
 	var out []Follow
 	req := externalcontact.BatchGetExternalUserDetailsRequest{UserIDList: staff, Limit: 100}
@@ -499,19 +500,30 @@ func (a *WeComAPI) ContactsOf(ctx context.Context, staff []string) ([]Follow, er
 }
 
 // ExternalContacts lists one staff member's customers (externalcontact/list).
-func (a *WeComAPI) ExternalContacts(ctx context.Context, staff string) ([]string, error) {
+func (a *API) ExternalContacts(ctx context.Context, staff string) ([]string, error) {
 	var resp externalcontact.ExternalUserListResponse
 	err := a.customer.get(ctx, "/cgi-bin/externalcontact/list", url.Values{"userid": {staff}}, &resp)
-	if e, ok := err.(*Error); ok && e.Code == "84061" { // not an external contact: a member without customers
+	if e, ok := err.(*channels.Error); ok && e.Code == "84061" { // not an external contact: a member without customers
 		return nil, nil
 	}
 	return resp.ExternalUserID, err
 }
 
 // parseStaffSettings reads the staff loop's settings of channels.wecom.
-func parseStaffSettings(s *settings) (poll, late time.Duration) {
-	poll, late = s.duration("staff_poll_interval"), s.duration("staff_late_window")
-	s.check(poll > 0, "staff_poll_interval: must be more than 0")
-	s.check(!strings.HasPrefix(s.raw("staff_late_window"), "-"), "staff_late_window: must not be negative")
+func parseStaffSettings(s *channels.Settings) (poll, late time.Duration) {
+	poll, late = s.Duration("staff_poll_interval"), s.Duration("staff_late_window")
+	s.Check(poll > 0, "staff_poll_interval: must be more than 0")
+	s.Check(!strings.HasPrefix(s.Raw("staff_late_window"), "-"), "staff_late_window: must not be negative")
 	return poll, late
+}
+
+// Configured builds the client when the deployment sends WeCom through
+// WeCom (providers["wecom.customer"] is "wecom"), else returns nil: the
+// outbox stands in and there is nothing to call. sections and providers
+// are what channels.NewSet takes.
+func Configured(sections map[string]map[string]any, providers map[string]string, deps channels.Deps) (*API, error) {
+	if providers["wecom.customer"] != "wecom" {
+		return nil, nil
+	}
+	return NewAPI(sections["wecom"], deps)
 }

@@ -1,6 +1,8 @@
-package channels
+package wecom
 
 import (
+	"github.com/huabu/huabu/channels"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,7 +33,7 @@ import (
 
 // wecomConfigFields are the settings under channels.wecom, shared by
 // wecom.app, wecom.customer and wecom.group.
-var wecomConfigFields = []ConfigField{
+var wecomConfigFields = []channels.ConfigField{
 	{Name: "corp_id", Doc: "the corp ID (企业ID) from the WeCom admin console", Required: true},
 	{Name: "agent_id", Doc: "the self-built app's AgentId (应用ID) that sends app messages", Required: true},
 	{Name: "secret", Doc: "the app's Secret; its access token is used for app messages and, without customer_secret, for customer contact", Required: true, Secret: true},
@@ -56,27 +58,27 @@ type wecomSettings struct {
 	staffPoll, staffLate                             time.Duration
 }
 
-func parseWeCom(spec Spec, cfg map[string]any, deps Deps) (wecomSettings, error) {
-	s := newSettings(spec, cfg, deps.Logger)
+func parseWeCom(spec channels.Spec, cfg map[string]any, deps channels.Deps) (wecomSettings, error) {
+	s := channels.NewSettings(spec, cfg, deps.Logger)
 	w := wecomSettings{
-		corpID: s.str("corp_id"), agentID: s.str("agent_id"), secret: s.str("secret"),
-		customerSecret: s.str("customer_secret"), baseURL: s.baseURL("base_url"),
-		timeout: s.duration("timeout"), maxWait: s.duration("max_wait"),
-		dupInterval: s.integer("duplicate_check_interval"),
-		perMinute:   s.integer("member_per_minute"), perHour: s.integer("member_per_hour"),
+		corpID: s.Str("corp_id"), agentID: s.Str("agent_id"), secret: s.Str("secret"),
+		customerSecret: s.Str("customer_secret"), baseURL: s.BaseURL("base_url"),
+		timeout: s.Duration("timeout"), maxWait: s.Duration("max_wait"),
+		dupInterval: s.Integer("duplicate_check_interval"),
+		perMinute:   s.Integer("member_per_minute"), perHour: s.Integer("member_per_hour"),
 	}
 	if w.agentID != "" {
 		_, err := strconv.Atoi(w.agentID)
-		s.check(err == nil, "agent_id: %q is not a number", w.agentID)
+		s.Check(err == nil, "agent_id: %q is not a number", w.agentID)
 	}
-	s.check(w.dupInterval >= 0 && w.dupInterval <= 14400, "duplicate_check_interval: %d is not between 0 and 14400 seconds", w.dupInterval)
-	s.check(w.perMinute >= 0 && w.perHour >= 0, "member_per_minute and member_per_hour must not be negative")
-	s.check(w.timeout > 0, "timeout: must be more than 0")
+	s.Check(w.dupInterval >= 0 && w.dupInterval <= 14400, "duplicate_check_interval: %d is not between 0 and 14400 seconds", w.dupInterval)
+	s.Check(w.perMinute >= 0 && w.perHour >= 0, "member_per_minute and member_per_hour must not be negative")
+	s.Check(w.timeout > 0, "timeout: must be more than 0")
 	if w.customerSecret == "" {
 		w.customerSecret = w.secret
 	}
 	w.staffPoll, w.staffLate = parseStaffSettings(s)
-	return w, s.err()
+	return w, s.Err()
 }
 
 // wecomClient calls the API for one corp and one secret.
@@ -88,10 +90,10 @@ type wecomClient struct {
 	timeout time.Duration
 	log     *slog.Logger
 	now     func() time.Time
-	calls   CallObserver // nil: not observed
+	calls   channels.CallObserver // nil: not observed
 }
 
-func newWeComClient(w wecomSettings, secret string, deps Deps) *wecomClient {
+func newWeComClient(w wecomSettings, secret string, deps channels.Deps) *wecomClient {
 	return &wecomClient{base: w.baseURL, corpID: w.corpID, secret: secret, http: deps.HTTP, timeout: w.timeout, log: deps.Logger, now: deps.Now, calls: deps.Calls}
 }
 
@@ -134,18 +136,18 @@ func (c *wecomClient) token(ctx context.Context) (string, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/cgi-bin/gettoken?"+q.Encode(), nil)
 	if err != nil {
-		return "", &Error{Class: Permanent, Reason: ReasonMisconfigured, Message: err.Error()}
+		return "", &channels.Error{Class: channels.Permanent, Reason: channels.ReasonMisconfigured, Message: err.Error()}
 	}
-	reply, err := doHTTP(c.http, req)
+	reply, err := channels.DoHTTP(c.http, req)
 	if err != nil {
 		// gettoken has no side effect: whatever happened, nothing was sent.
-		e := err.(*Error)
-		return "", &Error{Class: RetryNow, Reason: e.Reason, Message: "gettoken: " + e.Message}
+		e := err.(*channels.Error)
+		return "", &channels.Error{Class: channels.RetryNow, Reason: e.Reason, Message: "gettoken: " + e.Message}
 	}
 	if reply.Status != http.StatusOK {
-		e := statusError(reply.Status, reply.Header, c.now(), reply.Body)
-		if e.Class == Ambiguous {
-			e.Class = RetryNow
+		e := channels.StatusError(reply.Status, reply.Header, c.now(), reply.Body)
+		if e.Class == channels.Ambiguous {
+			e.Class = channels.RetryNow
 		}
 		return "", e
 	}
@@ -155,12 +157,12 @@ func (c *wecomClient) token(ctx context.Context) (string, error) {
 		ExpiresIn   int    `json:"expires_in"`
 	}
 	if err := json.Unmarshal(reply.Body, &r); err != nil {
-		return "", &Error{Class: RetryNow, Reason: ReasonServerError, Message: "gettoken: unreadable answer: " + err.Error()}
+		return "", &channels.Error{Class: channels.RetryNow, Reason: channels.ReasonServerError, Message: "gettoken: unreadable answer: " + err.Error()}
 	}
 	if r.ErrCode != 0 || r.AccessToken == "" {
 		e := wecomError(r.ErrCode, r.ErrMsg)
-		if e.Reason == ReasonTokenExpired { // 40014/42001 from gettoken itself cannot be fixed by refetching
-			e.Class, e.Reason = Permanent, ReasonMisconfigured
+		if e.Reason == channels.ReasonTokenExpired { // 40014/42001 from gettoken itself cannot be fixed by refetching
+			e.Class, e.Reason = channels.Permanent, channels.ReasonMisconfigured
 		}
 		e.Message = "gettoken: " + e.Message
 		return "", e
@@ -204,7 +206,7 @@ func (c *wecomClient) post(ctx context.Context, path string, body, out any) (err
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // WeCom shows "&" and "<" in messages literally
 	if err := enc.Encode(body); err != nil {
-		return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: err.Error()}
+		return &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: err.Error()}
 	}
 	for attempt := 0; ; attempt++ {
 		tok, err := c.token(ctx)
@@ -219,7 +221,7 @@ func (c *wecomClient) post(ctx context.Context, path string, body, out any) (err
 			return nil
 		}
 		e := wecomError(code, msg)
-		if e.Reason == ReasonTokenExpired {
+		if e.Reason == channels.ReasonTokenExpired {
 			c.invalidate(tok)
 			if attempt == 0 {
 				c.log.Info("wecom access token rejected; refetching and retrying once", "path", path, "errcode", code)
@@ -236,60 +238,60 @@ func (c *wecomClient) postOnce(ctx context.Context, path, tok string, body []byt
 	u := c.base + path + "?access_token=" + url.QueryEscape(tok)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return 0, "", &Error{Class: Permanent, Reason: ReasonMisconfigured, Message: err.Error()}
+		return 0, "", &channels.Error{Class: channels.Permanent, Reason: channels.ReasonMisconfigured, Message: err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	reply, err := doHTTP(c.http, req)
+	reply, err := channels.DoHTTP(c.http, req)
 	if err != nil {
 		return 0, "", err
 	}
 	if reply.Status != http.StatusOK {
-		return 0, "", statusError(reply.Status, reply.Header, c.now(), reply.Body)
+		return 0, "", channels.StatusError(reply.Status, reply.Header, c.now(), reply.Body)
 	}
 	var ce util.CommonError
 	if err := json.Unmarshal(reply.Body, &ce); err != nil {
 		// 200 with a body we cannot read: WeCom (or a proxy) answered, so
 		// it may have acted on the call.
-		return 0, "", &Error{Class: Ambiguous, Reason: ReasonServerError, Message: "unreadable answer: " + truncate(string(reply.Body), 200)}
+		return 0, "", &channels.Error{Class: channels.Ambiguous, Reason: channels.ReasonServerError, Message: "unreadable answer: " + channels.Truncate(string(reply.Body), 200)}
 	}
 	if out != nil {
 		if err := json.Unmarshal(reply.Body, out); err != nil {
-			return 0, "", &Error{Class: Ambiguous, Reason: ReasonServerError, Message: "unreadable answer: " + err.Error()}
+			return 0, "", &channels.Error{Class: channels.Ambiguous, Reason: channels.ReasonServerError, Message: "unreadable answer: " + err.Error()}
 		}
 	}
 	return ce.ErrCode, ce.ErrMsg, nil
 }
 
 // wecomError classifies a WeCom errcode (全局错误码).
-func wecomError(code int64, msg string) *Error {
-	e := &Error{Code: strconv.FormatInt(code, 10), Message: msg}
+func wecomError(code int64, msg string) *channels.Error {
+	e := &channels.Error{Code: strconv.FormatInt(code, 10), Message: msg}
 	switch code {
 	case -1: // 系统繁忙
-		e.Class, e.Reason = RetryNow, ReasonServerError
+		e.Class, e.Reason = channels.RetryNow, channels.ReasonServerError
 	case 40014, 42001: // invalid / expired access_token: refetch
-		e.Class, e.Reason = RetryNow, ReasonTokenExpired
+		e.Class, e.Reason = channels.RetryNow, channels.ReasonTokenExpired
 	case 45009: // 接口调用超过限制 (per-minute / per-day API or member limit)
-		e.Class, e.Reason, e.RetryAfter = RetryLater, ReasonRateLimited, time.Minute
+		e.Class, e.Reason, e.RetryAfter = channels.RetryLater, channels.ReasonRateLimited, time.Minute
 	case 45033: // 接口并发调用超过限制
-		e.Class, e.Reason, e.RetryAfter = RetryLater, ReasonRateLimited, 2*time.Second
+		e.Class, e.Reason, e.RetryAfter = channels.RetryLater, channels.ReasonRateLimited, 2*time.Second
 	case 45011: // API调用太频繁
-		e.Class, e.Reason, e.RetryAfter = RetryLater, ReasonRateLimited, 10*time.Second
+		e.Class, e.Reason, e.RetryAfter = channels.RetryLater, channels.ReasonRateLimited, 10*time.Second
 	case 40003, 60111, 81013, 40096, 84061:
 		// invalid userid, userid not found, all recipients invalid,
 		// invalid external userid, not an external contact
-		e.Class, e.Reason = Permanent, ReasonInvalidUser
+		e.Class, e.Reason = channels.Permanent, channels.ReasonInvalidUser
 	case 40001, 40013, 40056, 40082, 41004, 42009, 48002, 60011, 60020, 301002, 81011:
 		// bad secret / corpid / agentid, suite token, API not allowed,
 		// no privilege, IP not trusted, no permission, app disabled
-		e.Class, e.Reason = Permanent, ReasonMisconfigured
+		e.Class, e.Reason = channels.Permanent, channels.ReasonMisconfigured
 	case 40007, 40008, 40033, 40058, 41011, 44004, 45002, 47001, 45008:
 		// bad media_id, bad msgtype, bad characters, bad parameter, missing
 		// agentid/field, empty content, content too long, bad JSON, too many articles
-		e.Class, e.Reason = Permanent, ReasonInvalidContent
+		e.Class, e.Reason = channels.Permanent, channels.ReasonInvalidContent
 	default:
 		// WeCom answered with an error it did not act on; an unknown code is
 		// not worth retrying blindly.
-		e.Class, e.Reason = Permanent, ReasonRejected
+		e.Class, e.Reason = channels.Permanent, channels.ReasonRejected
 	}
 	return e
 }

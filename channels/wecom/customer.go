@@ -1,4 +1,4 @@
-package channels
+package wecom
 
 import (
 	"context"
@@ -10,40 +10,41 @@ import (
 	"github.com/silenceper/wechat/v2/work/externalcontact"
 
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
 )
 
 func init() {
-	Register(Spec{
+	channels.Register(channels.Spec{
 		Name: "wecom.customer", Provider: "wecom",
 		Doc: "WeCom enterprise mass-send (externalcontact/add_msg_template, chat_type single): one task per owner staff member (sender) " +
 			"and content, up to 10000 customers each; the staff member confirms it in the WeCom client. fail_list customers fail as not_friend. " +
 			"Sent means the task was created; its msgid is the ProviderRef for result polling.",
 		MaxRecipients: 10000, MaxMixed: 100, Groupable: true, SameSender: true,
-		Address: AttrWeComExternalUserID, Config: wecomConfigFields,
+		Address: channels.AttrWeComExternalUserID, Config: wecomConfigFields,
 	}, newWeComCustomer)
 }
 
 // wecomCustomer creates enterprise mass-send tasks for customers.
 type wecomCustomer struct {
-	spec     Spec
+	spec     channels.Spec
 	client   *wecomClient
 	log      *slog.Logger
-	contacts ContactBook // may be nil: no screening, no welcome messages
-	api      *WeComAPI
+	contacts channels.ContactBook // may be nil: no screening, no welcome messages
+	api      *API
 	now      func() time.Time
 }
 
-func newWeComCustomer(cfg map[string]any, deps Deps) (Channel, error) {
-	spec, _, _ := Lookup("wecom.customer", "wecom")
+func newWeComCustomer(cfg map[string]any, deps channels.Deps) (channels.Channel, error) {
+	spec, _, _ := channels.Lookup("wecom.customer", "wecom")
 	w, err := parseWeCom(spec, cfg, deps)
 	if err != nil {
 		return nil, err
 	}
 	return &wecomCustomer{spec: spec, client: newWeComClient(w, w.customerSecret, deps), log: deps.Logger,
-		contacts: deps.Contacts, api: newWeComAPI(w, deps), now: deps.Now}, nil
+		contacts: deps.Contacts, api: newAPI(w, deps), now: deps.Now}, nil
 }
 
-func (c *wecomCustomer) Spec() Spec { return c.spec }
+func (c *wecomCustomer) Spec() channels.Spec { return c.spec }
 
 // msgTemplate is add_msg_template's body. The library's AddMsgTemplateRequest
 // marshals every attachment kind (struct fields ignore omitempty) and an
@@ -91,12 +92,12 @@ type attachMedia struct {
 }
 
 // wecomAttachments maps canvas attachments to WeCom's (at most 9).
-func wecomAttachments(as []canvases.Attachment) ([]wecomAttachment, *Error) {
+func wecomAttachments(as []canvases.Attachment) ([]wecomAttachment, *channels.Error) {
 	if len(as) > 9 {
-		return nil, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: fmt.Sprintf("%d attachments; WeCom takes at most 9", len(as))}
+		return nil, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: fmt.Sprintf("%d attachments; WeCom takes at most 9", len(as))}
 	}
-	bad := func(i int, what string) *Error {
-		return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: fmt.Sprintf("attachments[%d]: %s", i, what)}
+	bad := func(i int, what string) *channels.Error {
+		return &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: fmt.Sprintf("attachments[%d]: %s", i, what)}
 	}
 	out := make([]wecomAttachment, 0, len(as))
 	for i, a := range as {
@@ -139,9 +140,9 @@ func wecomAttachments(as []canvases.Attachment) ([]wecomAttachment, *Error) {
 }
 
 // templateContent fills text and attachments; WeCom needs one of them.
-func templateContent(m *canvases.Message, t *msgTemplate) *Error {
+func templateContent(m *canvases.Message, t *msgTemplate) *channels.Error {
 	if m == nil || (m.Text == "" && len(m.Attachments) == 0) {
-		return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "a mass-send needs text or attachments"}
+		return &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: "a mass-send needs text or attachments"}
 	}
 	if m.Text != "" {
 		t.Text = &externalcontact.MsgText{Content: m.Text}
@@ -154,35 +155,35 @@ func templateContent(m *canvases.Message, t *msgTemplate) *Error {
 	return nil
 }
 
-func (c *wecomCustomer) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
+func (c *wecomCustomer) Send(ctx context.Context, b channels.Batch) ([]channels.Outcome, error) {
+	res := channels.NewResults(len(b.Deliveries))
 	var todo []int
 	for i, d := range b.Deliveries {
 		switch {
 		case d.Recipient.Address == "":
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no wecom_external_userid"})
+			res.Fail(i, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonNoAddress, Message: "no wecom_external_userid"})
 		case d.Recipient.Sender == "":
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoOwner, Message: "no owner staff member to send as"})
+			res.Fail(i, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonNoOwner, Message: "no owner staff member to send as"})
 		default:
 			todo = append(todo, i)
 		}
 	}
 	todo = c.screen(ctx, b, todo, res)
 	var calls [][]int
-	for _, g := range groupByContent(pick(b.Deliveries, todo), true) {
-		calls = append(calls, chunks(remap(todo, g), c.spec.MaxRecipients)...)
+	for _, g := range channels.GroupByContent(channels.Pick(b.Deliveries, todo), true) {
+		calls = append(calls, channels.Chunks(channels.Remap(todo, g), c.spec.MaxRecipients)...)
 	}
-	parallel(ctx, len(calls), 4, func(k int) { c.createTask(ctx, b, calls[k], res) })
-	return res.finish()
+	channels.Parallel(ctx, len(calls), 4, func(k int) { c.createTask(ctx, b, calls[k], res) })
+	return res.Finish()
 }
 
 // createTask makes one mass-send task for one sender and content.
-func (c *wecomCustomer) createTask(ctx context.Context, b Batch, idxs []int, res *results) {
+func (c *wecomCustomer) createTask(ctx context.Context, b channels.Batch, idxs []int, res *channels.Results) {
 	first := b.Deliveries[idxs[0]]
 	t := msgTemplate{ChatType: "single", Sender: first.Recipient.Sender}
 	if e := templateContent(first.Message, &t); e != nil {
 		for _, i := range idxs {
-			res.callFailed(i, e)
+			res.CallFailed(i, e)
 		}
 		return
 	}
@@ -195,14 +196,14 @@ func (c *wecomCustomer) createTask(ctx context.Context, b Batch, idxs []int, res
 	}
 	var resp externalcontact.AddMsgTemplateResponse
 	if err := c.client.post(ctx, "/cgi-bin/externalcontact/add_msg_template", t, &resp); err != nil {
-		e := err.(*Error)
-		if e.Reason == ReasonInvalidUser && (e.Code == "40003" || e.Code == "60111") {
+		e := err.(*channels.Error)
+		if e.Reason == channels.ReasonInvalidUser && (e.Code == "40003" || e.Code == "60111") {
 			// the sender is not a member: no customer of this task can be reached through them
-			e = &Error{Class: Permanent, Reason: ReasonInvalidUser, Code: e.Code, Message: "sender " + first.Recipient.Sender + ": " + e.Message}
+			e = &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidUser, Code: e.Code, Message: "sender " + first.Recipient.Sender + ": " + e.Message}
 		}
 		c.log.Warn("wecom.customer: add_msg_template failed", "batch", b.Key, "sender", first.Recipient.Sender, "customers", len(t.ExternalUserID), "class", e.Class, "reason", e.Reason, "errcode", e.Code)
 		for _, i := range idxs {
-			res.callFailed(i, e)
+			res.CallFailed(i, e)
 		}
 		return
 	}
@@ -210,15 +211,15 @@ func (c *wecomCustomer) createTask(ctx context.Context, b Batch, idxs []int, res
 	for _, f := range resp.FailList {
 		failed[f] = true
 	}
-	notFriend := &Error{Class: Permanent, Reason: ReasonNotFriend, Message: "fail_list: not a contact of " + first.Recipient.Sender + " or an invalid external userid"}
+	notFriend := &channels.Error{Class: channels.Permanent, Reason: channels.ReasonNotFriend, Message: "fail_list: not a contact of " + first.Recipient.Sender + " or an invalid external userid"}
 	for _, i := range idxs {
 		if failed[b.Deliveries[i].Recipient.Address] {
-			res.fail(i, notFriend)
+			res.Fail(i, notFriend)
 		} else {
-			res.sent(i, resp.MsgID)
+			res.Sent(i, resp.MsgID)
 		}
 	}
 	if len(failed) > 0 {
-		c.log.Info("wecom.customer: task created with unreachable customers", "batch", b.Key, "msgid", resp.MsgID, "sender", first.Recipient.Sender, "failed", len(failed), "sample", mask(strings.Join(resp.FailList[:1], "")))
+		c.log.Info("wecom.customer: task created with unreachable customers", "batch", b.Key, "msgid", resp.MsgID, "sender", first.Recipient.Sender, "failed", len(failed), "sample", channels.Mask(strings.Join(resp.FailList[:1], "")))
 	}
 }

@@ -1,4 +1,4 @@
-package channels
+package wecom
 
 import (
 	"context"
@@ -10,10 +10,11 @@ import (
 	"github.com/silenceper/wechat/v2/work/message"
 
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
 )
 
 func init() {
-	Register(Spec{
+	channels.Register(channels.Spec{
 		Name: "wecom.app", Provider: "wecom",
 		Doc: "WeCom app messages (message/send) to staff members: text, markdown or a news card. " +
 			"Identical content goes to up to 1000 members per call; WeCom's duplicate check drops repeats within duplicate_check_interval, " +
@@ -22,26 +23,26 @@ func init() {
 			"WeCom's per-minute API limit (45009) holds further calls until the next minute, its concurrency limit (45033) for 2 s; the held deliveries are retried then.",
 		MaxRecipients: 1000, MaxMixed: 100, Groupable: true,
 		IdempotencyKey: "duplicate_check", KeyLife: dupKeyLife(1800),
-		Address: AttrWeComUserID, Config: wecomConfigFields,
+		Address: channels.AttrWeComUserID, Config: wecomConfigFields,
 	}, newWeComApp)
 }
 
 // wecomApp sends app messages (应用消息) to internal members.
 type wecomApp struct {
-	spec    Spec
+	spec    channels.Spec
 	client  *wecomClient
 	agentID string
 	dup     int
 	pacer   *memberPacer
-	gate    gate // WeCom's per-minute API limit (45009) or concurrency limit (45033), when hit
+	gate    channels.Gate // WeCom's per-minute API limit (45009) or concurrency limit (45033), when hit
 	maxWait time.Duration
 	log     *slog.Logger
 	now     func() time.Time
 	sleep   func(ctx context.Context, d time.Duration) error
 }
 
-func newWeComApp(cfg map[string]any, deps Deps) (Channel, error) {
-	spec, _, _ := Lookup("wecom.app", "wecom")
+func newWeComApp(cfg map[string]any, deps channels.Deps) (channels.Channel, error) {
+	spec, _, _ := channels.Lookup("wecom.app", "wecom")
 	w, err := parseWeCom(spec, cfg, deps)
 	if err != nil {
 		return nil, err
@@ -53,11 +54,11 @@ func newWeComApp(cfg map[string]any, deps Deps) (Channel, error) {
 	return &wecomApp{
 		spec: spec, client: newWeComClient(w, w.secret, deps), agentID: w.agentID, dup: w.dupInterval,
 		pacer: newMemberPacer(w.perMinute, w.perHour, deps.Slots, "wecom.app/"+w.corpID+"/"+w.agentID+"/"), maxWait: w.maxWait,
-		log: deps.Logger, now: deps.Now, sleep: sleepCtx,
+		log: deps.Logger, now: deps.Now, sleep: channels.SleepCtx,
 	}, nil
 }
 
-func (c *wecomApp) Spec() Spec { return c.spec }
+func (c *wecomApp) Spec() channels.Spec { return c.spec }
 
 // dupKeyLife is how long after a message was first sent a resend is still
 // inside WeCom's duplicate check (seconds): well inside it.
@@ -88,7 +89,7 @@ type appArticle struct {
 
 // content picks the message type: markdown, else a news card when there is a
 // title, else text.
-func appContent(m *canvases.Message, body *appMessage) *Error {
+func appContent(m *canvases.Message, body *appMessage) *channels.Error {
 	switch {
 	case m.Markdown != "":
 		body.MsgType, body.Markdown = "markdown", &message.TextField{Content: m.Markdown}
@@ -102,27 +103,27 @@ func appContent(m *canvases.Message, body *appMessage) *Error {
 	case m.Text != "":
 		body.MsgType, body.Text = "text", &message.TextField{Content: m.Text}
 	default:
-		return &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "wecom.app needs text, markdown or title"}
+		return &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: "wecom.app needs text, markdown or title"}
 	}
 	return nil
 }
 
-func (c *wecomApp) Send(ctx context.Context, b Batch) ([]Outcome, error) {
-	res := newResults(len(b.Deliveries))
+func (c *wecomApp) Send(ctx context.Context, b channels.Batch) ([]channels.Outcome, error) {
+	res := channels.NewResults(len(b.Deliveries))
 	var todo []int
 	for i, d := range b.Deliveries {
 		switch {
 		case d.Recipient.Address == "":
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no wecom_userid"})
+			res.Fail(i, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonNoAddress, Message: "no wecom_userid"})
 		case d.Message == nil:
-			res.fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "no message"})
+			res.Fail(i, &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidContent, Message: "no message"})
 		default:
 			todo = append(todo, i)
 		}
 	}
 	var calls [][]int
-	for _, g := range groupByContent(pick(b.Deliveries, todo), false) {
-		calls = append(calls, chunks(remap(todo, g), c.spec.MaxRecipients)...)
+	for _, g := range channels.GroupByContent(channels.Pick(b.Deliveries, todo), false) {
+		calls = append(calls, channels.Chunks(channels.Remap(todo, g), c.spec.MaxRecipients)...)
 	}
 	if c.spec.IdempotencyKey != "" && b.RecordKeys != nil && len(todo) > 0 {
 		// WeCom's duplicate check works on content and member, not on a
@@ -130,28 +131,28 @@ func (c *wecomApp) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 		// was first sent (the check lasts duplicate_check_interval).
 		keys := make([]string, len(b.Deliveries))
 		for _, i := range todo {
-			keys[i] = "dup-" + MessageKey(b.Deliveries[i].Message)[:16]
+			keys[i] = "dup-" + channels.MessageKey(b.Deliveries[i].Message)[:16]
 		}
 		if err := b.RecordKeys(ctx, keys); err != nil {
-			e := &Error{Class: RetryNow, Reason: ReasonServerError, Message: "the sends could not be recorded, so nothing was sent: " + err.Error()}
+			e := &channels.Error{Class: channels.RetryNow, Reason: channels.ReasonServerError, Message: "the sends could not be recorded, so nothing was sent: " + err.Error()}
 			for _, i := range todo {
-				res.callFailed(i, e)
+				res.CallFailed(i, e)
 			}
-			return res.finish()
+			return res.Finish()
 		}
 	}
-	parallel(ctx, len(calls), 4, func(k int) { c.sendGroup(ctx, b, calls[k], res) })
-	return res.finish()
+	channels.Parallel(ctx, len(calls), 4, func(k int) { c.sendGroup(ctx, b, calls[k], res) })
+	return res.Finish()
 }
 
 // sendGroup sends one content to up to 1000 deliveries, in waves that wait
 // for each member's rate window.
-func (c *wecomApp) sendGroup(ctx context.Context, b Batch, idxs []int, res *results) {
+func (c *wecomApp) sendGroup(ctx context.Context, b channels.Batch, idxs []int, res *channels.Results) {
 	m := b.Deliveries[idxs[0]].Message
 	body := appMessage{SendRequestCommon: &message.SendRequestCommon{AgentID: c.agentID}}
 	if e := appContent(m, &body); e != nil {
 		for _, i := range idxs {
-			res.callFailed(i, e)
+			res.CallFailed(i, e)
 		}
 		return
 	}
@@ -174,10 +175,10 @@ func (c *wecomApp) sendGroup(ctx context.Context, b Batch, idxs []int, res *resu
 	for _, mem := range members {
 		at, ok := c.pacer.reserve(mem, now, c.maxWait)
 		if !ok {
-			e := &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: at.Sub(now),
+			e := &channels.Error{Class: channels.RetryLater, Reason: channels.ReasonRateLimited, RetryAfter: at.Sub(now),
 				Message: "member's WeCom app-message window is full (WeCom would drop the message)"}
 			for _, i := range byMember[mem] {
-				res.fail(i, e)
+				res.Fail(i, e)
 			}
 			continue
 		}
@@ -195,7 +196,7 @@ func (c *wecomApp) sendGroup(ctx context.Context, b Batch, idxs []int, res *resu
 					for _, mem := range slots[t] {
 						c.pacer.release(mem, t)
 						for _, i := range byMember[mem] {
-							res.callFailed(i, &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: t.Sub(c.now()), Message: "stopped waiting for the member's rate window: " + err.Error()})
+							res.CallFailed(i, &channels.Error{Class: channels.RetryLater, Reason: channels.ReasonRateLimited, RetryAfter: t.Sub(c.now()), Message: "stopped waiting for the member's rate window: " + err.Error()})
 						}
 					}
 				}
@@ -217,7 +218,7 @@ func (c *wecomApp) sendGroup(ctx context.Context, b Batch, idxs []int, res *resu
 	}
 }
 
-func (c *wecomApp) call(ctx context.Context, body appMessage, members []string, at []time.Time, byMember map[string][]int, res *results, b Batch) {
+func (c *wecomApp) call(ctx context.Context, body appMessage, members []string, at []time.Time, byMember map[string][]int, res *channels.Results, b channels.Batch) {
 	common := *body.SendRequestCommon
 	common.ToUser = strings.Join(addresses(b, members, byMember), "|")
 	body.SendRequestCommon = &common
@@ -228,38 +229,38 @@ func (c *wecomApp) call(ctx context.Context, body appMessage, members []string, 
 	}
 	var resp message.SendResponse
 	err := error(nil)
-	if left, gerr := c.gate.pass(ctx, c.now, c.sleep); gerr != nil {
-		err = &Error{Class: RetryNow, Reason: ReasonCanceled, Message: gerr.Error()}
+	if left, gerr := c.gate.Pass(ctx, c.now, c.sleep); gerr != nil {
+		err = &channels.Error{Class: channels.RetryNow, Reason: channels.ReasonCanceled, Message: gerr.Error()}
 	} else if left > 0 {
-		err = &Error{Class: RetryLater, Reason: ReasonRateLimited, RetryAfter: left, Message: "waiting for WeCom's API limit to reset"}
+		err = &channels.Error{Class: channels.RetryLater, Reason: channels.ReasonRateLimited, RetryAfter: left, Message: "waiting for WeCom's API limit to reset"}
 	} else {
 		err = c.client.post(ctx, "/cgi-bin/message/send", body, &resp)
 	}
 	if err != nil {
-		e := err.(*Error)
+		e := err.(*channels.Error)
 		switch e.Code {
 		case "45009": // per-minute API limit: the next minute
-			e.RetryAfter = untilNextMinute(c.now())
-			c.gate.hold(c.now().Add(e.RetryAfter))
+			e.RetryAfter = channels.UntilNextMinute(c.now())
+			c.gate.Hold(c.now().Add(e.RetryAfter))
 		case "45033": // too many concurrent calls: a moment
-			c.gate.hold(c.now().Add(e.RetryAfter))
+			c.gate.Hold(c.now().Add(e.RetryAfter))
 		}
 		if e.Code == "81013" { // every recipient invalid: a verdict per recipient
 			releaseAll()
 			for _, mem := range members {
 				for _, i := range byMember[mem] {
-					res.fail(i, e)
+					res.Fail(i, e)
 				}
 			}
 			return
 		}
-		if e.Class != Ambiguous {
+		if e.Class != channels.Ambiguous {
 			releaseAll()
 		}
 		c.log.Warn("wecom.app send failed", "batch", b.Key, "recipients", len(members), "class", e.Class, "reason", e.Reason, "errcode", e.Code)
 		for _, mem := range members {
 			for _, i := range byMember[mem] {
-				res.callFailed(i, e)
+				res.CallFailed(i, e)
 			}
 		}
 		return
@@ -267,21 +268,21 @@ func (c *wecomApp) call(ctx context.Context, body appMessage, members []string, 
 	invalid := splitLower(resp.InvalidUser)
 	unlicensed := splitLower(resp.UnlicensedUser)
 	for k, mem := range members {
-		var e *Error
+		var e *channels.Error
 		switch {
 		case invalid[mem]:
-			e = &Error{Class: Permanent, Reason: ReasonInvalidUser, Message: "invaliduser: not a member or not visible to the app"}
+			e = &channels.Error{Class: channels.Permanent, Reason: channels.ReasonInvalidUser, Message: "invaliduser: not a member or not visible to the app"}
 		case unlicensed[mem]:
-			e = &Error{Class: Permanent, Reason: ReasonUnlicensed, Message: "unlicenseduser: the member has no interface licence"}
+			e = &channels.Error{Class: channels.Permanent, Reason: channels.ReasonUnlicensed, Message: "unlicenseduser: the member has no interface licence"}
 		}
 		if e != nil {
 			c.pacer.release(mem, at[k])
 		}
 		for _, i := range byMember[mem] {
 			if e != nil {
-				res.fail(i, e)
+				res.Fail(i, e)
 			} else {
-				res.sent(i, resp.MsgID)
+				res.Sent(i, resp.MsgID)
 			}
 		}
 	}
@@ -291,7 +292,7 @@ func (c *wecomApp) call(ctx context.Context, body appMessage, members []string, 
 }
 
 // addresses returns the members' userids as the deliveries spelled them.
-func addresses(b Batch, members []string, byMember map[string][]int) []string {
+func addresses(b channels.Batch, members []string, byMember map[string][]int) []string {
 	out := make([]string, len(members))
 	for k, mem := range members {
 		out[k] = b.Deliveries[byMember[mem][0]].Recipient.Address
@@ -310,33 +311,4 @@ func splitLower(list string) map[string]bool {
 		}
 	}
 	return out
-}
-
-// pick returns the deliveries at idxs; remap maps indexes into that slice
-// back to the batch's.
-func pick(ds []Delivery, idxs []int) []Delivery {
-	out := make([]Delivery, len(idxs))
-	for k, i := range idxs {
-		out[k] = ds[i]
-	}
-	return out
-}
-
-func remap(idxs, local []int) []int {
-	out := make([]int, len(local))
-	for k, l := range local {
-		out[k] = idxs[l]
-	}
-	return out
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

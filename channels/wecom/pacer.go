@@ -1,10 +1,12 @@
-package channels
+package wecom
 
 import (
 	"context"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/huabu/huabu/channels"
 )
 
 // memberPacer keeps app messages within WeCom's per-member limits (≤30 a
@@ -13,19 +15,19 @@ import (
 // instead of sending. Slots are reserved before the call and released when
 // WeCom did not send (error, invalid user).
 //
-// With a SlotBook (Deps.Slots: the store) the slots are booked in the store
+// With a channels.SlotBook (Deps.Slots: the store) the slots are booked in the store
 // every worker shares, under book's key prefix, so the limits hold across
 // workers (ADR 023); without, they are booked in this process.
 type memberPacer struct {
 	perMinute, perHour int
-	book               SlotBook
+	book               channels.SlotBook
 	prefix             string
 	mu                 sync.Mutex
 	sends              map[string][]time.Time // per member (lowercase), sorted, last hour only
 	ops                int
 }
 
-func newMemberPacer(perMinute, perHour int, book SlotBook, prefix string) *memberPacer {
+func newMemberPacer(perMinute, perHour int, book channels.SlotBook, prefix string) *memberPacer {
 	return &memberPacer{perMinute: perMinute, perHour: perHour, book: book, prefix: prefix, sends: map[string][]time.Time{}}
 }
 

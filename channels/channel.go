@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ import (
 // Spec describes one provider implementation of a catalogue channel.
 type Spec struct {
 	Name     string // catalogue name: wecom.app, wecom.customer, sms, push, ...
-	Provider string // wecom, aliyun, tencent, jpush, apns, fcm, smtp, webhook, outbox
+	Provider string // wecom, aliyun, tencent, jpush, apns, smtp, webhook, outbox
 	Doc      string
 	// MaxRecipients is the most deliveries one Send may carry when they all
 	// have the same rendered content (MessageKey) — and, with SameSender, the
@@ -52,6 +53,9 @@ type Spec struct {
 	Address string
 	// Config lists the config fields under channels.<section>.
 	Config []ConfigField
+	// Default marks the provider a config section with several uses when
+	// it names none (sms: aliyun, push: jpush).
+	Default bool
 }
 
 // ConfigField is one setting of a provider in huabu.yaml.
@@ -372,6 +376,41 @@ func Specs() []Spec {
 		return out[i].Provider < out[j].Provider
 	})
 	return out
+}
+
+// Sections are the config keys under `channels:`, in catalogue order.
+func Sections() []string {
+	var out []string
+	for _, cc := range canvases.Channels {
+		if !slices.Contains(out, cc.ConfigSection) {
+			out = append(out, cc.ConfigSection)
+		}
+	}
+	return out
+}
+
+// Providers lists the providers a config section accepts, from the
+// registered Specs of the channels it configures: the default first (the
+// Spec marked Default, else the only one), the others by name, and
+// "outbox", which routes the section to the outbox on purpose, last.
+func Providers(section string) []string {
+	var names []string
+	def := ""
+	for _, s := range Specs() {
+		cc := canvases.Channel(s.Name)
+		if cc == nil || cc.ConfigSection != section || s.Provider == "outbox" || slices.Contains(names, s.Provider) {
+			continue
+		}
+		names = append(names, s.Provider)
+		if s.Default {
+			def = s.Provider
+		}
+	}
+	if def != "" {
+		i := slices.Index(names, def)
+		names = append([]string{def}, slices.Delete(names, i, i+1)...)
+	}
+	return append(names, "outbox")
 }
 
 // Lookup returns the registration of a channel name and provider.

@@ -14,7 +14,7 @@ import (
 
 func init() {
 	Register(Spec{
-		Name: "push", Provider: "jpush",
+		Name: "push", Provider: "jpush", Default: true,
 		Doc: "App push through JPush REST API v3 (POST /v3/push, Basic appKey:masterSecret): up to 1000 aliases (or registration ids, " +
 			"for recipients without an alias) per push with identical content. Each push carries a cid from /v3/push/cid, recorded in the delivery ledger before the push: " +
 			"a push repeated after a timeout or a crash, by any worker within 23 h, carries the same cid, and JPush answers it without pushing again. " +

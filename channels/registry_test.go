@@ -85,3 +85,19 @@ func TestNewSetWithFakes(t *testing.T) {
 type nopOutbox struct{}
 
 func (nopOutbox) WriteOutbox(context.Context, []channels.OutboxRecord) error { return nil }
+
+// Config sections and their providers come from the registered specs, so
+// config accepts exactly the providers this build has (no `push: fcm`).
+func TestProvidersFromSpecs(t *testing.T) {
+	require.Equal(t, []string{"wecom", "sms", "push", "email", "webhook", "outbox"}, channels.Sections())
+	for section, want := range map[string][]string{
+		"wecom":   {"wecom", "outbox"},
+		"sms":     {"aliyun", "tencent", "outbox"},
+		"push":    {"jpush", "apns", "outbox"},
+		"email":   {"smtp", "outbox"},
+		"webhook": {"webhook", "outbox"},
+		"outbox":  {"outbox"},
+	} {
+		require.Equal(t, want, channels.Providers(section), section)
+	}
+}

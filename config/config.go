@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/channels"
+	_ "github.com/huabu/huabu/channels/wecom" // registers the wecom provider, so its name is accepted
 )
 
 // Config is huabu.yaml.
@@ -371,7 +373,7 @@ func (c *Config) check(doc *canvases.Document) {
 		}
 		if p, ok := fields["provider"]; ok {
 			ps, _ := p.(string)
-			if allowed := providers[section]; !slices.Contains(allowed, ps) {
+			if allowed := providers(section); !slices.Contains(allowed, ps) {
 				fail("channels."+section+".provider", "%q is not one of %s", ps, strings.Join(allowed, ", "))
 			}
 		}
@@ -472,18 +474,12 @@ func didYouMean(msg, s string, candidates []string) string {
 }
 
 // ChannelSections are the keys allowed under channels:.
-var ChannelSections = []string{"wecom", "sms", "push", "email", "webhook", "outbox"}
+var ChannelSections = channels.Sections()
 
-// providers lists the provider names each section accepts; the first is the
-// default. "outbox" routes a section to the outbox on purpose.
-var providers = map[string][]string{
-	"wecom":   {"wecom", "outbox"},
-	"sms":     {"aliyun", "tencent", "outbox"},
-	"push":    {"jpush", "apns", "fcm", "outbox"},
-	"email":   {"smtp", "outbox"},
-	"webhook": {"webhook", "outbox"},
-	"outbox":  {"outbox"},
-}
+// providers lists the provider names a section accepts, from the channel
+// specs this build registers (channels.Providers); the first is the
+// default, "outbox" routes a section to the outbox on purpose.
+func providers(section string) []string { return channels.Providers(section) }
 
 // Provider returns the provider configured for a channel section, or "".
 func (c *Config) Provider(section string) string {
@@ -494,7 +490,7 @@ func (c *Config) Provider(section string) string {
 	if p, ok := fields["provider"].(string); ok && p != "" {
 		return p
 	}
-	return providers[section][0]
+	return providers(section)[0]
 }
 
 // ChannelProviders maps each configured channel name to its provider.

@@ -84,6 +84,8 @@ func TestErrors(t *testing.T) {
 		"profile: {traits: {x: {count: a, within: 3 days}}}":     `profile.traits.x.within: invalid duration`,
 		"channels: {wechat: {}}":                                 `channels.wechat: unknown channel section`,
 		"channels: {sms: {provider: twilio}}":                    `channels.sms.provider: "twilio" is not one of aliyun, tencent, outbox`,
+		"channels: {push: {provider: fcm}}":                      `channels.push.provider: "fcm" is not one of jpush, apns, outbox`,
+		"channels: {wecom: {provider: wechat}}":                  `channels.wecom.provider: "wechat" is not one of wecom, outbox`,
 		"tags: {dormant: 'user.nope > 1'}":                       `tags.dormant: user has no field "nope"`,
 		"policy: {frequency: [{channel: sms, max: 0, per: 1d}]}": `policy.frequency[0].max: must be at least 1`,
 		"profile: {rfm: {event: purchase}}":                      `profile.rfm: event and amount are required`,

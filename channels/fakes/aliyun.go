@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -308,4 +309,73 @@ func (f *AliyunSMS) verify(r *http.Request, body []byte) (string, string) {
 		return "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."
 	}
 	return "", ""
+}
+
+func init() {
+	RegisterStandalone(Standalone{
+		Name: "aliyun", Title: "Aliyun SMS", Addr: "127.0.0.1:9002", Unit: "numbers",
+		Doc:       "Aliyun SMS dysmsapi: SendSms, SendBatchSms",
+		FailKinds: []string{"invalid", "refused"},
+		FailDoc:   "phone numbers: invalid (isv.MOBILE_NUMBER_ILLEGAL), refused (isv.CUSTOMER_REFUSED)",
+		FailKind: func(k string) (string, bool) {
+			if k == "unsubscribed" {
+				k = "refused"
+			}
+			return k, k == "invalid" || k == "refused"
+		},
+		Start: func(o StandaloneOptions) (*Running, error) {
+			f, err := NewAliyunSMSAt(o.Addr, o.Key, o.Secret)
+			if err != nil {
+				return nil, err
+			}
+			f.Invalid, f.Refused = map[string]bool{}, map[string]bool{}
+			for r, k := range o.Fails {
+				n := nationalNumber(r)
+				if k == "refused" {
+					f.Refused[n] = true
+				} else {
+					f.Invalid[n] = true
+				}
+			}
+			return &Running{URL: f.URL(), Close: f.Close, OnCall: f.OnCall, Faults: &f.Faults, Ledger: &f.Ledger, Summarize: aliyunCallLine,
+				Config: fmt.Sprintf(`sms: {provider: aliyun, access_key_id: %s, access_key_secret: %s, sign_name: 华布, endpoint: "%s"}`, o.Key, o.Secret, f.URL())}, nil
+		},
+	})
+}
+
+func aliyunCallLine(call Call) (string, []string) {
+	form, _ := url.ParseQuery(string(call.Body))
+	get := func(k string) string {
+		if v := call.Query[k]; len(v) > 0 && v[0] != "" {
+			return v[0]
+		}
+		return form.Get(k)
+	}
+	action := call.Header.Get("x-acs-action")
+	var phones []string
+	params := ""
+	if action == "SendBatchSms" {
+		_ = json.Unmarshal([]byte(get("PhoneNumberJson")), &phones)
+		var ps []json.RawMessage
+		if json.Unmarshal([]byte(get("TemplateParamJson")), &ps) == nil && len(ps) == 1 {
+			params = " " + string(ps[0])
+		}
+	} else {
+		phones = splitComma(get("PhoneNumbers"))
+		if p := get("TemplateParam"); p != "" {
+			params = " " + p
+		}
+	}
+	head := fmt.Sprintf("aliyun %s %s %s%s →", action, get("TemplateCode"), recipientList(phones), params)
+	if s, ok := noAnswer(call); ok {
+		return head + " " + s, []string{"no answer"}
+	}
+	var r struct{ Code, Message, BizId string }
+	if json.Unmarshal(call.Response, &r) != nil || r.Code == "" {
+		return fmt.Sprintf("%s %d %s", head, call.Status, strings.TrimSpace(string(call.Response))), []string{strconv.Itoa(call.Status)}
+	}
+	if r.Code == "OK" {
+		return fmt.Sprintf("%s OK BizId %s", head, r.BizId), []string{"OK"}
+	}
+	return fmt.Sprintf("%s %s %s", head, r.Code, r.Message), []string{r.Code}
 }

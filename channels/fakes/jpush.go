@@ -261,3 +261,71 @@ func (f *JPush) Pushes() []Push {
 	defer f.mu.Unlock()
 	return append([]Push(nil), f.pushes...)
 }
+
+func init() {
+	RegisterStandalone(Standalone{
+		Name: "jpush", Title: "JPush", Addr: "127.0.0.1:9004", Unit: "aliases or registration ids",
+		Doc:       "JPush REST v3 push and cid",
+		FailKinds: []string{"no_device"},
+		FailDoc:   "aliases or registration ids: no_device (1011: no device bound)",
+		Start: func(o StandaloneOptions) (*Running, error) {
+			f, err := NewJPushAt(o.Addr, o.Key, o.Secret)
+			if err != nil {
+				return nil, err
+			}
+			f.Unbound = map[string]bool{}
+			for r := range o.Fails {
+				f.Unbound[r] = true
+			}
+			return &Running{URL: f.URL(), Close: f.Close, OnCall: f.OnCall, Faults: &f.Faults, Ledger: &f.Ledger, Summarize: jpushCallLine,
+				Config: fmt.Sprintf(`push: {provider: jpush, app_key: %s, master_secret: %s, base_url: "%s"}`, o.Key, o.Secret, f.URL())}, nil
+		},
+	})
+}
+
+func jpushCallLine(call Call) (string, []string) {
+	if call.Method == "GET" {
+		head := fmt.Sprintf("jpush GET %s?count=%s →", call.Path, strings.Join(call.Query["count"], ""))
+		if s, ok := noAnswer(call); ok {
+			return head + " " + s, nil
+		}
+		return fmt.Sprintf("%s %d", head, call.Status), nil
+	}
+	var req struct {
+		Audience struct {
+			Alias          []string `json:"alias"`
+			RegistrationID []string `json:"registration_id"`
+		} `json:"audience"`
+		Notification struct {
+			Alert string `json:"alert"`
+		} `json:"notification"`
+	}
+	_ = json.Unmarshal(call.Body, &req)
+	target := "alias " + recipientList(req.Audience.Alias)
+	if len(req.Audience.RegistrationID) > 0 {
+		target = "registration_id " + recipientList(req.Audience.RegistrationID)
+	}
+	alert := []rune(req.Notification.Alert)
+	if len(alert) > 24 {
+		alert = append(alert[:24], '…')
+	}
+	head := fmt.Sprintf("jpush %s %s %s %q →", call.Method, call.Path, target, string(alert))
+	if s, ok := noAnswer(call); ok {
+		return head + " " + s, []string{"no answer"}
+	}
+	var r struct {
+		MsgID string `json:"msg_id"`
+		Error *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(call.Response, &r)
+	switch {
+	case r.Error != nil:
+		return fmt.Sprintf("%s %d error %d %s", head, call.Status, r.Error.Code, r.Error.Message), []string{strconv.Itoa(r.Error.Code)}
+	case call.Status == 200:
+		return fmt.Sprintf("%s 200 msg_id %s", head, r.MsgID), []string{"200"}
+	}
+	return fmt.Sprintf("%s %d %s", head, call.Status, strings.TrimSpace(string(call.Response))), []string{strconv.Itoa(call.Status)}
+}

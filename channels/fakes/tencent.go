@@ -207,3 +207,73 @@ func (f *TencentSMS) verify(r *http.Request, body []byte) (string, string) {
 	}
 	return "", ""
 }
+
+func init() {
+	RegisterStandalone(Standalone{
+		Name: "tencent", Title: "Tencent Cloud SMS", Addr: "127.0.0.1:9003", Unit: "numbers",
+		Doc:       "Tencent Cloud SMS SendSms",
+		FailKinds: []string{"blacklisted", "invalid", "throttled"},
+		FailDoc: `phone numbers: blacklisted (FailedOperation.PhoneNumberInBlacklist),
+           invalid (InvalidParameterValue.IncorrectPhoneNumber), throttled`,
+		Start: func(o StandaloneOptions) (*Running, error) {
+			f, err := NewTencentSMSAt(o.Addr, o.Key, o.Secret, o.SDKAppID)
+			if err != nil {
+				return nil, err
+			}
+			f.Blacklisted, f.Invalid, f.Throttled = map[string]bool{}, map[string]bool{}, map[string]bool{}
+			for r, k := range o.Fails {
+				n := "+86" + nationalNumber(r)
+				if strings.HasPrefix(r, "+") && !strings.HasPrefix(r, "+86") {
+					n = r
+				}
+				map[string]map[string]bool{"blacklisted": f.Blacklisted, "invalid": f.Invalid, "throttled": f.Throttled}[k][n] = true
+			}
+			return &Running{URL: f.URL(), Close: f.Close, OnCall: f.OnCall, Faults: &f.Faults, Ledger: &f.Ledger, Summarize: tencentCallLine,
+				Config: fmt.Sprintf(`sms: {provider: tencent, secret_id: %s, secret_key: %s, sdk_app_id: "%s", sign_name: 华布, endpoint: "%s"}`, o.Key, o.Secret, o.SDKAppID, f.URL())}, nil
+		},
+	})
+}
+
+func tencentCallLine(call Call) (string, []string) {
+	var req struct {
+		PhoneNumberSet   []string
+		TemplateId       string
+		TemplateParamSet []string
+	}
+	_ = json.Unmarshal(call.Body, &req)
+	params := ""
+	if len(req.TemplateParamSet) > 0 {
+		b, _ := json.Marshal(req.TemplateParamSet)
+		params = " " + string(b)
+	}
+	head := fmt.Sprintf("tencent %s %s %s%s →", call.Header.Get("X-TC-Action"), req.TemplateId, recipientList(req.PhoneNumberSet), params)
+	if s, ok := noAnswer(call); ok {
+		return head + " " + s, []string{"no answer"}
+	}
+	var r struct {
+		Response struct {
+			Error         *struct{ Code, Message string }
+			SendStatusSet []struct{ PhoneNumber, Code string }
+		}
+	}
+	if json.Unmarshal(call.Response, &r) != nil {
+		return fmt.Sprintf("%s %d %s", head, call.Status, strings.TrimSpace(string(call.Response))), []string{strconv.Itoa(call.Status)}
+	}
+	if e := r.Response.Error; e != nil {
+		return fmt.Sprintf("%s %s %s", head, e.Code, e.Message), []string{e.Code}
+	}
+	counts := map[string]int{}
+	var codes, failed []string
+	for _, s := range r.Response.SendStatusSet {
+		counts[s.Code]++
+		codes = append(codes, s.Code)
+		if s.Code != "Ok" {
+			failed = append(failed, s.PhoneNumber+" "+s.Code)
+		}
+	}
+	line := fmt.Sprintf("%s %s", head, CountList(counts))
+	if len(failed) > 0 {
+		line += " [" + strings.Join(failed, "; ") + "]"
+	}
+	return line, codes
+}

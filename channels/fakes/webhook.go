@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -113,4 +114,47 @@ func (f *Webhook) Events() []json.RawMessage {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]json.RawMessage(nil), f.events...)
+}
+
+func init() {
+	RegisterStandalone(Standalone{
+		Name: "webhook", Title: "Webhook", Addr: "127.0.0.1:9005", Unit: "users",
+		Doc:       "a receiver that checks Huabu's webhook signature",
+		FailKinds: []string{"410", "400", "403", "404", "422"},
+		FailDoc:   "user ids: an HTTP status, 410 by default",
+		FailKind: func(k string) (string, bool) {
+			n, err := strconv.Atoi(k)
+			return k, err == nil && n >= 400 && n < 500
+		},
+		Start: func(o StandaloneOptions) (*Running, error) {
+			f, err := NewWebhookAt(o.Addr, o.Secret)
+			if err != nil {
+				return nil, err
+			}
+			f.Refuse = map[string]int{}
+			for r, k := range o.Fails {
+				f.Refuse[r], _ = strconv.Atoi(k)
+			}
+			return &Running{URL: f.URL(), Close: f.Close, OnCall: f.OnCall, Faults: &f.Faults, Ledger: &f.Ledger, Summarize: webhookCallLine,
+				Config: fmt.Sprintf(`webhook: {url: "%s/", secret: %s}`, f.URL(), o.Secret)}, nil
+		},
+	})
+}
+
+func webhookCallLine(call Call) (string, []string) {
+	var ev struct {
+		ID        string `json:"id"`
+		CanvasID  string `json:"canvas_id"`
+		StepID    string `json:"step_id"`
+		Recipient struct {
+			UserID string `json:"user_id"`
+		} `json:"recipient"`
+	}
+	_ = json.Unmarshal(call.Body, &ev)
+	head := fmt.Sprintf("webhook %s %s/%s user %s →", ev.ID, ev.CanvasID, ev.StepID, ev.Recipient.UserID)
+	if s, ok := noAnswer(call); ok {
+		return head + " " + s, []string{"no answer"}
+	}
+	msg := strings.TrimSpace(string(call.Response))
+	return strings.TrimSpace(fmt.Sprintf("%s %d %s", head, call.Status, msg)), []string{strconv.Itoa(call.Status)}
 }

@@ -80,6 +80,12 @@ type ChannelSet interface {
 type Activities struct {
 	Store    Store
 	Channels ChannelSet
+	// Staff is the staff task ledger and contact book staff_task steps
+	// use, Directory where the WeCom directory sync writes (*store.SQLite
+	// is both; the app passes them in, so a store without them does not
+	// compile instead of failing a run).
+	Staff     StaffStore
+	Directory ingest.DirectoryStore
 	// WeCom is the WeCom client staff tasks and the directory sync call
 	// (*wecom.API), nil when channels.wecom is not configured.
 	WeCom    WeComClient

@@ -96,11 +96,10 @@ func pendingSettle(api StaffAPI) time.Duration {
 }
 
 func (a *Activities) staffStore() (StaffStore, error) {
-	st, ok := a.Store.(StaffStore)
-	if !ok {
-		return nil, temporal.NewNonRetryableApplicationError("the store has no staff task ledger", "StaffStoreUnavailable", nil)
+	if a.Staff == nil {
+		return nil, temporal.NewNonRetryableApplicationError("the activities were built without a staff task ledger (Activities.Staff)", "StaffStoreUnavailable", nil)
 	}
-	return st, nil
+	return a.Staff, nil
 }
 
 // staffAPI is the WeCom client the app passed in, or nil when WeCom is

@@ -17,10 +17,9 @@ func (a *Activities) SyncWeComDirectory(ctx context.Context) (ingest.SyncSummary
 	if a.WeCom == nil {
 		return ingest.SyncSummary{}, nil // WeCom is not configured: nothing to sync
 	}
-	st, ok := a.Store.(ingest.DirectoryStore)
-	if !ok {
-		return ingest.SyncSummary{}, temporal.NewNonRetryableApplicationError("the store has no staff directory", "StaffStoreUnavailable", nil)
+	if a.Directory == nil {
+		return ingest.SyncSummary{}, temporal.NewNonRetryableApplicationError("the activities were built without a staff directory (Activities.Directory)", "StaffStoreUnavailable", nil)
 	}
-	sum, err := ingest.SyncWeCom(ctx, a.WeCom, st)
+	sum, err := ingest.SyncWeCom(ctx, a.WeCom, a.Directory)
 	return sum, temporalError(err)
 }

@@ -39,6 +39,7 @@ type Backend interface {
 	Forget(ctx context.Context, userIDs []string) (store.ForgetResult, error)
 	Controller
 	Reader
+	StaffReporter
 }
 
 // CanvasInfo describes a deployed canvas.

@@ -28,6 +28,10 @@ func (b *backend) Ready() bool { return b.ready }
 func (b *backend) Canvases(ctx context.Context) ([]CanvasInfo, error) {
 	return []CanvasInfo{{ID: "promo", Name: "促销", Trigger: "manual", Active: true}}, nil
 }
+func (b *backend) StaffReport(ctx context.Context, id string, run int64, by string) (*reports.StaffReport, error) {
+	return &reports.StaffReport{}, nil
+}
+
 func (b *backend) Report(ctx context.Context, id string, run int64) (*reports.Report, error) {
 	if id != "promo" {
 		return nil, fmt.Errorf("%w %q", reports.ErrNoCanvas, id)

@@ -9,8 +9,7 @@ import (
 	"github.com/huabu/huabu/reports"
 )
 
-// StaffReporter is the Backend's staff completion report, when it has one
-// (worker.App does).
+// StaffReporter is the Backend's staff completion report.
 type StaffReporter interface {
 	StaffReport(ctx context.Context, canvasID string, runID int64, by string) (*reports.StaffReport, error)
 }
@@ -21,12 +20,7 @@ func (h *Handler) staffReport(w http.ResponseWriter, r *http.Request, runID int6
 		writeError(w, http.StatusBadRequest, "by", "by must be staff or grid")
 		return
 	}
-	sr, ok := h.b.(StaffReporter)
-	if !ok {
-		writeError(w, http.StatusNotImplemented, "by", "staff reports are not available")
-		return
-	}
-	rep, err := sr.StaffReport(r.Context(), r.PathValue("id"), runID, by)
+	rep, err := h.b.StaffReport(r.Context(), r.PathValue("id"), runID, by)
 	switch {
 	case errors.Is(err, reports.ErrNoCanvas):
 		writeError(w, http.StatusNotFound, "id", err.Error())

@@ -459,8 +459,9 @@ func (s *sim) engine(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	engine := engineStore{SQLite: s.st, sim: s}
 	s.acts = &activities.Activities{
-		Store: engineStore{SQLite: s.st, sim: s}, Channels: set, Compiler: s.comp, Logger: s.opts.Logger,
+		Store: engine, Staff: engine, Directory: engine, Channels: set, Compiler: s.comp, Logger: s.opts.Logger,
 		Policy: worker.PolicyOf(s.opts.Config.Policy), Now: s.clock.Now,
 	}
 	s.starts = &starter{canvasID: s.plan.ID}

@@ -250,7 +250,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 
 	progress("starting the worker")
 	app.metrics = activities.NewMetrics()
-	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app,
+	acts := &activities.Activities{Store: app.store, Staff: app.store, Directory: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app,
 		Controls: app.store, ResumeGrace: cfg.Policy.ResumeGraceDuration()}
 	if wecomAPI != nil {
 		acts.WeCom = wecomAPI

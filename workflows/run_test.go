@@ -76,7 +76,7 @@ func newHarnessWithDeps(t *testing.T, channelsYAML string, edit func(*channels.D
 	set, err := channels.NewSet(cfg.Channels, cfg.ChannelProviders(), deps)
 	require.NoError(t, err)
 	h := &harness{t: t, store: st, compiler: comp}
-	h.acts = &activities.Activities{Store: st, Channels: set, Compiler: comp}
+	h.acts = &activities.Activities{Store: st, Staff: st, Directory: st, Channels: set, Compiler: comp}
 	api, err := wecom.Configured(cfg.Channels, cfg.ChannelProviders(), deps)
 	require.NoError(t, err)
 	if api != nil {

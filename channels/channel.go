@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/outbound"
 )
 
 // Spec describes one provider implementation of a catalogue channel.
@@ -67,30 +68,25 @@ type ConfigField struct {
 	Default  string
 }
 
-// Recipient is who one delivery goes to.
-type Recipient struct {
-	UserID  string // the profile id (or staff userid for staff recipients)
-	Address string // phone, email, WeCom userid, external userid, push alias ...
-	Sender  string // the WeCom staff member who sends (wecom.customer), else ""
-	// Attrs are the recipient's reserved profile attributes that channels may
-	// read besides Address (AttrPhone, AttrPushRegistrationID, ...): a push
-	// channel falls back from the alias to the registration id, a webhook
-	// passes them on. Only non-empty values need be set.
-	Attrs map[string]string
-}
+// Recipient, the reserved attributes and OutboxRecord are package
+// outbound's, so the store can use them without importing the channels.
+type (
+	Recipient    = outbound.Recipient
+	OutboxRecord = outbound.OutboxRecord
+)
 
 // Reserved profile attributes the engine copies into Recipient.Attrs.
 const (
-	AttrPhone               = "phone"
-	AttrEmail               = "email"
-	AttrPushAlias           = "push_alias"
-	AttrPushRegistrationID  = "push_registration_id"
-	AttrWeComExternalUserID = "wecom_external_userid"
-	AttrWeComUserID         = "wecom_userid"
+	AttrPhone               = outbound.AttrPhone
+	AttrEmail               = outbound.AttrEmail
+	AttrPushAlias           = outbound.AttrPushAlias
+	AttrPushRegistrationID  = outbound.AttrPushRegistrationID
+	AttrWeComExternalUserID = outbound.AttrWeComExternalUserID
+	AttrWeComUserID         = outbound.AttrWeComUserID
 )
 
 // ReservedAttrs lists the attributes above, in docs order.
-var ReservedAttrs = []string{AttrPhone, AttrEmail, AttrPushAlias, AttrPushRegistrationID, AttrWeComExternalUserID, AttrWeComUserID}
+var ReservedAttrs = outbound.ReservedAttrs
 
 // Delivery is one rendered message to one recipient.
 type Delivery struct {
@@ -269,15 +265,6 @@ type Channel interface {
 	// whether the batch may be retried (RetryLater, RetryNow) or must be
 	// recorded as unknown (Ambiguous) or failed (Permanent).
 	Send(ctx context.Context, b Batch) ([]Outcome, error)
-}
-
-// OutboxRecord is one message the outbox channel records.
-type OutboxRecord struct {
-	CanvasID, RunID, StepID string
-	Channel                 string // the channel the message was meant for
-	Recipient               Recipient
-	Message                 canvases.Message
-	At                      time.Time
 }
 
 // OutboxWriter stores outbox records; the store implements it.

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/outbound"
 )
 
 // WeCom contact states.
@@ -44,7 +44,7 @@ func (s *SQLite) ContactRemoved(ctx context.Context, staff, external, state stri
 
 // ContactsActive records pairs the directory sync found on WeCom: they are
 // contacts now, whatever an older callback said.
-func (s *SQLite) ContactsActive(ctx context.Context, pairs []channels.ContactPair) error {
+func (s *SQLite) ContactsActive(ctx context.Context, pairs []outbound.ContactPair) error {
 	if len(pairs) == 0 {
 		return nil
 	}
@@ -85,8 +85,8 @@ func (s *SQLite) GetContact(ctx context.Context, staff, external string) (Contac
 
 // ScreenContacts implements channels.ContactBook: the pairs known to be no
 // longer contacts, and the unused welcome codes still inside their window.
-func (s *SQLite) ScreenContacts(ctx context.Context, pairs []channels.ContactPair, now time.Time) (channels.ContactScreen, error) {
-	out := channels.ContactScreen{}
+func (s *SQLite) ScreenContacts(ctx context.Context, pairs []outbound.ContactPair, now time.Time) (outbound.ContactScreen, error) {
+	out := outbound.ContactScreen{}
 	if len(pairs) == 0 {
 		return out, nil
 	}
@@ -103,7 +103,7 @@ func (s *SQLite) ScreenContacts(ctx context.Context, pairs []channels.ContactPai
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var p channels.ContactPair
+		var p outbound.ContactPair
 		var state, code string
 		var exp int64
 		var used int
@@ -112,13 +112,13 @@ func (s *SQLite) ScreenContacts(ctx context.Context, pairs []channels.ContactPai
 		}
 		if state != ContactActive {
 			if out.Unreachable == nil {
-				out.Unreachable = map[channels.ContactPair]bool{}
+				out.Unreachable = map[outbound.ContactPair]bool{}
 			}
 			out.Unreachable[p] = true
 			continue
 		}
 		if out.Welcome == nil {
-			out.Welcome = map[channels.ContactPair]string{}
+			out.Welcome = map[outbound.ContactPair]string{}
 		}
 		out.Welcome[p] = code
 	}
@@ -128,7 +128,7 @@ func (s *SQLite) ScreenContacts(ctx context.Context, pairs []channels.ContactPai
 // ClaimWelcomeCode marks a welcome code used, if it still is unused and
 // inside its window. Only the caller that gets true may send with it: WeCom
 // accepts each code once, and a second sender would fail or duplicate.
-func (s *SQLite) ClaimWelcomeCode(ctx context.Context, pair channels.ContactPair, code string, now time.Time) (bool, error) {
+func (s *SQLite) ClaimWelcomeCode(ctx context.Context, pair outbound.ContactPair, code string, now time.Time) (bool, error) {
 	res, err := s.w.ExecContext(ctx, `UPDATE wecom_contacts SET welcome_used = 1, updated_at = ?
 		WHERE staff = ? AND external_userid = ? AND welcome_code = ? AND welcome_used = 0 AND welcome_expires > ? AND state = ?`,
 		s.now().UnixMilli(), pair.Staff, pair.ExternalUserID, code, now.UnixMilli(), ContactActive)

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/outbound"
 )
 
 // ForgetResult counts what ForgetUsers removed.
@@ -57,7 +57,7 @@ func (s *SQLite) forget(ctx context.Context, tx *sql.Tx, id string, res *ForgetR
 	var attrs map[string]any
 	_ = json.Unmarshal([]byte(doc), &attrs)
 	var addresses []string
-	for _, a := range channels.ReservedAttrs {
+	for _, a := range outbound.ReservedAttrs {
 		if v, _ := attrs[a].(string); v != "" {
 			addresses = append(addresses, v)
 		}
@@ -135,7 +135,7 @@ func (s *SQLite) forget(ctx context.Context, tx *sql.Tx, id string, res *ForgetR
 			return err
 		}
 	}
-	if ext, _ := attrs[channels.AttrWeComExternalUserID].(string); ext != "" {
+	if ext, _ := attrs[outbound.AttrWeComExternalUserID].(string); ext != "" {
 		if _, err := exec(`DELETE FROM wecom_contacts WHERE external_userid = ?`, ext); err != nil {
 			return err
 		}

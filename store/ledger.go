@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/outbound"
 )
 
 // Delivery states in the ledger.
@@ -278,7 +278,7 @@ func (s *SQLite) ReleaseDeliveries(ctx context.Context, key LedgerKey, attempt s
 }
 
 // WriteOutbox records outbox messages; it implements channels.OutboxWriter.
-func (s *SQLite) WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error {
+func (s *SQLite) WriteOutbox(ctx context.Context, records []outbound.OutboxRecord) error {
 	if len(records) == 0 {
 		return nil
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/outbound"
 )
 
 func open(t *testing.T) *SQLite {
@@ -190,8 +190,8 @@ func TestOutboxAndCounts(t *testing.T) {
 		ctx := context.Background()
 		run, err := s.BeginRun(ctx, "wf/2", "promo", "h", "manual")
 		require.NoError(t, err)
-		require.NoError(t, s.WriteOutbox(ctx, []channels.OutboxRecord{
-			{CanvasID: "promo", RunID: fmt.Sprint(run.ID), StepID: "hello", Channel: "sms", Recipient: channels.Recipient{UserID: "u1", Address: "13800000000"},
+		require.NoError(t, s.WriteOutbox(ctx, []outbound.OutboxRecord{
+			{CanvasID: "promo", RunID: fmt.Sprint(run.ID), StepID: "hello", Channel: "sms", Recipient: outbound.Recipient{UserID: "u1", Address: "13800000000"},
 				Message: canvases.Message{Template: "SMS_1", Params: map[string]string{"name": "张三"}}, At: time.Now()},
 		}))
 		msgs, err := s.Outbox(ctx, "promo", 10)

@@ -1,6 +1,7 @@
 // Package server is Huabu's HTTP API: health and metrics for SREs, the admin
-// API (canvases, reports, runs, deploys) for operators and tools, and — as
-// the roadmap adds them — Segment-compatible ingestion for apps and the WeCom
-// callback. Errors are JSON with the field at fault:
+// API (canvases, reports, runs, deploys, estimates, previews, suppressions)
+// for operators and tools, the WeCom callback and SMS reply endpoints, and
+// the routes of Segment-compatible ingestion (package ingest does the work).
+// Errors are JSON with the field at fault:
 // {"error": "...", "field": "..."}, 4xx for the caller's mistakes.
 package server

@@ -15,9 +15,9 @@ import (
 // instead of sending. Slots are reserved before the call and released when
 // WeCom did not send (error, invalid user).
 //
-// With a channels.SlotBook (Deps.Slots: the store) the slots are booked in the store
-// every worker shares, under book's key prefix, so the limits hold across
-// workers (ADR 023); without, they are booked in this process.
+// With a channels.SlotBook (Deps.Slots: the store) the slots are booked in
+// the store every worker shares, under book's key prefix, so the limits
+// hold across workers (ADR 023); without, they are booked in this process.
 type memberPacer struct {
 	perMinute, perHour int
 	book               channels.SlotBook

@@ -18,7 +18,7 @@ func TestReadsTheUser(t *testing.T) {
 		{`user.level == "gold"`, true},
 		{`event.sku == "x" && user.vip`, true},
 		{`event.username == "a"`, false}, // a word that only contains "user"
-		{`"user" in event.tags`, true},    // conservative: a string mentioning user still loads it
+		{`"user" in event.tags`, true},   // conservative: a string mentioning user still loads it
 	} {
 		require.Equal(t, tc.want, reads(&canvases.Condition{Source: tc.source}), tc.source)
 	}

@@ -41,40 +41,12 @@ func (p *Plan) graph() ([]graphNode, []graphEdge) {
 			shape = "stadium"
 		}
 		nodes = append(nodes, graphNode{id: id, label: stepLabel(s), shape: shape})
-		to := func(target string) string {
-			if target == "" {
-				needEnd = true
-				return "end"
+		for _, e := range s.Edges() {
+			to := ids[e.To]
+			if e.To == "" {
+				needEnd, to = true, "end"
 			}
-			return ids[target]
-		}
-		switch s.Kind {
-		case StepBranch:
-			for _, a := range s.Branch {
-				label := "else"
-				if a.When != "" {
-					label = a.When
-				}
-				edges = append(edges, graphEdge{from: id, to: to(a.Goto), label: label})
-			}
-		case StepSplit:
-			for _, a := range s.Split {
-				label := fmt.Sprintf("%d%%", a.Weight)
-				if a.Name != a.Goto {
-					label += " " + a.Name
-				}
-				edges = append(edges, graphEdge{from: id, to: to(a.Goto), label: label})
-			}
-		case StepExit:
-		case StepWait:
-			if s.Wait.Kind == WaitEvent {
-				edges = append(edges, graphEdge{from: id, to: to(s.Next), label: s.Wait.Event})
-				edges = append(edges, graphEdge{from: id, to: to(s.Wait.OnTimeout), label: "timeout " + s.Wait.Timeout.String()})
-			} else {
-				edges = append(edges, graphEdge{from: id, to: to(s.Next)})
-			}
-		default:
-			edges = append(edges, graphEdge{from: id, to: to(s.Next)})
+			edges = append(edges, graphEdge{from: id, to: to, label: e.Label})
 		}
 	}
 	if needEnd {

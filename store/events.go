@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -181,32 +182,60 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 		return err
 	}
 	stored := 0
-	for _, r := range group {
-		if r.err = r.ctx.Err(); r.err != nil {
-			continue
+	if !savepoints {
+		// Runs of requests that introduce no alias are stored by one pass
+		// of ingest each: its statements (and the temporary b-trees SQLite
+		// builds for them) are paid per run, not per request — the cost
+		// that made a stream of one-event /v1/track calls slow to store.
+		// A request that maps an anonymousId is stored on its own, after
+		// the ones before it, so identities resolve in request order.
+		live := group[:0:0]
+		for _, r := range group {
+			if r.err = r.ctx.Err(); r.err == nil {
+				live = append(live, r)
+			}
 		}
-		at := now
-		if !r.opts.ReceivedAt.IsZero() {
-			at = r.opts.ReceivedAt
-		}
-		if !savepoints {
-			if r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at, s.pg); r.err != nil {
+		for len(live) > 0 {
+			n := 1
+			if !introducesAliases(live[0].msgs) {
+				for n < len(live) && !introducesAliases(live[n].msgs) {
+					n++
+				}
+			}
+			parts := make([]ingestPart, n)
+			for i, r := range live[:n] {
+				parts[i] = ingestPart{msgs: r.msgs, opts: r.opts, at: receivedAt(r.opts, now)}
+			}
+			res, err := ingest(ctx, tx, parts, s.pg)
+			if err != nil {
 				_ = tx.Rollback()
 				return errRequestFailed
 			}
-			stored++
+			for i, r := range live[:n] {
+				r.res = res[i]
+			}
+			stored += n
+			live = live[n:]
+		}
+	}
+	for _, r := range group {
+		if !savepoints {
+			break // stored above
+		}
+		if r.err = r.ctx.Err(); r.err != nil {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT ingest`); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
-		r.res, r.err = ingest(ctx, tx, r.msgs, r.opts, at, s.pg)
+		res, err := ingest(ctx, tx, []ingestPart{{msgs: r.msgs, opts: r.opts, at: receivedAt(r.opts, now)}}, s.pg)
 		undo := []string{`RELEASE ingest`}
-		if r.err != nil {
+		if r.err = err; err != nil {
 			undo = []string{`ROLLBACK TO ingest`, `RELEASE ingest`}
 			r.res = IngestResult{}
 		} else {
+			r.res = res[0]
 			stored++
 		}
 		for _, stmt := range undo {
@@ -225,6 +254,33 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 		return tx.Rollback()
 	}
 	return tx.Commit()
+}
+
+// ingestPart is one request's messages in a pass of ingest.
+type ingestPart struct {
+	msgs []Message
+	opts IngestOptions
+	at   time.Time // when it was received
+}
+
+func receivedAt(opts IngestOptions, now time.Time) time.Time {
+	if !opts.ReceivedAt.IsZero() {
+		return opts.ReceivedAt
+	}
+	return now
+}
+
+// introducesAliases reports whether storing msgs may map an anonymousId to
+// a user: an alias call, or a message with both ids. Such a request is
+// stored in a pass of its own, so the requests after it see the mapping
+// the way they would had each been stored alone.
+func introducesAliases(msgs []Message) bool {
+	for _, m := range msgs {
+		if m.Type == "alias" || (m.AnonymousID != "" && m.UserID != "" && m.AnonymousID != m.UserID) {
+			return true
+		}
+	}
+	return false
 }
 
 // IngestRequest is one request's messages, for IngestAll.
@@ -268,9 +324,20 @@ func (s *SQLite) IngestAll(ctx context.Context, reqs []IngestRequest, key string
 	return res, errs, nil
 }
 
-func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions, now time.Time, pg bool) (IngestResult, error) {
-	var res IngestResult
-	nowMS := now.UnixMilli()
+func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool) ([]IngestResult, error) {
+	// The parts' messages in order; partOf[i] and index[i] say whose
+	// message i is and where it was in its request.
+	var msgs []Message
+	var partOf, index []int
+	var nowMS int64 // the latest part's time: profiles created or patched by the pass
+	for p, part := range parts {
+		msgs = append(msgs, part.msgs...)
+		for i := range part.msgs {
+			partOf, index = append(partOf, p), append(index, i)
+		}
+		nowMS = max(nowMS, part.at.UnixMilli())
+	}
+	results := make([]IngestResult, len(parts))
 
 	// 1. Who is each message about? Mappings already stored come first, then
 	// the ones this request introduces, in order.
@@ -287,24 +354,25 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 	if len(unknown) > 0 {
 		rows, err := tx.QueryContext(ctx, `SELECT anonymous_id, user_id FROM aliases WHERE anonymous_id IN (SELECT value FROM json_each(?))`, stringList(unknown))
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		for rows.Next() {
 			var a, u string
 			if err := rows.Scan(&a, &u); err != nil {
 				rows.Close()
-				return res, err
+				return nil, err
 			}
 			anonymous[a] = u
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 	type alias struct{ anon, user string }
 	var newAliases []alias
-	for _, m := range msgs {
+	aliasPart := 0 // the part whose aliases adopt anonymous events and traits (applyGroup passes such a part alone)
+	for i, m := range msgs {
 		a, u := m.AnonymousID, m.UserID
 		if m.Type == "alias" {
 			a = m.PreviousID
@@ -314,6 +382,9 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 		}
 		if cur, known := anonymous[a]; !known || cur == "" {
 			anonymous[a] = u
+			if len(newAliases) == 0 {
+				aliasPart = partOf[i]
+			}
 			newAliases = append(newAliases, alias{a, u})
 		}
 	}
@@ -338,7 +409,7 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 		// and SQLite then needs no statement journal for the multi-row insert.
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO profiles (id, doc, updated_at)
 			SELECT value, json_object('id', value), ? FROM json_each(?)`, nowMS, stringList(users)); err != nil {
-			return res, fmt.Errorf("profiles: %w", err)
+			return nil, fmt.Errorf("profiles: %w", err)
 		}
 	}
 
@@ -349,25 +420,21 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 	if len(users) > 0 {
 		rows, err := tx.QueryContext(ctx, `SELECT id, uid FROM profiles WHERE id IN (SELECT value FROM json_each(?))`, stringList(users))
 		if err != nil {
-			return res, fmt.Errorf("profiles: %w", err)
+			return nil, fmt.Errorf("profiles: %w", err)
 		}
 		for rows.Next() {
 			var id string
 			var uid int64
 			if err := rows.Scan(&id, &uid); err != nil {
 				rows.Close()
-				return res, err
+				return nil, err
 			}
 			uidOf[id] = uid
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return res, err
+			return nil, err
 		}
-	}
-	realtime := 0
-	if opts.Realtime {
-		realtime = 1
 	}
 	isNew := make([]bool, len(msgs))
 	ids := make([]int64, len(msgs))
@@ -377,9 +444,16 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 		u := userOf(m)
 		userIDs[i], uids[i] = u, uidOf[u]
 	}
+	receivedMS, realtime := make([]int64, len(msgs)), make([]int64, len(msgs))
+	for i, p := range partOf {
+		receivedMS[i] = parts[p].at.UnixMilli()
+		if parts[p].opts.Realtime {
+			realtime[i] = 1
+		}
+	}
 	if pg {
-		if err := pgInsertEvents(ctx, tx, msgs, uids, userIDs, nowMS, realtime, isNew, ids); err != nil {
-			return res, fmt.Errorf("events: %w", err)
+		if err := pgInsertEvents(ctx, tx, msgs, uids, userIDs, receivedMS, realtime, isNew, ids); err != nil {
+			return nil, fmt.Errorf("events: %w", err)
 		}
 	} else {
 		// OR IGNORE skips rows whose message_id is stored (every column is set,
@@ -387,7 +461,7 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 		insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
-			return res, fmt.Errorf("events: %w", err)
+			return nil, fmt.Errorf("events: %w", err)
 		}
 		defer insert.Close()
 		for i, m := range msgs {
@@ -395,9 +469,9 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 			if len(props) == 0 {
 				props = []byte("{}")
 			}
-			r, err := insert.ExecContext(ctx, m.MessageID, uids[i], userIDs[i], m.AnonymousID, m.Type, m.Name, string(props), m.Timestamp.UnixMilli(), nowMS, realtime)
+			r, err := insert.ExecContext(ctx, m.MessageID, uids[i], userIDs[i], m.AnonymousID, m.Type, m.Name, string(props), m.Timestamp.UnixMilli(), receivedMS[i], realtime[i])
 			if err != nil {
-				return res, fmt.Errorf("events: %w", err)
+				return nil, fmt.Errorf("events: %w", err)
 			}
 			if n, _ := r.RowsAffected(); n == 1 {
 				isNew[i] = true
@@ -406,26 +480,30 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 		}
 	}
 
-	touched := map[int64]bool{}
+	touched := make([]map[int64]bool, len(parts))
+	for p := range touched {
+		touched[p] = map[int64]bool{}
+	}
 	var patches, anonPatches []byte
 	for i, m := range msgs {
+		r := &results[partOf[i]]
 		if !isNew[i] {
-			res.Duplicates++
+			r.Duplicates++
 			continue
 		}
-		res.Stored++
+		r.Stored++
 		switch m.Type {
 		case "track", "page", "screen":
 			if uids[i] != 0 {
-				touched[uids[i]] = true
-				res.Events = append(res.Events, IngestedEvent{Index: i, ID: ids[i], UID: uids[i], UserID: userIDs[i], ReceivedAt: time.UnixMilli(nowMS)})
+				touched[partOf[i]][uids[i]] = true
+				r.Events = append(r.Events, IngestedEvent{Index: index[i], ID: ids[i], UID: uids[i], UserID: userIDs[i], ReceivedAt: time.UnixMilli(receivedMS[i])})
 			}
 		case "identify":
 			if len(m.Properties) == 0 {
 				continue
 			}
 			if u := userIDs[i]; u != "" {
-				touched[uids[i]] = true
+				touched[partOf[i]][uids[i]] = true
 				patches = appendPatch(patches, u, m.Properties)
 			} else {
 				anonPatches = appendPatch(anonPatches, m.AnonymousID, m.Properties)
@@ -439,7 +517,7 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 			SELECT value->>'i', json(value->'d'), ? FROM json_each(?) WHERE true
 			ON CONFLICT(id) DO UPDATE SET doc = json_patch(profiles.doc, excluded.doc), updated_at = excluded.updated_at`,
 			nowMS, string(append(patches, ']'))); err != nil {
-			return res, fmt.Errorf("identify: %w", err)
+			return nil, fmt.Errorf("identify: %w", err)
 		}
 	}
 	if anonPatches != nil {
@@ -447,7 +525,7 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 			SELECT value->>'i', json(value->'d'), ? FROM json_each(?) WHERE true
 			ON CONFLICT(anonymous_id) DO UPDATE SET doc = json_patch(anonymous_traits.doc, excluded.doc), updated_at = excluded.updated_at`,
 			nowMS, string(append(anonPatches, ']'))); err != nil {
-			return res, fmt.Errorf("anonymous identify: %w", err)
+			return nil, fmt.Errorf("anonymous identify: %w", err)
 		}
 	}
 
@@ -464,14 +542,14 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 			ON CONFLICT(anonymous_id) DO NOTHING
 			RETURNING anonymous_id`, nowMS, list)
 		if err != nil {
-			return res, fmt.Errorf("aliases: %w", err)
+			return nil, fmt.Errorf("aliases: %w", err)
 		}
 		var added []string
 		for aliased.Next() {
 			var a string
 			if err := aliased.Scan(&a); err != nil {
 				aliased.Close()
-				return res, err
+				return nil, err
 			}
 			added = append(added, a)
 		}
@@ -483,15 +561,15 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 				  AND events.uid = 0 AND events.anonymous_id = a.anonymous_id
 				RETURNING events.uid`, stringList(added))
 			if err != nil {
-				return res, fmt.Errorf("attach anonymous events: %w", err)
+				return nil, fmt.Errorf("attach anonymous events: %w", err)
 			}
 			for moved.Next() {
 				var uid int64
 				if err := moved.Scan(&uid); err != nil {
 					moved.Close()
-					return res, err
+					return nil, err
 				}
-				touched[uid] = true
+				touched[aliasPart][uid] = true
 			}
 			moved.Close()
 			merged, err := tx.QueryContext(ctx, `UPDATE profiles SET doc = json_patch(json_remove(t.doc, '$.id'), profiles.doc), updated_at = ?1
@@ -499,33 +577,40 @@ func ingest(ctx context.Context, tx *sql.Tx, msgs []Message, opts IngestOptions,
 				WHERE a.anonymous_id IN (SELECT value FROM json_each(?2)) AND profiles.id = a.user_id
 				RETURNING profiles.uid`, nowMS, stringList(added))
 			if err != nil {
-				return res, fmt.Errorf("merge anonymous traits: %w", err)
+				return nil, fmt.Errorf("merge anonymous traits: %w", err)
 			}
 			for merged.Next() {
 				var uid int64
 				if err := merged.Scan(&uid); err != nil {
 					merged.Close()
-					return res, err
+					return nil, err
 				}
-				touched[uid] = true
+				touched[aliasPart][uid] = true
 			}
 			merged.Close()
 			if _, err := tx.ExecContext(ctx, `DELETE FROM anonymous_traits WHERE anonymous_id IN (SELECT value FROM json_each(?))`, stringList(added)); err != nil {
-				return res, err
+				return nil, err
 			}
 		}
 	}
 
-	res.Touched = make([]int64, 0, len(touched))
-	for uid := range touched {
-		res.Touched = append(res.Touched, uid)
-	}
-	if opts.MarkDue && len(res.Touched) > 0 {
-		if err := markDirty(ctx, tx, res.Touched); err != nil {
-			return res, err
+	var due []int64
+	for p := range results {
+		results[p].Touched = make([]int64, 0, len(touched[p]))
+		for uid := range touched[p] {
+			results[p].Touched = append(results[p].Touched, uid)
+		}
+		if parts[p].opts.MarkDue {
+			due = append(due, results[p].Touched...)
 		}
 	}
-	return res, nil
+	if len(due) > 0 {
+		slices.Sort(due)
+		if err := markDirty(ctx, tx, slices.Compact(due)); err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
 }
 
 // markDirty records that the users' traits must be recomputed now.

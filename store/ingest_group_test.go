@@ -86,3 +86,106 @@ func TestEventsToRouteByName(t *testing.T) {
 		require.Len(t, rows, 5, "nil: every event")
 	})
 }
+
+// TestIngestAllStoresRequestsAsIfOneByOne: the applier's group transaction
+// stores runs of requests in one pass (statements per run, not per
+// request); every request's result and everything stored must be what
+// storing the requests one at a time gives — duplicates across requests,
+// identify order, new users, and anonymous ids that a later request in the
+// group aliases.
+func TestIngestAllStoresRequestsAsIfOneByOne(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_700_000_000_000)
+	track := func(id, user, anon, name string) Message {
+		return Message{Type: "track", MessageID: id, UserID: user, AnonymousID: anon, Name: name, Properties: []byte(`{"n":1}`), Timestamp: t0}
+	}
+	identify := func(id, user, anon, traits string) Message {
+		return Message{Type: "identify", MessageID: id, UserID: user, AnonymousID: anon, Properties: []byte(traits), Timestamp: t0}
+	}
+	reqs := []IngestRequest{
+		{Messages: []Message{track("m1", "u1", "", "app_open")}},
+		{Messages: []Message{track("m2", "u2", "", "purchase"), identify("m3", "u1", "", `{"city":"杭州","level":"gold"}`)}},
+		{Messages: []Message{track("m1", "u1", "", "app_open"), track("m4", "u3", "", "app_open")}}, // m1 again: a duplicate
+		{Messages: []Message{track("m5", "", "anon-1", "app_open"), identify("m6", "", "anon-1", `{"city":"上海","plan":"trial"}`)}},
+		{Messages: []Message{identify("m7", "u1", "", `{"level":"silver"}`)}},
+		{Messages: []Message{{Type: "alias", MessageID: "m8", UserID: "u4", PreviousID: "anon-1", Timestamp: t0}}}, // adopts m5 and m6
+		{Messages: []Message{track("m9", "", "anon-1", "purchase"), track("m10", "u5", "", "app_open")}},
+		{Messages: []Message{track("m11", "u6", "anon-2", "app_open")}}, // both ids: maps anon-2
+		{Messages: []Message{track("m12", "", "anon-2", "app_open"), track("m13", "u2", "", "app_open")}},
+	}
+	for i := range reqs {
+		reqs[i].Options = IngestOptions{Realtime: i%2 == 0, MarkDue: true, ReceivedAt: t0.Add(time.Duration(i) * time.Millisecond)}
+	}
+	type event struct {
+		MessageID, UserID, Anon, Name string
+		ReceivedAt, Realtime          int64
+	}
+	stored := func(t *testing.T, s *SQLite) (events []event, docs map[string]map[string]any, dirty int) {
+		rows, err := s.r.QueryContext(ctx, `SELECT message_id, user_id, anonymous_id, name, received_at, realtime FROM events ORDER BY id`)
+		require.NoError(t, err)
+		defer rows.Close()
+		for rows.Next() {
+			var e event
+			require.NoError(t, rows.Scan(&e.MessageID, &e.UserID, &e.Anon, &e.Name, &e.ReceivedAt, &e.Realtime))
+			events = append(events, e)
+		}
+		require.NoError(t, rows.Err())
+		docs = map[string]map[string]any{}
+		prof, err := s.r.QueryContext(ctx, `SELECT id, doc FROM profiles ORDER BY id`)
+		require.NoError(t, err)
+		defer prof.Close()
+		for prof.Next() {
+			var id string
+			var doc []byte
+			require.NoError(t, prof.Scan(&id, &doc))
+			docs[id] = docOf(t, doc)
+		}
+		require.NoError(t, s.r.QueryRowContext(ctx, `SELECT count(*) FROM trait_dirty`).Scan(&dirty))
+		return events, docs, dirty
+	}
+	// userIDs are what a result names (uids differ between stores).
+	type result struct {
+		Stored, Duplicates int
+		Events             []string // index:user
+		Touched            int
+	}
+	summarize := func(res IngestResult) result {
+		r := result{Stored: res.Stored, Duplicates: res.Duplicates, Touched: len(res.Touched)}
+		for _, e := range res.Events {
+			r.Events = append(r.Events, fmt.Sprintf("%d:%s", e.Index, e.UserID))
+		}
+		return r
+	}
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		one := openLike(t, s)
+		var want []result
+		for i, r := range reqs {
+			res, errs, err := one.IngestAll(ctx, []IngestRequest{r}, "applied", i)
+			require.NoError(t, err)
+			require.NoError(t, errs[0])
+			want = append(want, summarize(res[0]))
+		}
+		res, errs, err := s.IngestAll(ctx, reqs, "applied", len(reqs))
+		require.NoError(t, err)
+		var got []result
+		for i := range reqs {
+			require.NoError(t, errs[i])
+			got = append(got, summarize(res[i]))
+		}
+		require.Equal(t, want, got)
+		wantEvents, wantDocs, wantDirty := stored(t, one)
+		gotEvents, gotDocs, gotDirty := stored(t, s)
+		require.Equal(t, wantEvents, gotEvents)
+		require.Equal(t, wantDocs, gotDocs)
+		require.Equal(t, wantDirty, gotDirty)
+		require.Equal(t, "u4", wantEvents[4].UserID, "the alias adopted anon-1's earlier event (the test covers adoption)")
+	})
+}
+
+// openLike opens another empty store of the same kind as s.
+func openLike(t *testing.T, s *SQLite) *SQLite {
+	if s.Postgres() {
+		return openPostgres(t)
+	}
+	return open(t)
+}

@@ -529,7 +529,7 @@ func pgScalarMinMax(q string) string {
 // unnested in message order; a message id seen before, in the table or
 // earlier in the request, is skipped) and marks which were new, with their
 // ids: PostgreSQL has no LastInsertId.
-func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int64, userIDs []string, nowMS int64, realtime int, isNew []bool, ids []int64) error {
+func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int64, userIDs []string, receivedMS, realtime []int64, isNew []bool, ids []int64) error {
 	n := len(msgs)
 	mids, anons, types, names, props := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ts := make([]int64, n)
@@ -541,10 +541,10 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 		}
 	}
 	rows, err := tx.QueryContext(ctx, pgRaw+`INSERT INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
-		SELECT m, u, uu, a, t, nm, p, ts, $9, $10 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[]) WITH ORDINALITY AS x(m, u, uu, a, t, nm, p, ts, n)
+		SELECT m, u, uu, a, t, nm, p, ts, ra, rt FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[]) WITH ORDINALITY AS x(m, u, uu, a, t, nm, p, ts, ra, rt, n)
 		ORDER BY n
 		ON CONFLICT (message_id) DO NOTHING
-		RETURNING id, message_id`, mids, uids, userIDs, anons, types, names, props, ts, nowMS, int64(realtime))
+		RETURNING id, message_id`, mids, uids, userIDs, anons, types, names, props, ts, receivedMS, realtime)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,10 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver Temporal's own dev server uses
+
+	// SQLite's allocator keeps the blocks it frees (docs/performance.md):
+	// imported here so it is installed before any database is opened.
+	_ "github.com/huabu/huabu/internal/sqliteheap"
 )
 
 //go:embed migrations/sqlite/*.sql

@@ -88,6 +88,10 @@ func (s *SQLite) forget(ctx context.Context, tx *sql.Tx, id string, res *ForgetR
 		}
 		own = append(own, e)
 	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return err // a suppression not carried over would let messages through
+	}
 	rows.Close()
 	for _, e := range own {
 		for _, a := range addresses {

@@ -26,7 +26,7 @@ import (
 // app passes it in as Activities.Staff (the same store value).
 type StaffStore interface {
 	AssignStaffCustomers(ctx context.Context, runID int64, stepID string, rows []store.StaffCustomer) error
-	SplitStaffParts(ctx context.Context, runID int64, stepID string, max int) error
+	SplitStaffParts(ctx context.Context, runID int64, stepID string, scope int64, max int) error
 	StaffAssignments(ctx context.Context, runID int64, stepID string) ([]store.StaffAssignment, error)
 	EnsureStaffTasks(ctx context.Context, tasks []store.StaffTask) error
 	StaffTasks(ctx context.Context, runID int64, stepID string) ([]store.StaffTask, error)

@@ -106,7 +106,7 @@ func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedu
 	if err != nil {
 		return StaffSchedule{}, err
 	}
-	if err := st.SplitStaffParts(ctx, in.RunID, in.StepID, maxTaskCustomers); err != nil {
+	if err := st.SplitStaffParts(ctx, in.RunID, in.StepID, scope, maxTaskCustomers); err != nil {
 		return StaffSchedule{}, err
 	}
 	all, err := st.StaffAssignments(ctx, in.RunID, in.StepID)

@@ -127,16 +127,18 @@ func (s *SQLite) AssignStaffCustomers(ctx context.Context, runID int64, stepID s
 	return err
 }
 
-// SplitStaffParts numbers each staff member's assigned customers into parts
-// of at most max (a WeCom task takes 10,000 customers), in uid order, per
-// cohort, so the split is the same on every attempt and a later cohort's
-// customers never move an earlier cohort's.
-func (s *SQLite) SplitStaffParts(ctx context.Context, runID int64, stepID string, max int) error {
+// SplitStaffParts numbers each staff member's assigned customers of the
+// step execution keyed by scope (see StaffScope) into parts of at most max
+// (a WeCom task takes 10,000 customers), in uid order, so the split is the
+// same on every attempt; another cohort's customers, assigned earlier or
+// later, are neither counted nor renumbered.
+func (s *SQLite) SplitStaffParts(ctx context.Context, runID int64, stepID string, scope int64, max int) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE staff_task_customers SET part = r.p FROM (
-			SELECT uid, (row_number() OVER (PARTITION BY cohort, staff ORDER BY uid) - 1) / ? AS p
-			FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND status = ?) r
-		WHERE staff_task_customers.run_id = ? AND staff_task_customers.step_id = ? AND staff_task_customers.uid = r.uid`,
-		max, runID, stepID, CustomerAssigned, runID, stepID)
+			SELECT uid, (row_number() OVER (PARTITION BY staff ORDER BY uid) - 1) / ? AS p
+			FROM staff_task_customers WHERE run_id = ? AND step_id = ? AND cohort = ? AND status = ?) r
+		WHERE staff_task_customers.run_id = ? AND staff_task_customers.step_id = ? AND staff_task_customers.cohort = ?
+			AND staff_task_customers.uid = r.uid`,
+		max, runID, stepID, scope, CustomerAssigned, runID, stepID, scope)
 	return err
 }
 

@@ -13,8 +13,11 @@ import (
 // leaves the second's tasks and customers alone. Rows from before migration
 // 024 (cohort 0) make every cohort of that step share them, as they did.
 func TestStaffCohortsKeepTheirOwnTasks(t *testing.T) {
+	eachStore(t, testStaffCohortsKeepTheirOwnTasks)
+}
+
+func testStaffCohortsKeepTheirOwnTasks(t *testing.T, s *SQLite) {
 	ctx := context.Background()
-	s := open(t)
 	_, err := s.UpsertProfiles(ctx, []ProfileUpdate{{ID: "a", Patch: []byte(`{}`)}, {ID: "b", Patch: []byte(`{}`)}, {ID: "c", Patch: []byte(`{}`)}})
 	require.NoError(t, err)
 	uids, err := s.UIDs(ctx, []string{"a", "b", "c"})
@@ -33,7 +36,7 @@ func TestStaffCohortsKeepTheirOwnTasks(t *testing.T) {
 			rows = append(rows, StaffCustomer{Cohort: scope, UID: uids[u], Staff: "lina", ExternalUserID: "wm" + u, Status: CustomerAssigned})
 		}
 		require.NoError(t, s.AssignStaffCustomers(ctx, run, step, rows))
-		require.NoError(t, s.SplitStaffParts(ctx, run, step, 10000))
+		require.NoError(t, s.SplitStaffParts(ctx, run, step, scope, 10000))
 	}
 	as, err := s.StaffAssignments(ctx, run, step)
 	require.NoError(t, err)
@@ -68,4 +71,50 @@ func TestStaffCohortsKeepTheirOwnTasks(t *testing.T) {
 	scope, err := s.StaffScope(ctx, run, "old", 13)
 	require.NoError(t, err)
 	require.Zero(t, scope)
+}
+
+// TestStaffPartsStayWithTheirCohort: a later cohort's split into parts
+// neither counts nor renumbers an earlier cohort's customers — not even
+// when some of those have already left "assigned" (WeCom reported them),
+// which would shift the rest into other parts and make that task's results
+// miss them.
+func TestStaffPartsStayWithTheirCohort(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		ctx := context.Background()
+		ids := []string{"a", "b", "c", "d"}
+		var patches []ProfileUpdate
+		for _, id := range ids {
+			patches = append(patches, ProfileUpdate{ID: id, Patch: []byte(`{}`)})
+		}
+		_, err := s.UpsertProfiles(ctx, patches)
+		require.NoError(t, err)
+		uids, err := s.UIDs(ctx, ids)
+		require.NoError(t, err)
+		const run, step, max = 1, "task", 2
+		assign := func(cohort int64, users ...string) {
+			var rows []StaffCustomer
+			for _, u := range users {
+				rows = append(rows, StaffCustomer{Cohort: cohort, UID: uids[u], Staff: "lina", ExternalUserID: "wm" + u, Status: CustomerAssigned})
+			}
+			require.NoError(t, s.AssignStaffCustomers(ctx, run, step, rows))
+			require.NoError(t, s.SplitStaffParts(ctx, run, step, cohort, max))
+		}
+		assign(11, "a", "b", "c") // parts: [a b] [c]
+		first := StaffTaskKey{RunID: run, StepID: step, Cohort: 11, Staff: "lina"}
+		require.NoError(t, s.RecordStaffResults(ctx, first, []StaffCustomerResult{{ExternalUserID: "wma", Status: CustomerSent, SendTime: time.Now()}}))
+		assign(12, "d")
+
+		as, err := s.StaffAssignments(ctx, run, step)
+		require.NoError(t, err)
+		require.Equal(t, []StaffAssignment{
+			{Cohort: 11, Staff: "lina", Part: 0, Customers: 1}, // b (a was sent)
+			{Cohort: 11, Staff: "lina", Part: 1, Customers: 1}, // c, still in its part
+			{Cohort: 12, Staff: "lina", Part: 0, Customers: 1},
+		}, as)
+		second := first
+		second.Part = 1
+		got, err := s.StaffTaskExternalIDs(ctx, second)
+		require.NoError(t, err)
+		require.Equal(t, []string{"wmc"}, got)
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"time"
+
+	"github.com/huabu/huabu/outbound"
 )
 
 // ReserveSlot books the earliest send slot for key at or after now that
@@ -37,20 +39,7 @@ func (s *SQLite) ReserveSlot(ctx context.Context, key string, now time.Time, hor
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		at = now
-		if n := len(ts); n > 0 && ts[n-1].After(at) {
-			at = ts[n-1]
-		}
-		for _, w := range []struct {
-			limit  int
-			window time.Duration
-		}{{perMinute, time.Minute}, {perHour, time.Hour}} {
-			if w.limit > 0 && len(ts) >= w.limit {
-				if free := ts[len(ts)-w.limit].Add(w.window); free.After(at) {
-					at = free
-				}
-			}
-		}
+		at = outbound.NextSlot(ts, now, perMinute, perHour)
 		if at.Sub(now) > horizon {
 			return nil
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/outbound"
 )
 
 // memberPacer keeps app messages within WeCom's per-member limits (≤30 a
@@ -56,23 +57,7 @@ func (p *memberPacer) reserve(member string, now time.Time, horizon time.Duratio
 	defer p.mu.Unlock()
 	p.gc(now)
 	ts := prune(p.sends[key], now)
-	// Slots are handed out in order per member (a new one never precedes a
-	// booked one), so only the windows ending at the new slot can overflow:
-	// it is free once the send `limit` places back has left the window.
-	at = now
-	if n := len(ts); n > 0 && ts[n-1].After(at) {
-		at = ts[n-1]
-	}
-	for _, w := range []struct {
-		limit  int
-		window time.Duration
-	}{{p.perMinute, time.Minute}, {p.perHour, time.Hour}} {
-		if w.limit > 0 && len(ts) >= w.limit {
-			if free := ts[len(ts)-w.limit].Add(w.window); free.After(at) {
-				at = free
-			}
-		}
-	}
+	at = outbound.NextSlot(ts, now, p.perMinute, p.perHour)
 	if at.Sub(now) > horizon {
 		p.sends[key] = ts
 		return at, false

@@ -513,7 +513,9 @@ func TestHQDailySOPExample(t *testing.T) {
 // reach at different times (one arm waits three hours first) gives each cohort's
 // customers their own tasks — the later cohort's customers are not left
 // assigned in no task because the first cohort's tasks already exist — and
-// each cohort's tasks are tracked, reminded and finished on their own.
+// each cohort's tasks are tracked and finished on their own (each has its
+// own result; the store's TestStaffCohortsKeepTheirOwnTasks shows that
+// finishing one cohort's leaves the other's untouched).
 func TestStaffTaskReachedByTwoCohorts(t *testing.T) {
 	h := newStaffHarness(t, "")
 	h.customers(
@@ -554,4 +556,17 @@ steps:
 	c := h.counts("two-ways", res.RunID)
 	require.Equal(t, int64(6), c["task"].Sent, "%+v", c["task"])
 	require.Equal(t, int64(6), res.Stats.Sent)
+	tasks, err := h.store.StaffTasks(context.Background(), res.RunID, "task")
+	require.NoError(t, err)
+	require.Len(t, tasks, 4)
+	cohorts := map[string]map[int64]bool{}
+	for _, task := range tasks {
+		if cohorts[task.Staff] == nil {
+			cohorts[task.Staff] = map[int64]bool{}
+		}
+		cohorts[task.Staff][task.Cohort] = true
+		require.Equal(t, store.StaffOnTime, task.Result, "each cohort's task tracked to its own result: %+v", task)
+	}
+	require.Len(t, cohorts["zhangwei"], 2, "zhangwei has a task in each cohort")
+	require.Len(t, cohorts["lina"], 2, "lina has a task in each cohort")
 }

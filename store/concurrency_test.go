@@ -210,3 +210,75 @@ func TestFeedFollowsEventsStoredByTwoProcesses(t *testing.T) {
 		}
 	})
 }
+
+// TestArrivalsRacingTheEndOfAWait: one store records arrivals (the router)
+// while another ends the wait and collects it (CollectArrivals on another
+// worker): every member is in exactly one child — arrived or timed out —
+// whichever commits first. Before, on PostgreSQL, an arrival whose EXISTS
+// saw the wait could commit after the final collection read the arrivals,
+// and the remainder left out every arrival: that user was in neither.
+func TestArrivalsRacingTheEndOfAWait(t *testing.T) {
+	eachStorePair(t, func(t *testing.T, router, collector *SQLite) {
+		ctx := context.Background()
+		const members = 400
+		for round := range 15 {
+			run, err := collector.BeginRun(ctx, fmt.Sprintf("wf/%d", round), "c", "h", "manual")
+			require.NoError(t, err)
+			waiting, err := collector.CreateCohort(ctx, fmt.Sprintf("%d/waiting", round), run.ID, "wait", 0, time.Time{})
+			require.NoError(t, err)
+			uids := make([]int64, members)
+			for i := range uids {
+				uids[i] = int64(i + 1)
+			}
+			require.NoError(t, collector.WritePages(ctx, waiting.ID, []Page{{No: 0, Members: uids}}))
+			waiting, err = collector.SealCohort(ctx, waiting.ID, 1)
+			require.NoError(t, err)
+			require.NoError(t, collector.RegisterWait(ctx, Wait{CohortID: waiting.ID, RunID: run.ID, CanvasID: "c", StepID: "wait", Event: "open", Deadline: time.Now()}))
+
+			// The router records arrivals one user at a time, as events come.
+			var wg sync.WaitGroup
+			var recordErr error
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, u := range uids {
+					if _, err := router.RecordArrivals(ctx, waiting.ID, []int64{u}, time.Now()); err != nil {
+						recordErr = err
+						return
+					}
+				}
+			}()
+			// Meanwhile the deadline: end the wait, collect, the rest time out.
+			time.Sleep(time.Duration(round) * time.Millisecond)
+			require.NoError(t, collector.EndWait(ctx, waiting.ID))
+			arrived, err := collector.ChildCohort(ctx, waiting, "arrived1")
+			require.NoError(t, err)
+			for {
+				n, err := collector.CollectArrivalsPage(ctx, waiting.ID, arrived.ID)
+				require.NoError(t, err)
+				if n < PageSize {
+					break
+				}
+			}
+			rest, err := collector.ChildCohort(ctx, waiting, "timeout")
+			require.NoError(t, err)
+			require.NoError(t, collector.WriteRemainderPages(ctx, waiting.ID, rest.ID, 0, 1))
+			wg.Wait()
+			require.NoError(t, recordErr)
+
+			in := map[int64]int{}
+			for _, child := range []int64{arrived.ID, rest.ID} {
+				pages, err := collector.Pages(ctx, child, 0, 1<<20)
+				require.NoError(t, err)
+				for _, p := range pages {
+					for _, m := range p.Members {
+						in[m]++
+					}
+				}
+			}
+			for _, u := range uids {
+				require.Equal(t, 1, in[u], "round %d: user %d is in %d of the wait's children", round, u, in[u])
+			}
+		}
+	})
+}

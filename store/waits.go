@@ -161,14 +161,23 @@ func (s *SQLite) MembersAmong(ctx context.Context, cohortID int64, uids []int64)
 
 // RecordArrivals records users who sent the awaited event, while the cohort
 // still waits (a resolved wait takes no more arrivals). It returns how many
-// are new.
+// are new. It and EndWait are write transactions (on PostgreSQL under the
+// write lock): an arrival either commits before the wait ends, and the
+// final collection finds it, or sees the wait gone — never checks the wait,
+// then commits after the collection read the arrivals (another worker
+// collects; that user would be in neither child).
 func (s *SQLite) RecordArrivals(ctx context.Context, cohortID int64, uids []int64, at time.Time) (int64, error) {
-	res, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO arrivals (cohort_id, uid, at) SELECT ?, value, ? FROM json_each(?)
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO arrivals (cohort_id, uid, at) SELECT ?, value, ? FROM json_each(?)
 		WHERE EXISTS (SELECT 1 FROM waits WHERE cohort_id = ?)`, cohortID, at.UnixMilli(), idList(uids), cohortID)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
 }
 
 // ChildCohort creates (or finds) a child of a waiting cohort by a key
@@ -187,8 +196,10 @@ func (s *SQLite) ChildCohort(ctx context.Context, waiting Cohort, suffix string)
 
 // EndWait stops a cohort's wait: no arrival is recorded for it after this.
 func (s *SQLite) EndWait(ctx context.Context, cohortID int64) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM waits WHERE cohort_id = ?`, cohortID)
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM waits WHERE cohort_id = ?`, cohortID)
+		return err
+	})
 }
 
 // CollectArrivalsPage moves up to one page of a waiting cohort's
@@ -227,7 +238,9 @@ func (s *SQLite) CollectArrivalsPage(ctx context.Context, waitingID, childID int
 // WriteRemainderPages writes, for the waiting cohort's pages numbered in
 // [from, to), its members who never arrived into child under the same page
 // numbers (an empty page deletes the child's page). Rewriting is
-// idempotent, so a retry may redo any range.
+// idempotent, so a retry may redo any range. Arrived means collected into
+// an arrived child: an arrival no collection took (none should be left
+// once the wait ended) times out rather than leaving its user in neither.
 func (s *SQLite) WriteRemainderPages(ctx context.Context, waitingID, childID, from, to int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT page, min_uid, max_uid, members FROM cohort_pages WHERE cohort_id = ? AND page >= ? AND page < ? ORDER BY page`, waitingID, from, to)
@@ -257,7 +270,7 @@ func (s *SQLite) WriteRemainderPages(ctx context.Context, waitingID, childID, fr
 			if err != nil {
 				return err
 			}
-			arows, err := tx.QueryContext(ctx, `SELECT uid FROM arrivals WHERE cohort_id = ? AND uid >= ? AND uid <= ?`, waitingID, p.lo, p.hi)
+			arows, err := tx.QueryContext(ctx, `SELECT uid FROM arrivals WHERE cohort_id = ? AND uid >= ? AND uid <= ? AND collected != 0`, waitingID, p.lo, p.hi)
 			if err != nil {
 				return err
 			}

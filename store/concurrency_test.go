@@ -282,3 +282,33 @@ func TestArrivalsRacingTheEndOfAWait(t *testing.T) {
 		}
 	})
 }
+
+// TestWorkersStartingAtOnceOnAnEmptyDatabase: several workers open a new
+// PostgreSQL store at the same moment (a cluster's first start); every one
+// opens it, and each migration is applied once.
+func TestWorkersStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
+	ctx := context.Background()
+	for round := range 5 {
+		dsn := storetest.PostgresDSN(t)
+		const workers = 8
+		stores := make([]*SQLite, workers)
+		errs := make([]error, workers)
+		var wg sync.WaitGroup
+		for i := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				stores[i], errs[i] = OpenPostgres(ctx, dsn)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(t, err, "round %d, worker %d", round, i)
+			t.Cleanup(func() { stores[i].Close() })
+		}
+		var versions, distinct int
+		require.NoError(t, stores[0].r.QueryRowContext(ctx, `SELECT count(*), count(DISTINCT version) FROM schema_migrations`).Scan(&versions, &distinct))
+		require.Equal(t, distinct, versions)
+		require.Positive(t, versions)
+	}
+}

@@ -143,7 +143,13 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if s.pg {
 		migrations, dir, raw = postgresMigrations, "postgres", pgRaw
 	}
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+	// Under the write lock: workers starting at once on a new PostgreSQL
+	// database would otherwise race to create it (and one fail on
+	// pg_type's unique index: IF NOT EXISTS is not atomic there).
+	if err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`)
+		return err
+	}); err != nil {
 		return fmt.Errorf("store: migrations table: %w", err)
 	}
 	names, err := fs.Glob(migrations, "migrations/"+dir+"/*.sql")

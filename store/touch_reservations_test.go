@@ -20,6 +20,7 @@ func TestCapOfOneHoldsAcrossWorkers(t *testing.T) {
 			uids[i] = int64(i + 1)
 		}
 		passed := map[int64]int{}
+		var errs []error
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for i := range 6 {
@@ -32,9 +33,12 @@ func TestCapOfOneHoldsAcrossWorkers(t *testing.T) {
 				defer wg.Done()
 				key := LedgerKey{RunID: int64(i + 1), StepID: "p"}
 				capped, err := st.ReserveTouches(ctx, key, "sms", rules, uids, *now)
-				require.NoError(t, err)
 				mu.Lock()
 				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+					return
+				}
 				for _, u := range uids {
 					if !capped[u] {
 						passed[u]++
@@ -43,6 +47,7 @@ func TestCapOfOneHoldsAcrossWorkers(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		require.Empty(t, errs)
 		require.Len(t, passed, len(uids))
 		for u, n := range passed {
 			require.Equal(t, 1, n, "user %d passed %d times", u, n)

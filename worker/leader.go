@@ -113,12 +113,15 @@ func (l *leadership) run(ctx context.Context, term int64, stop func(lost bool)) 
 			renewed = l.now()
 			continue
 		}
+		// The new expiry counts from before the call (the store reads its
+		// clock during it): step down on that basis, not on the return.
+		asked := l.now()
 		rctx, cancel := context.WithTimeout(ctx, l.renew)
 		ok, err := l.st.RenewLease(rctx, l.name, l.holder, term, l.ttl)
 		cancel()
 		switch {
 		case err == nil && ok:
-			renewed = l.now()
+			renewed = asked
 			continue
 		case err == nil:
 			l.log.Error("lost the lease (it expired and was taken): this worker stops routing", "lease", l.name, "term", term)

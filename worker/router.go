@@ -105,8 +105,15 @@ func (app *App) lead(ctx context.Context, term int64, now bool) (func(lost bool)
 			defer close(routerDone)
 			router.Run(routerCtx)
 		}()
-		go app.followDeploys(feedCtx, router)
+		// Joined before feedDone closes: a stopped router is never
+		// refreshed by a deploy seen late.
+		deploysDone := make(chan struct{})
+		go func() {
+			defer close(deploysDone)
+			app.followDeploys(feedCtx, router)
+		}()
 		feed.run(feedCtx)
+		<-deploysDone
 	}()
 	return func(lost bool) {
 		cancelFeed()

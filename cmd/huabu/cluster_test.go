@@ -213,7 +213,14 @@ steps:
 	// 1. A worker dies in the middle of the first push (the run's sends are
 	// spread over every worker; whichever dies, its pages are handed on
 	// after their heartbeat timeout). It comes back.
-	require.Eventually(t, func() bool { return len(pushes()["第一波"]) >= users/3 }, 3*time.Minute, 5*time.Millisecond)
+	// Bounds grow with the cohort: a minute and a half per 10,000 users
+	// (3 min at least) for a third of the first push, on a loaded 2-core
+	// machine.
+	sendBound := max(3*time.Minute, time.Duration(users)*9*time.Millisecond)
+	runStarted := time.Now()
+	waitFor(t, func() bool { return len(pushes()["第一波"]) >= users/3 }, sendBound, 5*time.Millisecond,
+		func() string { return fmt.Sprintf("first push: %d of %d users", len(pushes()["第一波"]), users) })
+	t.Logf("a third of the first push (%d users) %s after the run started", users/3, time.Since(runStarted).Round(time.Millisecond))
 	victim := len(workers) - 1
 	workers[victim].kill()
 	t.Logf("killed worker %d mid first push (%d of %d pushed) at %s", victim, len(pushes()["第一波"]), users, time.Since(start).Round(time.Millisecond))
@@ -283,12 +290,16 @@ steps:
 	require.NoError(t, <-sent)
 
 	// Everything settles: the run completes, every accepted event's user is welcomed.
-	require.Eventually(t, func() bool {
+	waitFor(t, func() bool {
 		status, _, _ := runStatus(t, workers[0].api, workflowID)
 		return status == "Completed"
-	}, 5*time.Minute, 200*time.Millisecond, "the run did not finish")
-	require.Eventually(t, func() bool { return len(pushes()["欢迎回来"]) == events }, 3*time.Minute, 200*time.Millisecond,
-		"welcomed %d of %d users", len(pushes()["欢迎回来"]), events)
+	}, 2*sendBound, 200*time.Millisecond, func() string {
+		got := pushes()
+		return fmt.Sprintf("the run did not finish: first push %d, second %d of %d users", len(got["第一波"]), len(got["第二波"]), users)
+	})
+	t.Logf("the broadcast run completed %s after it started", time.Since(runStarted).Round(time.Millisecond))
+	waitFor(t, func() bool { return len(pushes()["欢迎回来"]) == events }, 3*time.Minute, 200*time.Millisecond,
+		func() string { return fmt.Sprintf("welcomed %d of %d users", len(pushes()["欢迎回来"]), events) })
 	t.Logf("%d workers, %d users, %d events, 2 kills: done in %s", len(workers), users, events, time.Since(start).Round(time.Millisecond))
 	got := pushes()
 	for wave, want := range map[string]int{"第一波": users, "第二波": users, "欢迎回来": events} {
@@ -298,5 +309,18 @@ steps:
 				require.Equal(t, 1, n, "%s: %s got it %d times", wave, alias, n)
 			}
 		}
+	}
+}
+
+// waitFor polls cond until it holds, failing after within with what() —
+// the state at the deadline, not at the call.
+func waitFor(t *testing.T, cond func() bool, within, every time.Duration, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what())
+		}
+		time.Sleep(every)
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
-	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/store"
 )
 
@@ -75,20 +74,12 @@ type ChannelSet interface {
 	Get(name string) (channels.Channel, bool)
 }
 
-// Activities carries the dependencies of every activity. Its methods are
-// registered with the Temporal worker.
+// Activities carries the dependencies of every activity but the staff
+// loop's (StaffActivities). Its methods are registered with the Temporal
+// worker.
 type Activities struct {
 	Store    Store
 	Channels ChannelSet
-	// Staff is the staff task ledger and contact book staff_task steps
-	// use, Directory where the WeCom directory sync writes (*store.SQLite
-	// is both; the app passes them in, so a store without them does not
-	// compile instead of failing a run).
-	Staff     StaffStore
-	Directory ingest.DirectoryStore
-	// WeCom is the WeCom client staff tasks and the directory sync call
-	// (*wecom.API), nil when channels.wecom is not configured.
-	WeCom    WeComClient
 	Compiler *canvases.Compiler
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -107,12 +98,6 @@ type Activities struct {
 	ResumeGrace time.Duration
 
 	plans sync.Map // hash → *compiledPlan
-}
-
-// WeComClient is what staff tasks and the directory sync use of WeCom.
-type WeComClient interface {
-	StaffAPI
-	ingest.WeComDirectory
 }
 
 func (a *Activities) now() time.Time {

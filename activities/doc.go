@@ -1,7 +1,9 @@
 // Package activities is what the interpreter workflow calls: evaluate an
 // audience into an entry cohort, send a step's message to a range of cohort
 // pages through the delivery ledger, partition a cohort for a branch, split
-// or time-of-day wait, tag profiles, record exits and finish runs.
+// or time-of-day wait, tag profiles, record exits and finish runs
+// (Activities); and the staff_task loop's activities with the WeCom
+// directory sync (StaffActivities, staff_*.go, one file per activity).
 //
 // Every activity works on cohort pages by number and heartbeats the last page
 // it finished, so a retried attempt resumes where the last one stopped, and

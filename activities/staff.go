@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -9,6 +10,7 @@ import (
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/channels/wecom"
+	"github.com/huabu/huabu/ingest"
 	"github.com/huabu/huabu/store"
 )
 
@@ -21,9 +23,50 @@ import (
 // time / late / not done. Every step reads and writes the staff task ledger
 // (store.StaffTask rows), so each activity may be retried.
 
+// StaffActivities are the staff_task step's activities (the loop's six and
+// the pre-loop stub StaffTask) and the WeCom directory sync they rely on.
+// The app builds it with exactly what they need beyond the engine: the
+// staff task ledger, the directory store and the WeCom client. Register it
+// with the Temporal worker beside Activities (its method names are the
+// activity names, as when they hung off Activities).
+type StaffActivities struct {
+	// Engine is what every activity shares: compiled plans, the cohorts'
+	// pages, profiles, the channels (wecom.app), the outbox, clock and
+	// logger. (A field, not embedded: the worker would register its
+	// methods twice.)
+	Engine *Activities
+	// Store is the staff task ledger and contact book; Directory is where
+	// the WeCom directory sync writes (*store.SQLite is both).
+	Store     StaffStore
+	Directory ingest.DirectoryStore
+	// WeCom is the client staff tasks and the directory sync call
+	// (*wecom.API), nil when channels.wecom is not configured: the outbox
+	// stands in for tasks then, and nothing is tracked.
+	WeCom WeComClient
+}
+
+// WeComClient is what staff tasks and the directory sync use of WeCom.
+type WeComClient interface {
+	StaffAPI
+	ingest.WeComDirectory
+}
+
+func (a *StaffActivities) now() time.Time                             { return a.Engine.now() }
+func (a *StaffActivities) logger() *slog.Logger                       { return a.Engine.logger() }
+func (a *StaffActivities) staffData(t store.StaffTask) map[string]any { return a.Engine.staffData(t) }
+func (a *StaffActivities) staffText(cp *compiledPlan, task *canvases.StaffTask, t store.StaffTask) (*canvases.Message, error) {
+	return a.Engine.staffText(cp, task, t)
+}
+func (a *StaffActivities) planStep(ctx context.Context, in StepInput) (*compiledPlan, *canvases.Step, error) {
+	return a.Engine.planStep(ctx, in)
+}
+func (a *StaffActivities) eachPage(ctx context.Context, cp *compiledPlan, in StepInput, cur *pageCursor, fn func(store.Page) error) error {
+	return a.Engine.eachPage(ctx, cp, in, cur, fn)
+}
+
 // StaffStore is the persistence the staff loop needs; *store.SQLite has it.
 // It is separate from Store so the engine's interface stays as it was; the
-// app passes it in as Activities.Staff (the same store value).
+// app passes it in as StaffActivities.Store (the same store value).
 type StaffStore interface {
 	AssignStaffCustomers(ctx context.Context, runID int64, stepID string, rows []store.StaffCustomer) error
 	SplitStaffParts(ctx context.Context, runID int64, stepID string, scope int64, max int) error
@@ -86,16 +129,16 @@ func pendingSettle(api StaffAPI) time.Duration {
 	return 4*call + listingDelay
 }
 
-func (a *Activities) staffStore() (StaffStore, error) {
-	if a.Staff == nil {
-		return nil, temporal.NewNonRetryableApplicationError("the activities were built without a staff task ledger (Activities.Staff)", "StaffStoreUnavailable", nil)
+func (a *StaffActivities) staffStore() (StaffStore, error) {
+	if a.Store == nil {
+		return nil, temporal.NewNonRetryableApplicationError("the staff activities were built without a staff task ledger (StaffActivities.Store)", "StaffStoreUnavailable", nil)
 	}
-	return a.Staff, nil
+	return a.Store, nil
 }
 
 // staffAPI is the WeCom client the app passed in, or nil when WeCom is
 // not configured (the outbox stands in, and nothing is tracked).
-func (a *Activities) staffAPI() StaffAPI {
+func (a *StaffActivities) staffAPI() StaffAPI {
 	if a.WeCom == nil {
 		return nil
 	}

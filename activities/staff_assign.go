@@ -19,7 +19,7 @@ import (
 // when they have no owner, no external userid, or removed the owner); for
 // to: staff, each member under their WeCom userid. Then one task row per
 // staff member (and per 10,000 customers).
-func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedule, error) {
+func (a *StaffActivities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedule, error) {
 	cp, step, err := a.planStep(ctx, in)
 	if err != nil {
 		return StaffSchedule{}, err
@@ -58,7 +58,7 @@ func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedu
 
 	var cur pageCursor
 	err = a.eachPage(ctx, cp, in, &cur, func(p store.Page) error {
-		rows, err := a.Store.Profiles(ctx, p.Members)
+		rows, err := a.Engine.Store.Profiles(ctx, p.Members)
 		if err != nil {
 			return err
 		}
@@ -125,7 +125,7 @@ func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedu
 			ids = append(ids, as.Staff)
 		}
 	}
-	directory, err := a.Store.StaffByIDs(ctx, ids)
+	directory, err := a.Engine.Store.StaffByIDs(ctx, ids)
 	if err != nil {
 		return StaffSchedule{}, err
 	}
@@ -147,8 +147,8 @@ func (a *Activities) StaffAssign(ctx context.Context, in StepInput) (StaffSchedu
 	return sched, st.EnsureStaffTasks(ctx, tasks)
 }
 
-func (a *Activities) zone() *time.Location {
-	if loc, err := canvases.LoadLocation(a.Compiler.Options().Timezone); err == nil {
+func (a *StaffActivities) zone() *time.Location {
+	if loc, err := canvases.LoadLocation(a.Engine.Compiler.Options().Timezone); err == nil {
 		return loc
 	}
 	return time.UTC

@@ -15,7 +15,7 @@ import (
 // sendBrief sends a staff brief as a template card with a confirm button.
 // WeCom's duplicate check drops a resend of the same card, so an ambiguous
 // answer is retried rather than looked up.
-func (a *Activities) sendBrief(ctx context.Context, st StaffStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, res *StaffDispatched) error {
+func (a *StaffActivities) sendBrief(ctx context.Context, st StaffStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, res *StaffDispatched) error {
 	msg, err := a.staffText(cp, step.StaffTask, t)
 	if missingData(err) {
 		res.Failed++
@@ -46,7 +46,7 @@ func (a *Activities) sendBrief(ctx context.Context, st StaffStore, api StaffAPI,
 
 // notifyStaff sends each staff member with a created task, not yet told,
 // an app message about it (one per member, however many parts).
-func (a *Activities) notifyStaff(ctx context.Context, st StaffStore, cp *compiledPlan, step *canvases.Step, in StaffInput, res *StaffDispatched) error {
+func (a *StaffActivities) notifyStaff(ctx context.Context, st StaffStore, cp *compiledPlan, step *canvases.Step, in StaffInput, res *StaffDispatched) error {
 	if step.StaffTask.To == canvases.StaffToStaff {
 		return nil // the card is the notice
 	}
@@ -111,12 +111,12 @@ func (a *Activities) notifyStaff(ctx context.Context, st StaffStore, cp *compile
 // appMessages sends app messages through the wecom.app channel (pacing and
 // WeCom's duplicate check, which makes a retried notice harmless) and
 // returns who got theirs. A retryable failure comes back as the error.
-func (a *Activities) appMessages(ctx context.Context, in StepInput, kind string, ds []channels.Delivery) (map[string]bool, error) {
+func (a *StaffActivities) appMessages(ctx context.Context, in StepInput, kind string, ds []channels.Delivery) (map[string]bool, error) {
 	sent := map[string]bool{}
 	if len(ds) == 0 {
 		return sent, nil
 	}
-	ch, ok := a.Channels.Get("wecom.app")
+	ch, ok := a.Engine.Channels.Get("wecom.app")
 	if !ok {
 		return sent, temporal.NewNonRetryableApplicationError("no wecom.app channel", "NoChannel", nil)
 	}
@@ -148,7 +148,7 @@ func (a *Activities) appMessages(ctx context.Context, in StepInput, kind string,
 // recordStaffTasks is the loop without WeCom: each staff member's task
 // (content and notice) is recorded in the outbox, one record per member,
 // and nothing is tracked.
-func (a *Activities) recordStaffTasks(ctx context.Context, cp *compiledPlan, step *canvases.Step, in StaffInput, tasks []store.StaffTask) error {
+func (a *StaffActivities) recordStaffTasks(ctx context.Context, cp *compiledPlan, step *canvases.Step, in StaffInput, tasks []store.StaffTask) error {
 	st, err := a.staffStore()
 	if err != nil {
 		return err
@@ -199,7 +199,7 @@ func (a *Activities) recordStaffTasks(ctx context.Context, cp *compiledPlan, ste
 		}
 		keys = append(keys, t.StaffTaskKey)
 	}
-	if err := a.Store.WriteOutbox(ctx, records); err != nil {
+	if err := a.Engine.Store.WriteOutbox(ctx, records); err != nil {
 		return err
 	}
 	for _, k := range keys {

@@ -44,7 +44,7 @@ func staffRaw(t store.StaffTask) map[string]any {
 }
 
 // staffNotice renders the notice for one staff member's tasks.
-func (a *Activities) staffNotice(cp *compiledPlan, task *canvases.StaffTask, t store.StaffTask, customers int, deadline time.Time, text string) (string, error) {
+func (a *StaffActivities) staffNotice(cp *compiledPlan, task *canvases.StaffTask, t store.StaffTask, customers int, deadline time.Time, text string) (string, error) {
 	src := task.Notice
 	if src == "" {
 		if task.To == canvases.StaffToStaff {
@@ -87,7 +87,7 @@ func summarize(s string, n int) string {
 // One staff member's failure does not stop the others: a refusal fails
 // their row; a transient failure is retried by the next attempt, after the
 // rest are done.
-func (a *Activities) StaffDispatch(ctx context.Context, in StaffInput) (StaffDispatched, error) {
+func (a *StaffActivities) StaffDispatch(ctx context.Context, in StaffInput) (StaffDispatched, error) {
 	var res StaffDispatched
 	cp, step, err := a.planStep(ctx, in.StepInput)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 // members have not done the task by the deadline. Tasks are marked
 // escalated after the message, so a retry within WeCom's duplicate-check
 // interval is dropped by WeCom rather than repeated.
-func (a *Activities) StaffEscalate(ctx context.Context, in StaffInput) (int, error) {
+func (a *StaffActivities) StaffEscalate(ctx context.Context, in StaffInput) (int, error) {
 	cp, step, err := a.planStep(ctx, in.StepInput)
 	if err != nil {
 		return 0, err

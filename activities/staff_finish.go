@@ -32,7 +32,7 @@ type StaffOutcome struct {
 
 // StaffFinish decides each task's result and each waiting customer's, and
 // returns the totals.
-func (a *Activities) StaffFinish(ctx context.Context, in StaffFinishInput) (StaffOutcome, error) {
+func (a *StaffActivities) StaffFinish(ctx context.Context, in StaffFinishInput) (StaffOutcome, error) {
 	var out StaffOutcome
 	st, err := a.staffStore()
 	if err != nil {

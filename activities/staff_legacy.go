@@ -17,7 +17,7 @@ import (
 // loop ran it: one outbox record per owner, nothing tracked. It stays
 // registered so those runs replay and finish; new runs use StaffAssign and
 // the StaffTaskLoop workflow.
-func (a *Activities) StaffTask(ctx context.Context, in StepInput) (int64, error) {
+func (a *StaffActivities) StaffTask(ctx context.Context, in StepInput) (int64, error) {
 	cp, step, err := a.planStep(ctx, in)
 	if err != nil {
 		return 0, err
@@ -25,7 +25,7 @@ func (a *Activities) StaffTask(ctx context.Context, in StepInput) (int64, error)
 	counts := map[string]int64{}
 	var cur pageCursor
 	err = a.eachPage(ctx, cp, in, &cur, func(p store.Page) error {
-		rows, err := a.Store.Profiles(ctx, p.Members)
+		rows, err := a.Engine.Store.Profiles(ctx, p.Members)
 		if err != nil {
 			return err
 		}
@@ -46,11 +46,11 @@ func (a *Activities) StaffTask(ctx context.Context, in StepInput) (int64, error)
 		return 0, err
 	}
 	staffIDs := sortedKeys(counts)
-	staff, err := a.Store.StaffByIDs(ctx, staffIDs)
+	staff, err := a.Engine.Store.StaffByIDs(ctx, staffIDs)
 	if err != nil {
 		return 0, err
 	}
-	env := a.Compiler.Env()
+	env := a.Engine.Compiler.Env()
 	var records []channels.OutboxRecord
 	cache := newTemplateCache()
 	for _, id := range staffIDs {
@@ -76,7 +76,7 @@ func (a *Activities) StaffTask(ctx context.Context, in StepInput) (int64, error)
 	}
 	// One record per staff member and step: a retry rewrites nothing twice
 	// because the run's step is recorded once the activity completes.
-	if err := a.Store.WriteOutbox(ctx, records); err != nil {
+	if err := a.Engine.Store.WriteOutbox(ctx, records); err != nil {
 		return 0, err
 	}
 	return int64(len(records)), nil

@@ -30,7 +30,7 @@ type StaffPollInput struct {
 // (get_groupmsg_task) and, for those, each customer's result
 // (get_groupmsg_send_result). Briefs are acknowledged by callback, so for
 // them it only counts.
-func (a *Activities) StaffPoll(ctx context.Context, in StaffPollInput) (StaffProgress, error) {
+func (a *StaffActivities) StaffPoll(ctx context.Context, in StaffPollInput) (StaffProgress, error) {
 	var res StaffProgress
 	st, err := a.staffStore()
 	if err != nil {
@@ -103,7 +103,7 @@ func (a *Activities) StaffPoll(ctx context.Context, in StaffPollInput) (StaffPro
 }
 
 // pollTask reads one task's status; true when its staff member has sent it.
-func (a *Activities) pollTask(ctx context.Context, st StaffStore, api StaffAPI, t store.StaffTask) (bool, error) {
+func (a *StaffActivities) pollTask(ctx context.Context, st StaffStore, api StaffAPI, t store.StaffTask) (bool, error) {
 	staff, err := api.MassTaskStaff(ctx, t.Ref)
 	if err != nil {
 		return false, err
@@ -127,7 +127,7 @@ func (a *Activities) pollTask(ctx context.Context, st StaffStore, api StaffAPI, 
 	return true, st.MarkStaffDone(ctx, t.StaffTaskKey, sentAt)
 }
 
-func (a *Activities) fetchResults(ctx context.Context, st StaffStore, api StaffAPI, t store.StaffTask) error {
+func (a *StaffActivities) fetchResults(ctx context.Context, st StaffStore, api StaffAPI, t store.StaffTask) error {
 	results, err := api.MassTaskResults(ctx, t.Ref, t.Staff)
 	if err != nil {
 		return err

@@ -30,7 +30,7 @@ type StaffReminded struct {
 // briefs. Each slot is recorded on the task before the call (a retried
 // attempt skips it), and at most three reminders per task fall in any 24
 // hours, the limit WeCom enforces.
-func (a *Activities) StaffRemind(ctx context.Context, in StaffRemindInput) (StaffReminded, error) {
+func (a *StaffActivities) StaffRemind(ctx context.Context, in StaffRemindInput) (StaffReminded, error) {
 	var res StaffReminded
 	cp, step, err := a.planStep(ctx, in.StepInput)
 	if err != nil {

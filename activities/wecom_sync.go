@@ -13,7 +13,7 @@ import (
 // it on a Temporal Schedule; callbacks keep the data current in between.
 // What WeCom refuses for good (a wrong base_url's 404, a secret without the
 // address-book permission) fails the sync at once instead of being retried.
-func (a *Activities) SyncWeComDirectory(ctx context.Context) (ingest.SyncSummary, error) {
+func (a *StaffActivities) SyncWeComDirectory(ctx context.Context) (ingest.SyncSummary, error) {
 	if a.WeCom == nil {
 		return ingest.SyncSummary{}, nil // WeCom is not configured: nothing to sync
 	}

@@ -63,6 +63,7 @@ func (s *sim) drive(ctx context.Context) error {
 		Interceptors: []interceptor.WorkerInterceptor{liveness.Interceptor(4 * time.Second)}})
 	workflows.Register(env)
 	env.RegisterActivity(s.acts)
+	env.RegisterActivity(s.staffActs)
 	env.RegisterWorkflowWithOptions(s.driveWorkflow, workflow.RegisterOptions{Name: driveName})
 	s.clock.use(env)
 	env.ExecuteWorkflow(driveName, in)

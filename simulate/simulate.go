@@ -116,11 +116,12 @@ type sim struct {
 	rfmAt    time.Time
 	rfmReads rfmReads
 
-	acts    *activities.Activities
-	router  *triggers.Router
-	starts  *starter
-	cursor  int64       // the last event routed
-	skipped []time.Time // schedule firings skipped: the last run still going
+	acts      *activities.Activities
+	staffActs *activities.StaffActivities
+	router    *triggers.Router
+	starts    *starter
+	cursor    int64       // the last event routed
+	skipped   []time.Time // schedule firings skipped: the last run still going
 
 	// live are the events of the period, in time order: replay those some
 	// plan reacts to, in batches the router takes together, and quiet the
@@ -461,9 +462,10 @@ func (s *sim) engine(ctx context.Context) error {
 	}
 	engine := engineStore{SQLite: s.st, sim: s}
 	s.acts = &activities.Activities{
-		Store: engine, Staff: engine, Directory: engine, Channels: set, Compiler: s.comp, Logger: s.opts.Logger,
+		Store: engine, Channels: set, Compiler: s.comp, Logger: s.opts.Logger,
 		Policy: worker.PolicyOf(s.opts.Config.Policy), Now: s.clock.Now,
 	}
+	s.staffActs = &activities.StaffActivities{Engine: s.acts, Store: engine, Directory: engine}
 	s.starts = &starter{canvasID: s.plan.ID}
 	s.router = triggers.New(triggers.Options{
 		Store: s.st, Temporal: s.starts, Compiler: s.comp, TaskQueue: taskQueue, Logger: s.opts.Logger,

@@ -250,10 +250,11 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 
 	progress("starting the worker")
 	app.metrics = activities.NewMetrics()
-	acts := &activities.Activities{Store: app.store, Staff: app.store, Directory: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app,
+	acts := &activities.Activities{Store: app.store, Channels: app.channels, Compiler: app.compiler, Logger: log, Policy: policyOf(cfg.Policy), Metrics: app.metrics, Gate: app,
 		Controls: app.store, ResumeGrace: cfg.Policy.ResumeGraceDuration()}
+	staffActs := &activities.StaffActivities{Engine: acts, Store: app.store, Directory: app.store}
 	if wecomAPI != nil {
-		acts.WeCom = wecomAPI
+		staffActs.WeCom = wecomAPI
 	}
 	app.acts = acts
 	maxActs := opts.MaxConcurrentActivities
@@ -271,6 +272,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	workflows.Register(app.worker)
 	app.worker.RegisterWorkflowWithOptions(workflows.SendOne, workflows.SendOneOptions())
 	app.worker.RegisterActivity(acts)
+	app.worker.RegisterActivity(staffActs)
 	if err := app.worker.Start(); err != nil {
 		return nil, fmt.Errorf("temporal worker: %w", err)
 	}

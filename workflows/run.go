@@ -94,7 +94,11 @@ const (
 	maxUserIDsInInput = 20000
 )
 
-var a *activities.Activities // method values name activities; never called
+// Method values name activities; never called.
+var (
+	a  *activities.Activities
+	sa *activities.StaffActivities
+)
 
 // finishOnCancelChange versions recording a cancelled run's end (runs
 // recorded before it ended without a word to the store).

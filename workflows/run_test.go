@@ -30,12 +30,13 @@ import (
 // harness is a real store, the example config's compiler and the outbox
 // channel set, with the interpreter in Temporal's test environment.
 type harness struct {
-	t        *testing.T
-	store    *store.SQLite
-	compiler *canvases.Compiler
-	acts     *activities.Activities
-	env      *testsuite.TestWorkflowEnvironment
-	runs     int
+	t         *testing.T
+	store     *store.SQLite
+	compiler  *canvases.Compiler
+	acts      *activities.Activities
+	staffActs *activities.StaffActivities
+	env       *testsuite.TestWorkflowEnvironment
+	runs      int
 	// faults, when set, is installed in every new environment.
 	faults *faultInjector
 }
@@ -76,11 +77,12 @@ func newHarnessWithDeps(t *testing.T, channelsYAML string, edit func(*channels.D
 	set, err := channels.NewSet(cfg.Channels, cfg.ChannelProviders(), deps)
 	require.NoError(t, err)
 	h := &harness{t: t, store: st, compiler: comp}
-	h.acts = &activities.Activities{Store: st, Staff: st, Directory: st, Channels: set, Compiler: comp}
+	h.acts = &activities.Activities{Store: st, Channels: set, Compiler: comp}
+	h.staffActs = &activities.StaffActivities{Engine: h.acts, Store: st, Directory: st}
 	api, err := wecom.Configured(cfg.Channels, cfg.ChannelProviders(), deps)
 	require.NoError(t, err)
 	if api != nil {
-		h.acts.WeCom = api
+		h.staffActs.WeCom = api
 	}
 	return h
 }
@@ -97,6 +99,7 @@ func (h *harness) newEnv() *testsuite.TestWorkflowEnvironment {
 	env.SetTestTimeout(2 * time.Minute) // in-activity retries back off in real time
 	Register(env)
 	env.RegisterActivity(h.acts)
+	env.RegisterActivity(h.staffActs)
 	// Every run is a new workflow, as in production (BeginRun keys on it).
 	h.runs++
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: fmt.Sprintf("test-run-%d", h.runs)})

@@ -125,7 +125,7 @@ func staffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOut
 		sched = *in.Schedule
 	} else {
 		pctx := workflow.WithActivityOptions(ctx, staffAssignActivity)
-		if err := workflow.ExecuteActivity(pctx, a.StaffAssign, in.Step).Get(ctx, &sched); err != nil {
+		if err := workflow.ExecuteActivity(pctx, sa.StaffAssign, in.Step).Get(ctx, &sched); err != nil {
 			return out, err
 		}
 		// Creating tasks is worth retrying until the deadline; after that a
@@ -141,7 +141,7 @@ func staffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOut
 			NonRetryableErrorTypes: staffNonRetryable}
 		dctx := workflow.WithActivityOptions(ctx, opts)
 		var d activities.StaffDispatched
-		if err := workflow.ExecuteActivity(dctx, a.StaffDispatch, activities.StaffInput{StepInput: in.Step, Schedule: sched}).Get(ctx, &d); err != nil {
+		if err := workflow.ExecuteActivity(dctx, sa.StaffDispatch, activities.StaffInput{StepInput: in.Step, Schedule: sched}).Get(ctx, &d); err != nil {
 			if isPlanError(err) {
 				return out, err
 			}
@@ -171,7 +171,7 @@ func staffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOut
 			}
 			now = workflow.Now(ctx)
 			var p activities.StaffProgress
-			if err := workflow.ExecuteActivity(actx, a.StaffPoll, activities.StaffPollInput{StaffInput: sin}).Get(ctx, &p); err != nil {
+			if err := workflow.ExecuteActivity(actx, sa.StaffPoll, activities.StaffPollInput{StaffInput: sin}).Get(ctx, &p); err != nil {
 				log.Warn("staff tasks: poll failed; trying again at the next one", "step", in.Step.StepID, "error", err)
 				p.Open = 1
 			}
@@ -186,13 +186,13 @@ func staffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOut
 			}
 			if due >= 0 && !escalated {
 				rin := activities.StaffRemindInput{StaffInput: sin, At: sched.Reminders[due]}
-				if err := workflow.ExecuteActivity(actx, a.StaffRemind, rin).Get(ctx, nil); err != nil {
+				if err := workflow.ExecuteActivity(actx, sa.StaffRemind, rin).Get(ctx, nil); err != nil {
 					log.Warn("staff tasks: reminder failed", "step", in.Step.StepID, "error", err)
 				}
 			}
 			if !escalated && !now.Before(sched.Deadline) {
 				escalated = true
-				if err := workflow.ExecuteActivity(actx, a.StaffEscalate, sin).Get(ctx, nil); err != nil {
+				if err := workflow.ExecuteActivity(actx, sa.StaffEscalate, sin).Get(ctx, nil); err != nil {
 					log.Warn("staff tasks: escalation failed", "step", in.Step.StepID, "error", err)
 				}
 			}
@@ -203,12 +203,12 @@ func staffTaskLoop(ctx workflow.Context, in StaffTaskInput) (activities.StaffOut
 				return out, workflow.NewContinueAsNewError(ctx, StaffTaskLoopName, StaffTaskInput{Step: in.Step, Schedule: &sched, NextReminder: next, Escalated: escalated, Parent: in.Parent})
 			}
 		}
-		_ = workflow.ExecuteActivity(actx, a.StaffPoll, activities.StaffPollInput{StaffInput: sin, Final: true}).Get(ctx, nil)
+		_ = workflow.ExecuteActivity(actx, sa.StaffPoll, activities.StaffPollInput{StaffInput: sin, Final: true}).Get(ctx, nil)
 	}
 	fopts := staffActivity
 	fopts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, NonRetryableErrorTypes: staffNonRetryable}
 	fctx := workflow.WithActivityOptions(ctx, fopts)
-	err := workflow.ExecuteActivity(fctx, a.StaffFinish, activities.StaffFinishInput{StaffInput: sin}).Get(ctx, &out)
+	err := workflow.ExecuteActivity(fctx, sa.StaffFinish, activities.StaffFinishInput{StaffInput: sin}).Get(ctx, &out)
 	return out, err
 }
 
@@ -239,6 +239,6 @@ func SyncDirectory(ctx workflow.Context) (ingest.SyncSummary, error) {
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 10 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute, MaximumAttempts: 5},
 	})
 	var sum ingest.SyncSummary
-	err := workflow.ExecuteActivity(ctx, a.SyncWeComDirectory).Get(ctx, &sum)
+	err := workflow.ExecuteActivity(ctx, sa.SyncWeComDirectory).Get(ctx, &sum)
 	return sum, err
 }

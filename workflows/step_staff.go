@@ -26,7 +26,7 @@ func (r *runner) staffTaskStep(ctx workflow.Context, step *canvases.Step, t Toke
 	}
 	if workflow.GetVersion(ctx, staffLoopChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		// Runs recorded before the staff SOP loop keep its outbox stub.
-		if err := workflow.ExecuteActivity(pctx, a.StaffTask, in).Get(pctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(pctx, sa.StaffTask, in).Get(pctx, nil); err != nil {
 			return nil, err
 		}
 	} else if err := r.staffTask(ctx, step, t, in); err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/channels/wecom"
-	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/directory"
 	"github.com/huabu/huabu/store"
 )
 
@@ -38,7 +38,7 @@ type StaffActivities struct {
 	// Store is the staff task ledger and contact book; Directory is where
 	// the WeCom directory sync writes (*store.SQLite is both).
 	Store     StaffStore
-	Directory ingest.DirectoryStore
+	Directory directory.Store
 	// WeCom is the client staff tasks and the directory sync call
 	// (*wecom.API), nil when channels.wecom is not configured: the outbox
 	// stands in for tasks then, and nothing is tracked.
@@ -48,7 +48,7 @@ type StaffActivities struct {
 // WeComClient is what staff tasks and the directory sync use of WeCom.
 type WeComClient interface {
 	StaffAPI
-	ingest.WeComDirectory
+	directory.WeCom
 }
 
 func (a *StaffActivities) now() time.Time                             { return a.Engine.now() }

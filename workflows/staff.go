@@ -11,7 +11,7 @@ import (
 
 	"github.com/huabu/huabu/activities"
 	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/directory"
 )
 
 // StaffTaskLoopName is the workflow type of a staff_task step execution.
@@ -233,12 +233,12 @@ func StaffTaskLoopOptions() workflow.RegisterOptions {
 const SyncDirectoryName = "SyncWeComDirectory"
 
 // SyncDirectory runs the WeCom directory sync once.
-func SyncDirectory(ctx workflow.Context) (ingest.SyncSummary, error) {
+func SyncDirectory(ctx workflow.Context) (directory.SyncSummary, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 10 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute, MaximumAttempts: 5},
 	})
-	var sum ingest.SyncSummary
+	var sum directory.SyncSummary
 	err := workflow.ExecuteActivity(ctx, sa.SyncWeComDirectory).Get(ctx, &sum)
 	return sum, err
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/channels/wecom"
-	"github.com/huabu/huabu/ingest"
+	"github.com/huabu/huabu/directory"
 )
 
 func (c *cli) syncCmd() *cobra.Command {
@@ -44,7 +44,7 @@ runs the same sync every channels.wecom.directory_sync_interval; callbacks keep 
 				return err
 			}
 			defer st.Close()
-			sum, err := ingest.SyncWeCom(ctx, api, st)
+			sum, err := directory.SyncWeCom(ctx, api, st)
 			if err != nil {
 				return err
 			}

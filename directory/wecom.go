@@ -1,4 +1,4 @@
-package ingest
+package directory
 
 import (
 	"context"
@@ -6,23 +6,22 @@ import (
 	"sort"
 	"time"
 
-	"github.com/huabu/huabu/channels"
 	"github.com/huabu/huabu/channels/wecom"
+	"github.com/huabu/huabu/outbound"
 	"github.com/huabu/huabu/store"
 )
 
-// WeComDirectory is what the directory sync reads from WeCom;
-// *wecom.API has it.
-type WeComDirectory interface {
+// WeCom is what the directory sync reads from WeCom; *wecom.API has it.
+type WeCom interface {
 	Departments(ctx context.Context) ([]wecom.Department, error)
 	DepartmentMembers(ctx context.Context, departmentID int) ([]wecom.Member, error)
 	ContactsOf(ctx context.Context, staff []string) ([]wecom.Follow, error)
 }
 
-// DirectoryStore is where the sync writes.
-type DirectoryStore interface {
+// Store is where the sync writes; *store.SQLite has it.
+type Store interface {
 	UpsertStaff(ctx context.Context, staff []store.Staff) error
-	ContactsActive(ctx context.Context, pairs []channels.ContactPair) error
+	ContactsActive(ctx context.Context, pairs []outbound.ContactPair) error
 	LinkCustomers(ctx context.Context, links []store.CustomerLink) (int, error)
 }
 
@@ -43,7 +42,7 @@ type SyncSummary struct {
 // customer to a profile with the staff member who added them first as
 // owner (where the profile has no owner yet). Callbacks keep both current
 // between syncs.
-func SyncWeCom(ctx context.Context, api WeComDirectory, st DirectoryStore) (SyncSummary, error) {
+func SyncWeCom(ctx context.Context, api WeCom, st Store) (SyncSummary, error) {
 	start := time.Now()
 	var sum SyncSummary
 	depts, err := api.Departments(ctx)
@@ -88,14 +87,14 @@ func SyncWeCom(ctx context.Context, api WeComDirectory, st DirectoryStore) (Sync
 	// All follows first: a customer's owner is whoever added them first,
 	// across every batch of staff members.
 	first := map[string]wecom.Follow{}
-	var pairs []channels.ContactPair
+	var pairs []outbound.ContactPair
 	for lo := 0; lo < len(ids); lo += 100 {
 		follows, err := api.ContactsOf(ctx, ids[lo:min(lo+100, len(ids))])
 		if err != nil {
 			return sum, err
 		}
 		for _, f := range follows {
-			pairs = append(pairs, channels.ContactPair{Staff: f.Staff, ExternalUserID: f.ExternalUserID})
+			pairs = append(pairs, outbound.ContactPair{Staff: f.Staff, ExternalUserID: f.ExternalUserID})
 			if cur, ok := first[f.ExternalUserID]; !ok || (!f.CreateTime.IsZero() && f.CreateTime.Before(cur.CreateTime)) {
 				first[f.ExternalUserID] = f
 			}

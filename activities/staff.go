@@ -37,7 +37,7 @@ type StaffActivities struct {
 	Engine *Activities
 	// Store is the staff task ledger and contact book; Directory is where
 	// the WeCom directory sync writes (*store.SQLite is both).
-	Store     StaffStore
+	Store     StaffTaskStore
 	Directory directory.Store
 	// WeCom is the client staff tasks and the directory sync call
 	// (*wecom.API), nil when channels.wecom is not configured: the outbox
@@ -64,10 +64,10 @@ func (a *StaffActivities) eachPage(ctx context.Context, cp *compiledPlan, in Ste
 	return a.Engine.eachPage(ctx, cp, in, cur, fn)
 }
 
-// StaffStore is the persistence the staff loop needs; *store.SQLite has it.
+// StaffTaskStore is the persistence the staff loop needs; *store.SQLite has it.
 // It is separate from Store so the engine's interface stays as it was; the
 // app passes it in as StaffActivities.Store (the same store value).
-type StaffStore interface {
+type StaffTaskStore interface {
 	AssignStaffCustomers(ctx context.Context, runID int64, stepID string, rows []store.StaffCustomer) error
 	SplitStaffParts(ctx context.Context, runID int64, stepID string, scope int64, max int) error
 	StaffAssignments(ctx context.Context, runID int64, stepID string) ([]store.StaffAssignment, error)
@@ -129,7 +129,7 @@ func pendingSettle(api StaffAPI) time.Duration {
 	return 4*call + listingDelay
 }
 
-func (a *StaffActivities) staffStore() (StaffStore, error) {
+func (a *StaffActivities) staffStore() (StaffTaskStore, error) {
 	if a.Store == nil {
 		return nil, temporal.NewNonRetryableApplicationError("the staff activities were built without a staff task ledger (StaffActivities.Store)", "StaffStoreUnavailable", nil)
 	}
@@ -161,7 +161,7 @@ type StaffSchedule struct {
 
 // staffTasksOf lists the tasks of one step execution: its cohort's (see
 // store.StaffScope), not those of other cohorts that reached the step.
-func staffTasksOf(ctx context.Context, st StaffStore, in StepInput) ([]store.StaffTask, error) {
+func staffTasksOf(ctx context.Context, st StaffTaskStore, in StepInput) ([]store.StaffTask, error) {
 	scope, err := st.StaffScope(ctx, in.RunID, in.StepID, in.Cohort.ID)
 	if err != nil {
 		return nil, err
@@ -170,7 +170,7 @@ func staffTasksOf(ctx context.Context, st StaffStore, in StepInput) ([]store.Sta
 }
 
 // staffTasksIn lists the tasks of the step execution keyed by scope.
-func staffTasksIn(ctx context.Context, st StaffStore, in StepInput, scope int64) ([]store.StaffTask, error) {
+func staffTasksIn(ctx context.Context, st StaffTaskStore, in StepInput, scope int64) ([]store.StaffTask, error) {
 	all, err := st.StaffTasks(ctx, in.RunID, in.StepID)
 	if err != nil {
 		return nil, err

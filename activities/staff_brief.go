@@ -15,7 +15,7 @@ import (
 // sendBrief sends a staff brief as a template card with a confirm button.
 // WeCom's duplicate check drops a resend of the same card, so an ambiguous
 // answer is retried rather than looked up.
-func (a *StaffActivities) sendBrief(ctx context.Context, st StaffStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, res *StaffDispatched) error {
+func (a *StaffActivities) sendBrief(ctx context.Context, st StaffTaskStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, res *StaffDispatched) error {
 	msg, err := a.staffText(cp, step.StaffTask, t)
 	if missingData(err) {
 		res.Failed++
@@ -46,7 +46,7 @@ func (a *StaffActivities) sendBrief(ctx context.Context, st StaffStore, api Staf
 
 // notifyStaff sends each staff member with a created task, not yet told,
 // an app message about it (one per member, however many parts).
-func (a *StaffActivities) notifyStaff(ctx context.Context, st StaffStore, cp *compiledPlan, step *canvases.Step, in StaffInput, res *StaffDispatched) error {
+func (a *StaffActivities) notifyStaff(ctx context.Context, st StaffTaskStore, cp *compiledPlan, step *canvases.Step, in StaffInput, res *StaffDispatched) error {
 	if step.StaffTask.To == canvases.StaffToStaff {
 		return nil // the card is the notice
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 // createTask marks a new row pending, calls add_msg_template and settles.
-func (a *StaffActivities) createTask(ctx context.Context, st StaffStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, attempt string, res *StaffDispatched) error {
+func (a *StaffActivities) createTask(ctx context.Context, st StaffTaskStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, attempt string, res *StaffDispatched) error {
 	msg, err := a.staffText(cp, step.StaffTask, t)
 	if missingData(err) {
 		res.Failed++
@@ -46,12 +46,12 @@ func (a *StaffActivities) createTask(ctx context.Context, st StaffStore, api Sta
 
 // settleMissingData fails a staff member's task whose text would print a
 // field they do not have: no task with a hole in it.
-func (a *StaffActivities) settleMissingData(ctx context.Context, st StaffStore, t store.StaffTask, err error) error {
+func (a *StaffActivities) settleMissingData(ctx context.Context, st StaffTaskStore, t store.StaffTask, err error) error {
 	a.logger().Warn("staff task not created: its text prints a missing field", "run", t.RunID, "step", t.StepID, "staff", t.Staff, "err", err)
 	return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskFailed, Reason: canvases.ReasonMissingData})
 }
 
-func (a *StaffActivities) createFailed(ctx context.Context, st StaffStore, t store.StaffTask, err error, res *StaffDispatched) error {
+func (a *StaffActivities) createFailed(ctx context.Context, st StaffTaskStore, t store.StaffTask, err error, res *StaffDispatched) error {
 	ce := channels.Classify(err)
 	switch ce.Class {
 	case channels.Permanent:
@@ -73,7 +73,7 @@ func (a *StaffActivities) createFailed(ctx context.Context, st StaffStore, t sto
 }
 
 // resolvePending decides a row an earlier attempt left pending.
-func (a *StaffActivities) resolvePending(ctx context.Context, st StaffStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, attempt string, res *StaffDispatched) error {
+func (a *StaffActivities) resolvePending(ctx context.Context, st StaffTaskStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, attempt string, res *StaffDispatched) error {
 	now := a.now()
 	if wait := pendingSettle(api) - now.Sub(t.PendingAt); wait > 0 {
 		return temporal.NewApplicationErrorWithOptions("waiting for WeCom to list a task that may exist", "LookupTooEarly", temporal.ApplicationErrorOptions{NextRetryDelay: wait})

@@ -103,7 +103,7 @@ func (a *StaffActivities) StaffPoll(ctx context.Context, in StaffPollInput) (Sta
 }
 
 // pollTask reads one task's status; true when its staff member has sent it.
-func (a *StaffActivities) pollTask(ctx context.Context, st StaffStore, api StaffAPI, t store.StaffTask) (bool, error) {
+func (a *StaffActivities) pollTask(ctx context.Context, st StaffTaskStore, api StaffAPI, t store.StaffTask) (bool, error) {
 	staff, err := api.MassTaskStaff(ctx, t.Ref)
 	if err != nil {
 		return false, err
@@ -127,7 +127,7 @@ func (a *StaffActivities) pollTask(ctx context.Context, st StaffStore, api Staff
 	return true, st.MarkStaffDone(ctx, t.StaffTaskKey, sentAt)
 }
 
-func (a *StaffActivities) fetchResults(ctx context.Context, st StaffStore, api StaffAPI, t store.StaffTask) error {
+func (a *StaffActivities) fetchResults(ctx context.Context, st StaffTaskStore, api StaffAPI, t store.StaffTask) error {
 	results, err := api.MassTaskResults(ctx, t.Ref, t.Staff)
 	if err != nil {
 		return err

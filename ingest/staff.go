@@ -16,14 +16,14 @@ import (
 	"github.com/huabu/huabu/store"
 )
 
-// StaffStore is where the staff directory goes.
-type StaffStore interface {
+// StaffDirectoryStore is where the staff directory goes.
+type StaffDirectoryStore interface {
 	UpsertStaff(ctx context.Context, staff []store.Staff) error
 }
 
 // ImportStaff reads a staff directory as JSONL ({"userid","name","grid",
 // "leader"}) or CSV with those columns, and upserts it.
-func ImportStaff(ctx context.Context, st StaffStore, r io.Reader) (Summary, error) {
+func ImportStaff(ctx context.Context, st StaffDirectoryStore, r io.Reader) (Summary, error) {
 	start := time.Now()
 	br := bufio.NewReader(r)
 	first, err := peekNonBlank(br)

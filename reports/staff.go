@@ -11,8 +11,8 @@ import (
 	"github.com/huabu/huabu/store"
 )
 
-// StaffStore is what the staff report reads.
-type StaffStore interface {
+// StaffReportStore is what the staff report reads.
+type StaffReportStore interface {
 	Canvas(ctx context.Context, id string) (store.DeployedCanvas, error)
 	GetRun(ctx context.Context, id int64) (store.Run, error)
 	StaffReport(ctx context.Context, canvasID string, runID int64) ([]store.StaffReportRow, error)
@@ -65,7 +65,7 @@ type StaffReport struct {
 }
 
 // BuildStaff gathers the staff report of a canvas: one run, or all (runID 0).
-func BuildStaff(ctx context.Context, st StaffStore, canvasID string, runID int64, by string) (*StaffReport, error) {
+func BuildStaff(ctx context.Context, st StaffReportStore, canvasID string, runID int64, by string) (*StaffReport, error) {
 	if by == "" {
 		by = ByStaff
 	}

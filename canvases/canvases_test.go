@@ -23,6 +23,8 @@ func testOptions() Options {
 			Events:     map[string]map[string]FieldType{"purchase": {"amount": TypeNumber, "sku": TypeString}},
 		},
 		Channels: map[string]string{"wecom.app": "wecom", "wecom.customer": "wecom", "wecom.group": "wecom", "sms": "aliyun", "push": "jpush", "outbox": "outbox"},
+		// aliyun's spec (channels.Spec.TemplateCodeOnly); config derives it.
+		TemplateCodeOnly: map[string]bool{"sms": true},
 	}
 }
 

@@ -17,9 +17,6 @@ type ChannelContent struct {
 	Recipients []string
 	// ConfigSection is the config key under `channels:` that configures it.
 	ConfigSection string
-	// TemplateCodeProviders send only provider-approved templates (Chinese
-	// SMS carriers require them), so the canvas must give a template code.
-	TemplateCodeProviders []string
 	// OneTextPerSender: the provider sends one text to all of a staff
 	// member's recipients (WeCom mass-send), so per-customer fields multiply
 	// the tasks staff have to confirm.
@@ -57,11 +54,10 @@ var Channels = []*ChannelContent{
 	},
 	{
 		Name: "sms", ConfigSection: "sms",
-		Doc:                   "SMS through Aliyun or Tencent Cloud: an approved template code with parameters.",
-		Fields:                []string{"template", "params", "sign_name", "text"},
-		AnyOf:                 []string{"template"},
-		Recipients:            allRecipients,
-		TemplateCodeProviders: []string{"aliyun", "tencent"},
+		Doc:        "SMS through Aliyun or Tencent Cloud: an approved template code with parameters.",
+		Fields:     []string{"template", "params", "sign_name", "text"},
+		AnyOf:      []string{"template"},
+		Recipients: allRecipients,
 	},
 	{
 		Name: "push", ConfigSection: "push",

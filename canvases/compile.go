@@ -19,6 +19,11 @@ type Options struct {
 	// "aliyun", "outbox", ...). A channel missing here falls back to the
 	// outbox, which validation reports as a warning.
 	Channels map[string]string
+	// TemplateCodeOnly names the channels whose configured provider sends
+	// only templates it approved (Chinese SMS carriers): their push steps
+	// must give a template code. Config derives it from the provider specs
+	// (channels.Spec.TemplateCodeOnly).
+	TemplateCodeOnly map[string]bool
 	// Now is the clock of now(), days_since and days_until in conditions
 	// this compiler compiles for evaluation (default time.Now): a
 	// simulation evaluates them in its virtual time.

@@ -175,7 +175,7 @@ func (b *builder) content(v *Value, ch, shared *ChannelContent, path string) {
 	sms := ch.Name == "sms" || (shared != nil && shared.Name == "sms")
 	needsCode := false
 	if sms {
-		needsCode = slices.Contains(Channel("sms").TemplateCodeProviders, b.compiler.opts.Channels["sms"])
+		needsCode = b.compiler.opts.TemplateCodeOnly["sms"]
 	}
 	for _, name := range v.Keys {
 		if !slices.Contains(contentFields, name) {

@@ -57,6 +57,9 @@ type Spec struct {
 	// Default marks the provider a config section with several uses when
 	// it names none (sms: aliyun, push: jpush).
 	Default bool
+	// TemplateCodeOnly: the provider sends only templates it approved
+	// (Chinese SMS carriers), so a canvas step must give a template code.
+	TemplateCodeOnly bool
 }
 
 // ConfigField is one setting of a provider in huabu.yaml.

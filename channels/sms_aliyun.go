@@ -23,7 +23,7 @@ func init() {
 		Name: "sms", Provider: "aliyun", Default: true,
 		Doc: "SMS through Aliyun (dysmsapi 2017-05-25): SendSms for up to 1000 numbers with identical template, sign and params; " +
 			"SendBatchSms for up to 100 numbers with their own params or sign. Template codes come from the message, the sign from the message or sign_name.",
-		MaxRecipients: 1000, MaxMixed: 100, Groupable: true,
+		MaxRecipients: 1000, MaxMixed: 100, Groupable: true, TemplateCodeOnly: true,
 		Address: AttrPhone,
 		Config: []ConfigField{
 			{Name: "access_key_id", Doc: "the AccessKey ID of a RAM user allowed to send SMS", Required: true},

@@ -21,7 +21,7 @@ func init() {
 		Name: "sms", Provider: "tencent",
 		Doc: "SMS through Tencent Cloud (SendSms 2021-01-11): up to 200 numbers per call with identical template, sign and params " +
 			"(TemplateParamSet in the order of params keys \"1\", \"2\", ...); one call per distinct content; each number's SendStatus decides its outcome.",
-		MaxRecipients: 200, MaxMixed: 50, Groupable: true,
+		MaxRecipients: 200, MaxMixed: 50, Groupable: true, TemplateCodeOnly: true,
 		Address: AttrPhone,
 		Config: []ConfigField{
 			{Name: "secret_id", Doc: "the API SecretId", Required: true},

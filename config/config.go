@@ -556,7 +556,19 @@ func (c *Config) CompilerOptions() (canvases.Options, error) {
 	if err != nil {
 		return canvases.Options{}, err
 	}
-	return canvases.Options{Schema: s, Timezone: c.Timezone, Channels: c.ChannelProviders()}, nil
+	return canvases.Options{Schema: s, Timezone: c.Timezone, Channels: c.ChannelProviders(), TemplateCodeOnly: c.templateCodeOnly()}, nil
+}
+
+// templateCodeOnly names the channels whose configured provider's spec
+// sends only approved templates.
+func (c *Config) templateCodeOnly() map[string]bool {
+	out := map[string]bool{}
+	for name, provider := range c.ChannelProviders() {
+		if spec, _, ok := channels.Lookup(name, provider); ok && spec.TemplateCodeOnly {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // Compiler builds the canvas compiler for this config and checks the

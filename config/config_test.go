@@ -188,3 +188,41 @@ func TestSpecMatchesStruct(t *testing.T) {
 		require.NoError(t, err, f)
 	}
 }
+
+// TestTemplateCodeOnlyFromProviderSpecs: whether an SMS step must give a
+// template code follows the configured provider's spec
+// (channels.Spec.TemplateCodeOnly), not a list in the language.
+func TestTemplateCodeOnlyFromProviderSpecs(t *testing.T) {
+	const canvas = `id: c
+trigger: {manual: {}}
+audience: 'true'
+steps:
+  - id: hello
+    push: {channel: sms, text: 您好}
+`
+	for _, tc := range []struct {
+		provider string
+		needs    bool
+	}{
+		{"aliyun", true},
+		{"tencent", true},
+		{"outbox", false},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			cfg, err := Parse("huabu.yaml", "", []byte("channels: {sms: {provider: "+tc.provider+"}}\n"))
+			require.NoError(t, err)
+			opts, err := cfg.CompilerOptions()
+			require.NoError(t, err)
+			require.Equal(t, tc.needs, opts.TemplateCodeOnly["sms"])
+			comp, err := cfg.Compiler()
+			require.NoError(t, err)
+			_, problems := comp.Compile("c.yaml", []byte(canvas))
+			if tc.needs {
+				require.True(t, problems.HasErrors())
+				require.Contains(t, problems.Error(), "sms sends provider-approved templates only (provider "+tc.provider+")")
+			} else {
+				require.False(t, problems.HasErrors(), problems.Error())
+			}
+		})
+	}
+}

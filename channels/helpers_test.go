@@ -1,179 +1,30 @@
 package channels_test
 
 import (
-	"context"
-	"encoding/json"
-	"log/slog"
-	"net/http"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/stretchr/testify/require"
-
-	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/channels/channeltest"
 	"github.com/huabu/huabu/channels/fakes"
 	_ "github.com/huabu/huabu/channels/wecom" // registers the wecom.* providers
 )
 
-func testDeps() channels.Deps {
-	return channels.Deps{HTTP: &http.Client{Timeout: 10 * time.Second}, Logger: slog.New(slog.DiscardHandler), Now: time.Now}
-}
+// The shared channel test helpers (channels/channeltest), under the names
+// this package's tests use.
+var (
+	testDeps     = channeltest.Deps
+	newChannel   = channeltest.NewChannel
+	deliveries   = channeltest.Deliveries
+	batch        = channeltest.Batch
+	ctxTimeout   = channeltest.CtxTimeout
+	classOf      = channeltest.ClassOf
+	verdict      = channeltest.Verdict
+	statuses     = channeltest.Statuses
+	jsonOf       = channeltest.JSONOf
+	drive        = channeltest.Drive
+	newFakeClock = channeltest.NewFakeClock
+)
 
-func newChannel(t testing.TB, name, provider string, cfg map[string]any, deps ...channels.Deps) channels.Channel {
-	t.Helper()
-	_, factory, ok := channels.Lookup(name, provider)
-	require.True(t, ok, "%s/%s is not registered", name, provider)
-	d := testDeps()
-	if len(deps) > 0 {
-		d = deps[0]
-	}
-	ch, err := factory(cfg, d)
-	require.NoError(t, err)
-	return ch
-}
-
-func deliveries(addrs ...string) []channels.Delivery {
-	out := make([]channels.Delivery, len(addrs))
-	for i, a := range addrs {
-		out[i] = channels.Delivery{Recipient: channels.Recipient{UserID: "u-" + a, Address: a}, Message: &canvases.Message{Text: "hello"}}
-	}
-	return out
-}
-
-func batch(ds []channels.Delivery) channels.Batch {
-	return channels.Batch{Key: "run1/step1/0", CanvasID: "winback", RunID: "run1", StepID: "step1", Deliveries: ds}
-}
-
-func ctxTimeout(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// classOf returns the class and reason of a Send's error.
-func classOf(t testing.TB, err error) (channels.Class, string) {
-	t.Helper()
-	require.Error(t, err)
-	e := channels.Classify(err)
-	return e.Class, e.Reason
-}
-
-// verdict returns the class and reason shared by every delivery of a send,
-// whether it came back as the batch's error or as per-delivery outcomes.
-func verdict(t testing.TB, outs []channels.Outcome, err error) (channels.Class, string) {
-	t.Helper()
-	if err != nil {
-		e := channels.Classify(err)
-		return e.Class, e.Reason
-	}
-	require.NotEmpty(t, outs)
-	for _, o := range outs[1:] {
-		require.Equal(t, outs[0].Class, o.Class)
-		require.Equal(t, outs[0].Reason, o.Reason)
-	}
-	require.NotEqual(t, channels.Sent, outs[0].Status)
-	return outs[0].Class, outs[0].Reason
-}
-
-func statuses(outs []channels.Outcome) []channels.Status {
-	s := make([]channels.Status, len(outs))
-	for i, o := range outs {
-		s[i] = o.Status
-	}
-	return s
-}
-
-func jsonOf(t testing.TB, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(t, err)
-	return string(b)
-}
-
-// fakeClock is a settable clock for pacing tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// drive sends a batch the way the engine would, resending what may be
-// resent (failed with retry_now/retry_later and, when resendUnknown, the
-// ambiguous ones the provider dedupes) until nothing is left or rounds run
-// out. It keeps the idempotency keys the channel records, as the ledger
-// does, and resends an ambiguous delivery with its key (a delivery that
-// certainly was not sent is released and gets a new one). Between rounds
-// it calls wait (when not nil) with the longest wait a provider asked for,
-// as the engine waits before resending.
-func drive(t testing.TB, ch channels.Channel, ds []channels.Delivery, size int, resendUnknown bool, rounds int, wait func(time.Duration)) map[string]channels.Outcome {
-	t.Helper()
-	final := map[string]channels.Outcome{}
-	keys := map[string]string{} // address → recorded key
-	pending := ds
-	for round := 0; round < rounds && len(pending) > 0; round++ {
-		if round > 0 && wait != nil {
-			var longest time.Duration
-			for _, d := range pending {
-				longest = max(longest, final[d.Recipient.Address].RetryAfter)
-			}
-			wait(longest)
-		}
-		var next []channels.Delivery
-		for start := 0; start < len(pending); start += size {
-			end := min(start+size, len(pending))
-			part := append([]channels.Delivery(nil), pending[start:end]...)
-			for i := range part {
-				part[i].Key = keys[part[i].Recipient.Address]
-			}
-			b := batch(part)
-			b.RecordKeys = func(_ context.Context, ks []string) error {
-				for i, k := range ks {
-					keys[part[i].Recipient.Address] = k
-				}
-				return nil
-			}
-			outs, err := ch.Send(context.Background(), b)
-			for i, d := range part {
-				var o channels.Outcome
-				if err != nil {
-					e := channels.Classify(err)
-					o = channels.Outcome{Status: channels.Failed, Class: e.Class, Reason: e.Reason, RetryAfter: e.RetryAfter}
-					if e.Class == channels.Ambiguous {
-						o.Status = channels.Unknown
-					}
-				} else {
-					o = outs[i]
-				}
-				final[d.Recipient.Address] = o
-				retry := o.Status == channels.Failed && (o.Class == channels.RetryNow || o.Class == channels.RetryLater)
-				if o.Status == channels.Unknown && resendUnknown {
-					retry = true
-				}
-				if o.Status == channels.Failed {
-					delete(keys, d.Recipient.Address) // not sent: released, a new key next time
-				}
-				if retry {
-					next = append(next, d)
-				}
-			}
-		}
-		pending = next
-	}
-	return final
-}
+type fakeClock = channeltest.FakeClock
 
 // The WeCom provider lives in channels/wecom; the registry and benchmark
 // tests here build its channels through channels.Lookup.

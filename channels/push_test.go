@@ -264,7 +264,7 @@ func TestAPNsErrorClasses(t *testing.T) {
 // which the engine may push it again (Spec.KeyLife).
 func TestJPushCidLife(t *testing.T) {
 	f := newJPushFake(t)
-	clock := &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	clock := newFakeClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	f.Now = clock.Now
 	deps := testDeps()
 	deps.Now = clock.Now

@@ -17,7 +17,7 @@ import (
 func TestWeComPacesItsCalls(t *testing.T) {
 	t.Run("wecom.app: 45009 holds calls until the next minute", func(t *testing.T) {
 		f := newWeComFake(t)
-		clock := &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 20, 0, time.UTC)}
+		clock := newFakeClock(time.Date(2026, 3, 1, 9, 0, 20, 0, time.UTC))
 		f.Now = clock.Now
 		deps := testDeps()
 		deps.Now = clock.Now

@@ -215,7 +215,7 @@ func TestWeComErrorClasses(t *testing.T) {
 
 func TestWeComAppPacesMembers(t *testing.T) {
 	f := newWeComFake(t)
-	clock := &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	clock := newFakeClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	f.Now = clock.Now
 	deps := testDeps()
 	deps.Now = clock.Now
@@ -264,7 +264,7 @@ func TestWeComAppFaultsExactlyOnce(t *testing.T) {
 	f.Random(7, 0.2, fakes.RateLimit, fakes.ServerError, fakes.HTTP5xx, fakes.Timeout, fakes.TimeoutAfterDelivery, fakes.TokenExpired)
 	// WeCom's per-minute limit (45009) holds calls until the next minute:
 	// a fake clock makes the minutes pass at once.
-	clock := &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	clock := newFakeClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	f.Now = clock.Now
 	deps := testDeps()
 	deps.Now = clock.Now

@@ -16,9 +16,6 @@ import (
 // and ok is false; at says when one would be free.
 func (s *SQLite) ReserveSlot(ctx context.Context, key string, now time.Time, horizon time.Duration, perMinute, perHour int) (at time.Time, ok bool, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO pacing_keys (key, n) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET n = pacing_keys.n + 1`, key); err != nil {
-			return err
-		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM pacing_slots WHERE key = ? AND at <= ?`, key, now.Add(-time.Hour).UnixMilli()); err != nil {
 			return err
 		}

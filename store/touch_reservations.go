@@ -21,9 +21,10 @@ type CapRule struct {
 const reserveChunk = 400
 
 // ReserveTouches checks users against frequency caps and records a touch
-// on channel for each one the caps let through, in one transaction (ADR
-// 023): two sends — on two workers — cannot both pass a cap of 1. Each
-// user's check holds that user's lock row until commit. Touches are keyed
+// on channel for each one the caps let through, in one write transaction
+// (ADR 023): it holds the store's write lock (SQLite's writer, PostgreSQL's
+// advisory lock) from the check to the record, so two sends — on two
+// workers — cannot both pass a cap of 1. Touches are keyed
 // by the send (key): a user the same send reserved before (an earlier
 // attempt) keeps the reservation and is not checked again, nor counted
 // against itself. It returns the users the caps stopped.
@@ -33,7 +34,7 @@ func (s *SQLite) ReserveTouches(ctx context.Context, key LedgerKey, channel stri
 		return capped, nil
 	}
 	sorted := slices.Clone(uids)
-	slices.Sort(sorted) // locks in one order: no deadlocks between sends
+	slices.Sort(sorted) // each user once
 	sorted = slices.Compact(sorted)
 	var longest time.Duration
 	for _, r := range rules {
@@ -42,10 +43,6 @@ func (s *SQLite) ReserveTouches(ctx context.Context, key LedgerKey, channel stri
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for chunk := range slices.Chunk(sorted, reserveChunk) {
 			args := int64Args(chunk)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO touch_locks (uid, n) VALUES `+valuesList(len(chunk), "(?, 1)")+`
-				ON CONFLICT (uid) DO UPDATE SET n = touch_locks.n + 1`, args...); err != nil {
-				return err
-			}
 			mine := map[int64]bool{}
 			rows, err := tx.QueryContext(ctx, `SELECT uid FROM touches WHERE run_id = ? AND step_id = ? AND visit = ? AND uid IN (`+placeholders(len(chunk))+`)`,
 				append([]any{key.RunID, key.StepID, key.Visit}, args...)...)

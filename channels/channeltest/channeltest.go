@@ -13,6 +13,7 @@ import (
 
 	"github.com/huabu/huabu/canvases"
 	"github.com/huabu/huabu/channels"
+	"github.com/huabu/huabu/channels/fakes"
 )
 
 // Deps are channel dependencies for tests: a 10 s HTTP client, no logs.
@@ -183,4 +184,22 @@ func Drive(t testing.TB, ch channels.Channel, ds []channels.Delivery, size int, 
 		pending = next
 	}
 	return final
+}
+
+// NewWeComFake is a WeCom fake for corp ww-corp, agent 1000002, closed
+// when the test ends; WeComConfig is the wecom.* channel config that talks
+// to it (extra: more key, value pairs).
+func NewWeComFake(t testing.TB) *fakes.WeCom {
+	f := fakes.NewWeCom("ww-corp", "app-secret", "1000002")
+	t.Cleanup(f.Close)
+	return f
+}
+
+// WeComConfig: see NewWeComFake.
+func WeComConfig(f *fakes.WeCom, extra ...any) map[string]any {
+	cfg := map[string]any{"corp_id": "ww-corp", "agent_id": 1000002, "secret": "app-secret", "base_url": f.URL(), "timeout": "2s"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		cfg[extra[i].(string)] = extra[i+1]
+	}
+	return cfg
 }

@@ -16,6 +16,8 @@ var (
 	jsonOf       = channeltest.JSONOf
 	drive        = channeltest.Drive
 	newFakeClock = channeltest.NewFakeClock
+	newWeComFake = channeltest.NewWeComFake // the WeCom provider's fake and its channel config
+	wecomCfg     = channeltest.WeComConfig
 )
 
 type fakeClock = channeltest.FakeClock

@@ -16,20 +16,6 @@ import (
 	"github.com/huabu/huabu/channels/wecom"
 )
 
-func newWeComFake(t testing.TB) *fakes.WeCom {
-	f := fakes.NewWeCom("ww-corp", "app-secret", "1000002")
-	t.Cleanup(f.Close)
-	return f
-}
-
-func wecomCfg(f *fakes.WeCom, extra ...any) map[string]any {
-	cfg := map[string]any{"corp_id": "ww-corp", "agent_id": 1000002, "secret": "app-secret", "base_url": f.URL(), "timeout": "2s"}
-	for i := 0; i+1 < len(extra); i += 2 {
-		cfg[extra[i].(string)] = extra[i+1]
-	}
-	return cfg
-}
-
 func TestWeComAppExactRequest(t *testing.T) {
 	tests := []struct {
 		name string

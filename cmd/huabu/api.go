@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/huabu/huabu/config"
+	"github.com/huabu/huabu/internal/config"
 )
 
 // TokenEnv is where the CLI finds its admin API token without --token.

@@ -11,15 +11,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/huabu/huabu/config"
-	"github.com/huabu/huabu/ingest"
-	"github.com/huabu/huabu/worker"
+	"github.com/huabu/huabu/internal/app"
+	"github.com/huabu/huabu/internal/config"
+	"github.com/huabu/huabu/internal/ingest"
 )
 
 // testApp is Huabu running in-process for CLI tests: the CLI talks to it
 // over HTTP as it would to `huabu dev`.
 type testApp struct {
-	*worker.App
+	*app.App
 	dir, cfgPath string
 }
 
@@ -47,16 +47,16 @@ events:
 `+extraConfig), 0o644))
 	cfg, err := config.Load(cfgPath)
 	require.NoError(t, err)
-	app, err := worker.Start(context.Background(), worker.Options{Config: cfg, DataDir: filepath.Join(dir, "data"), TemporalPort: 0,
+	running, err := app.Start(context.Background(), app.Options{Config: cfg, DataDir: filepath.Join(dir, "data"), TemporalPort: 0,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
-	t.Cleanup(func() { app.Close() })
+	t.Cleanup(func() { running.Close() })
 	if profiles != "" {
 		schema, err := cfg.Schema()
 		require.NoError(t, err)
-		sum, err := ingest.ImportProfiles(context.Background(), app.Store(), schema, strings.NewReader(profiles), ingest.Options{})
+		sum, err := ingest.ImportProfiles(context.Background(), running.Store(), schema, strings.NewReader(profiles), ingest.Options{})
 		require.NoError(t, err)
 		require.Empty(t, sum.Rejected)
 	}
-	return &testApp{App: app, dir: dir, cfgPath: cfgPath}
+	return &testApp{App: running, dir: dir, cfgPath: cfgPath}
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/huabu/huabu/config"
-	"github.com/huabu/huabu/worker"
+	"github.com/huabu/huabu/internal/app"
+	"github.com/huabu/huabu/internal/config"
 )
 
 const (
@@ -24,7 +24,7 @@ const (
 // startSecuredApp runs Huabu in-process with two tokens (from the
 // environment, as a real config would take them) and a separate admin
 // listener; it returns the config path and the app.
-func startSecuredApp(t *testing.T) (string, *worker.App) {
+func startSecuredApp(t *testing.T) (string, *app.App) {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "canvases"), 0o755))
@@ -49,11 +49,11 @@ auth:
 `), 0o644))
 	cfg, err := config.Load(cfgPath)
 	require.NoError(t, err)
-	app, err := worker.Start(context.Background(), worker.Options{Config: cfg, DataDir: filepath.Join(dir, "data"), TemporalPort: 0,
+	running, err := app.Start(context.Background(), app.Options{Config: cfg, DataDir: filepath.Join(dir, "data"), TemporalPort: 0,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
-	t.Cleanup(func() { app.Close() })
-	return cfgPath, app
+	t.Cleanup(func() { running.Close() })
+	return cfgPath, running
 }
 
 // TestCLICarriesToken: with auth.tokens configured, a command that talks to

@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/bench"
-	"github.com/huabu/huabu/channels/fakes"
+	"github.com/huabu/huabu/internal/bench"
+	"github.com/huabu/huabu/internal/channels/fakes"
 )
 
 func (c *cli) benchCmd() *cobra.Command {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/bench"
+	"github.com/huabu/huabu/internal/bench"
 )
 
 func (c *cli) benchEstimateCmd() *cobra.Command {

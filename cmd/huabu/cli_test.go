@@ -40,18 +40,18 @@ func TestValidateExamples(t *testing.T) {
 
 func TestValidateFiveMistakes(t *testing.T) {
 	chdirRepoRoot(t)
-	out, _, code := huabu(t, "validate", "-c", "examples/huabu.yaml", "canvases/testdata/errors/five_mistakes.yaml")
+	out, _, code := huabu(t, "validate", "-c", "examples/huabu.yaml", "internal/canvases/testdata/errors/five_mistakes.yaml")
 	require.Equal(t, 1, code)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 5, out)
 	for _, l := range lines {
-		require.Regexp(t, `^canvases/testdata/errors/five_mistakes\.yaml:\d+:\d+: error: `, l)
+		require.Regexp(t, `^internal/canvases/testdata/errors/five_mistakes\.yaml:\d+:\d+: error: `, l)
 	}
 }
 
 func TestValidateJSON(t *testing.T) {
 	chdirRepoRoot(t)
-	out, _, code := huabu(t, "validate", "--json", "-c", "examples/huabu.yaml", "canvases/testdata/errors/unreachable.yaml", "examples/canvases")
+	out, _, code := huabu(t, "validate", "--json", "-c", "examples/huabu.yaml", "internal/canvases/testdata/errors/unreachable.yaml", "examples/canvases")
 	require.Equal(t, 1, code)
 	var report struct {
 		Files, Errors, Warnings int
@@ -87,7 +87,7 @@ func TestGraph(t *testing.T) {
 	chdirRepoRoot(t)
 	out, _, code := huabu(t, "graph", "examples/canvases/winback-dormant.yaml")
 	require.Equal(t, 0, code)
-	want, err := os.ReadFile("canvases/testdata/graph/winback-dormant.mmd")
+	want, err := os.ReadFile("internal/canvases/testdata/graph/winback-dormant.mmd")
 	require.NoError(t, err)
 	require.Equal(t, string(want), out)
 
@@ -99,7 +99,7 @@ func TestGraph(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, `--format "png": use mermaid or dot`)
 
-	_, errOut, code = huabu(t, "graph", "canvases/testdata/errors/unreachable.yaml")
+	_, errOut, code = huabu(t, "graph", "internal/canvases/testdata/errors/unreachable.yaml")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "never reached")
 }
@@ -128,16 +128,16 @@ func TestUsageErrors(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	chdirRepoRoot(t)
 	t.Setenv("HUABU_TEST_BACKLOG", "lots")
-	golden, err := os.ReadFile("config/testdata/errors/typos.golden")
+	golden, err := os.ReadFile("internal/config/testdata/errors/typos.golden")
 	require.NoError(t, err)
 	for _, args := range [][]string{
 		{"validate", "examples/canvases"},
 		{"report", "winback-dormant"},
 		{"dev"},
 	} {
-		out, errOut, code := huabu(t, append(args, "-c", "config/testdata/errors/typos.yaml")...)
+		out, errOut, code := huabu(t, append(args, "-c", "internal/config/testdata/errors/typos.yaml")...)
 		require.Equal(t, 1, code, args)
 		require.Empty(t, out)
-		require.Equal(t, strings.ReplaceAll(string(golden), "testdata/errors/", "config/testdata/errors/"), errOut, args)
+		require.Equal(t, strings.ReplaceAll(string(golden), "testdata/errors/", "internal/config/testdata/errors/"), errOut, args)
 	}
 }

@@ -21,7 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/huabu/huabu/channels/fakes"
+	"github.com/huabu/huabu/internal/channels/fakes"
 )
 
 var (
@@ -76,7 +76,7 @@ func (w *clusterWorker) kill() {
 }
 
 // leads reports whether this worker holds the router lease now: its last
-// word on the lease was taking it (worker/leader.go logs both).
+// word on the lease was taking it (internal/app/leader.go logs both).
 func (w *clusterWorker) leads() bool {
 	logs := w.logs.String()
 	took := strings.LastIndex(logs, "took the lease")

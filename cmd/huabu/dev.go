@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/reports"
-	"github.com/huabu/huabu/worker"
+	"github.com/huabu/huabu/internal/app"
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/reports"
 )
 
 func (c *cli) devCmd() *cobra.Command {
@@ -66,25 +66,25 @@ func (c *cli) serve(ctx context.Context, dev bool, temporalPort int) error {
 	progress := func(step string) {
 		fmt.Fprintf(c.stderr, "huabu: %s… (%.1fs)\n", step, time.Since(began).Seconds())
 	}
-	app, err := worker.Start(ctx, worker.Options{Config: cfg, DataDir: c.dataDir, Logger: log, TemporalPort: temporalPort, Progress: progress})
+	running, err := app.Start(ctx, app.Options{Config: cfg, DataDir: c.dataDir, Logger: log, TemporalPort: temporalPort, Progress: progress})
 	if err != nil {
-		var inUse *worker.DataDirInUseError
-		var addr *worker.AddrInUseError
-		if errors.Is(err, worker.ErrInvalidCanvases) || errors.As(err, &inUse) || errors.As(err, &addr) || errors.Is(err, syscall.EADDRINUSE) {
+		var inUse *app.DataDirInUseError
+		var addr *app.AddrInUseError
+		if errors.Is(err, app.ErrInvalidCanvases) || errors.As(err, &inUse) || errors.As(err, &addr) || errors.Is(err, syscall.EADDRINUSE) {
 			return userError{err}
 		}
 		return err
 	}
-	api := fmt.Sprintf("  API       http://%s  (GET /healthz, /api/v1/canvases)\n", app.HTTPAddr())
-	if app.AdminAddr() != app.HTTPAddr() {
-		api = fmt.Sprintf("  API       http://%s  (public: /v1, /wecom/callback, /healthz)\n  admin API http://%s  (/api/v1, /metrics)\n", app.HTTPAddr(), app.AdminAddr())
+	api := fmt.Sprintf("  API       http://%s  (GET /healthz, /api/v1/canvases)\n", running.HTTPAddr())
+	if running.AdminAddr() != running.HTTPAddr() {
+		api = fmt.Sprintf("  API       http://%s  (public: /v1, /wecom/callback, /healthz)\n  admin API http://%s  (/api/v1, /metrics)\n", running.HTTPAddr(), running.AdminAddr())
 	}
 	zone, _ := canvases.LoadLocation(cfg.Timezone)
 	fmt.Fprintf(c.stderr, "\nHuabu is running (started in %.1fs, at %s).\n%s  Temporal  %s  namespace %s\n  data      %s\n%sCtrl-C stops.\n\n",
-		time.Since(began).Seconds(), reports.FormatTime(time.Now(), zone), api, app.TemporalAddress(), cfg.Temporal.Namespace, c.dataDir, c.tryLines(dev))
+		time.Since(began).Seconds(), reports.FormatTime(time.Now(), zone), api, running.TemporalAddress(), cfg.Temporal.Namespace, c.dataDir, c.tryLines(dev))
 	<-ctx.Done()
 	log.Info("shutting down")
-	if err := app.Close(); err != nil {
+	if err := running.Close(); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
 	return nil

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/estimate"
+	"github.com/huabu/huabu/internal/estimate"
 )
 
 func (c *cli) estimateCmd() *cobra.Command {

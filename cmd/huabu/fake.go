@@ -15,8 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/channels/fakes"
 	"github.com/huabu/huabu/examples"
+	"github.com/huabu/huabu/internal/channels/fakes"
 )
 
 // fakeCmd runs a provider fake standalone, for demos: `huabu fake wecom`.

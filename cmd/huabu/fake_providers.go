@@ -13,11 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/channels/fakes"
+	"github.com/huabu/huabu/internal/channels/fakes"
 )
 
 // `huabu fake aliyun|tencent|jpush|webhook` runs the SMS, push and webhook
-// fakes of channels/fakes standalone, so `huabu dev` can send through the
+// fakes of internal/channels/fakes standalone, so `huabu dev` can send through the
 // real channel code to this machine (examples/huabu-fakes.yaml). Each call
 // the fake answers is printed as one line; counts are printed on exit.
 

@@ -16,9 +16,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/channels"
-	"github.com/huabu/huabu/config"
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/channels"
+	"github.com/huabu/huabu/internal/config"
 )
 
 // TestExampleConfigs: every examples/*.yaml is a valid config whose channels

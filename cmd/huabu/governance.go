@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/server"
-	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/internal/server"
+	"github.com/huabu/huabu/internal/store"
 )
 
 // The governance commands: approve, audit. They talk to the running

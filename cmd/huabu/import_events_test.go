@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/internal/store"
 )
 
 // TestImportEvents loads JSONL track payloads with the example config:

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
-	"github.com/huabu/huabu/channels/fakes"
+	"github.com/huabu/huabu/internal/channels/fakes"
 )
 
 var killUsers = flag.Int("kill.users", 10000, "users in TestKillMidSend (the issue's case is 100000; see README)")

@@ -25,7 +25,7 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
-	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/internal/store"
 )
 
 // devProcess is `huabu dev` running as a child process.

@@ -15,14 +15,14 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/config"
-	"github.com/huabu/huabu/ingest"
-	"github.com/huabu/huabu/reports"
-	"github.com/huabu/huabu/server"
-	"github.com/huabu/huabu/store"
-	"github.com/huabu/huabu/traits"
-	"github.com/huabu/huabu/worker"
+	"github.com/huabu/huabu/internal/app"
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/config"
+	"github.com/huabu/huabu/internal/ingest"
+	"github.com/huabu/huabu/internal/reports"
+	"github.com/huabu/huabu/internal/server"
+	"github.com/huabu/huabu/internal/store"
+	"github.com/huabu/huabu/internal/traits"
 )
 
 // openStore opens the store of the config and --data to write to it (the
@@ -34,7 +34,7 @@ func (c *cli) openStore(ctx context.Context) (*store.SQLite, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := worker.StoreName(cfg, c.dataDir)
+	path := app.StoreName(cfg, c.dataDir)
 	api, err := c.api()
 	if err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func (c *cli) openStore(ctx context.Context) (*store.SQLite, error) {
 			return nil, userErrorf("the Huabu running at %s (pid %d) uses another store: there is none at %s.\nPass the --data (and -c) it was started with", api.base, running.PID, path)
 		}
 	}
-	st, err := worker.OpenStore(ctx, cfg, c.dataDir)
+	st, err := app.OpenStore(ctx, cfg, c.dataDir)
 	if err != nil || running.StoreID == "" {
 		return st, err
 	}

@@ -12,10 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/reports"
-	"github.com/huabu/huabu/server"
-	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/reports"
+	"github.com/huabu/huabu/internal/server"
+	"github.com/huabu/huabu/internal/store"
 )
 
 // The read commands ask the running Huabu (its admin API), never the

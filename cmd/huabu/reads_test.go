@@ -11,8 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/huabu/huabu/config"
-	"github.com/huabu/huabu/worker"
+	"github.com/huabu/huabu/internal/app"
+	"github.com/huabu/huabu/internal/config"
 )
 
 const staffCanvas = `id: brief
@@ -117,21 +117,21 @@ func TestSecondHuabuIsNamed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Temporal")
 	}
-	app := startTestApp(t, map[string]string{"news.yaml": newsCanvas}, "", "")
-	cfg, err := config.Load(app.cfgPath)
+	ta := startTestApp(t, map[string]string{"news.yaml": newsCanvas}, "", "")
+	cfg, err := config.Load(ta.cfgPath)
 	require.NoError(t, err)
-	_, err = worker.Start(context.Background(), worker.Options{Config: cfg, DataDir: filepath.Join(app.dir, "data"), TemporalPort: 0})
-	var inUse *worker.DataDirInUseError
+	_, err = app.Start(context.Background(), app.Options{Config: cfg, DataDir: filepath.Join(ta.dir, "data"), TemporalPort: 0})
+	var inUse *app.DataDirInUseError
 	require.ErrorAs(t, err, &inUse)
 	require.Equal(t, os.Getpid(), inUse.Holder.PID)
 	require.Contains(t, err.Error(), "is in use by another Huabu (pid ")
 	require.Contains(t, err.Error(), "give this one its own --data DIR")
 
-	cfg.HTTP.Listen = app.HTTPAddr()
-	_, err = worker.Start(context.Background(), worker.Options{Config: cfg, DataDir: t.TempDir(), TemporalPort: 0})
-	var addr *worker.AddrInUseError
+	cfg.HTTP.Listen = ta.HTTPAddr()
+	_, err = app.Start(context.Background(), app.Options{Config: cfg, DataDir: t.TempDir(), TemporalPort: 0})
+	var addr *app.AddrInUseError
 	require.ErrorAs(t, err, &addr)
 	require.NotNil(t, addr.Holder, "the port's holder answered as a Huabu")
 	require.Equal(t, os.Getpid(), addr.Holder.PID)
-	require.Contains(t, err.Error(), "http.listen "+app.HTTPAddr()+" is in use by another Huabu (pid ")
+	require.Contains(t, err.Error(), "http.listen "+ta.HTTPAddr()+" is in use by another Huabu (pid ")
 }

@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/config"
 	"github.com/huabu/huabu/examples"
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/config"
 )
 
 // Exit codes of the CONTRACT: 1 for the user's mistakes, 2 for ours.

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/canvases"
+	"github.com/huabu/huabu/internal/canvases"
 )
 
 func (c *cli) schemaCmd() *cobra.Command {

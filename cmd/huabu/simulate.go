@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/config"
-	"github.com/huabu/huabu/simulate"
-	"github.com/huabu/huabu/worker"
+	"github.com/huabu/huabu/internal/app"
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/config"
+	"github.com/huabu/huabu/internal/simulate"
 )
 
 func (c *cli) simulateCmd() *cobra.Command {
@@ -93,7 +93,7 @@ path; --json prints {"steps": {...}, "users": {...}} for tools (see CONTRACT.md)
 				if cfg.Store.Driver == "postgres" {
 					return userErrorf("simulate copies a SQLite store; with store.driver postgres pass --profiles (and --staff)")
 				}
-				opts.Store = worker.StorePath(cfg, c.dataDir)
+				opts.Store = app.StorePath(cfg, c.dataDir)
 			}
 			var readers []io.Reader
 			for _, e := range events {

@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/channels"
-	"github.com/huabu/huabu/channels/wecom"
-	"github.com/huabu/huabu/directory"
+	"github.com/huabu/huabu/internal/channels"
+	"github.com/huabu/huabu/internal/channels/wecom"
+	"github.com/huabu/huabu/internal/directory"
 )
 
 func (c *cli) syncCmd() *cobra.Command {

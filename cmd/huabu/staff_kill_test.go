@@ -13,8 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/huabu/huabu/channels/fakes"
-	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/internal/channels/fakes"
+	"github.com/huabu/huabu/internal/store"
 )
 
 // TestKillBetweenCreatingAndRecordingStaffTasks: SIGKILL `huabu dev` after

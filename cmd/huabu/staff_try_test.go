@@ -8,10 +8,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/huabu/huabu/channels"
-	"github.com/huabu/huabu/channels/wecom"
-	"github.com/huabu/huabu/config"
-	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/internal/channels"
+	"github.com/huabu/huabu/internal/channels/wecom"
+	"github.com/huabu/huabu/internal/config"
+	"github.com/huabu/huabu/internal/server"
 )
 
 // TestWeComFakeConfig keeps examples/huabu-wecom-fake.yaml — the config of

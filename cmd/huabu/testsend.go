@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/preview"
-	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/internal/preview"
+	"github.com/huabu/huabu/internal/server"
 )
 
 func (c *cli) testSendCmd() *cobra.Command {

@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/huabu/huabu/canvases"
-	"github.com/huabu/huabu/preview"
-	"github.com/huabu/huabu/server"
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/preview"
+	"github.com/huabu/huabu/internal/server"
 )
 
 func (c *cli) validateCmd() *cobra.Command {

@@ -11,8 +11,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
 
-	"github.com/huabu/huabu/channels"
-	"github.com/huabu/huabu/store"
+	"github.com/huabu/huabu/internal/channels"
+	"github.com/huabu/huabu/internal/store"
 )
 
 // Providers observes every channel Send (channels.SendObserver).

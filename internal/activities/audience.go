@@ -1,0 +1,253 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/store"
+)
+
+// EnterInput starts a run's entry: the whole audience (scheduled and manual
+// runs) or the named users (manual runs with --profiles, event triggers).
+type EnterInput struct {
+	RunID    int64    `json:"run_id"`
+	CanvasID string   `json:"canvas_id"`
+	PlanHash string   `json:"plan_hash"`
+	UserIDs  []string `json:"user_ids,omitempty"`
+	// ApplyAudience filters named users by the audience and re-entry rules
+	// (event triggers); a manual run for named users enters them as given.
+	ApplyAudience bool `json:"apply_audience,omitempty"`
+}
+
+// entryCursor is the heartbeat of Enter: profiles up to AfterUID are done
+// and pages below NextPage are written. Each chunk of profiles owns the
+// pages [NextPage, NextPage+pagesPerChunk) and rewrites them whole, so a
+// retry that resumes from an older cursor (heartbeats are throttled) writes
+// the same chunks into the same pages instead of shifting them.
+type entryCursor struct {
+	AfterUID int64 `json:"after_uid"`
+	NextPage int64 `json:"next_page"`
+	Entered  int64 `json:"entered"`
+}
+
+// scanChunk is how many profiles are read and evaluated at a time.
+const (
+	pagesPerChunk = 4
+	scanChunk     = pagesPerChunk * store.PageSize
+)
+
+// Enter evaluates who enters the run and writes the entry cohort.
+func (a *Activities) Enter(ctx context.Context, in EnterInput) (CohortRef, error) {
+	cp, err := a.compiled(ctx, in.PlanHash)
+	if err != nil {
+		return CohortRef{}, err
+	}
+	cohort, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/entry", in.RunID), in.RunID, cp.plan.Start(), 0, time.Time{})
+	if err != nil {
+		return CohortRef{}, err
+	}
+	if cohort.Sealed {
+		return refOf(cohort), nil // a retry after the first attempt finished
+	}
+	var cur entryCursor
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &cur)
+	}
+	e := &entrant{a: a, cp: cp, in: in, cohort: cohort.ID, now: a.now()}
+	if in.UserIDs != nil {
+		err = e.named(ctx, &cur)
+	} else {
+		err = e.everyone(ctx, &cur)
+	}
+	if err != nil {
+		return CohortRef{}, err
+	}
+	sealed, err := a.Store.SealCohort(ctx, cohort.ID, cur.NextPage)
+	if err != nil {
+		return CohortRef{}, err
+	}
+	if err := a.Store.SetRunEntered(ctx, in.RunID, sealed.Size); err != nil {
+		return CohortRef{}, err
+	}
+	return refOf(sealed), nil
+}
+
+type entrant struct {
+	a      *Activities
+	cp     *compiledPlan
+	in     EnterInput
+	cohort int64
+	now    time.Time
+}
+
+// everyone scans every profile in uid order. Reading the next chunk overlaps
+// with evaluating the current one.
+func (e *entrant) everyone(ctx context.Context, cur *entryCursor) error {
+	type chunk struct {
+		rows []store.ProfileRow
+		err  error
+	}
+	chunks := make(chan chunk, 2)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(chunks)
+		after := cur.AfterUID
+		for {
+			rows, err := e.a.Store.ScanProfiles(ctx, after, scanChunk)
+			select {
+			case chunks <- chunk{rows, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(rows) < scanChunk {
+				return
+			}
+			after = rows[len(rows)-1].UID
+		}
+	}()
+	for c := range chunks {
+		if c.err != nil {
+			return c.err
+		}
+		if len(c.rows) == 0 {
+			break
+		}
+		matched, err := e.match(c.rows, e.cp.audience)
+		if err != nil {
+			return err
+		}
+		last := c.rows[len(c.rows)-1].UID
+		if err := e.admit(ctx, matched, cur, last); err != nil {
+			return err
+		}
+		cur.AfterUID = last
+		activity.RecordHeartbeat(ctx, *cur)
+	}
+	return nil
+}
+
+// named enters the given users (unknown ids are skipped). They are one
+// chunk: a retry decides again and replaces what an earlier attempt wrote.
+func (e *entrant) named(ctx context.Context, cur *entryCursor) error {
+	*cur = entryCursor{AfterUID: -1}
+	uidsByID, err := e.a.Store.UIDs(ctx, e.in.UserIDs)
+	if err != nil {
+		return err
+	}
+	uids := make([]int64, 0, len(uidsByID))
+	for _, u := range uidsByID {
+		uids = append(uids, u)
+	}
+	slices.Sort(uids)
+	const everyUID = math.MaxInt64
+	if !e.in.ApplyAudience {
+		return e.write(ctx, uids, cur, everyUID)
+	}
+	rows, err := e.a.Store.Profiles(ctx, uids)
+	if err != nil {
+		return err
+	}
+	matched, err := e.match(rows, e.cp.audience)
+	if err != nil {
+		return err
+	}
+	return e.admit(ctx, matched, cur, everyUID)
+}
+
+// match evaluates a condition over profiles in parallel; a nil condition
+// matches everyone. The result is in uid order.
+func (e *entrant) match(rows []store.ProfileRow, cond *canvases.Condition) ([]int64, error) {
+	if cond == nil {
+		out := make([]int64, len(rows))
+		for i, r := range rows {
+			out[i] = r.UID
+		}
+		return out, nil
+	}
+	keep := make([]bool, len(rows))
+	errs := make([]error, e.a.parallel())
+	var wg sync.WaitGroup
+	per := (len(rows) + len(errs) - 1) / len(errs)
+	for w := range errs {
+		lo, hi := w*per, min((w+1)*per, len(rows))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				var doc map[string]any
+				if err := json.Unmarshal(rows[i].Doc, &doc); err != nil {
+					continue // a corrupt profile never matches; it cannot be evaluated
+				}
+				ok, err := cond.Eval(doc, nil)
+				if err != nil {
+					// A runtime error (say, a nil in arithmetic) excludes the user
+					// rather than failing the whole run.
+					continue
+				}
+				keep[i] = ok
+			}
+		}()
+	}
+	wg.Wait()
+	out := make([]int64, 0, len(rows)/2)
+	for i, k := range keep {
+		if k {
+			out = append(out, rows[i].UID)
+		}
+	}
+	return out, nil
+}
+
+// admit applies the re-entry rule and writes the users as the entry pages
+// of the chunk of profiles up to lastUID.
+func (e *entrant) admit(ctx context.Context, uids []int64, cur *entryCursor, lastUID int64) error {
+	entry := e.cp.plan.Entry
+	if entry.Reentry != canvases.ReentryAlways && len(uids) > 0 {
+		last, err := e.a.Store.LastEntries(ctx, e.in.CanvasID, e.in.RunID, uids)
+		if err != nil {
+			return err
+		}
+		uids = slices.DeleteFunc(uids, func(u int64) bool {
+			at, seen := last[u]
+			if !seen {
+				return false
+			}
+			if entry.Reentry == canvases.ReentryNever {
+				return true
+			}
+			return e.now.Sub(at) < entry.After.Std()
+		})
+	}
+	return e.write(ctx, uids, cur, lastUID)
+}
+
+// write replaces the chunk's pages (and entry rows) with uids and moves the
+// cursor past the chunk's pages.
+func (e *entrant) write(ctx context.Context, uids []int64, cur *entryCursor, lastUID int64) error {
+	chunk := store.EntryChunk{
+		CanvasID: e.in.CanvasID, RunID: e.in.RunID, AfterUID: cur.AfterUID, LastUID: lastUID,
+		FromPage: cur.NextPage, ToPage: cur.NextPage + max(pagesPerChunk, int64(len(uids)+store.PageSize-1)/store.PageSize),
+		RecordEntries: e.cp.needsEntries,
+	}
+	for start := 0; start < len(uids); start += store.PageSize {
+		chunk.Pages = append(chunk.Pages, store.Page{No: chunk.FromPage + int64(len(chunk.Pages)), Members: uids[start:min(start+store.PageSize, len(uids))]})
+	}
+	if err := e.a.Store.WriteEntryChunk(ctx, e.cohort, chunk); err != nil {
+		return err
+	}
+	cur.NextPage = chunk.ToPage
+	cur.Entered += int64(len(uids))
+	return nil
+}

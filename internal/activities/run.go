@@ -1,0 +1,64 @@
+package activities
+
+import (
+	"context"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/huabu/huabu/internal/canvases"
+)
+
+// LoadPlan returns a plan version; workflows call it as a local activity and
+// navigate the plan's steps themselves.
+func (a *Activities) LoadPlan(ctx context.Context, hash string) (*canvases.Plan, error) {
+	cp, err := a.compiled(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	return cp.plan, nil
+}
+
+// BeginInput starts a run.
+type BeginInput struct {
+	CanvasID string `json:"canvas_id"`
+	PlanHash string `json:"plan_hash"`
+	Trigger  string `json:"trigger"`
+	// Users is how many users the run names (0: it enters its audience),
+	// for policy.approval.above.
+	Users int64 `json:"users,omitempty"`
+}
+
+// BeginRun records the run of the calling workflow and returns its id.
+func (a *Activities) BeginRun(ctx context.Context, in BeginInput) (int64, error) {
+	if a.Gate != nil {
+		why, err := a.Gate.RunRefusal(ctx, in.CanvasID, in.PlanHash, in.Users)
+		if err != nil {
+			return 0, err
+		}
+		if why != "" {
+			// Retrying will not help: the run does not start.
+			return 0, temporal.NewNonRetryableApplicationError(why, "RunRefused", nil)
+		}
+	}
+	wf := activity.GetInfo(ctx).WorkflowExecution
+	run, err := a.Store.BeginRun(ctx, wf.ID+"/"+wf.RunID, in.CanvasID, in.PlanHash, in.Trigger)
+	return run.ID, err
+}
+
+// FinishInput ends a run.
+type FinishInput struct {
+	RunID int64  `json:"run_id"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// FinishRun records how a run ended.
+func (a *Activities) FinishRun(ctx context.Context, in FinishInput) error {
+	return a.Store.FinishRun(ctx, in.RunID, in.State, in.Error)
+}
+
+// EnterStep records that a cohort entered a step, for reports.
+func (a *Activities) EnterStep(ctx context.Context, in StepInput) error {
+	return a.Store.RecordStepEntry(ctx, in.RunID, in.StepID, in.Visit, in.Cohort.ID, in.Cohort.Size)
+}

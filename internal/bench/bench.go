@@ -1,0 +1,389 @@
+// Package bench measures Huabu on this machine: a scheduled broadcast with an
+// audience filter to N synthetic users through a JPush-compatible provider
+// on a local HTTP server (in its own process, so its memory is not counted),
+// and the same audience sent through one workflow per user at a small N, to
+// report the ratio side by side. `huabu bench broadcast` runs it.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/huabu/huabu/internal/activities"
+	"github.com/huabu/huabu/internal/app"
+	"github.com/huabu/huabu/internal/config"
+	"github.com/huabu/huabu/internal/store"
+	"github.com/huabu/huabu/internal/workflows"
+)
+
+// Options configure a broadcast benchmark.
+type Options struct {
+	Users   int    // profiles seeded and broadcast to
+	PerUser int    // users in the cohort-vs-per-user comparison (0: skip)
+	DataDir string // "" = a temporary directory, removed after
+	// Postgres is the DSN of an empty PostgreSQL database (or schema) to
+	// use as the store instead of SQLite in DataDir.
+	Postgres string
+	Provider string // URL of the JPush-compatible provider (started by the caller)
+	Out      io.Writer
+	Log      *slog.Logger
+}
+
+// Result is what the benchmark measured.
+type Result struct {
+	Users         int
+	SeedTime      time.Duration
+	Recipients    int64
+	Wall          time.Duration
+	PeakRSSBytes  int64
+	HistoryEvents int
+	Runs          int
+	SmallN        int
+	CohortSmall   time.Duration
+	PerUserSmall  time.Duration
+	PerUserSent   int64
+}
+
+const appKey, masterSecret = "bench-app", "bench-secret"
+
+const broadcastCanvas = `
+id: bench-broadcast
+name: 基准广播
+trigger:
+  schedule: {cron: "0 10 * * *"}
+audience: 'user.city != "" && !("退订" in user.tags) && user.level in ["普通", "银卡", "金卡", "钻石"]'
+steps:
+  - id: broadcast
+    push: {channel: push, title: 会员日, text: 今日全场8折，点击查看, url: "app://member-day"}
+`
+
+const smallCanvas = `
+id: bench-small
+trigger: {manual: {}}
+steps:
+  - id: broadcast
+    push: {channel: push, title: 会员日, text: 今日全场8折，点击查看, url: "app://member-day"}
+`
+
+// Broadcast runs the benchmark and prints its lines to opts.Out.
+func Broadcast(ctx context.Context, opts Options) (Result, error) {
+	res := Result{Users: opts.Users}
+	if err := refuseStoreInUse(ctx, opts.Postgres); err != nil {
+		return res, err
+	}
+	dir, canvasDir, cleanup, err := benchDirs(opts.DataDir)
+	if err != nil {
+		return res, err
+	}
+	defer cleanup()
+	if err := os.WriteFile(filepath.Join(canvasDir, "broadcast.yaml"), []byte(broadcastCanvas), 0o644); err != nil {
+		return res, err
+	}
+	if err := os.WriteFile(filepath.Join(canvasDir, "small.yaml"), []byte(smallCanvas), 0o644); err != nil {
+		return res, err
+	}
+	cfgText := fmt.Sprintf(`
+canvases: ./canvases
+http: {disabled: true}
+profile: {attributes: {name: string, city: string, level: string}}
+channels:
+  push: {provider: jpush, base_url: "%s", app_key: %s, master_secret: %s, use_cid: "false", concurrency: "8"}
+`, opts.Provider, appKey, masterSecret) + storeConfig(opts.Postgres)
+	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(cfgText))
+	if err != nil {
+		return res, err
+	}
+	running, err := app.Start(ctx, app.Options{Config: cfg, DataDir: filepath.Join(dir, "data"), Logger: opts.Log, NoHTTP: true, MaxConcurrentActivities: 16})
+	if err != nil {
+		return res, err
+	}
+	defer running.Close()
+
+	start := time.Now()
+	if err := seed(ctx, running.Store(), opts.Users); err != nil {
+		return res, err
+	}
+	res.SeedTime = time.Since(start)
+	fmt.Fprintf(opts.Out, "seeded %d profiles in %.1f s (%.0f/s)\n", opts.Users, res.SeedTime.Seconds(), float64(opts.Users)/res.SeedTime.Seconds())
+
+	// The broadcast, through its Temporal Schedule.
+	start = time.Now()
+	if err := running.TriggerSchedule(ctx, "bench-broadcast"); err != nil {
+		return res, fmt.Errorf("trigger schedule: %w", err)
+	}
+	run, err := waitRun(ctx, running.Store(), "bench-broadcast")
+	if err != nil {
+		return res, err
+	}
+	res.Wall = time.Since(start)
+	counts, _, err := running.Store().Counts(ctx, "bench-broadcast", run.ID)
+	if err != nil {
+		return res, err
+	}
+	if c := counts["broadcast"]; c != nil {
+		res.Recipients = c.Sent
+	}
+	res.PeakRSSBytes = peakRSS()
+	res.HistoryEvents, res.Runs, err = historyLength(ctx, running.Client(), run.WorkflowID)
+	if err != nil {
+		return res, err
+	}
+	fmt.Fprintf(opts.Out, "cohort broadcast: %d recipients in %.2f s wall = %.0f recipients/s; peak RSS %d MiB; history %d events in %d workflow run(s)\n",
+		res.Recipients, res.Wall.Seconds(), float64(res.Recipients)/res.Wall.Seconds(), res.PeakRSSBytes>>20, res.HistoryEvents, res.Runs)
+	if res.Recipients != int64(opts.Users) {
+		return res, fmt.Errorf("sent %d messages for %d users", res.Recipients, opts.Users)
+	}
+	if opts.PerUser > 0 {
+		if err := compare(ctx, running, opts, &res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// seed writes n synthetic profiles straight into the store.
+func seed(ctx context.Context, st *store.SQLite, n int) error {
+	cities := []string{"上海", "北京", "杭州", "深圳", "成都", "南京", "武汉", "西安"}
+	levels := []string{"普通", "银卡", "金卡", "钻石"}
+	const batch = 5000
+	ups := make([]store.ProfileUpdate, 0, batch)
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("b%07d", i)
+		doc := fmt.Sprintf(`{"id":%q,"name":"用户%d","city":%q,"level":%q,"push_alias":%q}`, id, i, cities[i%len(cities)], levels[i%len(levels)], id)
+		ups = append(ups, store.ProfileUpdate{ID: id, Patch: []byte(doc)})
+		if len(ups) == batch || i == n-1 {
+			if _, err := st.UpsertProfiles(ctx, ups); err != nil {
+				return err
+			}
+			ups = ups[:0]
+		}
+	}
+	return nil
+}
+
+// waitRun waits for the newest run of a canvas to finish.
+func waitRun(ctx context.Context, st *store.SQLite, canvasID string) (store.Run, error) {
+	for {
+		runs, err := st.Runs(ctx, canvasID, 1)
+		if err != nil {
+			return store.Run{}, err
+		}
+		if len(runs) > 0 && runs[0].State != store.RunRunning {
+			if runs[0].State != store.RunCompleted {
+				return runs[0], fmt.Errorf("run %d ended %s: %s", runs[0].ID, runs[0].State, runs[0].Error)
+			}
+			return runs[0], nil
+		}
+		select {
+		case <-ctx.Done():
+			return store.Run{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// historyLength counts the events of a run's workflow, following
+// continue-as-new back to the first run; it returns the longest history.
+func historyLength(ctx context.Context, c client.Client, ref string) (longest, runs int, err error) {
+	wfID, runID, _ := strings.Cut(ref, "/")
+	for runID != "" {
+		it := c.GetWorkflowHistory(ctx, wfID, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		n, prev := 0, ""
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return longest, runs, err
+			}
+			if n == 0 {
+				prev = ev.GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId()
+			}
+			n++
+		}
+		runs++
+		longest = max(longest, n)
+		runID = prev
+	}
+	return longest, runs, nil
+}
+
+// compare sends the same push to the first n users as one cohort and as one
+// workflow per user.
+func compare(ctx context.Context, app *app.App, opts Options, res *Result) error {
+	n := min(opts.PerUser, opts.Users)
+	res.SmallN = n
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("b%07d", i)
+	}
+	start := time.Now()
+	started, err := app.StartRun(ctx, "bench-small", ids)
+	if err != nil {
+		return err
+	}
+	if _, err := app.WaitRun(ctx, started.WorkflowID); err != nil {
+		return err
+	}
+	res.CohortSmall = time.Since(start)
+
+	c, err := app.Store().Canvas(ctx, "bench-small")
+	if err != nil {
+		return err
+	}
+	run, err := app.Store().BeginRun(ctx, fmt.Sprintf("bench-per-user-%d", time.Now().UnixNano()), "bench-small", c.PlanHash, "bench")
+	if err != nil {
+		return err
+	}
+	uids, err := app.Store().UIDs(ctx, ids)
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	sem := make(chan struct{}, 64)
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			wf, err := app.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				ID: fmt.Sprintf("bench-per-user-%d-%d", run.ID, i), TaskQueue: "huabu",
+			}, workflows.SendOneName, activities.SendOneInput{RunID: run.ID, CanvasID: "bench-small", PlanHash: c.PlanHash, StepID: "broadcast", UID: uids[id]})
+			if err == nil {
+				var r activities.SendResult
+				if err = wf.Get(ctx, &r); err == nil {
+					sent.Add(r.Sent)
+				}
+			}
+			if err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.PerUserSmall = time.Since(start)
+	res.PerUserSent = sent.Load()
+	select {
+	case err := <-errs:
+		return fmt.Errorf("per-user workflow: %w", err)
+	default:
+	}
+	cohortRate := float64(n) / res.CohortSmall.Seconds()
+	perUserRate := float64(n) / res.PerUserSmall.Seconds()
+	fmt.Fprintf(opts.Out, "at %d users: cohort %.2f s (%.0f/s), one workflow per user %.2f s (%.0f/s): cohort is %.1f× faster\n",
+		n, res.CohortSmall.Seconds(), cohortRate, res.PerUserSmall.Seconds(), perUserRate, cohortRate/perUserRate)
+	if opts.Users > n {
+		fmt.Fprintf(opts.Out, "one workflow per user would take about %s for %d users (cohort: %.1f s)\n",
+			(time.Duration(float64(opts.Users)/perUserRate) * time.Second).Round(time.Minute), opts.Users, res.Wall.Seconds())
+	}
+	return nil
+}
+
+// peakRSS is the process's peak resident set size.
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // kilobytes on Linux
+}
+
+// StartProvider runs a provider fake as a child process (the same binary,
+// `huabu bench provider`) and returns its URL and a stop function.
+func StartProvider(ctx context.Context, self string, args ...string) (string, func(), error) {
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return "", nil, fmt.Errorf("provider did not start: %w", err)
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+	var hello struct{ URL string }
+	if err := json.Unmarshal([]byte(line), &hello); err != nil {
+		stop()
+		return "", nil, fmt.Errorf("provider said %q", line)
+	}
+	return hello.URL, stop, nil
+}
+
+// benchDirs returns the benchmark's data directory (dataDir, or a temporary
+// one that cleanup removes) and its canvases directory, created.
+func benchDirs(dataDir string) (dir, canvasDir string, cleanup func(), err error) {
+	dir, cleanup = dataDir, func() {}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "huabu-bench-"); err != nil {
+			return "", "", nil, err
+		}
+		tmp := dir
+		cleanup = func() { os.RemoveAll(tmp) }
+	}
+	canvasDir = filepath.Join(dir, "canvases")
+	if err := os.MkdirAll(canvasDir, 0o755); err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return dir, canvasDir, cleanup, nil
+}
+
+// storeConfig is the config's store section: PostgreSQL at dsn, or the
+// default SQLite store when dsn is "".
+func storeConfig(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	b, _ := json.Marshal(dsn)
+	return "store: {driver: postgres, dsn: " + string(b) + "}\n"
+}
+
+// refuseStoreInUse stops a bench given a PostgreSQL database that holds
+// anything but an empty Huabu schema: a bench deploys its own canvases as
+// a new canvas set (retiring every other canvas there) and seeds
+// synthetic profiles.
+func refuseStoreInUse(ctx context.Context, dsn string) error {
+	if dsn == "" {
+		return nil
+	}
+	st, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	used, err := st.InUse(ctx)
+	if err != nil {
+		return err
+	}
+	if used {
+		return fmt.Errorf("--postgres %s holds canvases, profiles, runs or events: a bench retires every canvas there and seeds synthetic profiles, so it needs an empty database or schema", store.MaskDSN(dsn))
+	}
+	return nil
+}

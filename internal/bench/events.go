@@ -1,0 +1,354 @@
+package bench
+
+// The event benchmarks: events accepted per second through POST /v1/batch
+// of the running app's HTTP server (`huabu bench ingest`), and event →
+// outbox latency at a steady rate of /v1/track calls (`huabu bench events`).
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/huabu/huabu/internal/app"
+	"github.com/huabu/huabu/internal/config"
+	"github.com/huabu/huabu/internal/loadgen"
+)
+
+const writeKey = "bench-write-key"
+
+// benchProfile is the example config's audience data: computed traits,
+// RFM and auto-tags, so the traits engine does its production work.
+const benchProfile = `
+profile:
+  attributes: {name: string, city: string, level: string}
+  traits:
+    orders_30d: {count: purchase, within: 30d}
+    spend_90d: {sum: purchase.amount, within: 90d}
+    last_order_amount: {last: purchase.amount}
+    days_since_last_order: {days_since: purchase}
+    app_opens_7d: {count: app_open, within: 7d}
+  rfm: {event: purchase, amount: amount, window: 365d}
+events:
+  purchase: {amount: number, order_id: string}
+tags:
+  dormant: 'user.traits.days_since_last_order > 60'
+  high_value: 'user.rfm.m >= 4'
+`
+
+// EventOptions configure the event benchmarks.
+type EventOptions struct {
+	// bench ingest
+	Events  int // events to send
+	Batch   int // events per /v1/batch request (default 500)
+	Clients int // concurrent HTTP clients (default 8)
+	Users   int // distinct users the events name (default 100,000)
+	// bench events
+	Rate     int           // events per second
+	Duration time.Duration // how long to send
+
+	// NoTraits leaves computed traits, RFM and tags out of the config (to
+	// see what they cost).
+	NoTraits bool
+
+	DataDir string // "" = a temporary directory, removed after
+	// Postgres is the DSN of an empty PostgreSQL database (or schema) to
+	// use as the store instead of SQLite in DataDir.
+	Postgres string
+	Out      io.Writer
+	Log      *slog.Logger
+}
+
+// startStack runs the app with its HTTP API on a free port.
+func startStack(ctx context.Context, opts EventOptions, canvases map[string]string) (*app.App, func(), error) {
+	if err := refuseStoreInUse(ctx, opts.Postgres); err != nil {
+		return nil, nil, err
+	}
+	dir := opts.DataDir
+	cleanup := func() {}
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "huabu-bench-")
+		if err != nil {
+			return nil, nil, err
+		}
+		dir, cleanup = tmp, func() { os.RemoveAll(tmp) }
+	}
+	canvasDir := filepath.Join(dir, "canvases")
+	if err := os.MkdirAll(canvasDir, 0o755); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	for name, body := range canvases {
+		if err := os.WriteFile(filepath.Join(canvasDir, name), []byte(body), 0o644); err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+	}
+	cfgText := "canvases: ./canvases\nhttp: {listen: \"127.0.0.1:0\", write_keys: [" + writeKey + "]}\n"
+	if !opts.NoTraits {
+		cfgText += benchProfile
+	}
+	cfgText += storeConfig(opts.Postgres)
+	cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(cfgText))
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	running, err := app.Start(ctx, app.Options{Config: cfg, DataDir: filepath.Join(dir, "data"), Logger: opts.Log})
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return running, func() { running.Close(); cleanup() }, nil
+}
+
+func post(ctx context.Context, c *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(writeKey, "")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+// Ingest posts Events events in /v1/batch requests from Clients concurrent
+// clients to the app's HTTP server and prints how many were accepted (in
+// the accept log, fsynced) per second, how soon all of them were in the
+// event store, then how long the router and the traits engine took to
+// catch up once the load stopped.
+func Ingest(ctx context.Context, opts EventOptions) error {
+	if opts.Batch <= 0 {
+		opts.Batch = 500
+	}
+	if opts.Clients <= 0 {
+		opts.Clients = 8
+	}
+	if opts.Users <= 0 {
+		opts.Users = 100000
+	}
+	requests := max(1, (opts.Events+opts.Batch-1)/opts.Batch)
+	app, stop, err := startStack(ctx, opts, nil)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	bodies := loadgen.BatchBodies(requests, opts.Batch, opts.Users, uint64(time.Now().UnixNano()))
+	url := "http://" + app.HTTPAddr() + "/v1/batch"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: opts.Clients}, Timeout: time.Minute}
+	before, err := app.Store().CountEvents(ctx)
+	if err != nil {
+		return err
+	}
+	var next atomic.Int64
+	lat := make([][]time.Duration, opts.Clients)
+	errs := make(chan error, opts.Clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < opts.Clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= requests || ctx.Err() != nil {
+					return
+				}
+				t := time.Now()
+				if err := post(ctx, client, url, bodies[i]); err != nil {
+					errs <- err
+					return
+				}
+				lat[c] = append(lat[c], time.Since(t))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	sent := requests * opts.Batch
+	all := slices.Concat(lat...)
+	fmt.Fprintf(opts.Out, "ingest: %d events in %d POST /v1/batch of %d from %d clients in %.2f s = %.0f events/s accepted (in the fsynced accept log); request p50 %s, p99 %s\n",
+		sent, requests, opts.Batch, opts.Clients, elapsed.Seconds(), float64(sent)/elapsed.Seconds(), ms(percentile(all, 0.5)), ms(percentile(all, 0.99)))
+
+	// Storing: the applier moves the accepted requests into the store.
+	if err := app.WaitIngested(ctx); err != nil {
+		return err
+	}
+	storedIn := time.Since(start)
+	after, err := app.Store().CountEvents(ctx)
+	if err != nil {
+		return err
+	}
+	if stored := after - before; stored != int64(sent) {
+		return fmt.Errorf("stored %d events of %d sent", stored, sent)
+	}
+	fmt.Fprintf(opts.Out, "stored: all %d in the event store %.2f s after the first request = %.0f events/s sustained (store bound)\n",
+		sent, storedIn.Seconds(), float64(sent)/storedIn.Seconds())
+
+	// Catching up: the router (event triggers, waits, exits, goals) and the
+	// computed traits, from the moment the load stopped.
+	last, err := app.Store().LastEventID(ctx)
+	if err != nil {
+		return err
+	}
+	catchUp := time.Now()
+	for app.EventsRouted() < last {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	routed := time.Since(catchUp)
+	if err := app.WaitTraits(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.Out, "after the load: router caught up in %.2f s, computed traits in %.2f s\n", routed.Seconds(), time.Since(catchUp).Seconds())
+	return nil
+}
+
+const eventsCanvas = `
+id: bench-events
+name: 事件基准
+trigger: {event: {name: bench_ping}}
+entry: {reentry: always}
+steps:
+  - id: hello
+    push: {channel: outbox, text: 你好}
+`
+
+// Events sends Rate /v1/track calls per second for Duration, each for a new
+// user, to a canvas triggered by that event whose first step writes to the
+// outbox, and prints the event → outbox latency: from sending the request
+// to the outbox row's creation.
+func Events(ctx context.Context, opts EventOptions) error {
+	if opts.Rate <= 0 || opts.Duration <= 0 {
+		return fmt.Errorf("--rate and --duration must be positive")
+	}
+	app, stop, err := startStack(ctx, opts, map[string]string{"bench-events.yaml": eventsCanvas})
+	if err != nil {
+		return err
+	}
+	defer stop()
+	url := "http://" + app.HTTPAddr() + "/v1/track"
+	n := int(float64(opts.Rate) * opts.Duration.Seconds())
+	sentAt := make([]time.Time, n)
+	accept := make([]time.Duration, n)
+	run := time.Now().UnixNano()
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("e%d-%07d", run%100000, i)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
+	jobs := make(chan int, n)
+	errs := make(chan error, 1)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				body := fmt.Appendf(nil, `{"userId":%q,"event":"bench_ping","messageId":"%d-%d","properties":{"seq":%d}}`, users[i], run, i, i)
+				sentAt[i] = time.Now()
+				if err := post(ctx, client, url, body); err != nil {
+					failed.Add(1)
+					select {
+					case errs <- err:
+					default:
+					}
+					continue
+				}
+				accept[i] = time.Since(sentAt[i])
+			}
+		}()
+	}
+	// A steady pace: event i goes at start + i/rate.
+	start := time.Now()
+	interval := time.Second / time.Duration(opts.Rate)
+	for i := 0; i < n; i++ {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			select {
+			case <-ctx.Done():
+				close(jobs)
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	sending := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d of %d requests failed, e.g. %w", f, n, <-errs)
+	}
+
+	// Every event's message, or a timeout.
+	created := map[string]time.Time{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		msgs, err := app.Store().Outbox(ctx, "bench-events", n+10)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			created[m.UserID] = m.CreatedAt
+		}
+		if len(created) >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var lat []time.Duration
+	for i, u := range users {
+		if at, ok := created[u]; ok {
+			// The row's time has millisecond precision.
+			lat = append(lat, max(0, at.Sub(sentAt[i].Truncate(time.Millisecond))))
+		}
+	}
+	runs, err := app.Store().Runs(ctx, "bench-events", 100000)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.Out, "events: %d POST /v1/track at %d/s for %s (achieved %.1f/s); HTTP accept p50 %s, p99 %s\n",
+		n, opts.Rate, opts.Duration, float64(n)/sending.Seconds(), ms(percentile(accept, 0.5)), ms(percentile(accept, 0.99)))
+	fmt.Fprintf(opts.Out, "event → outbox: p50 %s, p99 %s, max %s; %d/%d messages in the outbox; %d runs (one per entry window)\n",
+		ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)), len(lat), n, len(runs))
+	if len(lat) < n {
+		return fmt.Errorf("%d events had no message in the outbox after 30 s", n-len(lat))
+	}
+	return nil
+}

@@ -1,0 +1,581 @@
+package triggers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/ingest"
+	"github.com/huabu/huabu/internal/store"
+	"github.com/huabu/huabu/internal/workflows"
+)
+
+// Store is what the router reads and writes.
+type Store interface {
+	Canvases(ctx context.Context) ([]store.DeployedCanvas, error)
+	Plan(ctx context.Context, hash string) ([]byte, error)
+	PlanHashes(ctx context.Context) ([]string, error)
+	Profiles(ctx context.Context, uids []int64) ([]store.ProfileRow, error)
+	MembershipsOf(ctx context.Context, uids []int64, since time.Time) ([]store.Membership, error)
+	WaitsIn(ctx context.Context, runIDs []int64, event string) ([]store.Wait, error)
+	MembersAmong(ctx context.Context, cohortID int64, uids []int64) (map[int64]bool, error)
+	RecordArrivals(ctx context.Context, cohortID int64, uids []int64, at time.Time) (int64, error)
+	RecordExits(ctx context.Context, runID int64, stepID, reason string, uids []int64) error
+	RecordConversions(ctx context.Context, runID int64, uids []int64, at time.Time) error
+	WindowStore
+}
+
+// Temporal is the part of the client the router uses.
+type Temporal interface {
+	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow interface{}, args ...interface{}) (client.WorkflowRun, error)
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg interface{}) error
+}
+
+// Options configure a Router.
+type Options struct {
+	Store     Store
+	Temporal  Temporal
+	Compiler  *canvases.Compiler
+	TaskQueue string
+	Logger    *slog.Logger
+	// Window is how long entries of an event-triggered canvas gather before
+	// they start one run together.
+	Window time.Duration
+	// MaxUsersPerRun closes a window early (default 10,000): a run's input
+	// stays small; more entries start more runs.
+	MaxUsersPerRun int
+	// GoalLookback bounds how far back entries are searched for goals.
+	GoalLookback time.Duration
+	// Now is the clock windows open and close by (default time.Now).
+	Now func() time.Time
+	// Paused tells whether a canvas is paused (huabu pause); nil: never.
+	// Event entries of a paused canvas whose trigger says while_paused:
+	// drop enter nobody.
+	Paused func(ctx context.Context, canvasID string) (bool, error)
+}
+
+// Router routes stored events (the event feed calls Route) and starts the
+// runs of entry windows (Run).
+type Router struct {
+	opts  Options
+	plans sync.Map // hash → *plan
+
+	mu        sync.Mutex
+	triggers  map[string][]trigger // event name → canvases it starts
+	readsUser map[string]bool      // event names whose conditions read the user document
+
+	windows windows
+
+	// routed caches RoutedEvents for the plan versions it was built from.
+	routedMu     sync.Mutex
+	routedHashes []string
+	routed       []string
+}
+
+type trigger struct {
+	canvasID string
+	plan     *plan
+}
+
+// plan is a plan with its event conditions compiled.
+type plan struct {
+	*canvases.Plan
+	trigger, exit, goal *canvases.Condition
+	waits               map[string][]waitStep // event → wait steps for it
+}
+
+type waitStep struct {
+	stepID string
+	when   *canvases.Condition
+}
+
+// New builds a router; Run starts it.
+func New(opts Options) *Router {
+	if opts.Window <= 0 {
+		opts.Window = 200 * time.Millisecond
+	}
+	if opts.MaxUsersPerRun <= 0 {
+		opts.MaxUsersPerRun = 10000
+	}
+	if opts.GoalLookback <= 0 {
+		opts.GoalLookback = 90 * 24 * time.Hour
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	r := &Router{opts: opts, triggers: map[string][]trigger{}}
+	r.windows.init(r)
+	return r
+}
+
+// Window is how long entries gather before their run starts (the
+// simulation waits as long in virtual time).
+func (r *Router) Window() time.Duration { return r.opts.Window }
+
+// Refresh reloads which canvases events trigger (after a deploy).
+func (r *Router) Refresh(ctx context.Context) error {
+	list, err := r.opts.Store.Canvases(ctx)
+	if err != nil {
+		return err
+	}
+	byEvent := map[string][]trigger{}
+	readsUser := map[string]bool{}
+	for _, c := range list {
+		if !c.Active {
+			continue
+		}
+		p, err := r.plan(ctx, c.PlanHash)
+		if err != nil {
+			r.opts.Logger.Warn("canvas not routable", "canvas", c.ID, "err", err)
+			continue
+		}
+		if p.Trigger.Kind == canvases.TriggerEvent {
+			byEvent[p.Trigger.Event.Event] = append(byEvent[p.Trigger.Event.Event], trigger{canvasID: c.ID, plan: p})
+			if reads(p.trigger) {
+				readsUser[p.Trigger.Event.Event] = true
+			}
+		}
+		if p.Exit != nil && reads(p.exit) {
+			readsUser[p.Exit.Event] = true
+		}
+		if p.Goal != nil && reads(p.goal) {
+			readsUser[p.Goal.Event] = true
+		}
+		for ev, ws := range p.waits {
+			for _, w := range ws {
+				if reads(w.when) {
+					readsUser[ev] = true
+				}
+			}
+		}
+	}
+	r.mu.Lock()
+	r.triggers, r.readsUser = byEvent, readsUser
+	r.mu.Unlock()
+	return nil
+}
+
+// ErrHandedOver, as the cause of Run's context, tells it another process
+// routes now (a worker that lost the router lease, ADR 022): it stops
+// without starting the windows still gathering, which the next router
+// resumes from the store and may still add to.
+var ErrHandedOver = errors.New("router: another process routes now")
+
+// Run starts the runs of entry windows as they close, until ctx ends; then,
+// unless ctx was cancelled with ErrHandedOver, it starts those still
+// gathering (what it cannot start stays in the store for the next start). A window whose start fails is retried, with backoff,
+// never dropped.
+func (r *Router) Run(ctx context.Context) {
+	if err := r.Refresh(ctx); err != nil {
+		r.opts.Logger.Error("router: loading canvases", "err", err)
+	}
+	tick := time.NewTicker(max(r.opts.Window/4, 5*time.Millisecond))
+	defer tick.Stop()
+	refresh := time.NewTicker(30 * time.Second)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), ErrHandedOver) {
+				return // the next router resumes the windows from the store
+			}
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			r.StartWindows(sctx, true)
+			cancel()
+			return
+		case <-r.windows.wake:
+			r.StartWindows(ctx, false)
+		case <-tick.C:
+			r.StartWindows(ctx, false)
+		case <-refresh.C:
+			if err := r.Refresh(ctx); err != nil {
+				r.opts.Logger.Warn("router: reloading canvases", "err", err)
+			}
+		}
+	}
+}
+
+// Route routes stored events, in id order, in the caller's goroutine. When
+// it returns nil every effect of the events is in the store: exits,
+// conversions and arrivals recorded (and their runs signalled), and entries
+// of event-triggered canvases written into their entry windows, whose runs
+// Run starts. Routing the same events again changes nothing, so the caller
+// may retry a failed call, or route events again after a crash.
+func (r *Router) Route(ctx context.Context, events []ingest.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	return r.route(ctx, events)
+}
+
+// RoutedEvents names every event some stored plan version reacts to: its
+// trigger event, exit event, goal event or the event of one of its waits.
+// Any other event can change nothing in the engine, so the feed skips it.
+// Plans are immutable and only added, so the list is rebuilt only when the
+// stored versions change, and it covers runs of older versions and
+// deactivated canvases too.
+func (r *Router) RoutedEvents(ctx context.Context) ([]string, error) {
+	hashes, err := r.opts.Store.PlanHashes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.routedMu.Lock()
+	defer r.routedMu.Unlock()
+	if r.routed != nil && slices.Equal(hashes, r.routedHashes) {
+		return r.routed, nil
+	}
+	seen := map[string]bool{}
+	for _, h := range hashes {
+		p, err := r.plan(ctx, h)
+		if err != nil {
+			return nil, nil // a plan this build cannot read: route everything
+		}
+		if p.Trigger.Kind == canvases.TriggerEvent {
+			seen[p.Trigger.Event.Event] = true
+		}
+		if p.Exit != nil {
+			seen[p.Exit.Event] = true
+		}
+		if p.Goal != nil {
+			seen[p.Goal.Event] = true
+		}
+		for ev := range p.waits {
+			seen[ev] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	r.routed, r.routedHashes = names, hashes
+	return names, nil
+}
+
+// ReadsUser reports whether routing any of the events evaluates a condition
+// over the user document (a trigger, exit, goal or wait condition of a
+// deployed canvas that mentions user), so the caller can bring computed
+// traits up to date first; events whose conditions read only the event
+// need not wait for them.
+func (r *Router) ReadsUser(events []ingest.Event) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range events {
+		if r.readsUser[e.Name] {
+			return true
+		}
+	}
+	return false
+}
+
+var userRef = regexp.MustCompile(`\buser\b`)
+
+func reads(c *canvases.Condition) bool { return c != nil && userRef.MatchString(c.Source) }
+
+func (r *Router) plan(ctx context.Context, hash string) (*plan, error) {
+	if p, ok := r.plans.Load(hash); ok {
+		return p.(*plan), nil
+	}
+	raw, err := r.opts.Store.Plan(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := canvases.UnmarshalPlan(raw)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{Plan: cp, waits: map[string][]waitStep{}}
+	compile := func(o *canvases.OnEvent) (*canvases.Condition, error) {
+		if o == nil || o.When == "" {
+			return nil, nil
+		}
+		return r.opts.Compiler.CompileCondition(o.When, o.Event)
+	}
+	if p.trigger, err = compile(cp.Trigger.Event); err != nil {
+		return nil, err
+	}
+	if p.exit, err = compile(cp.Exit); err != nil {
+		return nil, err
+	}
+	if cp.Goal != nil {
+		if p.goal, err = compile(&cp.Goal.OnEvent); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range cp.Steps {
+		if s.Wait == nil || s.Wait.Kind != canvases.WaitEvent {
+			continue
+		}
+		w := waitStep{stepID: s.ID}
+		if s.Wait.When != "" {
+			if w.when, err = r.opts.Compiler.CompileCondition(s.Wait.When, s.Wait.Event); err != nil {
+				return nil, err
+			}
+		}
+		p.waits[s.Wait.Event] = append(p.waits[s.Wait.Event], w)
+	}
+	actual, _ := r.plans.LoadOrStore(hash, p)
+	return actual.(*plan), nil
+}
+
+// batch is the routing of one group of events.
+type batch struct {
+	r        *Router
+	events   []ingest.Event
+	users    map[int64]map[string]any // user documents, loaded when a condition needs them
+	exits    map[int64][]int64
+	converts map[int64]map[int64]time.Time
+	arrivals map[int64][]int64 // waiting cohort → users
+	signal   map[string]bool   // workflow ids
+}
+
+func (r *Router) route(ctx context.Context, events []ingest.Event) error {
+	b := &batch{r: r, events: events, exits: map[int64][]int64{}, converts: map[int64]map[int64]time.Time{},
+		arrivals: map[int64][]int64{}, signal: map[string]bool{}}
+	if err := b.loadUsers(ctx); err != nil {
+		return err
+	}
+	entries, err := r.dropPaused(ctx, b.entries())
+	if err != nil {
+		return err
+	}
+	if err := r.windows.enter(ctx, entries); err != nil {
+		return fmt.Errorf("entry windows: %w", err)
+	}
+	if err := b.memberships(ctx); err != nil {
+		return err
+	}
+	return b.write(ctx)
+}
+
+// loadUsers fetches the documents of the batch's users, for conditions.
+func (b *batch) loadUsers(ctx context.Context) error {
+	var uids []int64
+	seen := map[int64]bool{}
+	for _, e := range b.events {
+		if !seen[e.UID] {
+			seen[e.UID] = true
+			uids = append(uids, e.UID)
+		}
+	}
+	slices.Sort(uids)
+	rows, err := b.r.opts.Store.Profiles(ctx, uids)
+	if err != nil {
+		return err
+	}
+	b.users = make(map[int64]map[string]any, len(rows))
+	for _, row := range rows {
+		var doc map[string]any
+		if json.Unmarshal(row.Doc, &doc) == nil {
+			doc["id"] = row.ID
+			b.users[row.UID] = doc
+		}
+	}
+	return nil
+}
+
+func match(c *canvases.Condition, user map[string]any, e ingest.Event) bool {
+	if c == nil {
+		return true
+	}
+	ok, err := c.Eval(user, e.Properties)
+	return err == nil && ok
+}
+
+// entries lists, in event order, the events that enter users into
+// event-triggered canvases.
+func (b *batch) entries() []entry {
+	r := b.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []entry
+	for _, e := range b.events {
+		for _, t := range r.triggers[e.Name] {
+			if match(t.plan.trigger, b.users[e.UID], e) {
+				out = append(out, entry{canvasID: t.canvasID, hash: t.plan.Hash, event: e})
+			}
+		}
+	}
+	return out
+}
+
+// dropPaused leaves out the entries of paused canvases whose trigger says
+// while_paused: drop (the canvas's state is read once per batch and canvas).
+func (r *Router) dropPaused(ctx context.Context, entries []entry) ([]entry, error) {
+	if r.opts.Paused == nil {
+		return entries, nil
+	}
+	paused := map[string]bool{}
+	dropped := map[string]int{}
+	out := entries[:0:0]
+	for _, e := range entries {
+		p, err := r.plan(ctx, e.hash)
+		if err != nil {
+			return nil, err
+		}
+		if p.DropsEntriesWhilePaused() {
+			is, seen := paused[e.canvasID]
+			if !seen {
+				if is, err = r.opts.Paused(ctx, e.canvasID); err != nil {
+					return nil, err
+				}
+				paused[e.canvasID] = is
+			}
+			if is {
+				dropped[e.canvasID]++
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	for _, id := range slices.Sorted(maps.Keys(dropped)) {
+		r.opts.Logger.Info("event entries dropped: the canvas is paused (trigger.event.while_paused: drop)", "canvas", id, "entries", dropped[id])
+	}
+	return out, nil
+}
+
+// memberships routes events to the runs their users are in: exits, goals
+// and waits for the event.
+func (b *batch) memberships(ctx context.Context) error {
+	r := b.r
+	byUser := map[int64][]ingest.Event{}
+	var uids []int64
+	for _, e := range b.events {
+		if _, ok := byUser[e.UID]; !ok {
+			uids = append(uids, e.UID)
+		}
+		byUser[e.UID] = append(byUser[e.UID], e)
+	}
+	slices.Sort(uids)
+	ms, err := r.opts.Store.MembershipsOf(ctx, uids, r.opts.Now().Add(-r.opts.GoalLookback))
+	if err != nil {
+		return err
+	}
+	type waitKey struct {
+		run   int64
+		event string
+	}
+	waitUsers := map[waitKey][]ingest.Event{}
+	var waitKeys []waitKey
+	for _, m := range ms {
+		p, err := r.plan(ctx, m.PlanHash)
+		if err != nil {
+			r.opts.Logger.Warn("router: plan of a run", "run", m.RunID, "err", err)
+			continue
+		}
+		running := m.State == store.RunRunning
+		for _, e := range byUser[m.UID] {
+			user := b.users[m.UID]
+			if running && p.Exit != nil && p.Exit.Event == e.Name && match(p.exit, user, e) {
+				b.exits[m.RunID] = append(b.exits[m.RunID], m.UID)
+			}
+			if g := p.Goal; g != nil && g.Event == e.Name && !e.Timestamp.Before(m.EnteredAt) &&
+				e.Timestamp.Sub(m.EnteredAt) <= g.Within.Std() && match(p.goal, user, e) {
+				if b.converts[m.RunID] == nil {
+					b.converts[m.RunID] = map[int64]time.Time{}
+				}
+				if _, done := b.converts[m.RunID][m.UID]; !done {
+					b.converts[m.RunID][m.UID] = e.Timestamp
+				}
+			}
+			if running && len(p.waits[e.Name]) > 0 {
+				k := waitKey{m.RunID, e.Name}
+				if _, ok := waitUsers[k]; !ok {
+					waitKeys = append(waitKeys, k)
+				}
+				waitUsers[k] = append(waitUsers[k], e)
+			}
+		}
+	}
+	for _, k := range waitKeys {
+		waits, err := r.opts.Store.WaitsIn(ctx, []int64{k.run}, k.event)
+		if err != nil {
+			return err
+		}
+		for _, w := range waits {
+			p, err := r.plan(ctx, w.PlanHash)
+			if err != nil {
+				continue
+			}
+			var cond *canvases.Condition
+			for _, ws := range p.waits[k.event] {
+				if ws.stepID == w.StepID {
+					cond = ws.when
+				}
+			}
+			var uids []int64
+			for _, e := range waitUsers[k] {
+				if match(cond, b.users[e.UID], e) {
+					uids = append(uids, e.UID)
+				}
+			}
+			slices.Sort(uids)
+			uids = slices.Compact(uids)
+			// One look at the cohort's pages for the whole batch.
+			in, err := r.opts.Store.MembersAmong(ctx, w.CohortID, uids)
+			if err != nil {
+				return err
+			}
+			for _, uid := range uids {
+				if in[uid] {
+					b.arrivals[w.CohortID] = append(b.arrivals[w.CohortID], uid)
+					b.signal[w.WorkflowID] = true
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// write records what the batch decided and signals the runs it concerns.
+func (b *batch) write(ctx context.Context) error {
+	st := b.r.opts.Store
+	for run, uids := range b.exits {
+		if err := st.RecordExits(ctx, run, "", "exit_event", uids); err != nil {
+			return err
+		}
+	}
+	for run, users := range b.converts {
+		// Conversions of a batch share the earliest time; per-user times
+		// matter little next to the window they fell in.
+		var uids []int64
+		var at time.Time
+		for u, t := range users {
+			uids = append(uids, u)
+			if at.IsZero() || t.Before(at) {
+				at = t
+			}
+		}
+		slices.Sort(uids)
+		if err := st.RecordConversions(ctx, run, uids, at); err != nil {
+			return err
+		}
+	}
+	for cohort, uids := range b.arrivals {
+		if _, err := st.RecordArrivals(ctx, cohort, uids, b.r.opts.Now()); err != nil {
+			return err
+		}
+	}
+	for wf := range b.signal {
+		err := b.r.opts.Temporal.SignalWorkflow(ctx, wf, "", workflows.ArrivalsSignal, nil)
+		var nf *serviceerror.NotFound
+		if err != nil && !errors.As(err, &nf) {
+			return fmt.Errorf("signal %s: %w", wf, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,318 @@
+package triggers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/ingest"
+	"github.com/huabu/huabu/internal/store"
+	"github.com/huabu/huabu/internal/workflows"
+)
+
+// Entry windows (ADR 009). Entries of an event-triggered canvas gather in a
+// window for Options.Window and then start one run. The store is the truth:
+// a window and every user entering it are written before Route returns (so
+// before the feed's cursor passes their events), and the run is started
+// from the stored window, under a workflow id derived from the window's
+// first event. After a crash nothing is regrouped: a window that was open
+// is resumed as it was, and an event routed again enters nobody when its
+// id is not above its canvas's mark (the newest event any window of the
+// canvas took), because it was grouped before. What this process keeps in
+// memory is a cache of the store, loaded on first use; a router elected
+// among several workers (issue 15) loads it when it takes over.
+
+// WindowStore is the part of the store entry windows live in.
+type WindowStore interface {
+	SaveWindowEntries(ctx context.Context, writes []store.WindowWrite) ([]int64, error)
+	OpenWindows(ctx context.Context) ([]store.EntryWindow, error)
+	WindowMarks(ctx context.Context) (map[string]int64, error)
+	WindowUsers(ctx context.Context, windowID int64) ([]string, error)
+	MarkWindowStarted(ctx context.Context, windowID int64) error
+}
+
+// entry is an event entering its user into an event-triggered canvas.
+type entry struct {
+	canvasID, hash string
+	event          ingest.Event
+}
+
+// window is a stored window whose run is not started yet.
+type window struct {
+	store.EntryWindow
+	seen     map[int64]bool
+	starting bool      // a start is in flight: nobody joins
+	retryAt  time.Time // after a failed start
+	failures int
+}
+
+// windows are the router's unstarted windows and marks, cached from the store.
+type windows struct {
+	r    *Router
+	wake chan struct{}
+
+	mu     sync.Mutex
+	loaded bool
+	open   map[string][]*window // canvas → unstarted windows, oldest first
+	marks  map[string]int64     // canvas → newest event grouped into a window
+}
+
+func (ws *windows) init(r *Router) {
+	ws.r, ws.wake = r, make(chan struct{}, 1)
+}
+
+// load reads the windows from the store (ws.mu held).
+func (ws *windows) load(ctx context.Context) error {
+	if ws.loaded {
+		return nil
+	}
+	st := ws.r.opts.Store
+	marks, err := st.WindowMarks(ctx)
+	if err != nil {
+		return err
+	}
+	stored, err := st.OpenWindows(ctx)
+	if err != nil {
+		return err
+	}
+	open := map[string][]*window{}
+	for _, w := range stored {
+		cw := &window{EntryWindow: w, seen: make(map[int64]bool, len(w.UIDs))}
+		for _, u := range w.UIDs {
+			cw.seen[u] = true
+		}
+		cw.UIDs = nil
+		open[w.CanvasID] = append(open[w.CanvasID], cw)
+	}
+	ws.open, ws.marks, ws.loaded = open, marks, true
+	if len(stored) > 0 {
+		ws.r.opts.Logger.Info("router: resuming entry windows from the store", "windows", len(stored))
+	}
+	return nil
+}
+
+// Load reads the unstarted windows and the marks from the store. Call it
+// before routing (Route and StartWindows load lazily too, but PendingFrom
+// cannot): a router elected among several workers calls it on taking over.
+func (r *Router) Load(ctx context.Context) error {
+	ws := &r.windows
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.loaded = false
+	return ws.load(ctx)
+}
+
+// workflowID names the run of a window. It is derived from the window's
+// first event, which the store keeps unique per canvas, so a start that is
+// repeated (after a crash between starting and recording it) finds the run
+// already there.
+func workflowID(canvasID string, firstEvent int64) string {
+	return fmt.Sprintf("huabu-%s-event-%d", canvasID, firstEvent)
+}
+
+// draft is what one batch does to one window, before it is stored.
+type draft struct {
+	w       *window // w.ID == 0: opened by this batch
+	entries []store.WindowEntry
+	last    int64
+	added   map[int64]bool
+}
+
+func (d *draft) has(uid int64) bool { return d.w.seen[uid] || d.added[uid] }
+func (d *draft) users() int         { return d.w.Users + len(d.entries) }
+
+// enter writes entries (in event order) into windows: the newest window of
+// the canvas while it is open, a new one otherwise. The store is written
+// first; the cache changes only when that succeeded.
+func (ws *windows) enter(ctx context.Context, entries []entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if err := ws.load(ctx); err != nil {
+		return err
+	}
+	opts := ws.r.opts
+	now := opts.Now()
+	var drafts []*draft
+	current := map[string]*draft{}
+	marks := map[string]int64{}
+	for _, en := range entries {
+		c, e := en.canvasID, en.event
+		if e.ID <= max(ws.marks[c], marks[c]) {
+			continue // grouped before this (a catch-up after a crash)
+		}
+		marks[c] = e.ID
+		d := current[c]
+		if d == nil {
+			if list := ws.open[c]; len(list) > 0 {
+				d = &draft{w: list[len(list)-1]}
+			}
+		}
+		if d == nil || d.w.PlanHash != en.hash || d.w.starting || !now.Before(d.w.ClosesAt) || d.users() >= opts.MaxUsersPerRun {
+			d = &draft{w: &window{EntryWindow: store.EntryWindow{
+				CanvasID: c, PlanHash: en.hash, FirstEvent: e.ID, LastEvent: e.ID,
+				WorkflowID: workflowID(c, e.ID), ClosesAt: now.Add(opts.Window),
+			}, seen: map[int64]bool{}}}
+		}
+		if current[c] != d {
+			current[c] = d
+			drafts = append(drafts, d)
+		}
+		d.last = e.ID
+		if !d.has(e.UID) {
+			if d.added == nil {
+				d.added = map[int64]bool{}
+			}
+			d.added[e.UID] = true
+			d.entries = append(d.entries, store.WindowEntry{UID: e.UID, UserID: e.UserID, EventID: e.ID})
+		}
+	}
+	if len(drafts) == 0 {
+		return nil
+	}
+	writes := make([]store.WindowWrite, len(drafts))
+	for i, d := range drafts {
+		writes[i] = store.WindowWrite{Window: d.w.EntryWindow, Entries: d.entries, LastEvent: d.last}
+	}
+	ids, err := opts.Store.SaveWindowEntries(ctx, writes)
+	if err != nil {
+		return err
+	}
+	for i, d := range drafts {
+		if d.w.ID == 0 {
+			d.w.ID = ids[i]
+			ws.open[d.w.CanvasID] = append(ws.open[d.w.CanvasID], d.w)
+		}
+		for u := range d.added {
+			d.w.seen[u] = true
+		}
+		d.w.Users += len(d.entries)
+		d.w.LastEvent = max(d.w.LastEvent, d.last)
+	}
+	for c, m := range marks {
+		ws.marks[c] = max(ws.marks[c], m)
+	}
+	select {
+	case ws.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// PendingFrom is the first event of the oldest window whose run is not
+// started yet, or 0 when every window's run is: the event feed keeps its
+// saved cursor before it, so events are passed over only once their runs
+// are started (the windows are stored anyway; this is the second line).
+func (r *Router) PendingFrom() int64 {
+	ws := &r.windows
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	var first int64
+	for _, list := range ws.open {
+		for _, w := range list {
+			if first == 0 || w.FirstEvent < first {
+				first = w.FirstEvent
+			}
+		}
+	}
+	return first
+}
+
+// due reports whether a window's run should start now: its time is up, it
+// is full, or a newer window of its canvas took over (a new plan version).
+func (ws *windows) due(list []*window, i int, now time.Time, all bool) bool {
+	w := list[i]
+	if w.starting || now.Before(w.retryAt) {
+		return false
+	}
+	return all || i < len(list)-1 || !now.Before(w.ClosesAt) || w.Users >= ws.r.opts.MaxUsersPerRun
+}
+
+// StartWindows starts the runs of windows that are due (every unstarted
+// one with all, at shutdown) and returns how many it started. A start that
+// fails is retried later with backoff; the window stays in the store.
+func (r *Router) StartWindows(ctx context.Context, all bool) int {
+	ws := &r.windows
+	ws.mu.Lock()
+	if err := ws.load(ctx); err != nil {
+		ws.mu.Unlock()
+		r.opts.Logger.Error("router: loading entry windows", "err", err)
+		return 0
+	}
+	now := r.opts.Now()
+	var todo []*window
+	canvases := make([]string, 0, len(ws.open))
+	for c := range ws.open {
+		canvases = append(canvases, c)
+	}
+	sort.Strings(canvases)
+	for _, c := range canvases {
+		list := ws.open[c]
+		for i, w := range list {
+			if ws.due(list, i, now, all) {
+				w.starting = true
+				todo = append(todo, w)
+			}
+		}
+	}
+	ws.mu.Unlock()
+
+	started := 0
+	for _, w := range todo {
+		err := r.start(ctx, w)
+		ws.mu.Lock()
+		w.starting = false
+		if err != nil {
+			w.failures++
+			w.retryAt = r.opts.Now().Add(min(250*time.Millisecond<<min(w.failures-1, 7), 30*time.Second))
+			r.opts.Logger.Error("router: starting an event-triggered run; retrying", "canvas", w.CanvasID, "workflow", w.WorkflowID,
+				"users", w.Users, "attempts", w.failures, "err", err)
+		} else {
+			list := ws.open[w.CanvasID]
+			for i := range list {
+				if list[i] == w {
+					ws.open[w.CanvasID] = append(list[:i:i], list[i+1:]...)
+					break
+				}
+			}
+			if len(ws.open[w.CanvasID]) == 0 {
+				delete(ws.open, w.CanvasID)
+			}
+			started++
+		}
+		ws.mu.Unlock()
+	}
+	return started
+}
+
+// start starts a window's run and records that it did. A run already
+// started under the window's id is this window's run (started before a
+// crash or by a router that lost its lease), so that counts as started.
+func (r *Router) start(ctx context.Context, w *window) error {
+	users, err := r.opts.Store.WindowUsers(ctx, w.ID)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = r.opts.Temporal.ExecuteWorkflow(sctx, client.StartWorkflowOptions{
+		ID: w.WorkflowID, TaskQueue: r.opts.TaskQueue,
+		// A finished run keeps its id: starting it again must not run it twice.
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, workflows.RunName, workflows.RunInput{CanvasID: w.CanvasID, PlanHash: w.PlanHash, Trigger: canvases.TriggerEvent, UserIDs: users, ApplyAudience: true})
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &already) {
+		return err
+	}
+	return r.opts.Store.MarkWindowStarted(ctx, w.ID)
+}

@@ -1,0 +1,290 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/huabu/huabu/internal/activities"
+	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/store"
+)
+
+// RunName is the interpreter's workflow type name.
+const RunName = "RunCanvas"
+
+// RunInput starts or continues a run. Keep it backwards compatible: old
+// histories replay with it.
+type RunInput struct {
+	CanvasID string `json:"canvas_id"`
+	PlanHash string `json:"plan_hash"`
+	Trigger  string `json:"trigger"` // schedule | manual | event
+	// UserIDs enter instead of the audience (manual runs with --profiles,
+	// event-trigger batches). ApplyAudience filters them by audience and
+	// re-entry rules.
+	UserIDs       []string `json:"user_ids,omitempty"`
+	ApplyAudience bool     `json:"apply_audience,omitempty"`
+
+	// Set when continuing as new.
+	RunID  int64   `json:"run_id,omitempty"`
+	Tokens []Token `json:"tokens,omitempty"`
+	Stats  Stats   `json:"stats"`
+}
+
+// Token is a cohort at a step.
+type Token struct {
+	Cohort activities.CohortRef `json:"cohort"`
+	Step   string               `json:"step"`
+	// WakeAt: asleep until then, then runs Step (a wait's next step).
+	WakeAt time.Time `json:"wake_at,omitzero"`
+	// From is the wait step a sleeping token's users are in until WakeAt
+	// (where they exit if the run stops).
+	From string `json:"from,omitempty"`
+	// MergeFrom is From of each of Merge (sleepers merge across waits).
+	MergeFrom []string `json:"merge_from,omitempty"`
+	// Deadline: awaiting an event at the wait step Step until then.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Resume says the token comes back to a step it already entered:
+	// "waiting" while it waits for an event, "collect" to take arrivals on,
+	// "timeout" when the wait's timeout fired.
+	Resume string `json:"resume,omitempty"`
+	// Seq numbers the collections of an event wait's arrivals, so that
+	// each collection (retried or not) makes its own, stable child cohort.
+	Seq int `json:"seq,omitempty"`
+	// Merge are cohorts that go on with Cohort as one (they woke at the
+	// same step at the same time): the step unites them first.
+	Merge []activities.CohortRef `json:"merge,omitempty"`
+	// Child is the workflow of a staff_task step the token awaits
+	// (Resume "staff"); Staff is what it reported (Resume "staff-done").
+	Child string                   `json:"child,omitempty"`
+	Staff *activities.StaffOutcome `json:"staff,omitempty"`
+	// Visits counts, for the steps on loops, how often the cohort's users
+	// entered them before: each visit has its own deliveries.
+	Visits map[string]int `json:"visits,omitempty"`
+}
+
+// ArrivalsSignal tells a run that users it waits for sent the event: the
+// router records arrivals in the store and signals (at most once per batch).
+const ArrivalsSignal = "arrivals"
+
+// Stats are a run's running totals.
+type Stats struct {
+	Entered    int64 `json:"entered"`
+	Sent       int64 `json:"sent"`
+	Failed     int64 `json:"failed"`
+	Suppressed int64 `json:"suppressed"`
+	Unknown    int64 `json:"unknown"`
+	Exited     int64 `json:"exited"`
+}
+
+// RunResult is what a finished run reports.
+type RunResult struct {
+	RunID int64 `json:"run_id"`
+	Stats Stats `json:"stats"`
+}
+
+// Limits keep a run within Temporal's comfort zone.
+const (
+	maxStepsInFlight  = 16 // step executions running at once
+	maxSendsInFlight  = 8  // Send activities per push step
+	pagesPerSend      = 32 // cohort pages per Send activity (32,000 users)
+	maxUserIDsInInput = 20000
+)
+
+// Method values name activities; never called.
+var (
+	a  *activities.Activities
+	sa *activities.StaffActivities
+)
+
+// finishOnCancelChange versions recording a cancelled run's end (runs
+// recorded before it ended without a word to the store).
+const finishOnCancelChange = "finish-on-cancel"
+
+// Run is the interpreter workflow.
+func Run(ctx workflow.Context, in RunInput) (RunResult, error) {
+	r := &runner{in: in, stats: in.Stats}
+	res, err := r.run(ctx)
+	if err == nil || r.runID == 0 || workflow.IsContinueAsNewError(err) {
+		return res, err
+	}
+	// The run ends here, failed or cancelled: say so in the store (the
+	// router stops routing events to it, its waits are dropped) and stop
+	// the staff_task children it awaits, even though ctx is cancelled.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	state, msg := store.RunFailed, err.Error()
+	if temporal.IsCanceledError(err) || ctx.Err() != nil {
+		if workflow.GetVersion(dctx, finishOnCancelChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return res, err
+		}
+		state, msg = store.RunCancelled, ""
+	}
+	if r.children != nil {
+		for _, id := range r.children() {
+			// The child may have ended meanwhile: nothing to stop then.
+			_ = workflow.RequestCancelExternalWorkflow(dctx, id, "").Get(dctx, nil)
+		}
+	}
+	if state == store.RunCancelled && r.stopped {
+		// Every user the run still held exits with the stop's reason.
+		stop := stopOf(dctx)
+		if serr := r.exitEveryone(dctx, r.remaining, stop.Reason); serr != nil {
+			workflow.GetLogger(ctx).Error("recording the exits of a stopped run failed", "run", r.runID, "error", serr)
+		}
+		if stop.By != "" {
+			msg = stop.Reason + " by " + stop.By
+		}
+		res = RunResult{RunID: r.runID, Stats: r.stats}
+	}
+	fctx := workflow.WithActivityOptions(dctx, shortActivity)
+	if ferr := workflow.ExecuteActivity(fctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: state, Error: msg}).Get(fctx, nil); ferr != nil {
+		workflow.GetLogger(ctx).Error("recording the end of a run failed", "run", r.runID, "state", state, "error", ferr)
+		if state == store.RunFailed {
+			err = errors.Join(err, fmt.Errorf("recording the end of run %d: %w", r.runID, ferr))
+		}
+	}
+	return res, err
+}
+
+// livenessTimeout is how soon Temporal gives a dead worker's activity to
+// another worker (a SIGKILL, a lost machine): the worker heartbeats every
+// activity every few seconds while it lives (internal/liveness), so the
+// heartbeat timeout, not the start-to-close timeout, notices the death.
+// Only activity options change, so replaying older histories is unaffected.
+const livenessTimeout = 20 * time.Second
+
+// shortActivity is a single store write or two.
+var shortActivity = workflow.ActivityOptions{
+	StartToCloseTimeout: time.Minute,
+	HeartbeatTimeout:    livenessTimeout,
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+}
+
+// pageActivity runs over cohort pages: long, heartbeating, retried with backoff.
+var pageActivity = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Minute,
+	HeartbeatTimeout:    livenessTimeout,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+		NonRetryableErrorTypes: []string{"PlanUnavailable", "PlanMismatch", "RenderError"},
+	},
+}
+
+// sendActivity is Send's: pageActivity (Send also heartbeats by itself
+// every few seconds while a page runs).
+var sendActivity = pageActivity
+
+type runner struct {
+	in    RunInput
+	plan  *canvases.Plan
+	loops map[string]bool // steps on a loop: visits are counted
+	runID int64
+	stats Stats
+	// v1: the run uses loop (not loopV0) and its ways of waiting.
+	v1 bool
+	// children lists the staff_task children the run awaits (loop sets
+	// it); startedChild hands loop the future of a child a step started.
+	children     func() []string
+	startedChild func(id string, f workflow.ChildWorkflowFuture)
+	// stopped: the run was cancelled (stopChange) holding remaining.
+	stopped   bool
+	remaining []Token
+}
+
+func (r *runner) run(ctx workflow.Context) (RunResult, error) {
+	// A plan that is not stored fails at once (PlanUnavailable); a store that
+	// cannot answer for now is retried until it can.
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, a.LoadPlan, r.in.PlanHash).Get(lctx, &r.plan); err != nil {
+		return RunResult{}, fmt.Errorf("load plan %s: %w", r.in.PlanHash, err)
+	}
+	r.loops = r.plan.LoopSteps()
+	sctx := workflow.WithActivityOptions(ctx, shortActivity)
+	r.runID = r.in.RunID
+	tokens := r.in.Tokens
+	if r.runID == 0 {
+		if len(r.in.UserIDs) > maxUserIDsInInput {
+			return RunResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%d users named; at most %d per run", len(r.in.UserIDs), maxUserIDsInInput), "TooManyUsers", nil)
+		}
+		if err := workflow.ExecuteActivity(sctx, a.BeginRun, activities.BeginInput{CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, Trigger: r.in.Trigger, Users: int64(len(r.in.UserIDs))}).Get(sctx, &r.runID); err != nil {
+			return RunResult{}, err
+		}
+		var entry activities.CohortRef
+		pctx := workflow.WithActivityOptions(ctx, pageActivity)
+		err := workflow.ExecuteActivity(pctx, a.Enter, activities.EnterInput{
+			RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash,
+			UserIDs: r.in.UserIDs, ApplyAudience: r.in.ApplyAudience,
+		}).Get(pctx, &entry)
+		if err != nil {
+			return RunResult{}, err
+		}
+		r.stats.Entered = entry.Size
+		if entry.Size > 0 {
+			tokens = []Token{{Cohort: entry, Step: r.plan.Start()}}
+		}
+	}
+	var err error
+	if r.v1 = workflow.GetVersion(ctx, loopChange, workflow.DefaultVersion, 1) == 1; r.v1 {
+		tokens, err = r.loop(ctx, tokens)
+	} else {
+		tokens, err = r.loopV0(ctx, tokens)
+	}
+	if err != nil {
+		return RunResult{RunID: r.runID, Stats: r.stats}, err
+	}
+	if tokens != nil { // Temporal suggested continuing as new
+		next := r.in
+		next.RunID, next.Tokens, next.Stats, next.UserIDs = r.runID, tokens, r.stats, nil
+		return RunResult{}, workflow.NewContinueAsNewError(ctx, Run, next)
+	}
+	if err := workflow.ExecuteActivity(sctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: store.RunCompleted}).Get(sctx, nil); err != nil {
+		return RunResult{}, err
+	}
+	return RunResult{RunID: r.runID, Stats: r.stats}, nil
+}
+
+// stepDone is a finished step execution.
+type stepDone struct {
+	id   int // of the execution, to find its token
+	next []Token
+	err  error
+}
+
+// StatusQuery is the name of the workflow query that reports a run's state.
+const StatusQuery = "status"
+
+// Status is a running run's state.
+type Status struct {
+	RunID   int64     `json:"run_id"`
+	Active  int       `json:"active"` // cohorts at work now
+	Waiting []Waiting `json:"waiting,omitempty"`
+	Stats   Stats     `json:"stats"`
+}
+
+// Waiting is a sleeping cohort: on its way to Step at WakeAt, or waiting for
+// an event at Step until Deadline.
+type Waiting struct {
+	Step     string    `json:"step"`
+	Users    int64     `json:"users"`
+	WakeAt   time.Time `json:"wake_at,omitzero"`
+	Deadline time.Time `json:"deadline,omitzero"`
+}
+
+// Phases of a token at a wait for an event.
+const (
+	resumeWaiting = "waiting" // asleep until the deadline, taking arrivals
+	resumeCollect = "collect" // take the arrivals so far on to the next step
+	resumeTimeout = "timeout" // the deadline passed: arrivals on, the rest the timeout way
+	// resumeDeferred: a push step again for users quiet hours held back.
+	resumeDeferred = "deferred"
+	// A staff_task step: its child workflow runs (resumeStaff), then the
+	// cohort goes on with what the child reported (resumeStaffDone).
+	resumeStaff     = "staff"
+	resumeStaffDone = "staff-done"
+)

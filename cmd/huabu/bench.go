@@ -35,12 +35,12 @@ also send the same push to K users as one cohort and as K workflows (one per use
 			if opts.Users <= 0 {
 				return userErrorf("--users must be at least 1")
 			}
-			url, stop, err := startBenchProvider(cmd)
+			provider, err := startBenchProvider(cmd)
 			if err != nil {
 				return err
 			}
-			defer stop()
-			opts.Provider, opts.Out, opts.Log = url, c.stdout, c.benchLogger(verbose)
+			defer provider.Stop()
+			opts.Provider, opts.FirstPush, opts.Out, opts.Log = provider.URL, provider.FirstPush, c.stdout, c.benchLogger(verbose)
 			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
@@ -68,6 +68,14 @@ also send the same push to K users as one cohort and as K workflows (one per use
 			fmt.Fprintln(c.stdout, string(b))
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+			select {
+			case <-sig:
+				return nil
+			case <-f.FirstPushed():
+				// The bench's time to first message: the parent reads this line.
+				b, _ := json.Marshal(map[string]time.Time{"FirstPush": f.FirstPush()})
+				fmt.Fprintln(c.stdout, string(b))
+			}
 			<-sig
 			return nil
 		},
@@ -94,12 +102,12 @@ and peak RSS.`,
 			if opts.Users <= 0 {
 				return userErrorf("--users must be at least 1")
 			}
-			url, stopProvider, err := startBenchProvider(cmd)
+			provider, err := startBenchProvider(cmd)
 			if err != nil {
 				return err
 			}
-			defer stopProvider()
-			opts.Provider, opts.Out, opts.Log = url, c.stdout, c.benchLogger(verbose)
+			defer provider.Stop()
+			opts.Provider, opts.Out, opts.Log = provider.URL, c.stdout, c.benchLogger(verbose)
 			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
@@ -123,10 +131,10 @@ and peak RSS.`,
 // startBenchProvider starts the JPush-compatible fake as a child process
 // (this binary's hidden `bench provider`), so its HTTP work is not counted
 // in the bench's own CPU and memory.
-func startBenchProvider(cmd *cobra.Command) (url string, stop func(), err error) {
+func startBenchProvider(cmd *cobra.Command) (*bench.Provider, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	return bench.StartProvider(cmd.Context(), self, "bench", "provider")
 }

@@ -40,6 +40,9 @@ type Options struct {
 	// use as the store instead of SQLite in DataDir.
 	Postgres string
 	Provider string // URL of the JPush-compatible provider (started by the caller)
+	// FirstPush, when set, says when the provider accepted its first push
+	// (Provider.FirstPush): the time to first message is reported from it.
+	FirstPush func(context.Context) (time.Time, error)
 	Out      io.Writer
 	Log      *slog.Logger
 }
@@ -50,6 +53,9 @@ type Result struct {
 	SeedTime      time.Duration
 	Recipients    int64
 	Wall          time.Duration
+	// FirstMessage is the schedule's trigger → the provider's first push;
+	// RunToFirst is the run's start (BeginRun) → the same push.
+	FirstMessage, RunToFirst time.Duration
 	PeakRSSBytes  int64
 	HistoryEvents int
 	Runs          int
@@ -139,6 +145,15 @@ channels:
 		res.Recipients = c.Sent
 	}
 	res.PeakRSSBytes = peakRSS()
+	if opts.FirstPush != nil {
+		first, err := opts.FirstPush(ctx)
+		if err != nil {
+			return res, err
+		}
+		res.FirstMessage, res.RunToFirst = first.Sub(start), first.Sub(run.StartedAt)
+		fmt.Fprintf(opts.Out, "time to first message: %d ms from the trigger (%d ms from the run's start)\n",
+			res.FirstMessage.Milliseconds(), res.RunToFirst.Milliseconds())
+	}
 	res.HistoryEvents, res.Runs, err = historyLength(ctx, running.Client(), run.WorkflowID)
 	if err != nil {
 		return res, err
@@ -307,33 +322,89 @@ func peakRSS() int64 {
 	return ru.Maxrss * 1024 // kilobytes on Linux
 }
 
+// Provider is a provider fake running as a child process.
+type Provider struct {
+	URL  string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	done chan struct{} // closed when its stdout ends
+	// first is when it accepted its first push, once it said so.
+	first time.Time
+}
+
 // StartProvider runs a provider fake as a child process (the same binary,
-// `huabu bench provider`) and returns its URL and a stop function.
-func StartProvider(ctx context.Context, self string, args ...string) (string, func(), error) {
+// `huabu bench provider`) and returns it once it said its URL. Later lines
+// on its stdout report when it accepted its first push.
+func StartProvider(ctx context.Context, self string, args ...string) (*Provider, error) {
 	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	p := &Provider{cmd: cmd, done: make(chan struct{})}
+	lines := bufio.NewReader(out)
+	line, err := lines.ReadString('\n')
 	if err != nil {
 		_ = cmd.Process.Kill()
-		return "", nil, fmt.Errorf("provider did not start: %w", err)
-	}
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
+		return nil, fmt.Errorf("provider did not start: %w", err)
 	}
 	var hello struct{ URL string }
 	if err := json.Unmarshal([]byte(line), &hello); err != nil {
-		stop()
-		return "", nil, fmt.Errorf("provider said %q", line)
+		p.Stop()
+		return nil, fmt.Errorf("provider said %q", line)
 	}
-	return hello.URL, stop, nil
+	p.URL = hello.URL
+	go func() {
+		defer close(p.done)
+		for {
+			line, err := lines.ReadString('\n')
+			if err != nil {
+				return
+			}
+			var said struct{ FirstPush time.Time }
+			if json.Unmarshal([]byte(line), &said) == nil && !said.FirstPush.IsZero() {
+				p.mu.Lock()
+				p.first = said.FirstPush
+				p.mu.Unlock()
+			}
+		}
+	}()
+	return p, nil
+}
+
+// FirstPush is when the provider accepted its first push, waiting up to 5 s
+// for its report (it is written as the push is answered).
+func (p *Provider) FirstPush(ctx context.Context) (time.Time, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.mu.Lock()
+		first := p.first
+		p.mu.Unlock()
+		if !first.IsZero() {
+			return first, nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("the provider did not report its first push")
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-p.done:
+			return time.Time{}, fmt.Errorf("the provider exited without reporting its first push")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Stop ends the provider.
+func (p *Provider) Stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Wait()
 }
 
 // benchDirs returns the benchmark's data directory (dataDir, or a temporary

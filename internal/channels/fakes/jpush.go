@@ -46,6 +46,8 @@ type JPush struct {
 	windowStart time.Time
 	used        int
 	refused     int
+	firstPush   time.Time     // when the first push was accepted
+	pushed      chan struct{} // closed then
 }
 
 // Push is one push the fake accepted.
@@ -58,7 +60,7 @@ type Push struct {
 
 // NewJPush starts a JPush fake for one app.
 func NewJPush(appKey, masterSecret string) *JPush {
-	f := &JPush{AppKey: appKey, MasterSecret: masterSecret, cids: map[string]string{}, issued: map[string]time.Time{}}
+	f := &JPush{AppKey: appKey, MasterSecret: masterSecret, cids: map[string]string{}, issued: map[string]time.Time{}, pushed: make(chan struct{})}
 	f.init()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v3/push/cid", f.auth(f.cid))
@@ -244,6 +246,10 @@ func (f *JPush) deliver(cid string, targets []string, known map[string]bool, bod
 		return "", false
 	}
 	f.n++
+	if f.n == 1 {
+		f.firstPush = time.Now() // wall clock, not f.Now: compared with other processes' times
+		close(f.pushed)
+	}
 	msgID := strconv.Itoa(54043195528453436 + f.n)
 	if cid != "" {
 		f.cids[cid] = msgID
@@ -253,6 +259,18 @@ func (f *JPush) deliver(cid string, targets []string, known map[string]bool, bod
 	}
 	f.pushes = append(f.pushes, Push{MsgID: msgID, CID: cid, Targets: reached, Body: append(json.RawMessage(nil), body...)})
 	return msgID, true
+}
+
+// FirstPushed is closed when the first push is accepted; FirstPush then
+// says when (time.Now in this process). The broadcast bench reports time to
+// first message from it.
+func (f *JPush) FirstPushed() <-chan struct{} { return f.pushed }
+
+// FirstPush is when the first push was accepted (zero before).
+func (f *JPush) FirstPush() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.firstPush
 }
 
 // Pushes lists the pushes accepted.

@@ -43,26 +43,26 @@ type Options struct {
 	// FirstPush, when set, says when the provider accepted its first push
 	// (Provider.FirstPush): the time to first message is reported from it.
 	FirstPush func(context.Context) (time.Time, error)
-	Out      io.Writer
-	Log      *slog.Logger
+	Out       io.Writer
+	Log       *slog.Logger
 }
 
 // Result is what the benchmark measured.
 type Result struct {
-	Users         int
-	SeedTime      time.Duration
-	Recipients    int64
-	Wall          time.Duration
+	Users      int
+	SeedTime   time.Duration
+	Recipients int64
+	Wall       time.Duration
 	// FirstMessage is the schedule's trigger → the provider's first push;
 	// RunToFirst is the run's start (BeginRun) → the same push.
 	FirstMessage, RunToFirst time.Duration
-	PeakRSSBytes  int64
-	HistoryEvents int
-	Runs          int
-	SmallN        int
-	CohortSmall   time.Duration
-	PerUserSmall  time.Duration
-	PerUserSent   int64
+	PeakRSSBytes             int64
+	HistoryEvents            int
+	Runs                     int
+	SmallN                   int
+	CohortSmall              time.Duration
+	PerUserSmall             time.Duration
+	PerUserSent              int64
 }
 
 const appKey, masterSecret = "bench-app", "bench-secret"

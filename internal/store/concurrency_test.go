@@ -312,3 +312,73 @@ func TestWorkersStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
 		require.Positive(t, versions)
 	}
 }
+
+// TestLedgerPagesOfTwoWorkersAtOnce: the pages of a send are claimed and
+// settled by two stores at once (on PostgreSQL ledger transactions share
+// the write lock and rely on row locks), every page by two racing attempts,
+// as after a lost activity completion. Each recipient is claimed by one
+// attempt only, has one ledger row, and the step counters the writes kept
+// equal the counts of the rows.
+func TestLedgerPagesOfTwoWorkersAtOnce(t *testing.T) {
+	eachStorePair(t, func(t *testing.T, a, b *SQLite) {
+		ctx := context.Background()
+		const pages, size = 8, 150
+		key := LedgerKey{RunID: 1, StepID: "push"}
+		mine := make([][]int64, 2*pages)
+		errs := make([]error, 2*pages)
+		var wg sync.WaitGroup
+		for p := range pages {
+			uids := make([]int64, size)
+			for i := range uids {
+				uids[i] = int64(p*size + i + 1)
+			}
+			for w, s := range []*SQLite{a, b} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					attempt := fmt.Sprintf("page%d-worker%d", p, w)
+					claim, err := s.ClaimDeliveries(ctx, key, "push", attempt, uids, nil)
+					if err != nil {
+						errs[2*p+w] = err
+						return
+					}
+					mine[2*p+w] = claim.Mine
+					var settle []Settlement
+					for i, u := range claim.Mine {
+						st := Settlement{UID: u, State: DeliverySent, ProviderRef: attempt}
+						if i%3 == w {
+							st = Settlement{UID: u, State: DeliveryFailed, Reason: "rejected"}
+						}
+						settle = append(settle, st)
+					}
+					errs[2*p+w] = s.SettleDeliveries(ctx, key, attempt, settle)
+				}()
+			}
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		claimed := map[int64]int{}
+		for _, m := range mine {
+			for _, u := range m {
+				claimed[u]++
+			}
+		}
+		require.Len(t, claimed, pages*size, "every recipient claimed")
+		for u, n := range claimed {
+			require.Equal(t, 1, n, "uid %d claimed by %d attempts", u, n)
+		}
+		var rows int64
+		require.NoError(t, a.r.QueryRowContext(ctx, `SELECT count(*) FROM deliveries`).Scan(&rows))
+		require.Equal(t, int64(pages*size), rows)
+
+		counts, _, err := a.Counts(ctx, "", 1)
+		require.NoError(t, err)
+		require.Zero(t, counts["push"].Pending, "every claimed row settled")
+		require.NoError(t, b.RecountRun(ctx, 1))
+		recounted, _, err := a.Counts(ctx, "", 1)
+		require.NoError(t, err)
+		require.Equal(t, recounted, counts, "maintained counters differ from the rows")
+	})
+}

@@ -72,10 +72,18 @@ func addCounters(ctx context.Context, tx *sql.Tx, runID int64, d counterDeltas) 
 // ledgerStates counts, by state and reason, the ledger rows of a visit among
 // uids (of one attempt's batch unless batch is 0; in state onlyState unless
 // it is ""): the rows an update or delete with the same filter will change.
-func ledgerStates(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, onlyState string, uids []int64) (counterDeltas, int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT state, reason, count(*) FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ?
-		AND (? = 0 OR batch = ?) AND (? = '' OR state = ?) AND uid`+inIDs+` GROUP BY state, reason`,
-		key.RunID, key.StepID, key.Visit, batch, batch, onlyState, onlyState, idList(uids))
+//
+// On PostgreSQL the rows are read one by one and locked (forUpdate: a GROUP
+// BY cannot lock), so no concurrent ledger transaction changes them before
+// the update that follows.
+func (s *SQLite) ledgerStates(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, onlyState string, uids []int64) (counterDeltas, int64, error) {
+	q := `SELECT state, reason, count(*) FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ?
+		AND (? = 0 OR batch = ?) AND (? = '' OR state = ?) AND ` + uidIn + ` GROUP BY state, reason`
+	if s.pg {
+		q = `SELECT state, reason, 1 FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ?
+		AND (? = 0 OR batch = ?) AND (? = '' OR state = ?) AND ` + uidIn + s.forUpdate()
+	}
+	rows, err := tx.QueryContext(ctx, q, append([]any{key.RunID, key.StepID, key.Visit, batch, batch, onlyState, onlyState}, uidArgs(uids)...)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -96,18 +104,18 @@ func ledgerStates(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, o
 
 // moveLedgerCounters is the counter side of setting rows' state: the rows
 // the update will touch (before) leave their state, and as many arrive in
-// the new one. Call it before the update, with the update's filter.
-func moveLedgerCounters(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, state, reason string) error {
-	before, n, err := ledgerStates(ctx, tx, key, batch, "", uids)
+// the new one; the moves are added to d. Call it before the update, with
+// the update's filter.
+func (s *SQLite) moveLedgerCounters(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, state, reason string, d counterDeltas) error {
+	before, n, err := s.ledgerStates(ctx, tx, key, batch, "", uids)
 	if err != nil || n == 0 {
 		return err
 	}
-	d := counterDeltas{}
 	for k, m := range before {
 		d[k] -= m
 	}
 	d[counterKey{key.StepID, key.Visit, state, reason}] += n
-	return addCounters(ctx, tx, key.RunID, d)
+	return nil
 }
 
 // stepLedgerStates counts every ledger row of a step's first visit by state

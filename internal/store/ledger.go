@@ -66,17 +66,13 @@ func splitKey(k string) (channel, providerKey string, marked bool) {
 // no call was made, so it is sent afresh; otherwise the message may have
 // gone out, and the row becomes unknown rather than being resent.
 func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, attempt string, uids []int64, lives KeyLives) (Claim, error) {
-	claim := Claim{Done: map[int64]string{}}
 	batch := batchID(attempt)
 	clock := s.now()
 	now := clock.UnixMilli()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		existing := map[int64]bool{}
-		var stale, retaken []int64
-		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs, key.RunID, key.StepID, key.Visit, idList(uids))
-		if err != nil {
-			return err
-		}
+	var claim Claim
+	err := s.ledgerTx(ctx, func(tx *sql.Tx) error {
+		claim = Claim{Done: map[int64]string{}}
+		d := counterDeltas{}
 		keep := func(uid int64, k string) {
 			claim.Mine = append(claim.Mine, uid)
 			if _, pk, _ := splitKey(k); pk != "" {
@@ -98,63 +94,116 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, at
 				return life > 0 && clock.Sub(time.UnixMilli(keyAt)) < life
 			}
 		}
-		for rows.Next() {
-			var uid, b, keyAt int64
-			var state, k string
-			if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
-				rows.Close()
+		// Rows a concurrent claim (PostgreSQL: another page's transaction
+		// holds only the shared lock) created after this one read are read
+		// in a second round, as if this claim had come after it.
+		todo := uids
+		for round := 0; len(todo) > 0; round++ {
+			if round == 3 {
+				return fmt.Errorf("claim deliveries: %d rows keep changing under this claim", len(todo))
+			}
+			existing := map[int64]bool{}
+			var stale, retaken []int64
+			rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn+s.forUpdate(), append([]any{key.RunID, key.StepID, key.Visit}, uidArgs(todo)...)...)
+			if err != nil {
 				return err
 			}
-			existing[uid] = true
-			switch {
-			case state == DeliveryPending && b == batch:
-				keep(uid, k)
-			case state == DeliveryPending && resendable(k, keyAt):
-				keep(uid, k)
-				retaken = append(retaken, uid)
-			case state == DeliveryPending:
-				stale = append(stale, uid)
-				claim.Done[uid] = DeliveryUnknown
-			default:
-				claim.Done[uid] = state
+			for rows.Next() {
+				var uid, b, keyAt int64
+				var state, k string
+				if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
+					rows.Close()
+					return err
+				}
+				existing[uid] = true
+				switch {
+				case state == DeliveryPending && b == batch:
+					keep(uid, k)
+				case state == DeliveryPending && resendable(k, keyAt):
+					keep(uid, k)
+					retaken = append(retaken, uid)
+				case state == DeliveryPending:
+					stale = append(stale, uid)
+					claim.Done[uid] = DeliveryUnknown
+				default:
+					claim.Done[uid] = state
+				}
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if err := updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now); err != nil {
-			return err
-		}
-		if len(retaken) > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND uid`+inIDs,
-				batch, now, key.RunID, key.StepID, key.Visit, idList(retaken)); err != nil {
+			rows.Close()
+			if err := rows.Err(); err != nil {
 				return err
 			}
-		}
-		var fresh []int64
-		for _, u := range uids {
-			if !existing[u] {
-				fresh = append(fresh, u)
+			if err := s.updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now, d); err != nil {
+				return err
 			}
-		}
-		if len(fresh) > 0 {
+			if len(retaken) > 0 {
+				if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn,
+					append([]any{batch, now, key.RunID, key.StepID, key.Visit}, uidArgs(retaken)...)...); err != nil {
+					return err
+				}
+			}
+			var fresh []int64
+			for _, u := range todo {
+				if !existing[u] {
+					fresh = append(fresh, u)
+				}
+			}
+			if len(fresh) == 0 {
+				break
+			}
 			mark := ""
 			if lives[channel] > 0 {
 				mark = channel + ":"
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at, provider_key) SELECT ?, ?, ?, value, ?, ?, ?, ?, ? FROM json_each(?)`,
-				key.RunID, key.StepID, key.Visit, channel, DeliveryPending, batch, now, mark, idList(fresh)); err != nil {
+			inserted, err := s.insertDeliveries(ctx, tx, key, channel, batch, now, mark, fresh)
+			if err != nil {
 				return fmt.Errorf("claim deliveries: %w", err)
 			}
-			if err := addCounters(ctx, tx, key.RunID, counterDeltas{{key.StepID, key.Visit, DeliveryPending, ""}: int64(len(fresh))}); err != nil {
-				return err
+			d[counterKey{key.StepID, key.Visit, DeliveryPending, ""}] += int64(len(inserted))
+			todo = todo[:0:0]
+			for _, u := range fresh {
+				if inserted[u] {
+					claim.Mine = append(claim.Mine, u)
+				} else {
+					todo = append(todo, u)
+				}
 			}
 		}
-		claim.Mine = append(claim.Mine, fresh...)
-		return nil
+		return addCounters(ctx, tx, key.RunID, d)
 	})
 	return claim, err
+}
+
+// insertDeliveries writes pending rows for recipients that had none and
+// returns the recipients whose rows it wrote: on PostgreSQL a concurrent
+// claim may have written some first (ON CONFLICT leaves those to it).
+func (s *SQLite) insertDeliveries(ctx context.Context, tx *sql.Tx, key LedgerKey, channel string, batch, now int64, mark string, uids []int64) (map[int64]bool, error) {
+	inserted := make(map[int64]bool, len(uids))
+	if !s.pg {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at, provider_key) SELECT ?, ?, ?, value, ?, ?, ?, ?, ? FROM json_each(?)`,
+			key.RunID, key.StepID, key.Visit, channel, DeliveryPending, batch, now, mark, idList(uids)); err != nil {
+			return nil, err
+		}
+		for _, u := range uids {
+			inserted[u] = true
+		}
+		return inserted, nil
+	}
+	rows, err := tx.QueryContext(ctx, pgRaw+`INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at, provider_key)
+		SELECT $1::bigint, $2, $3::bigint, u, $4, $5, $6::bigint, $7::bigint, $8 FROM unnest($9::bigint[]) AS u
+		ON CONFLICT DO NOTHING RETURNING uid`, key.RunID, key.StepID, int64(key.Visit), channel, DeliveryPending, batch, now, mark, uids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u int64
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		inserted[u] = true
+	}
+	return inserted, rows.Err()
 }
 
 // Settlement is the decided state of one ledger row.
@@ -187,11 +236,11 @@ func (s *SQLite) RecordDeliveryKeys(ctx context.Context, key LedgerKey, attempt 
 	sort.Strings(order)
 	batch := batchID(attempt)
 	now := s.now().UnixMilli()
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.ledgerTx(ctx, func(tx *sql.Tx) error {
 		var n int64
 		for _, k := range order {
-			res, err := tx.ExecContext(ctx, `UPDATE deliveries SET provider_key = ?, key_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND uid`+inIDs,
-				k, now, key.RunID, key.StepID, key.Visit, DeliveryPending, batch, idList(byKey[k]))
+			res, err := tx.ExecContext(ctx, `UPDATE deliveries SET provider_key = ?, key_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND `+uidIn,
+				append([]any{k, now, key.RunID, key.StepID, key.Visit, DeliveryPending, batch}, uidArgs(byKey[k])...)...)
 			if err != nil {
 				return err
 			}
@@ -225,7 +274,8 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, attempt st
 	}
 	now := s.now().UnixMilli()
 	batch := batchID(attempt)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.ledgerTx(ctx, func(tx *sql.Tx) error {
+		d := counterDeltas{}
 		for _, k := range order {
 			uids := groups[k]
 			if k.channel != "" {
@@ -233,29 +283,31 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, attempt st
 					return err
 				}
 			}
-			if err := updateStates(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now); err != nil {
+			if err := s.updateStates(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now, d); err != nil {
 				return err
 			}
 		}
-		return nil
+		return addCounters(ctx, tx, key.RunID, d)
 	})
 }
 
-// updateStates sets the state of rows, of one attempt's batch unless batch is 0.
-func updateStates(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, state, reason, ref string, now int64) error {
+// updateStates sets the state of rows, of one attempt's batch unless batch
+// is 0, adding the counter moves to d (applied once, last: addCounters).
+func (s *SQLite) updateStates(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, state, reason, ref string, now int64, d counterDeltas) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	if err := moveLedgerCounters(ctx, tx, key, batch, uids, state, reason); err != nil {
+	if err := s.moveLedgerCounters(ctx, tx, key, batch, uids, state, reason, d); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND (? = 0 OR batch = ?) AND uid`+inIDs,
-		state, reason, ref, now, key.RunID, key.StepID, key.Visit, batch, batch, idList(uids))
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND (? = 0 OR batch = ?) AND `+uidIn,
+		append([]any{state, reason, ref, now, key.RunID, key.StepID, key.Visit, batch, batch}, uidArgs(uids)...)...)
 	return err
 }
 
 func updateChannel(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, channel string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND batch = ? AND uid`+inIDs, channel, key.RunID, key.StepID, key.Visit, batch, idList(uids))
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND batch = ? AND `+uidIn,
+		append([]any{channel, key.RunID, key.StepID, key.Visit, batch}, uidArgs(uids)...)...)
 	return err
 }
 
@@ -264,13 +316,13 @@ func updateChannel(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, 
 // sending), so the retried attempt claims them afresh.
 func (s *SQLite) ReleaseDeliveries(ctx context.Context, key LedgerKey, attempt string, uids []int64) error {
 	batch := batchID(attempt)
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, n, err := ledgerStates(ctx, tx, key, batch, DeliveryPending, uids)
+	return s.ledgerTx(ctx, func(tx *sql.Tx) error {
+		_, n, err := s.ledgerStates(ctx, tx, key, batch, DeliveryPending, uids)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND uid`+inIDs,
-			key.RunID, key.StepID, key.Visit, DeliveryPending, batch, idList(uids)); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND `+uidIn,
+			append([]any{key.RunID, key.StepID, key.Visit, DeliveryPending, batch}, uidArgs(uids)...)...); err != nil {
 			return err
 		}
 		return addCounters(ctx, tx, key.RunID, counterDeltas{{key.StepID, key.Visit, DeliveryPending, ""}: -n})

@@ -118,6 +118,33 @@ func (s *SQLite) lockWrites(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
+// lockLedger takes the write lock in shared mode inside tx (PostgreSQL
+// only): ledger transactions (ledger.go) exclude every other write
+// transaction, as before, but not each other. Among themselves they are
+// safe by row locks — they read the rows they will change FOR UPDATE
+// (forUpdate), a recipient's row is created once (the primary key; a claim
+// that loses the race reads the winner's row), and they move step counters
+// once, last, in key order — so pages of one send no longer wait for each
+// other's statements. A queued exclusive request blocks later shared ones:
+// other writers are not starved.
+func (s *SQLite) lockLedger(ctx context.Context, tx *sql.Tx) error {
+	if !s.pg {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_advisory_xact_lock_shared(`+strconv.Itoa(pgWriteLock)+`, hashtext(current_schema()))`)
+	return err
+}
+
+// forUpdate ends a ledger transaction's SELECT of the rows it will change:
+// on PostgreSQL it locks them, so a concurrent ledger transaction cannot
+// change them between the read and the write.
+func (s *SQLite) forUpdate() string {
+	if s.pg {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
 // pgRaw marks a statement that is PostgreSQL already (migrations, the
 // lock): the driver passes it through untouched.
 const pgRaw = "-- huabu:postgres\n"

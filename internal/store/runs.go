@@ -259,7 +259,7 @@ func (s *SQLite) ExitedAmong(ctx context.Context, runID int64, uids []int64) (ma
 	if len(uids) == 0 {
 		return out, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT uid FROM exits WHERE run_id = ? AND uid`+inIDs, runID, idList(uids))
+	rows, err := s.r.QueryContext(ctx, `SELECT uid FROM exits WHERE run_id = ? AND `+uidIn, append([]any{runID}, uidArgs(uids)...)...)
 	if err != nil {
 		return nil, err
 	}

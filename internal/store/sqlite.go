@@ -193,11 +193,23 @@ func (s *SQLite) migrate(ctx context.Context) error {
 // tx runs fn in a write transaction, committing when it returns nil. On
 // PostgreSQL it first takes the write lock (see pgWriteLock).
 func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.lockedTx(ctx, s.lockWrites, fn)
+}
+
+// ledgerTx runs fn as a ledger write transaction (ledger.go): on
+// PostgreSQL under the write lock in shared mode (lockLedger), so the pages
+// of a send, on any number of workers, write the ledger at once; on SQLite
+// as tx.
+func (s *SQLite) ledgerTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.lockedTx(ctx, s.lockLedger, fn)
+}
+
+func (s *SQLite) lockedTx(ctx context.Context, lock func(context.Context, *sql.Tx) error, fn func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := s.lockWrites(ctx, tx); err != nil {
+	if err := lock(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -241,6 +253,29 @@ func stringList(ss []string) string {
 
 // inIDs is the SQL for "column is one of the ids in the JSON parameter".
 const inIDs = ` IN (SELECT value FROM json_each(?))`
+
+// uidIn is "uid is one of these ids" for tables keyed by (…, uid) whose rows
+// arrive by the thousand during a send (deliveries, exits): the ids' range
+// comes first, as three parameters (uidArgs). PostgreSQL plans with the
+// table's last statistics, and a table that grew from empty since then
+// looks tiny: it scans every row of the step and filters each by the list —
+// a page's statement then costs the step's size, a broadcast its square.
+// The range is always an index condition, so a page reads its own slice.
+const uidIn = `uid BETWEEN ? AND ? AND uid` + inIDs
+
+// uidArgs are uidIn's parameters: the least and greatest id, the list.
+func uidArgs(uids []int64) []any {
+	var lo, hi int64
+	for i, u := range uids {
+		if i == 0 || u < lo {
+			lo = u
+		}
+		if i == 0 || u > hi {
+			hi = u
+		}
+	}
+	return []any{lo, hi, idList(uids)}
+}
 
 // ErrNotFound is returned when a named row does not exist.
 var ErrNotFound = errors.New("not found")

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/huabu/huabu/internal/store/storetest"
+	"github.com/stretchr/testify/require"
+)
+
+// benchStores opens a fresh SQLite store and, with HUABU_TEST_POSTGRES_DSN
+// set, a fresh PostgreSQL schema: the store benchmarks run on both.
+func benchStores(b *testing.B, run func(b *testing.B, s *SQLite)) {
+	b.Run("store=sqlite", func(b *testing.B) {
+		s, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "huabu.db"))
+		require.NoError(b, err)
+		defer s.Close()
+		run(b, s)
+	})
+	if !storetest.Available() {
+		return
+	}
+	b.Run("store=postgres", func(b *testing.B) {
+		s, err := OpenPostgres(context.Background(), storetest.PostgresDSN(b))
+		require.NoError(b, err)
+		defer s.Close()
+		run(b, s)
+	})
+}
+
+// BenchmarkLedgerPages claims and settles pages of 1,000 recipients the way
+// a broadcast's page activities do (ClaimDeliveries before the provider
+// call, SettleDeliveries after), from 8 concurrent senders.
+func BenchmarkLedgerPages(b *testing.B) {
+	benchStores(b, func(b *testing.B, s *SQLite) {
+		ctx := context.Background()
+		const pageSize, senders = 1000, 8
+		var next atomic.Int64
+		b.ResetTimer()
+		cpu := cpuTime()
+		var wg sync.WaitGroup
+		errs := make(chan error, senders)
+		for w := 0; w < senders; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					p := next.Add(1) - 1
+					if p >= int64(b.N) {
+						return
+					}
+					uids := make([]int64, pageSize)
+					for i := range uids {
+						uids[i] = p*pageSize + int64(i) + 1
+					}
+					attempt := fmt.Sprint("attempt-", p)
+					key := LedgerKey{RunID: 1, StepID: "broadcast"}
+					claim, err := s.ClaimDeliveries(ctx, key, "jpush", attempt, uids, nil)
+					if err != nil {
+						errs <- err
+						return
+					}
+					settle := make([]Settlement, len(claim.Mine))
+					for i, u := range claim.Mine {
+						settle[i] = Settlement{UID: u, State: DeliverySent, ProviderRef: "msg-1"}
+					}
+					if err := s.SettleDeliveries(ctx, key, attempt, settle); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(b, err)
+		}
+		recipients := float64(b.N * pageSize)
+		b.ReportMetric(recipients/b.Elapsed().Seconds(), "recipients/s")
+		b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/recipients, "cpu-µs/recipient")
+	})
+}
+
+// BenchmarkIngestGroups: IngestAll on both stores, groups shaped like the
+// applier's under `huabu bench ingest` (14 requests of 500 events, users
+// drawn from 100,000).
+func BenchmarkIngestGroups(b *testing.B) {
+	benchStores(b, func(b *testing.B, s *SQLite) {
+		ctx := context.Background()
+		now := time.Now()
+		seq := 0
+		const requests, size = 14, 500
+		b.ResetTimer()
+		cpu := cpuTime()
+		for i := 0; i < b.N; i++ {
+			reqs := make([]IngestRequest, requests)
+			for r := range reqs {
+				msgs := make([]Message, size)
+				for m := range msgs {
+					seq++
+					msgs[m] = Message{Type: "track", MessageID: fmt.Sprint("m", seq), UserID: fmt.Sprint("u", (seq*7919)%100000),
+						Name: "purchase", Properties: []byte(`{"amount":174,"order_id":"o1-0"}`), Timestamp: now}
+				}
+				reqs[r] = IngestRequest{Messages: msgs, Options: IngestOptions{Realtime: true, MarkDue: true, ReceivedAt: now}}
+			}
+			_, errs, err := s.IngestAll(ctx, reqs, "bench.applied", i)
+			require.NoError(b, err)
+			for _, e := range errs {
+				require.NoError(b, e)
+			}
+		}
+		events := float64(b.N * requests * size)
+		b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/events, "cpu-µs/event")
+	})
+}

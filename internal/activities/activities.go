@@ -15,50 +15,30 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
-// Store is the persistence the activities need.
+// Store is the engine's store: every interface the activities of
+// Activities declare, each in the file of the activities that use it
+// (PlanStore here, RunStore in run.go, ProfileStore in audience.go,
+// CohortStore in cohorts.go, WaitStore in waits.go, LedgerStore in
+// send.go, TouchStore in policy.go, SuppressionStore in optout.go,
+// OutboxStore in staff_brief.go: the staff activities use the engine's). The
+// app passes the one store that implements them all (*store.SQLite, over
+// SQLite or PostgreSQL); a second implementation is checked interface by
+// interface where it is assigned.
 type Store interface {
+	PlanStore
+	RunStore
+	ProfileStore
+	CohortStore
+	WaitStore
+	LedgerStore
+	TouchStore
+	SuppressionStore
+	OutboxStore
+}
+
+// PlanStore gives the plan versions activities compile (compiled).
+type PlanStore interface {
 	Plan(ctx context.Context, hash string) ([]byte, error)
-	BeginRun(ctx context.Context, workflowID, canvasID, planHash, trigger string) (store.Run, error)
-	SetRunEntered(ctx context.Context, runID, entered int64) error
-	FinishRun(ctx context.Context, runID int64, state, errMsg string) error
-
-	ScanProfiles(ctx context.Context, after int64, limit int) ([]store.ProfileRow, error)
-	Profiles(ctx context.Context, uids []int64) ([]store.ProfileRow, error)
-	UIDs(ctx context.Context, ids []string) (map[string]int64, error)
-	StaffByIDs(ctx context.Context, ids []string) (map[string]store.Staff, error)
-	UpdateTags(ctx context.Context, uids []int64, add, remove []string) error
-
-	CreateCohort(ctx context.Context, key string, runID int64, stepID string, parentID int64, wakeAt time.Time) (store.Cohort, error)
-	WriteEntryChunk(ctx context.Context, cohortID int64, chunk store.EntryChunk) error
-	WritePages(ctx context.Context, cohortID int64, pages []store.Page) error
-	SealCohort(ctx context.Context, cohortID, span int64) (store.Cohort, error)
-	Pages(ctx context.Context, cohortID, from, to int64) ([]store.Page, error)
-	RecordStepEntry(ctx context.Context, runID int64, stepID string, visit int, cohortID, count int64) error
-	RecordExits(ctx context.Context, runID int64, stepID, reason string, uids []int64) error
-	RecordCohortExit(ctx context.Context, runID int64, stepID string, cohortID int64, reason string, count int64) error
-	ExitedAmong(ctx context.Context, runID int64, uids []int64) (map[int64]bool, error)
-	LastEntries(ctx context.Context, canvasID string, exceptRun int64, uids []int64) (map[int64]time.Time, error)
-
-	GetCohort(ctx context.Context, id int64) (store.Cohort, error)
-	RegisterWait(ctx context.Context, w store.Wait) error
-	ChildCohort(ctx context.Context, waiting store.Cohort, suffix string) (store.Cohort, error)
-	EndWait(ctx context.Context, cohortID int64) error
-	CollectArrivalsPage(ctx context.Context, waitingID, childID int64) (int, error)
-	WriteRemainderPages(ctx context.Context, waitingID, childID, from, to int64) error
-
-	ClaimDeliveries(ctx context.Context, key store.LedgerKey, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error)
-	RecordDeliveryKeys(ctx context.Context, key store.LedgerKey, batch string, keys map[int64]string) error
-	SettleDeliveries(ctx context.Context, key store.LedgerKey, batch string, settlements []store.Settlement) error
-	ReleaseDeliveries(ctx context.Context, key store.LedgerKey, batch string, uids []int64) error
-	WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error
-	RecordTouches(ctx context.Context, runID int64, channel string, uids []int64, at time.Time) error
-	Touches(ctx context.Context, uids []int64, since time.Time) (map[int64]map[string]int, error)
-	// ReserveTouches and SettleTouches: caps checked and recorded at once
-	// (ADR 023).
-	ReserveTouches(ctx context.Context, key store.LedgerKey, channel string, rules []store.CapRule, uids []int64, now time.Time) (map[int64]bool, error)
-	SettleTouches(ctx context.Context, key store.LedgerKey, sentOn map[int64]string, notSent []int64) error
-	SuppressedAmong(ctx context.Context, channel string, subjects []string) (map[string]bool, error)
-	Suppress(ctx context.Context, entries []store.Suppression) (int, error)
 }
 
 // RunGate decides whether a canvas version may start a run now (approval,

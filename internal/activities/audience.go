@@ -15,6 +15,17 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
+// ProfileStore reads the profiles an audience, a condition or a message
+// reads, with the staff who own them, and writes tags (Enter, Partition,
+// Send, Tag, the staff activities).
+type ProfileStore interface {
+	ScanProfiles(ctx context.Context, after int64, limit int) ([]store.ProfileRow, error)
+	Profiles(ctx context.Context, uids []int64) ([]store.ProfileRow, error)
+	UIDs(ctx context.Context, ids []string) (map[string]int64, error)
+	StaffByIDs(ctx context.Context, ids []string) (map[string]store.Staff, error)
+	UpdateTags(ctx context.Context, uids []int64, add, remove []string) error
+}
+
 // EnterInput starts a run's entry: the whole audience (scheduled and manual
 // runs) or the named users (manual runs with --profiles, event triggers).
 type EnterInput struct {

@@ -16,6 +16,21 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
+// CohortStore keeps cohorts: their pages of members, who entered and who
+// left (Enter, Partition, Send's fallbacks, Exit, Subtract, Union, the
+// waits' children).
+type CohortStore interface {
+	CreateCohort(ctx context.Context, key string, runID int64, stepID string, parentID int64, wakeAt time.Time) (store.Cohort, error)
+	GetCohort(ctx context.Context, id int64) (store.Cohort, error)
+	WriteEntryChunk(ctx context.Context, cohortID int64, chunk store.EntryChunk) error
+	WritePages(ctx context.Context, cohortID int64, pages []store.Page) error
+	SealCohort(ctx context.Context, cohortID, span int64) (store.Cohort, error)
+	Pages(ctx context.Context, cohortID, from, to int64) ([]store.Page, error)
+	RecordCohortExit(ctx context.Context, runID int64, stepID string, cohortID int64, reason string, count int64) error
+	ExitedAmong(ctx context.Context, runID int64, uids []int64) (map[int64]bool, error)
+	LastEntries(ctx context.Context, canvasID string, exceptRun int64, uids []int64) (map[int64]time.Time, error)
+}
+
 // StepInput names a cohort at a step.
 type StepInput struct {
 	RunID    int64     `json:"run_id"`

@@ -10,6 +10,13 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
+// SuppressionStore is the suppression list opt-outs are checked against and
+// permanent failures add to.
+type SuppressionStore interface {
+	SuppressedAmong(ctx context.Context, channel string, subjects []string) (map[string]bool, error)
+	Suppress(ctx context.Context, entries []store.Suppression) (int, error)
+}
+
 // Opt-outs: the suppression list and consent, checked for every marketing
 // message to a user on every channel, fallbacks included. Transactional
 // canvases (receipts, verification codes) and messages to staff are exempt,

@@ -11,6 +11,15 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
+// TouchStore counts what each user was sent, for frequency caps: checked
+// and recorded at once (ReserveTouches, settled by SettleTouches; ADR 023),
+// or only read (Touches, previews).
+type TouchStore interface {
+	Touches(ctx context.Context, uids []int64, since time.Time) (map[int64]map[string]int, error)
+	ReserveTouches(ctx context.Context, key store.LedgerKey, channel string, rules []store.CapRule, uids []int64, now time.Time) (map[int64]bool, error)
+	SettleTouches(ctx context.Context, key store.LedgerKey, sentOn map[int64]string, notSent []int64) error
+}
+
 // Policy is the deployment's sending policy (policy: in huabu.yaml); a
 // canvas may override it. It is checked here, at send time, for every
 // channel, so no canvas can forget it.

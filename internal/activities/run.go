@@ -7,7 +7,17 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/huabu/huabu/internal/canvases"
+	"github.com/huabu/huabu/internal/store"
 )
+
+// RunStore records runs and the cohorts entering their steps (BeginRun,
+// FinishRun, EnterStep; Enter sets how many entered).
+type RunStore interface {
+	BeginRun(ctx context.Context, workflowID, canvasID, planHash, trigger string) (store.Run, error)
+	SetRunEntered(ctx context.Context, runID, entered int64) error
+	FinishRun(ctx context.Context, runID int64, state, errMsg string) error
+	RecordStepEntry(ctx context.Context, runID int64, stepID string, visit int, cohortID, count int64) error
+}
 
 // LoadPlan returns a plan version; workflows call it as a local activity and
 // navigate the plan's steps themselves.

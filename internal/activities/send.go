@@ -18,6 +18,15 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
+// LedgerStore is the delivery ledger Send claims and settles (ADR 003,
+// 007, 010).
+type LedgerStore interface {
+	ClaimDeliveries(ctx context.Context, key store.LedgerKey, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error)
+	RecordDeliveryKeys(ctx context.Context, key store.LedgerKey, batch string, keys map[int64]string) error
+	SettleDeliveries(ctx context.Context, key store.LedgerKey, batch string, settlements []store.Settlement) error
+	ReleaseDeliveries(ctx context.Context, key store.LedgerKey, batch string, uids []int64) error
+}
+
 // SendInput sends a push step's message to the pages [From, To) of a cohort.
 type SendInput struct {
 	RunID    int64     `json:"run_id"`

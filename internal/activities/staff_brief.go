@@ -12,33 +12,40 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
+// OutboxStore records messages the outbox stands in for: staff tasks and
+// briefs when WeCom is not configured.
+type OutboxStore interface {
+	WriteOutbox(ctx context.Context, records []channels.OutboxRecord) error
+}
+
 // sendBrief sends a staff brief as a template card with a confirm button.
 // WeCom's duplicate check drops a resend of the same card, so an ambiguous
 // answer is retried rather than looked up.
-func (a *StaffActivities) sendBrief(ctx context.Context, st StaffTaskStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, res *StaffDispatched) error {
-	msg, err := a.staffText(cp, step.StaffTask, t)
+func (d *dispatch) sendBrief(ctx context.Context, t store.StaffTask) error {
+	a, st := d.a, d.st
+	msg, err := d.text(t)
 	if missingData(err) {
-		res.Failed++
+		d.res.Failed++
 		return a.settleMissingData(ctx, st, t, err)
 	}
 	if err != nil {
 		return err
 	}
-	title := cp.plan.Name
+	title := d.cp.plan.Name
 	if title == "" {
-		title = cp.plan.ID
+		title = d.cp.plan.ID
 	}
 	id := briefTaskID(t.StaffTaskKey)
-	err = api.SendTemplateCard(ctx, t.Staff, wecom.TemplateCard{TaskID: id, Title: title, Description: msg.Text, ButtonText: "确认收到", ButtonKey: "ack"})
+	err = d.api.SendTemplateCard(ctx, t.Staff, wecom.TemplateCard{TaskID: id, Title: title, Description: msg.Text, ButtonText: "确认收到", ButtonKey: "ack"})
 	if err == nil {
-		res.Created++
-		if err := st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskCreated, Ref: id, At: in.Schedule.CreatedAt}); err != nil {
+		d.res.Created++
+		if err := st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskCreated, Ref: id, At: d.in.Schedule.CreatedAt}); err != nil {
 			return err
 		}
-		return st.MarkStaffNotified(ctx, []store.StaffTaskKey{t.StaffTaskKey}, in.Schedule.CreatedAt)
+		return st.MarkStaffNotified(ctx, []store.StaffTaskKey{t.StaffTaskKey}, d.in.Schedule.CreatedAt)
 	}
 	if ce := channels.Classify(err); ce.Class == channels.Permanent {
-		res.Failed++
+		d.res.Failed++
 		return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskFailed, Reason: ce.Reason})
 	}
 	return temporal.NewApplicationError("template card for "+t.Staff+": "+err.Error(), "BriefNotSent")
@@ -46,8 +53,9 @@ func (a *StaffActivities) sendBrief(ctx context.Context, st StaffTaskStore, api 
 
 // notifyStaff sends each staff member with a created task, not yet told,
 // an app message about it (one per member, however many parts).
-func (a *StaffActivities) notifyStaff(ctx context.Context, st StaffTaskStore, cp *compiledPlan, step *canvases.Step, in StaffInput, res *StaffDispatched) error {
-	if step.StaffTask.To == canvases.StaffToStaff {
+func (d *dispatch) notifyStaff(ctx context.Context) error {
+	a, st, in := d.a, d.st, d.in
+	if d.task.To == canvases.StaffToStaff {
 		return nil // the card is the notice
 	}
 	tasks, err := staffTasksOf(ctx, st, in.StepInput)
@@ -80,11 +88,11 @@ func (a *StaffActivities) notifyStaff(ctx context.Context, st StaffTaskStore, cp
 	var ds []channels.Delivery
 	for _, s := range order {
 		m := byStaff[s]
-		msg, err := a.staffText(cp, step.StaffTask, m.first)
+		msg, err := d.text(m.first)
 		if err != nil {
 			return err
 		}
-		text, err := a.staffNotice(cp, step.StaffTask, m.first, m.customers, in.Schedule.Deadline, msg.Text)
+		text, err := d.notice(m.first, m.customers, msg.Text)
 		if missingData(err) {
 			a.logger().Warn("staff notice not sent: it prints a field this staff member does not have", "run", m.first.RunID, "step", m.first.StepID, "staff", s, "err", err)
 			continue
@@ -99,7 +107,7 @@ func (a *StaffActivities) notifyStaff(ctx context.Context, st StaffTaskStore, cp
 	for _, s := range order {
 		if sent[s] {
 			keys = append(keys, byStaff[s].keys...)
-			res.Notified++
+			d.res.Notified++
 		}
 	}
 	if merr := st.MarkStaffNotified(ctx, keys, a.now()); merr != nil {
@@ -145,14 +153,11 @@ func (a *StaffActivities) appMessages(ctx context.Context, in StepInput, kind st
 	return sent, retry
 }
 
-// recordStaffTasks is the loop without WeCom: each staff member's task
+// recordTasks is the loop without WeCom: each staff member's task
 // (content and notice) is recorded in the outbox, one record per member,
 // and nothing is tracked.
-func (a *StaffActivities) recordStaffTasks(ctx context.Context, cp *compiledPlan, step *canvases.Step, in StaffInput, tasks []store.StaffTask) error {
-	st, err := a.staffStore()
-	if err != nil {
-		return err
-	}
+func (d *dispatch) recordTasks(ctx context.Context, tasks []store.StaffTask) error {
+	a, st, in := d.a, d.st, d.in
 	customers := map[string]int{}
 	var order []string
 	first := map[string]store.StaffTask{}
@@ -171,10 +176,10 @@ func (a *StaffActivities) recordStaffTasks(ctx context.Context, cp *compiledPlan
 		if t.State != store.StaffTaskNew {
 			continue // recorded by an earlier attempt
 		}
-		msg, err := a.staffText(cp, step.StaffTask, t)
+		msg, err := d.text(t)
 		var notice string
 		if err == nil {
-			notice, err = a.staffNotice(cp, step.StaffTask, t, customers[s], in.Schedule.Deadline, msg.Text)
+			notice, err = d.notice(t, customers[s], msg.Text)
 		}
 		if missingData(err) {
 			holes[s] = err

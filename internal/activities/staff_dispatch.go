@@ -43,8 +43,15 @@ func staffRaw(t store.StaffTask) map[string]any {
 	return staffDoc(store.Staff{UserID: t.Staff, Name: t.Name, Grid: t.Grid, Leader: t.Leader})
 }
 
-// staffNotice renders the notice for one staff member's tasks.
-func (a *StaffActivities) staffNotice(cp *compiledPlan, task *canvases.StaffTask, t store.StaffTask, customers int, deadline time.Time, text string) (string, error) {
+// text renders the task's content for one staff member.
+func (d *dispatch) text(t store.StaffTask) (*canvases.Message, error) {
+	return d.a.staffText(d.cp, d.task, t)
+}
+
+// notice renders the notice for one staff member's tasks: how many
+// customers, the deadline, and the start of the task's text.
+func (d *dispatch) notice(t store.StaffTask, customers int, text string) (string, error) {
+	a, task, cp := d.a, d.task, d.cp
 	src := task.Notice
 	if src == "" {
 		if task.To == canvases.StaffToStaff {
@@ -52,7 +59,7 @@ func (a *StaffActivities) staffNotice(cp *compiledPlan, task *canvases.StaffTask
 		}
 		src = "{{ .staff.name }}，您有一个客户群发任务：{{ .task.customers }} 位客户，请在 {{ .task.deadline | date \"01-02 15:04\" }} 前在企业微信中确认发送。内容：" + summarize(text, 60)
 	}
-	taskDoc := map[string]any{"customers": customers, "deadline": deadline.In(a.zone())}
+	taskDoc := map[string]any{"customers": customers, "deadline": d.in.Schedule.Deadline.In(a.zone())}
 	r := &renderer{cache: cp.templates,
 		data: map[string]any{"staff": a.staffData(t), "task": taskDoc},
 		raw:  map[string]any{"staff": staffRaw(t), "task": taskDoc},
@@ -88,44 +95,43 @@ func summarize(s string, n int) string {
 // their row; a transient failure is retried by the next attempt, after the
 // rest are done.
 func (a *StaffActivities) StaffDispatch(ctx context.Context, in StaffInput) (StaffDispatched, error) {
-	var res StaffDispatched
 	cp, step, err := a.planStep(ctx, in.StepInput)
 	if err != nil {
-		return res, err
+		return StaffDispatched{}, err
 	}
 	st, err := a.staffStore()
 	if err != nil {
-		return res, err
+		return StaffDispatched{}, err
 	}
+	d := &dispatch{a: a, st: st, cp: cp, task: step.StaffTask, in: in}
 	tasks, err := staffTasksOf(ctx, st, in.StepInput)
 	if err != nil {
-		return res, err
+		return d.res, err
 	}
 	if !in.Schedule.Tracked {
-		return res, a.recordStaffTasks(ctx, cp, step, in, tasks)
+		return d.res, d.recordTasks(ctx, tasks)
 	}
-	api := a.staffAPI()
-	if api == nil {
-		return res, temporal.NewNonRetryableApplicationError("WeCom is no longer configured", "WeComUnavailable", nil)
+	if d.api = a.staffAPI(); d.api == nil {
+		return d.res, temporal.NewNonRetryableApplicationError("WeCom is no longer configured", "WeComUnavailable", nil)
 	}
 	info := activity.GetInfo(ctx)
-	attempt := fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
+	d.attempt = fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
 	defer heartbeatEvery(ctx, dispatchHeartbeat)()
 	var retry error
 	for _, t := range tasks {
 		var err error
 		switch {
 		case t.Kind == canvases.StaffToStaff && (t.State == store.StaffTaskNew || t.State == store.StaffTaskPending):
-			err = a.sendBrief(ctx, st, api, cp, step, in, t, &res)
+			err = d.sendBrief(ctx, t)
 		case t.State == store.StaffTaskPending:
-			err = a.resolvePending(ctx, st, api, cp, step, in, t, attempt, &res)
+			err = d.resolvePending(ctx, t)
 		case t.State == store.StaffTaskNew:
-			err = a.createTask(ctx, st, api, cp, step, in, t, attempt, &res)
+			err = d.createTask(ctx, t)
 		}
 		if err != nil {
 			var fatal *temporal.ApplicationError
 			if errors.As(err, &fatal) && fatal.NonRetryable() {
-				return res, err
+				return d.res, err
 			}
 			if retry == nil {
 				retry = err
@@ -133,10 +139,26 @@ func (a *StaffActivities) StaffDispatch(ctx context.Context, in StaffInput) (Sta
 		}
 		activity.RecordHeartbeat(ctx, t.Staff)
 	}
-	if err := a.notifyStaff(ctx, st, cp, step, in, &res); err != nil && retry == nil {
+	if err := d.notifyStaff(ctx); err != nil && retry == nil {
 		retry = err
 	}
-	return res, retry
+	return d.res, retry
+}
+
+// dispatch is one StaffDispatch attempt: what creating, adopting, briefing
+// and notifying each staff member's task share, and the counts of what it
+// did.
+type dispatch struct {
+	a    *StaffActivities
+	st   StaffTaskStore
+	api  StaffAPI // nil when the tasks are not tracked (recordTasks)
+	cp   *compiledPlan
+	task *canvases.StaffTask // the step's
+	in   StaffInput
+	// attempt names this activity attempt on the rows it marks pending,
+	// so a later attempt knows the row was left by another.
+	attempt string
+	res     StaffDispatched
 }
 
 // heartbeatEvery heartbeats until the returned stop is called.

@@ -16,10 +16,11 @@ import (
 )
 
 // createTask marks a new row pending, calls add_msg_template and settles.
-func (a *StaffActivities) createTask(ctx context.Context, st StaffTaskStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, attempt string, res *StaffDispatched) error {
-	msg, err := a.staffText(cp, step.StaffTask, t)
+func (d *dispatch) createTask(ctx context.Context, t store.StaffTask) error {
+	a, st := d.a, d.st
+	msg, err := d.text(t)
 	if missingData(err) {
-		res.Failed++
+		d.res.Failed++
 		return a.settleMissingData(ctx, st, t, err)
 	}
 	if err != nil {
@@ -32,16 +33,16 @@ func (a *StaffActivities) createTask(ctx context.Context, st StaffTaskStore, api
 	if len(ids) == 0 {
 		return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskFailed, Reason: "no_customers"})
 	}
-	ok, err := st.MarkStaffTaskPending(ctx, t.StaffTaskKey, attempt, a.now())
+	ok, err := st.MarkStaffTaskPending(ctx, t.StaffTaskKey, d.attempt, a.now())
 	if err != nil || !ok {
 		return err // !ok: another attempt took it meanwhile
 	}
-	mt, err := api.CreateMassTask(ctx, t.Staff, msg, ids)
+	mt, err := d.api.CreateMassTask(ctx, t.Staff, msg, ids)
 	if err == nil {
-		res.Created++
-		return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskCreated, Ref: mt.MsgID, NotFound: mt.FailList, At: in.Schedule.CreatedAt})
+		d.res.Created++
+		return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskCreated, Ref: mt.MsgID, NotFound: mt.FailList, At: d.in.Schedule.CreatedAt})
 	}
-	return a.createFailed(ctx, st, t, err, res)
+	return d.createFailed(ctx, t, err)
 }
 
 // settleMissingData fails a staff member's task whose text would print a
@@ -51,11 +52,12 @@ func (a *StaffActivities) settleMissingData(ctx context.Context, st StaffTaskSto
 	return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskFailed, Reason: canvases.ReasonMissingData})
 }
 
-func (a *StaffActivities) createFailed(ctx context.Context, st StaffTaskStore, t store.StaffTask, err error, res *StaffDispatched) error {
+func (d *dispatch) createFailed(ctx context.Context, t store.StaffTask, err error) error {
+	a, st := d.a, d.st
 	ce := channels.Classify(err)
 	switch ce.Class {
 	case channels.Permanent:
-		res.Failed++
+		d.res.Failed++
 		reason := ce.Reason
 		if ce.Code != "" {
 			reason += " " + ce.Code
@@ -73,12 +75,13 @@ func (a *StaffActivities) createFailed(ctx context.Context, st StaffTaskStore, t
 }
 
 // resolvePending decides a row an earlier attempt left pending.
-func (a *StaffActivities) resolvePending(ctx context.Context, st StaffTaskStore, api StaffAPI, cp *compiledPlan, step *canvases.Step, in StaffInput, t store.StaffTask, attempt string, res *StaffDispatched) error {
+func (d *dispatch) resolvePending(ctx context.Context, t store.StaffTask) error {
+	a, st, api := d.a, d.st, d.api
 	now := a.now()
 	if wait := pendingSettle(api) - now.Sub(t.PendingAt); wait > 0 {
 		return temporal.NewApplicationErrorWithOptions("waiting for WeCom to list a task that may exist", "LookupTooEarly", temporal.ApplicationErrorOptions{NextRetryDelay: wait})
 	}
-	msg, err := a.staffText(cp, step.StaffTask, t)
+	msg, err := d.text(t)
 	if err != nil {
 		return err
 	}
@@ -86,7 +89,7 @@ func (a *StaffActivities) resolvePending(ctx context.Context, st StaffTaskStore,
 	if err != nil {
 		if channels.Classify(err).Class == channels.Permanent {
 			// No way to look (permission, old API): do not guess.
-			res.Unknown++
+			d.res.Unknown++
 			return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskUnknown, Reason: "lookup_failed"})
 		}
 		return err
@@ -124,13 +127,13 @@ func (a *StaffActivities) resolvePending(ctx context.Context, st StaffTaskStore,
 			return err
 		}
 		t.State = store.StaffTaskNew
-		return a.createTask(ctx, st, api, cp, step, in, t, attempt, res)
+		return d.createTask(ctx, t)
 	case 1:
-		res.Adopted++
+		d.res.Adopted++
 		a.logger().Info("staff task found on WeCom after an interrupted create; adopted", "run", t.RunID, "step", t.StepID, "staff", t.Staff, "msgid", matches[0])
-		return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskCreated, Ref: matches[0], At: in.Schedule.CreatedAt})
+		return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskCreated, Ref: matches[0], At: d.in.Schedule.CreatedAt})
 	}
-	res.Unknown++
+	d.res.Unknown++
 	return st.SettleStaffTask(ctx, t.StaffTaskKey, store.StaffTaskSettlement{State: store.StaffTaskUnknown, Reason: "ambiguous_lookup"})
 }
 

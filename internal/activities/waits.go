@@ -10,6 +10,16 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
+// WaitStore registers a cohort's wait for an event and splits it, when it
+// ends, into who arrived and who timed out (AwaitEvent, CollectArrivals).
+type WaitStore interface {
+	RegisterWait(ctx context.Context, w store.Wait) error
+	ChildCohort(ctx context.Context, waiting store.Cohort, suffix string) (store.Cohort, error)
+	EndWait(ctx context.Context, cohortID int64) error
+	CollectArrivalsPage(ctx context.Context, waitingID, childID int64) (int, error)
+	WriteRemainderPages(ctx context.Context, waitingID, childID, from, to int64) error
+}
+
 // AwaitInput registers a cohort waiting for an event until a deadline.
 type AwaitInput struct {
 	StepInput

@@ -47,8 +47,8 @@ func (app *App) startRouting(ctx context.Context) error {
 // windows are left to it instead of started.
 func (app *App) lead(ctx context.Context, term int64, now bool) (func(lost bool), error) {
 	router := triggers.New(triggers.Options{
-		Store: app.store, Temporal: app.client, Compiler: app.compiler,
-		TaskQueue: app.cfg.Temporal.TaskQueue, Logger: app.log.With("component", "router"),
+		Store: app.store, Runs: temporalRuns{client: app.client, taskQueue: app.cfg.Temporal.TaskQueue},
+		Compiler: app.compiler, Logger: app.log.With("component", "router"),
 		Window: app.cfg.Triggers.EntryWindow(),
 		Paused: app.canvasPaused,
 	})

@@ -14,17 +14,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/huabu/huabu/internal/canvases"
 	"github.com/huabu/huabu/internal/store"
 	"github.com/huabu/huabu/internal/triggers"
-	"github.com/huabu/huabu/internal/workflows"
 )
 
-// startsRecorder is Temporal as the router sees it: workflow ids are unique
-// for good (a finished run keeps its id), a start with a used id answers
-// AlreadyStarted. It records the users of every run it started, and counts
+// startsRecorder is the router's runs as Temporal answers: workflow ids
+// are unique for good (a finished run keeps its id), a start with a used id
+// answers ErrRunStarted (AlreadyStarted, translated). It records the users of every run it started, and counts
 // starts that reused an id with other users: AlreadyStarted hides them,
 // so those users never enter.
 type startsRecorder struct {
@@ -37,28 +35,27 @@ type startsRecorder struct {
 
 func newStartsRecorder() *startsRecorder { return &startsRecorder{runs: map[string][]string{}} }
 
-func (s *startsRecorder) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf interface{}, args ...interface{}) (client.WorkflowRun, error) {
+func (s *startsRecorder) StartEventRun(ctx context.Context, run triggers.EventRun) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failNext > 0 {
 		s.failNext--
 		s.failed++
-		return nil, serviceerror.NewUnavailable("temporal is restarting")
+		return serviceerror.NewUnavailable("temporal is restarting")
 	}
-	in := args[0].(workflows.RunInput)
-	if prev, ok := s.runs[o.ID]; ok {
-		for _, u := range in.UserIDs {
+	if prev, ok := s.runs[run.WorkflowID]; ok {
+		for _, u := range run.Users {
 			if !slices.Contains(prev, u) {
 				s.hidden = append(s.hidden, u)
 			}
 		}
-		return nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "", "")
+		return fmt.Errorf("%w: %w", triggers.ErrRunStarted, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "", ""))
 	}
-	s.runs[o.ID] = append([]string(nil), in.UserIDs...)
-	return nil, nil
+	s.runs[run.WorkflowID] = append([]string(nil), run.Users...)
+	return nil
 }
 
-func (s *startsRecorder) SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg interface{}) error {
+func (s *startsRecorder) SignalArrivals(ctx context.Context, workflowID string) error {
 	return nil
 }
 
@@ -79,29 +76,29 @@ func (s *startsRecorder) entries() map[string]int {
 // does reaches the server any more.
 type deadTemporal struct{}
 
-func (deadTemporal) ExecuteWorkflow(context.Context, client.StartWorkflowOptions, interface{}, ...interface{}) (client.WorkflowRun, error) {
-	return nil, errors.New("process killed")
+func (deadTemporal) StartEventRun(context.Context, triggers.EventRun) error {
+	return errors.New("process killed")
 }
 
-func (deadTemporal) SignalWorkflow(context.Context, string, string, string, interface{}) error {
+func (deadTemporal) SignalArrivals(context.Context, string) error {
 	return errors.New("process killed")
 }
 
 // switchable lets a test cut a router off from Temporal, as a SIGKILL does.
 type switchable struct {
 	mu   sync.Mutex
-	live triggers.Temporal
+	live triggers.Runs
 }
 
-func (s *switchable) get() triggers.Temporal { s.mu.Lock(); defer s.mu.Unlock(); return s.live }
-func (s *switchable) kill()                  { s.mu.Lock(); s.live = deadTemporal{}; s.mu.Unlock() }
+func (s *switchable) get() triggers.Runs { s.mu.Lock(); defer s.mu.Unlock(); return s.live }
+func (s *switchable) kill()              { s.mu.Lock(); s.live = deadTemporal{}; s.mu.Unlock() }
 
-func (s *switchable) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf interface{}, args ...interface{}) (client.WorkflowRun, error) {
-	return s.get().ExecuteWorkflow(ctx, o, wf, args...)
+func (s *switchable) StartEventRun(ctx context.Context, run triggers.EventRun) error {
+	return s.get().StartEventRun(ctx, run)
 }
 
-func (s *switchable) SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg interface{}) error {
-	return s.get().SignalWorkflow(ctx, workflowID, runID, signalName, arg)
+func (s *switchable) SignalArrivals(ctx context.Context, workflowID string) error {
+	return s.get().SignalArrivals(ctx, workflowID)
 }
 
 // routerProcess is the routing half of a Huabu process: a router running
@@ -114,11 +111,11 @@ type routerProcess struct {
 	done     chan struct{}
 }
 
-func startRouting(t *testing.T, st *store.SQLite, comp *canvases.Compiler, temporal triggers.Temporal) *routerProcess {
+func startRouting(t *testing.T, st *store.SQLite, comp *canvases.Compiler, temporal triggers.Runs) *routerProcess {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sw := &switchable{live: temporal}
-	r := triggers.New(triggers.Options{Store: st, Temporal: sw, Compiler: comp, TaskQueue: "huabu", Logger: log, Window: 30 * time.Millisecond})
+	r := triggers.New(triggers.Options{Store: st, Runs: sw, Compiler: comp, Logger: log, Window: 30 * time.Millisecond})
 	require.NoError(t, r.Refresh(context.Background()))
 	require.NoError(t, r.Load(context.Background()))
 	ctx, cancel := context.WithCancel(context.Background())

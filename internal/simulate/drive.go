@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -18,6 +17,7 @@ import (
 	"github.com/huabu/huabu/internal/canvases"
 	"github.com/huabu/huabu/internal/liveness"
 	"github.com/huabu/huabu/internal/store"
+	"github.com/huabu/huabu/internal/triggers"
 	"github.com/huabu/huabu/internal/workflows"
 )
 
@@ -278,36 +278,26 @@ func (s *sim) startWindows(ctx context.Context) (routed, error) {
 	return s.starts.take(), nil
 }
 
-// starter is the router's Temporal client: the runs it would start and
-// the runs it would signal go to the driver, which starts and signals them
-// in the test environment.
+// starter is the router's triggers.Runs: the runs it would start and the
+// runs it would signal go to the driver, which starts and signals them in
+// the test environment.
 type starter struct {
 	canvasID string
 	mu       sync.Mutex
 	out      routed
 }
 
-func (t *starter) ExecuteWorkflow(_ context.Context, opts client.StartWorkflowOptions, _ interface{}, args ...interface{}) (client.WorkflowRun, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("simulate: a run takes one input, got %d", len(args))
-	}
-	in, ok := args[0].(workflows.RunInput)
-	if !ok {
-		return nil, fmt.Errorf("simulate: unexpected run input %T", args[0])
-	}
+func (t *starter) StartEventRun(_ context.Context, run triggers.EventRun) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	// A copied store may hold windows of other canvases: they do not run.
-	if in.CanvasID == t.canvasID {
-		t.out.Starts = append(t.out.Starts, start{ID: opts.ID, Input: in})
+	if run.CanvasID == t.canvasID {
+		t.out.Starts = append(t.out.Starts, start{ID: run.WorkflowID, Input: workflows.EventRunInput(run.CanvasID, run.PlanHash, run.Users)})
 	}
-	return startedRun{id: opts.ID}, nil
+	return nil
 }
 
-func (t *starter) SignalWorkflow(_ context.Context, workflowID, _, signal string, _ interface{}) error {
-	if signal != workflows.ArrivalsSignal {
-		return fmt.Errorf("simulate: unexpected signal %q", signal)
-	}
+func (t *starter) SignalArrivals(_ context.Context, workflowID string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !slices.Contains(t.out.Signals, workflowID) {
@@ -322,18 +312,6 @@ func (t *starter) take() routed {
 	out := t.out
 	t.out = routed{}
 	return out
-}
-
-// startedRun is the handle ExecuteWorkflow returns; nothing waits on it.
-type startedRun struct{ id string }
-
-func (r startedRun) GetID() string    { return r.id }
-func (r startedRun) GetRunID() string { return "" }
-func (r startedRun) Get(context.Context, interface{}) error {
-	return fmt.Errorf("simulate: runs are awaited by the driver")
-}
-func (r startedRun) GetWithOptions(context.Context, interface{}, client.WorkflowRunGetOptions) error {
-	return fmt.Errorf("simulate: runs are awaited by the driver")
 }
 
 // quietLogger drops the test environment's logs (it logs every timer).

@@ -468,14 +468,11 @@ func (s *sim) engine(ctx context.Context) error {
 	s.staffActs = &activities.StaffActivities{Engine: s.acts, Store: engine, Directory: engine}
 	s.starts = &starter{canvasID: s.plan.ID}
 	s.router = triggers.New(triggers.Options{
-		Store: s.st, Temporal: s.starts, Compiler: s.comp, TaskQueue: taskQueue, Logger: s.opts.Logger,
+		Store: s.st, Runs: s.starts, Compiler: s.comp, Logger: s.opts.Logger,
 		Window: s.opts.Config.Triggers.EntryWindow(), Now: s.clock.Now,
 	})
 	return s.router.Refresh(ctx)
 }
-
-// taskQueue is the test environment's; the name only shows in errors.
-const taskQueue = "huabu-simulate"
 
 // engineStore is the scratch store as the activities see it: profiles are
 // read with computed traits current at the virtual time, and each cohort

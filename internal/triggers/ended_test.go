@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,28 +11,26 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
 
 	"github.com/huabu/huabu/internal/canvases"
 	"github.com/huabu/huabu/internal/ingest"
 	"github.com/huabu/huabu/internal/store"
 )
 
-// signals records the signals the router sends.
+// signals records the signals the router sends (as "workflow-id arrivals").
 type signals struct {
 	mu  sync.Mutex
 	got []string
+	err error // what every signal answers
 }
 
-func (s *signals) ExecuteWorkflow(context.Context, client.StartWorkflowOptions, interface{}, ...interface{}) (client.WorkflowRun, error) {
-	return nil, nil
-}
+func (s *signals) StartEventRun(context.Context, EventRun) error { return nil }
 
-func (s *signals) SignalWorkflow(_ context.Context, workflowID, _, name string, _ interface{}) error {
+func (s *signals) SignalArrivals(_ context.Context, workflowID string) error {
 	s.mu.Lock()
-	s.got = append(s.got, workflowID+" "+name)
+	s.got = append(s.got, workflowID+" arrivals")
 	s.mu.Unlock()
-	return nil
+	return s.err
 }
 
 // TestEndedRunsGetNoEvents (issue 11, defect 10, the router's side): the
@@ -76,7 +75,7 @@ steps:
 				require.NoError(t, f.st.FinishRun(ctx, run.ID, end, ""))
 			}
 			temporal := &signals{}
-			r := New(Options{Store: f.st, Temporal: temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			r := New(Options{Store: f.st, Runs: temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			require.NoError(t, r.Refresh(ctx))
 			f.nextID += 10
 			events := []ingest.Event{
@@ -97,6 +96,66 @@ steps:
 			require.False(t, exited[uid], "no exit into an ended run")
 			require.Zero(t, arrived, "the ended run's wait is gone: no arrivals")
 			require.Empty(t, temporal.got, "no signal to an ended run")
+		})
+	}
+}
+
+// TestSignalToARunThatEnded: a run can end between the arrival the router
+// records and the signal that wakes it. Runs answering ErrNoRun (Temporal's
+// NotFound, translated by the app) is not an error: the arrival is stored
+// and routing goes on. Any other failure to signal fails the batch, so the
+// feed routes it again.
+func TestSignalToARunThatEnded(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		signal  error
+		wantErr string
+	}{
+		{"signalled", nil, ""},
+		{"the run ended meanwhile", fmt.Errorf("%w: %w", ErrNoRun, errors.New("workflow not found for ID: wf")), ""},
+		{"Temporal unreachable", errors.New("connection refused"), "signal wf-arrive: connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newWindowsFixture(t)
+			plan, problems := f.comp.Compile("coupon.yaml", []byte(`
+id: coupon
+trigger: {manual: {}}
+steps:
+  - id: wait-use
+    wait: {event: coupon_used, timeout: 1d}
+`))
+			require.False(t, problems.HasErrors(), problems.Error())
+			_, err := f.st.SavePlan(ctx, plan.ID, plan.Hash, plan.JSON(), "coupon.yaml")
+			require.NoError(t, err)
+			_, err = f.st.UpsertProfiles(ctx, []store.ProfileUpdate{{ID: "u1", Patch: []byte(`{}`)}})
+			require.NoError(t, err)
+			uids, err := f.st.UIDs(ctx, []string{"u1"})
+			require.NoError(t, err)
+			uid := uids["u1"]
+			run, err := f.st.BeginRun(ctx, "wf-arrive", plan.ID, plan.Hash, canvases.TriggerManual)
+			require.NoError(t, err)
+			c, err := f.st.CreateCohort(ctx, "wf-arrive/entry", run.ID, "", 0, time.Time{})
+			require.NoError(t, err)
+			require.NoError(t, f.st.WriteEntryChunk(ctx, c.ID, store.EntryChunk{CanvasID: plan.ID, RunID: run.ID, LastUID: uid, ToPage: 1,
+				Pages: []store.Page{{No: 0, Members: []int64{uid}}}, RecordEntries: true}))
+			require.NoError(t, f.st.RegisterWait(ctx, store.Wait{CohortID: c.ID, RunID: run.ID, CanvasID: plan.ID, PlanHash: plan.Hash,
+				StepID: "wait-use", Event: "coupon_used", WorkflowID: "wf-arrive", Deadline: time.Now().Add(time.Hour)}))
+			runs := &signals{err: tc.signal}
+			r := New(Options{Store: f.st, Runs: runs, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			require.NoError(t, r.Refresh(ctx))
+
+			err = r.Route(ctx, []ingest.Event{{ID: 1, UID: uid, UserID: "u1", Name: "coupon_used", Timestamp: time.Now()}})
+
+			require.Equal(t, []string{"wf-arrive arrivals"}, runs.got)
+			if tc.wantErr != "" {
+				require.EqualError(t, err, tc.wantErr)
+			} else {
+				require.NoError(t, err)
+			}
+			again, err := f.st.RecordArrivals(ctx, c.ID, []int64{uid}, time.Now())
+			require.NoError(t, err)
+			require.Zero(t, again, "the arrival was stored before the signal")
 		})
 	}
 }

@@ -12,13 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-
 	"github.com/huabu/huabu/internal/canvases"
 	"github.com/huabu/huabu/internal/ingest"
 	"github.com/huabu/huabu/internal/store"
-	"github.com/huabu/huabu/internal/workflows"
 )
 
 // Store is what the router reads and writes.
@@ -36,19 +32,42 @@ type Store interface {
 	WindowStore
 }
 
-// Temporal is the part of the client the router uses.
-type Temporal interface {
-	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow interface{}, args ...interface{}) (client.WorkflowRun, error)
-	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg interface{}) error
+// Runs is how the router starts and wakes canvas runs. The router declares
+// it; the app implements it over Temporal (the interpreter workflow and its
+// arrivals signal), huabu simulate in its test environment.
+type Runs interface {
+	// StartEventRun starts the run of an entry window under
+	// run.WorkflowID. ErrRunStarted: a run was started under that id
+	// before, running or finished (ids are never reused).
+	StartEventRun(ctx context.Context, run EventRun) error
+	// SignalArrivals tells the run workflowID that users arrived at its
+	// waits (their arrivals are in the store). ErrNoRun: no such run is
+	// running any more.
+	SignalArrivals(ctx context.Context, workflowID string) error
 }
+
+// EventRun is the run of an entry window: the users who entered one version
+// of an event-triggered canvas together.
+type EventRun struct {
+	WorkflowID string
+	CanvasID   string
+	PlanHash   string
+	Users      []string // user ids, in entry order
+}
+
+// The answers of Runs the router acts on (wrapping what the implementation
+// was told, if anything).
+var (
+	ErrRunStarted = errors.New("a run was already started under this workflow id")
+	ErrNoRun      = errors.New("no run is running under this workflow id")
+)
 
 // Options configure a Router.
 type Options struct {
-	Store     Store
-	Temporal  Temporal
-	Compiler  *canvases.Compiler
-	TaskQueue string
-	Logger    *slog.Logger
+	Store    Store
+	Runs     Runs
+	Compiler *canvases.Compiler
+	Logger   *slog.Logger
 	// Window is how long entries of an event-triggered canvas gather before
 	// they start one run together.
 	Window time.Duration
@@ -571,9 +590,10 @@ func (b *batch) write(ctx context.Context) error {
 		}
 	}
 	for wf := range b.signal {
-		err := b.r.opts.Temporal.SignalWorkflow(ctx, wf, "", workflows.ArrivalsSignal, nil)
-		var nf *serviceerror.NotFound
-		if err != nil && !errors.As(err, &nf) {
+		// A run that ended since its arrivals were recorded has nobody to
+		// wake; its waits are gone (FinishRun).
+		err := b.r.opts.Runs.SignalArrivals(ctx, wf)
+		if err != nil && !errors.Is(err, ErrNoRun) {
 			return fmt.Errorf("signal %s: %w", wf, err)
 		}
 	}

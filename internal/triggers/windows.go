@@ -8,14 +8,8 @@ import (
 	"sync"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-
-	"github.com/huabu/huabu/internal/canvases"
 	"github.com/huabu/huabu/internal/ingest"
 	"github.com/huabu/huabu/internal/store"
-	"github.com/huabu/huabu/internal/workflows"
 )
 
 // Entry windows (ADR 009). Entries of an event-triggered canvas gather in a
@@ -305,13 +299,8 @@ func (r *Router) start(ctx context.Context, w *window) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = r.opts.Temporal.ExecuteWorkflow(sctx, client.StartWorkflowOptions{
-		ID: w.WorkflowID, TaskQueue: r.opts.TaskQueue,
-		// A finished run keeps its id: starting it again must not run it twice.
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, workflows.RunName, workflows.RunInput{CanvasID: w.CanvasID, PlanHash: w.PlanHash, Trigger: canvases.TriggerEvent, UserIDs: users, ApplyAudience: true})
-	var already *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &already) {
+	err = r.opts.Runs.StartEventRun(sctx, EventRun{WorkflowID: w.WorkflowID, CanvasID: w.CanvasID, PlanHash: w.PlanHash, Users: users})
+	if err != nil && !errors.Is(err, ErrRunStarted) {
 		return err
 	}
 	return r.opts.Store.MarkWindowStarted(ctx, w.ID)

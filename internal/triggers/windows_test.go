@@ -11,41 +11,38 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/huabu/huabu/internal/canvases"
 	"github.com/huabu/huabu/internal/ingest"
 	"github.com/huabu/huabu/internal/store"
-	"github.com/huabu/huabu/internal/workflows"
 )
 
-// runs is Temporal for the router: ids are unique for good.
+// runs is the router's Runs as Temporal answers: ids are unique for good.
 type runs struct {
 	mu      sync.Mutex
-	started map[string]workflows.RunInput
+	started map[string]EventRun
 	order   []string
 }
 
-func (r *runs) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf interface{}, args ...interface{}) (client.WorkflowRun, error) {
+func (r *runs) StartEventRun(ctx context.Context, run EventRun) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.started[o.ID]; ok {
-		return nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "", "")
+	if _, ok := r.started[run.WorkflowID]; ok {
+		return ErrRunStarted
 	}
-	r.started[o.ID] = args[0].(workflows.RunInput)
-	r.order = append(r.order, o.ID)
-	return nil, nil
+	r.started[run.WorkflowID] = run
+	r.order = append(r.order, run.WorkflowID)
+	return nil
 }
 
-func (r *runs) SignalWorkflow(context.Context, string, string, string, interface{}) error { return nil }
+func (r *runs) SignalArrivals(context.Context, string) error { return nil }
 
 func (r *runs) users() map[string][]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string][]string{}
-	for id, in := range r.started {
-		out[id] = in.UserIDs
+	for id, run := range r.started {
+		out[id] = run.Users
 	}
 	return out
 }
@@ -76,7 +73,7 @@ func newWindowsFixture(t *testing.T) *windowsFixture {
 	t.Cleanup(func() { st.Close() })
 	comp, err := canvases.NewCompiler(canvases.Options{})
 	require.NoError(t, err)
-	f := &windowsFixture{t: t, st: st, comp: comp, temporal: &runs{started: map[string]workflows.RunInput{}},
+	f := &windowsFixture{t: t, st: st, comp: comp, temporal: &runs{started: map[string]EventRun{}},
 		clock: &clock{t: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)}, uids: map[string]int64{}}
 	f.deploy("v1")
 	return f
@@ -99,7 +96,7 @@ steps:
 }
 
 func (f *windowsFixture) router(maxUsers int) *Router {
-	r := New(Options{Store: f.st, Temporal: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	r := New(Options{Store: f.st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Window: time.Second, MaxUsersPerRun: maxUsers, Now: f.clock.now})
 	require.NoError(f.t, r.Refresh(context.Background()))
 	require.NoError(f.t, r.Load(context.Background()))
@@ -214,8 +211,7 @@ func TestEntryWindows(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, ws, 1)
 		// Started in Temporal, then the process died before the store knew.
-		_, err = f.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: ws[0].WorkflowID}, workflows.RunName, workflows.RunInput{UserIDs: []string{"u1"}})
-		require.NoError(t, err)
+		require.NoError(t, f.temporal.StartEventRun(ctx, EventRun{WorkflowID: ws[0].WorkflowID, Users: []string{"u1"}}))
 		again := f.router(0)
 		f.clock.advance(time.Second)
 		require.Equal(t, 1, again.StartWindows(ctx, false))

@@ -34,6 +34,13 @@ type RunInput struct {
 	Stats  Stats   `json:"stats"`
 }
 
+// EventRunInput is the input of an entry window's run: the users who
+// entered an event-triggered canvas version together, filtered again by its
+// audience and re-entry rules when the run begins.
+func EventRunInput(canvasID, planHash string, userIDs []string) RunInput {
+	return RunInput{CanvasID: canvasID, PlanHash: planHash, Trigger: canvases.TriggerEvent, UserIDs: userIDs, ApplyAudience: true}
+}
+
 // Token is a cohort at a step.
 type Token struct {
 	Cohort activities.CohortRef `json:"cohort"`

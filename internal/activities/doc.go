@@ -10,6 +10,10 @@
 // writes only idempotent rows (pages by number, ledger rows by run, step and
 // recipient), so a retry never duplicates an effect.
 //
-// The Store and ChannelSet interfaces are declared here, by their consumer;
-// worker/ wires the SQLite store and the configured channels in.
+// The store interfaces are declared here, by their consumer, each beside
+// the activities that use it (PlanStore, RunStore, ProfileStore,
+// CohortStore, WaitStore, LedgerStore, TouchStore, SuppressionStore,
+// OutboxStore; Store is their union; StaffTaskStore is the staff loop's),
+// and so is ChannelSet; internal/app wires the store and the configured
+// channels in.
 package activities

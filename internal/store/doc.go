@@ -13,7 +13,7 @@
 // is how a retried activity avoids sending twice.
 //
 // SQLite is the default (pure Go, WAL, one writer connection and a pool of
-// readers). Callers declare the interfaces they need (activities.Store,
-// server.Store), so a PostgreSQL implementation can follow without changing
-// them.
+// readers); PostgreSQL runs the same code (ADR 021). Callers declare the
+// small interfaces they need in their own package (activities.LedgerStore,
+// activities.CohortStore, triggers.Store, …; ADR 024).
 package store

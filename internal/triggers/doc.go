@@ -10,4 +10,10 @@
 // few runs, each a cohort, not 10,000 workflows. The windows are written to
 // the store before the event feed moves past their events and before their
 // runs start (windows.go, ADR 009), so a crash loses and regroups nothing.
+//
+// The router starts and wakes runs through Runs, a port it declares (ADR
+// 030): the app implements it over Temporal, huabu simulate in its test
+// environment. The router neither imports the workflows nor Temporal; what
+// an answer means (ErrRunStarted: this window's run exists; ErrNoRun: the
+// run ended) is decided here.
 package triggers

@@ -57,22 +57,74 @@ const (
 
 // Enter evaluates who enters the run and writes the entry cohort.
 func (a *Activities) Enter(ctx context.Context, in EnterInput) (CohortRef, error) {
+	return a.enter(ctx, in, entryPart{key: "entry", upToUID: math.MaxInt64})
+}
+
+// EnterHeadResult is the head of an audience run's entry: the cohort of the
+// first scanChunk profiles that enter, and where the rest begins.
+type EnterHeadResult struct {
+	Cohort  CohortRef `json:"cohort"`
+	LastUID int64     `json:"last_uid"` // the head scanned the profiles up to it
+	Done    bool      `json:"done"`     // it scanned them all: there is no rest
+}
+
+// EnterHead enters the audience among the first scanChunk profiles (in uid
+// order) as a cohort of its own, so that the run's first step starts on
+// them at once while EnterRest scans the rest: a million-user broadcast
+// sends its first message after one chunk is read, not after the whole
+// audience was written. Retried, it reads the same chunk again (new
+// profiles only ever get higher uids) and returns the cohort it sealed.
+func (a *Activities) EnterHead(ctx context.Context, in EnterInput) (EnterHeadResult, error) {
+	rows, err := a.Store.ScanProfiles(ctx, 0, scanChunk)
+	if err != nil {
+		return EnterHeadResult{}, err
+	}
+	res := EnterHeadResult{LastUID: math.MaxInt64, Done: len(rows) < scanChunk}
+	if !res.Done {
+		res.LastUID = rows[len(rows)-1].UID
+	}
+	res.Cohort, err = a.enter(ctx, in, entryPart{key: "entry", upToUID: res.LastUID})
+	return res, err
+}
+
+// EnterRestInput is the rest of an audience run's entry after its head.
+type EnterRestInput struct {
+	EnterInput
+	AfterUID int64 `json:"after_uid"` // the head's LastUID
+	Head     int64 `json:"head"`      // users the head entered
+}
+
+// EnterRest enters the audience among the profiles after the head's, as a
+// second entry cohort, and records the run's entered count of both.
+func (a *Activities) EnterRest(ctx context.Context, in EnterRestInput) (CohortRef, error) {
+	return a.enter(ctx, in.EnterInput, entryPart{key: "entry-rest", afterUID: in.AfterUID, upToUID: math.MaxInt64, enteredBefore: in.Head})
+}
+
+// entryPart is the profiles an entry cohort is drawn from: uids in
+// (afterUID, upToUID], written as the cohort "RUN/key".
+type entryPart struct {
+	key               string
+	afterUID, upToUID int64
+	enteredBefore     int64 // by the run's earlier entry cohorts
+}
+
+func (a *Activities) enter(ctx context.Context, in EnterInput, part entryPart) (CohortRef, error) {
 	cp, err := a.compiled(ctx, in.PlanHash)
 	if err != nil {
 		return CohortRef{}, err
 	}
-	cohort, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/entry", in.RunID), in.RunID, cp.plan.Start(), 0, time.Time{})
+	cohort, err := a.Store.CreateCohort(ctx, fmt.Sprintf("%d/%s", in.RunID, part.key), in.RunID, cp.plan.Start(), 0, time.Time{})
 	if err != nil {
 		return CohortRef{}, err
 	}
 	if cohort.Sealed {
 		return refOf(cohort), nil // a retry after the first attempt finished
 	}
-	var cur entryCursor
+	cur := entryCursor{AfterUID: part.afterUID}
 	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &cur)
 	}
-	e := &entrant{a: a, cp: cp, in: in, cohort: cohort.ID, now: a.now()}
+	e := &entrant{a: a, cp: cp, in: in, cohort: cohort.ID, now: a.now(), upToUID: part.upToUID}
 	if in.UserIDs != nil {
 		err = e.named(ctx, &cur)
 	} else {
@@ -85,7 +137,7 @@ func (a *Activities) Enter(ctx context.Context, in EnterInput) (CohortRef, error
 	if err != nil {
 		return CohortRef{}, err
 	}
-	if err := a.Store.SetRunEntered(ctx, in.RunID, sealed.Size); err != nil {
+	if err := a.Store.SetRunEntered(ctx, in.RunID, part.enteredBefore+sealed.Size); err != nil {
 		return CohortRef{}, err
 	}
 	return refOf(sealed), nil
@@ -97,6 +149,9 @@ type entrant struct {
 	in     EnterInput
 	cohort int64
 	now    time.Time
+	// upToUID bounds an audience scan: profiles after it are another
+	// entry cohort's (EnterHead).
+	upToUID int64
 }
 
 // everyone scans every profile in uid order. Reading the next chunk overlaps
@@ -114,12 +169,16 @@ func (e *entrant) everyone(ctx context.Context, cur *entryCursor) error {
 		after := cur.AfterUID
 		for {
 			rows, err := e.a.Store.ScanProfiles(ctx, after, scanChunk)
+			full := len(rows) == scanChunk
+			if i := slices.IndexFunc(rows, func(r store.ProfileRow) bool { return r.UID > e.upToUID }); i >= 0 {
+				rows, full = rows[:i], false
+			}
 			select {
 			case chunks <- chunk{rows, err}:
 			case <-ctx.Done():
 				return
 			}
-			if err != nil || len(rows) < scanChunk {
+			if err != nil || !full {
 				return
 			}
 			after = rows[len(rows)-1].UID

@@ -205,8 +205,9 @@ func TestRecordReplayHistories(t *testing.T) {
 	_, err = app.WaitRun(ctx, started.WorkflowID)
 	require.NoError(t, err)
 	// replay-all-steps.json is the history of the interpreter before
-	// loopChange and stays as it is; this records the current one beside it.
-	path := filepath.Join("..", "workflows", "testdata", "replay-all-steps-v1.json")
+	// loopChange, -v1.json before enterHeadChange; both stay as they are and
+	// this records the current one beside them.
+	path := filepath.Join("..", "workflows", "testdata", "replay-all-steps-v2.json")
 	writeHistory(t, path, started.WorkflowID, history(t, ctx, app.Client(), started.WorkflowID, ""))
 	_ = canvases.StepPush
 	_ = workflows.RunName

@@ -98,7 +98,7 @@ func TestMetricsAfterRuns(t *testing.T) {
 		"everyone who got the coupon waits for coupon_used")
 	require.Equal(t, 1.0, m[`huabu_cohorts_waiting{canvas="winback-dormant",for="event"}`])
 	require.Greater(t, m[`huabu_activity_duration_seconds_count{activity="Send",outcome="ok"}`], 0.0)
-	require.Greater(t, m[`huabu_activity_duration_seconds_count{activity="Enter",outcome="ok"}`], 0.0)
+	require.Greater(t, m[`huabu_activity_duration_seconds_count{activity="EnterHead",outcome="ok"}`], 0.0) // the audience runs enter their head first (ADR 034)
 	require.Greater(t, m[`huabu_provider_send_duration_seconds_count{channel="wecom.customer",provider="wecom"}`], 0.0)
 	// u005's owner is lina too: her thank-you is refused like her task.
 	require.Eventually(t, func() bool {

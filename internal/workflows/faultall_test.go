@@ -41,8 +41,10 @@ var exhaustiveFaults = flag.Bool("faults.exhaustive", false, "fault-injection ha
 // interpreterActivities are the activity types the interpreter runs (the
 // cases below must execute each of them). Not here: StaffTask (the outbox
 // stub of runs recorded before the staff SOP loop, replay only), SendOne
-// (the one-workflow-per-user comparison of `huabu bench`) and
-// SyncWeComDirectory (its own workflow).
+// (the one-workflow-per-user comparison of `huabu bench`),
+// SyncWeComDirectory (its own workflow), and EnterHead and EnterRest (runs
+// that scan an audience of more than one chunk of profiles: the cases here
+// name their users; TestAudienceEntersInTwoParts faults them).
 var interpreterActivities = []string{
 	"LoadPlan", "BeginRun", "Enter", "EnterStep", "Send", "Subtract", "Union", "Partition", "Tag", "Exit",
 	"AwaitEvent", "CollectArrivals", "FinishRun",

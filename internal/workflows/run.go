@@ -71,6 +71,11 @@ type Token struct {
 	// Visits counts, for the steps on loops, how often the cohort's users
 	// entered them before: each visit has its own deliveries.
 	Visits map[string]int `json:"visits,omitempty"`
+	// EnterAfter and EnterHead (Resume "enter-rest"): the rest of the
+	// audience is the profiles after uid EnterAfter; the head entered
+	// EnterHead users.
+	EnterAfter int64 `json:"enter_after,omitempty"`
+	EnterHead  int64 `json:"enter_head,omitempty"`
 }
 
 // ArrivalsSignal tells a run that users it waits for sent the event: the
@@ -222,18 +227,14 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 		if err := workflow.ExecuteActivity(sctx, a.BeginRun, activities.BeginInput{CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, Trigger: r.in.Trigger, Users: int64(len(r.in.UserIDs))}).Get(sctx, &r.runID); err != nil {
 			return RunResult{}, err
 		}
-		var entry activities.CohortRef
-		pctx := workflow.WithActivityOptions(ctx, pageActivity)
-		err := workflow.ExecuteActivity(pctx, a.Enter, activities.EnterInput{
-			RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash,
-			UserIDs: r.in.UserIDs, ApplyAudience: r.in.ApplyAudience,
-		}).Get(pctx, &entry)
+		var err error
+		if r.in.UserIDs == nil && workflow.GetVersion(ctx, enterHeadChange, workflow.DefaultVersion, 1) == 1 {
+			tokens, err = r.enterHead(ctx)
+		} else {
+			tokens, err = r.enter(ctx)
+		}
 		if err != nil {
 			return RunResult{}, err
-		}
-		r.stats.Entered = entry.Size
-		if entry.Size > 0 {
-			tokens = []Token{{Cohort: entry, Step: r.plan.Start()}}
 		}
 	}
 	var err error
@@ -254,6 +255,70 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 		return RunResult{}, err
 	}
 	return RunResult{RunID: r.runID, Stats: r.stats}, nil
+}
+
+// enterHeadChange versions entering an audience in two parts: EnterHead
+// (the first chunk of profiles), whose cohort starts on the first step at
+// once, and EnterRest beside it. Runs recorded before entered with Enter.
+const enterHeadChange = "enter-head"
+
+// enter writes the run's entry cohort whole (named users; audience runs
+// recorded before enterHeadChange).
+func (r *runner) enter(ctx workflow.Context) ([]Token, error) {
+	var entry activities.CohortRef
+	pctx := workflow.WithActivityOptions(ctx, pageActivity)
+	if err := workflow.ExecuteActivity(pctx, a.Enter, r.enterInput()).Get(pctx, &entry); err != nil {
+		return nil, err
+	}
+	r.stats.Entered = entry.Size
+	if entry.Size == 0 {
+		return nil, nil
+	}
+	return []Token{{Cohort: entry, Step: r.plan.Start()}}, nil
+}
+
+// enterHead enters the audience among the first chunk of profiles; the
+// rest follows as a token of its own (resumeEnterRest) that the loop runs
+// beside the head's first step, so the first messages do not wait for the
+// whole audience to be scanned.
+func (r *runner) enterHead(ctx workflow.Context) ([]Token, error) {
+	var head activities.EnterHeadResult
+	pctx := workflow.WithActivityOptions(ctx, pageActivity)
+	if err := workflow.ExecuteActivity(pctx, a.EnterHead, r.enterInput()).Get(pctx, &head); err != nil {
+		return nil, err
+	}
+	r.stats.Entered = head.Cohort.Size
+	var tokens []Token
+	if head.Cohort.Size > 0 {
+		tokens = append(tokens, Token{Cohort: head.Cohort, Step: r.plan.Start()})
+	}
+	if !head.Done {
+		tokens = append(tokens, Token{Step: r.plan.Start(), Resume: resumeEnterRest, EnterAfter: head.LastUID, EnterHead: head.Cohort.Size})
+	}
+	return tokens, nil
+}
+
+// enterRest enters the rest of the audience (after the head's profiles) and
+// sends it to the first step.
+func (r *runner) enterRest(ctx workflow.Context, t Token) ([]Token, error) {
+	var rest activities.CohortRef
+	pctx := workflow.WithActivityOptions(ctx, pageActivity)
+	in := activities.EnterRestInput{EnterInput: r.enterInput(), AfterUID: t.EnterAfter, Head: t.EnterHead}
+	if err := workflow.ExecuteActivity(pctx, a.EnterRest, in).Get(pctx, &rest); err != nil {
+		return nil, err
+	}
+	r.stats.Entered += rest.Size
+	if rest.Size == 0 {
+		return nil, nil
+	}
+	return []Token{{Cohort: rest, Step: t.Step}}, nil
+}
+
+func (r *runner) enterInput() activities.EnterInput {
+	return activities.EnterInput{
+		RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash,
+		UserIDs: r.in.UserIDs, ApplyAudience: r.in.ApplyAudience,
+	}
 }
 
 // stepDone is a finished step execution.
@@ -294,4 +359,7 @@ const (
 	// cohort goes on with what the child reported (resumeStaffDone).
 	resumeStaff     = "staff"
 	resumeStaffDone = "staff-done"
+	// resumeEnterRest: the rest of an audience to enter after its head
+	// (enterHeadChange); the token has no cohort yet.
+	resumeEnterRest = "enter-rest"
 )

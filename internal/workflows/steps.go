@@ -13,6 +13,9 @@ import (
 
 // execute runs one token's step and returns the tokens that follow.
 func (r *runner) execute(ctx workflow.Context, t Token) ([]Token, error) {
+	if t.Resume == resumeEnterRest {
+		return r.enterRest(ctx, t) // not a visit of the step: no count
+	}
 	next, err := r.step(ctx, t)
 	if err != nil {
 		return nil, err

@@ -53,6 +53,7 @@ also send the same push to K users as one cohort and as K workflows (one per use
 	broadcast.Flags().IntVar(&opts.PerUser, "per-user", 2000, "users in the cohort vs one-workflow-per-user comparison (0: skip)")
 	broadcast.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
 	broadcast.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database or schema (DSN) instead of SQLite; one holding canvases, profiles, runs or events is refused")
+	broadcast.Flags().IntVar(&opts.Workers, "workers", 1, "workers sharing the broadcast (with --postgres): the others run in this process on the same store and Temporal server")
 	broadcast.Flags().BoolVar(&verbose, "verbose", false, "show warnings from the stack")
 	profiles.addFlags(broadcast)
 

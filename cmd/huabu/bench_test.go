@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/internal/store/storetest"
 )
 
 // TestBenchBroadcastReportsTimeToFirstMessage runs `huabu bench broadcast`
@@ -33,4 +35,31 @@ func TestBenchBroadcastReportsTimeToFirstMessage(t *testing.T) {
 	require.Positive(t, fromStart, "the first push comes after the run began")
 	require.LessOrEqual(t, fromStart, fromTrigger, "the run began after the trigger")
 	require.LessOrEqual(t, float64(fromTrigger), wallMS*1000, "the first push comes before the broadcast ends")
+}
+
+// TestBenchBroadcastWithTwoWorkers: `bench broadcast --workers 2` runs two
+// workers on one PostgreSQL store and one Temporal server; the send
+// reaches every user once (the bench fails otherwise) and the Send
+// activities are counted per worker. Without --postgres it is refused: two
+// workers need a store they can share.
+func TestBenchBroadcastWithTwoWorkers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	cmd := exec.Command(os.Args[0], "bench", "broadcast", "--users", "10", "--per-user", "0", "--workers", "2")
+	cmd.Env = append(os.Environ(), "HUABU_AS_CLI=1")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "2 workers need a store they can share: --postgres")
+
+	dsn := storetest.PostgresDSN(t)
+	cmd = exec.Command(os.Args[0], "bench", "broadcast", "--users", "3000", "--per-user", "0", "--workers", "2", "--postgres", dsn)
+	cmd.Env = append(os.Environ(), "HUABU_AS_CLI=1")
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	sends := regexp.MustCompile(`cohort broadcast \(2 workers, Send activities (\d+) \+ (\d+)\): 3000 recipients in`).FindSubmatch(out)
+	require.NotNil(t, sends, "%s", out)
+	first, _ := strconv.Atoi(string(sends[1]))
+	second, _ := strconv.Atoi(string(sends[2]))
+	require.Positive(t, first+second, "%s", out)
 }

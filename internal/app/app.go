@@ -460,6 +460,10 @@ func (app *App) Store() *store.SQLite { return app.store }
 // Compiler is the canvas compiler of the config.
 func (app *App) Compiler() *canvases.Compiler { return app.compiler }
 
+// ActivitiesRan counts the executions of an activity (by its registered
+// name, e.g. "Send") on this worker.
+func (app *App) ActivitiesRan(name string) int64 { return app.activityMetrics.Ran(name) }
+
 // TemporalAddress is the frontend the worker talks to.
 func (app *App) TemporalAddress() string {
 	if app.embedded != nil {

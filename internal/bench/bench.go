@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,11 @@ type Options struct {
 	// Postgres is the DSN of an empty PostgreSQL database (or schema) to
 	// use as the store instead of SQLite in DataDir.
 	Postgres string
+	// Workers share the broadcast (default 1): the others run in this
+	// process, each with its own data directory and connection pool, on the
+	// same PostgreSQL store and the first worker's embedded Temporal server
+	// and task queue — as worker processes would. Needs Postgres.
+	Workers  int
 	Provider string // URL of the JPush-compatible provider (started by the caller)
 	// FirstPush, when set, says when the provider accepted its first push
 	// (Provider.FirstPush): the time to first message is reported from it.
@@ -89,6 +95,9 @@ steps:
 // Broadcast runs the benchmark and prints its lines to opts.Out.
 func Broadcast(ctx context.Context, opts Options) (Result, error) {
 	res := Result{Users: opts.Users}
+	if opts.Workers > 1 && opts.Postgres == "" {
+		return res, fmt.Errorf("%d workers need a store they can share: --postgres", opts.Workers)
+	}
 	if err := refuseStoreInUse(ctx, opts.Postgres); err != nil {
 		return res, err
 	}
@@ -119,6 +128,20 @@ channels:
 		return res, err
 	}
 	defer running.Close()
+	workers := []*app.App{running}
+	for w := 1; w < opts.Workers; w++ {
+		// The same config, with the first worker's Temporal server.
+		cfg, err := config.Parse(filepath.Join(dir, "huabu.yaml"), dir, []byte(cfgText+fmt.Sprintf("temporal: {address: %q}\n", running.TemporalAddress())))
+		if err != nil {
+			return res, err
+		}
+		other, err := app.Start(ctx, app.Options{Config: cfg, DataDir: filepath.Join(dir, fmt.Sprintf("data-%d", w)), Logger: opts.Log, NoHTTP: true, MaxConcurrentActivities: 16})
+		if err != nil {
+			return res, fmt.Errorf("worker %d: %w", w+1, err)
+		}
+		defer other.Close()
+		workers = append(workers, other)
+	}
 
 	start := time.Now()
 	if err := seed(ctx, running.Store(), opts.Users); err != nil {
@@ -158,8 +181,17 @@ channels:
 	if err != nil {
 		return res, err
 	}
-	fmt.Fprintf(opts.Out, "cohort broadcast: %d recipients in %.2f s wall = %.0f recipients/s; peak RSS %d MiB; history %d events in %d workflow run(s)\n",
-		res.Recipients, res.Wall.Seconds(), float64(res.Recipients)/res.Wall.Seconds(), res.PeakRSSBytes>>20, res.HistoryEvents, res.Runs)
+	shared := ""
+	if len(workers) > 1 {
+		// Which worker ran the send's activities (the pages).
+		var sends []string
+		for _, w := range workers {
+			sends = append(sends, strconv.FormatInt(w.ActivitiesRan("Send"), 10))
+		}
+		shared = fmt.Sprintf(" (%d workers, Send activities %s)", len(workers), strings.Join(sends, " + "))
+	}
+	fmt.Fprintf(opts.Out, "cohort broadcast%s: %d recipients in %.2f s wall = %.0f recipients/s; peak RSS %d MiB; history %d events in %d workflow run(s)\n",
+		shared, res.Recipients, res.Wall.Seconds(), float64(res.Recipients)/res.Wall.Seconds(), res.PeakRSSBytes>>20, res.HistoryEvents, res.Runs)
 	if res.Recipients != int64(opts.Users) {
 		return res, fmt.Errorf("sent %d messages for %d users", res.Recipients, opts.Users)
 	}

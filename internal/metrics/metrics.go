@@ -103,6 +103,8 @@ func codeOf(code, reason string) string {
 // branches and splits; Staff*: staff tasks; ...).
 type Activities struct {
 	duration *prometheus.HistogramVec
+	mu       sync.Mutex
+	ran      map[string]int64 // executions by activity, any outcome
 }
 
 // NewActivities makes the activity metrics.
@@ -111,7 +113,15 @@ func NewActivities() *Activities {
 		Name:    "huabu_activity_duration_seconds",
 		Help:    "Time each activity execution took, by activity (the step's work) and outcome (ok, error).",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
-	}, []string{"activity", "outcome"})}
+	}, []string{"activity", "outcome"}), ran: map[string]int64{}}
+}
+
+// Ran counts the executions of an activity on this worker (a benchmark
+// shows with it how several workers shared a send).
+func (a *Activities) Ran(activity string) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ran[activity]
 }
 
 // Collectors are the metrics to register.
@@ -141,7 +151,11 @@ func (a *activityInterceptor) ExecuteActivity(ctx context.Context, in *intercept
 	if err != nil {
 		outcome = "error"
 	}
-	a.m.duration.WithLabelValues(activity.GetInfo(ctx).ActivityType.Name, outcome).Observe(time.Since(start).Seconds())
+	name := activity.GetInfo(ctx).ActivityType.Name
+	a.m.duration.WithLabelValues(name, outcome).Observe(time.Since(start).Seconds())
+	a.m.mu.Lock()
+	a.m.ran[name]++
+	a.m.mu.Unlock()
 	return out, err
 }
 

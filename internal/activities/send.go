@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,6 +99,12 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 	}
 	info := activity.GetInfo(ctx)
 	attempt := fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
+	if info.IsLocalActivity {
+		// A workflow task retried after its worker died runs the local
+		// activity again with the same id and attempt: the nonce keeps that
+		// attempt from taking the dead one's pending rows for its own.
+		attempt += "/" + nonce()
+	}
 	s := &sender{a: a, cp: cp, in: in, push: step.Push, policy: a.policyFor(cp.plan), cur: &cur}
 	for cur.NextPage < in.To {
 		if err := s.checkControl(ctx, &cur); err != nil {
@@ -1053,4 +1061,11 @@ func (s *sender) touch(ctx context.Context, settled []store.Settlement, done map
 		}
 	}
 	return s.a.Store.SettleTouches(ctx, s.in.ledger(), sentOn, notSent)
+}
+
+// nonce is 16 random hex digits.
+func nonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

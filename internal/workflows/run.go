@@ -201,6 +201,9 @@ type runner struct {
 	// it); startedChild hands loop the future of a child a step started.
 	children     func() []string
 	startedChild func(id string, f workflow.ChildWorkflowFuture)
+	// local: BeginRun, Enter, Exit, FinishRun and whole-cohort sends are
+	// local activities (localRunChange).
+	local bool
 	// stopped: the run was cancelled (stopChange) holding remaining.
 	stopped   bool
 	remaining []Token
@@ -217,14 +220,18 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 		return RunResult{}, fmt.Errorf("load plan %s: %w", r.in.PlanHash, err)
 	}
 	r.loops = r.plan.LoopSteps()
-	sctx := workflow.WithActivityOptions(ctx, shortActivity)
 	r.runID = r.in.RunID
 	tokens := r.in.Tokens
 	if r.runID == 0 {
 		if len(r.in.UserIDs) > maxUserIDsInInput {
 			return RunResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%d users named; at most %d per run", len(r.in.UserIDs), maxUserIDsInInput), "TooManyUsers", nil)
 		}
-		if err := workflow.ExecuteActivity(sctx, a.BeginRun, activities.BeginInput{CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, Trigger: r.in.Trigger, Users: int64(len(r.in.UserIDs))}).Get(sctx, &r.runID); err != nil {
+		// A run of named users (an entry window, a manual run with
+		// --profiles) is small: it begins, enters and ends in local
+		// activities (localRunChange).
+		r.local = len(r.in.UserIDs) > 0 && workflow.GetVersion(ctx, localRunChange, workflow.DefaultVersion, 1) == 1
+		begin := activities.BeginInput{CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, Trigger: r.in.Trigger, Users: int64(len(r.in.UserIDs))}
+		if err := r.short(ctx, a.BeginRun, begin).Get(ctx, &r.runID); err != nil {
 			return RunResult{}, err
 		}
 		var err error
@@ -251,7 +258,7 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 		next.RunID, next.Tokens, next.Stats, next.UserIDs = r.runID, tokens, r.stats, nil
 		return RunResult{}, workflow.NewContinueAsNewError(ctx, Run, next)
 	}
-	if err := workflow.ExecuteActivity(sctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: store.RunCompleted}).Get(sctx, nil); err != nil {
+	if err := r.short(ctx, a.FinishRun, activities.FinishInput{RunID: r.runID, State: store.RunCompleted}).Get(ctx, nil); err != nil {
 		return RunResult{}, err
 	}
 	return RunResult{RunID: r.runID, Stats: r.stats}, nil
@@ -266,8 +273,13 @@ const enterHeadChange = "enter-head"
 // recorded before enterHeadChange).
 func (r *runner) enter(ctx workflow.Context) ([]Token, error) {
 	var entry activities.CohortRef
-	pctx := workflow.WithActivityOptions(ctx, pageActivity)
-	if err := workflow.ExecuteActivity(pctx, a.Enter, r.enterInput()).Get(pctx, &entry); err != nil {
+	var f workflow.Future
+	if r.local {
+		f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localActivity), a.Enter, r.enterInput())
+	} else {
+		f = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, pageActivity), a.Enter, r.enterInput())
+	}
+	if err := f.Get(ctx, &entry); err != nil {
 		return nil, err
 	}
 	r.stats.Entered = entry.Size
@@ -319,6 +331,35 @@ func (r *runner) enterInput() activities.EnterInput {
 		RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash,
 		UserIDs: r.in.UserIDs, ApplyAudience: r.in.ApplyAudience,
 	}
+}
+
+// localRunChange versions how a run of named users (an entry window, a
+// manual run with --profiles) talks to its activities: from version 1,
+// BeginRun, Enter, Exit, FinishRun and a Send covering the whole cohort run
+// as local activities, in the workflow task that needs them. Each regular
+// activity costs the embedded Temporal server about four persistence
+// writes in sequence (scheduled, started, completed, the next workflow task);
+// with them an event's run took ~12 such steps before its first message and
+// at 2,000 events/s the runs queued behind each other (docs/performance.md).
+// Every one of these activities is safe to run twice, which a local
+// activity needs too: a worker that dies mid-task has its workflow task
+// retried and the local activities whose results were not recorded run
+// again. Audience runs keep regular activities: their Enter and Send page
+// through cohorts for minutes, heartbeating.
+const localRunChange = "local-named-runs"
+
+// localActivity is shortActivity's local counterpart.
+var localActivity = workflow.LocalActivityOptions{
+	StartToCloseTimeout: time.Minute,
+	RetryPolicy:         shortActivity.RetryPolicy,
+}
+
+// short runs a short activity: local in a local run, else regular.
+func (r *runner) short(ctx workflow.Context, activity any, args ...any) workflow.Future {
+	if r.local {
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localActivity), activity, args...)
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortActivity), activity, args...)
 }
 
 // stepDone is a finished step execution.

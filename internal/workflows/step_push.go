@@ -40,6 +40,12 @@ func (r *runner) push(ctx workflow.Context, step *canvases.Step, t Token, in act
 	return next, nil
 }
 
+// localSend is sendActivity's local counterpart (localRunChange).
+var localSend = workflow.LocalActivityOptions{
+	StartToCloseTimeout: sendActivity.StartToCloseTimeout,
+	RetryPolicy:         sendActivity.RetryPolicy,
+}
+
 // send runs a push step over the cohort's pages: Send activities over page
 // ranges, a bounded number at a time.
 func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.CohortRef, visit int) ([]activities.CohortRef, error) {
@@ -72,10 +78,16 @@ func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.Co
 		if firstErr != nil {
 			break
 		}
-		f := workflow.ExecuteActivity(pctx, a.Send, activities.SendInput{
+		in := activities.SendInput{
 			RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID,
 			Cohort: c, From: from, To: min(from+pagesPerSend, c.PageSpan), Visit: visit,
-		})
+		}
+		var f workflow.Future
+		if r.local && c.PageSpan <= pagesPerSend { // one Send covers the cohort
+			f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localSend), a.Send, in)
+		} else {
+			f = workflow.ExecuteActivity(pctx, a.Send, in)
+		}
 		queue = append(queue, pending{f})
 	}
 	for _, p := range queue {

@@ -113,7 +113,7 @@ func (r *runner) next(ctx workflow.Context, step *canvases.Step, c activities.Co
 
 func (r *runner) exit(ctx workflow.Context, in activities.StepInput, reason string) error {
 	var n int64
-	if err := workflow.ExecuteActivity(ctx, a.Exit, activities.ExitInput{StepInput: in, Reason: reason}).Get(ctx, &n); err != nil {
+	if err := r.short(ctx, a.Exit, activities.ExitInput{StepInput: in, Reason: reason}).Get(ctx, &n); err != nil {
 		return err
 	}
 	r.stats.Exited += n

@@ -657,3 +657,71 @@ func TestCaughtUpBeforeBacklog(t *testing.T) {
 	require.Equal(t, 1.0, e.traits("fresh")["n_all"])
 	require.Zero(t, pendingAtCatchUp[len(pendingAtCatchUp)-1])
 }
+
+// racingStore runs meanwhile once, right after the engine's next read: a
+// write landing while the engine computes outside the store's writer.
+type racingStore struct {
+	*store.SQLite
+	meanwhile func()
+}
+
+func (s *racingStore) TraitsRead(ctx context.Context, fn func(*store.TraitTx) error) error {
+	err := s.SQLite.TraitsRead(ctx, fn)
+	if f := s.meanwhile; f != nil {
+		s.meanwhile = nil
+		f()
+	}
+	return err
+}
+
+// TestWritesWhileComputingAreKept: the engine reads and computes outside
+// the write transaction (ADR 032); whatever is written to a profile between
+// its read and its write — an event, an identify call, a document change
+// that marks nothing dirty — is neither overwritten nor left uncomputed.
+// Each case failed when the write deleted the dirty mark it had not read or
+// replaced the document it had not read.
+func TestWritesWhileComputingAreKept(t *testing.T) {
+	cases := []struct {
+		name      string
+		meanwhile func(e *env)
+		check     func(t *testing.T, e *env)
+	}{
+		{"a purchase", func(e *env) { e.track(purchase("u1", 50, t0)) }, func(t *testing.T, e *env) {
+			require.Equal(t, 160.0, e.traits("u1")["spend_90d"])
+		}},
+		{"an identify call", func(e *env) { e.identify("u1", map[string]any{"level": "gold"}) }, func(t *testing.T, e *env) {
+			require.Equal(t, 110.0, e.traits("u1")["spend_90d"])
+			require.Equal(t, "gold", e.doc("u1")["level"])
+			require.Contains(t, e.tags("u1"), "gold", "the tag rule saw the new attribute")
+		}},
+		{"a WeCom contact linked", func(e *env) {
+			_, _, err := e.st.LinkCustomer(e.ctx, store.CustomerLink{Staff: "s1", ExternalUserID: "wm1", State: "u1"})
+			require.NoError(e.t, err)
+		}, func(t *testing.T, e *env) {
+			require.Equal(t, 110.0, e.traits("u1")["spend_90d"])
+			require.Equal(t, "wm1", e.doc("u1")["wecom_external_userid"])
+			require.Equal(t, "s1", e.doc("u1")["owner"])
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, tagConfig)
+			e.identify("u1", map[string]any{"name": "张三"})
+			e.track(purchase("u1", 100, t0))
+			e.refresh()
+			require.Equal(t, 100.0, e.traits("u1")["spend_90d"])
+
+			e.track(purchase("u1", 10, t0)) // u1 is dirty: the next refresh reads it and writes its document
+			rs := &racingStore{SQLite: e.st}
+			rs.meanwhile = func() { c.meanwhile(e) }
+			eng, err := New(e.cfg, rs, quietLog())
+			require.NoError(t, err)
+			_, err = eng.RefreshDue(e.ctx)
+			require.NoError(t, err)
+			require.Nil(t, rs.meanwhile, "the write landed between a read and its write")
+			require.Zero(t, e.pending(), "nothing is left dirty")
+			require.Equal(t, "张三", e.doc("u1")["name"])
+			c.check(t, e)
+		})
+	}
+}

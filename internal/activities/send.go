@@ -97,14 +97,7 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &cur)
 	}
-	info := activity.GetInfo(ctx)
-	attempt := fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
-	if info.IsLocalActivity {
-		// A workflow task retried after its worker died runs the local
-		// activity again with the same id and attempt: the nonce keeps that
-		// attempt from taking the dead one's pending rows for its own.
-		attempt += "/" + nonce()
-	}
+	attempt := sendAttempt(activity.GetInfo(ctx))
 	s := &sender{a: a, cp: cp, in: in, push: step.Push, policy: a.policyFor(cp.plan), cur: &cur}
 	for cur.NextPage < in.To {
 		if err := s.checkControl(ctx, &cur); err != nil {
@@ -1061,6 +1054,20 @@ func (s *sender) touch(ctx context.Context, settled []store.Settlement, done map
 		}
 	}
 	return s.a.Store.SettleTouches(ctx, s.in.ledger(), sentOn, notSent)
+}
+
+// sendAttempt names an attempt of Send: its ledger claims are made under
+// it, and a pending row claimed under another attempt's name is one a dead
+// attempt left (ClaimDeliveries). A workflow task retried after its worker
+// died runs a local activity again with the same id and attempt number, so
+// a local attempt's name also carries a nonce: it must not take the dead
+// one's pending rows for its own and send them again.
+func sendAttempt(info activity.Info) string {
+	attempt := fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
+	if info.IsLocalActivity {
+		attempt += "/" + nonce()
+	}
+	return attempt
 }
 
 // nonce is 16 random hex digits.

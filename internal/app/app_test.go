@@ -213,3 +213,37 @@ func TestRecordReplayHistories(t *testing.T) {
 	_ = workflows.RunName
 	_ = fmt.Sprint
 }
+
+// TestRecordNamedRunHistory records a run of named users (as an entry
+// window starts one) over every step kind: since localRunChange its
+// BeginRun, Enter, Exit, FinishRun and whole-cohort sends are local
+// activities (replay-named-users.json).
+func TestRecordNamedRunHistory(t *testing.T) {
+	if !*recordHistories {
+		t.Skip("run with -record-histories to refresh workflows/testdata")
+	}
+	app := startExampleApp(t, map[string]string{"replay.yaml": replayCanvas})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rows, err := app.Store().ScanProfiles(ctx, 0, 40)
+	require.NoError(t, err)
+	var ids []string
+	for _, r := range rows {
+		ids = append(ids, r.ID)
+	}
+	started, err := app.StartRun(ctx, "replay-all-steps", ids)
+	require.NoError(t, err)
+	_, err = app.WaitRun(ctx, started.WorkflowID)
+	require.NoError(t, err)
+	h := history(t, ctx, app.Client(), started.WorkflowID, "")
+	for _, ev := range h.Events {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			switch a.GetActivityType().GetName() {
+			case "BeginRun", "Enter", "Exit", "FinishRun", "Send":
+				t.Fatalf("%s ran as a regular activity in a run of named users", a.GetActivityType().GetName())
+			}
+		}
+	}
+	path := filepath.Join("..", "workflows", "testdata", "replay-named-users.json")
+	writeHistory(t, path, started.WorkflowID, h)
+}

@@ -271,12 +271,16 @@ func Events(ctx context.Context, opts EventOptions) error {
 	for i := range users {
 		users[i] = fmt.Sprintf("e%d-%07d", run%100000, i)
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
+	// Enough senders for the rate at a slow accept: each waits for its
+	// request's answer (the accept log's fsync), and 64 of them fell behind
+	// 2,000/s on a busy machine, sending far fewer events than asked.
+	senders := max(64, opts.Rate/4)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}, Timeout: 30 * time.Second}
 	jobs := make(chan int, n)
 	errs := make(chan error, 1)
 	var failed atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < 64; w++ {
+	for w := 0; w < senders; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

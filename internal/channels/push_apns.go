@@ -107,7 +107,13 @@ func (c *apnsPush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 	res := NewResults(len(b.Deliveries))
 	Parallel(ctx, len(b.Deliveries), c.concurrency, func(i int) {
 		d := b.Deliveries[i]
-		tok := d.Recipient.Address
+		// The device token is the user's push_registration_id: the engine's
+		// address for push is the alias when a user has one, which APNs
+		// would refuse as a bad token.
+		tok := d.Recipient.Attrs[AttrPushRegistrationID]
+		if d.Recipient.Attrs == nil {
+			tok = d.Recipient.Address // a token given as the address alone
+		}
 		switch {
 		case tok == "":
 			res.Fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no push_registration_id (device token)"})

@@ -125,10 +125,15 @@ func (c *jpush) Send(ctx context.Context, b Batch) ([]Outcome, error) {
 		case d.Message == nil || d.Message.Text == "":
 			res.Fail(i, &Error{Class: Permanent, Reason: ReasonInvalidContent, Message: "push needs text"})
 			continue
-		case d.Recipient.Address != "":
-			targets[i] = d.Recipient.Address
+		// The engine's address for push is the alias, else the registration
+		// id; the attributes say which it is (an id sent as an alias reaches
+		// nobody, or another user's device whose alias it happens to be).
+		case d.Recipient.Attrs[AttrPushAlias] != "":
+			targets[i] = d.Recipient.Attrs[AttrPushAlias]
 		case d.Recipient.Attrs[AttrPushRegistrationID] != "":
 			targets[i], kinds[i] = d.Recipient.Attrs[AttrPushRegistrationID], true
+		case d.Recipient.Address != "":
+			targets[i] = d.Recipient.Address // an alias given as the address alone
 		default:
 			res.Fail(i, &Error{Class: Permanent, Reason: ReasonNoAddress, Message: "no push_alias or push_registration_id"})
 			continue

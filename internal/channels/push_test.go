@@ -305,3 +305,58 @@ func TestJPushCidLife(t *testing.T) {
 	require.Equal(t, channels.ReasonInvalidContent, reason)
 	require.Equal(t, 1, f.Count("alias-1"))
 }
+
+// TestPushTargetsAsTheEngineAddressesThem: the engine addresses a push to
+// a user's alias, else their registration id, and passes both attributes.
+// JPush must send a registration id as a registration id (sent as an alias
+// it reached nobody), and APNs must use the registration id as the device
+// token even when the user also has an alias.
+func TestPushTargetsAsTheEngineAddressesThem(t *testing.T) {
+	msg := &canvases.Message{Title: "会员日", Text: "专属权益已上线"}
+	attrs := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+
+	t.Run("jpush", func(t *testing.T) {
+		f := newJPushFake(t)
+		f.Aliases = map[string]bool{"alias-1": true}
+		f.RegistrationIDs = map[string]bool{"reg-2": true}
+		ch := newChannel(t, "push", "jpush", jpushCfg(f))
+		ds := []channels.Delivery{
+			{Recipient: channels.Recipient{UserID: "u1", Address: "alias-1", Attrs: attrs(channels.AttrPushAlias, "alias-1", channels.AttrPushRegistrationID, "reg-1")}, Message: msg},
+			{Recipient: channels.Recipient{UserID: "u2", Address: "reg-2", Attrs: attrs(channels.AttrPushRegistrationID, "reg-2", channels.AttrPhone, "13800000002")}, Message: msg},
+		}
+		outs, err := ch.Send(context.Background(), batch(ds))
+		require.NoError(t, err)
+		require.Equal(t, []channels.Status{channels.Sent, channels.Sent}, statuses(outs))
+		var audiences []string
+		for _, p := range f.Pushes() {
+			kind := "alias"
+			if strings.Contains(string(p.Body), `"registration_id"`) {
+				kind = "registration_id"
+			}
+			audiences = append(audiences, kind+":"+strings.Join(p.Targets, ","))
+		}
+		require.ElementsMatch(t, []string{"alias:alias-1", "registration_id:reg-2"}, audiences)
+	})
+
+	t.Run("apns", func(t *testing.T) {
+		f, cfg := newAPNsFake(t)
+		ch := newChannel(t, "push", "apns", cfg)
+		ds := []channels.Delivery{
+			{Recipient: channels.Recipient{UserID: "u1", Address: "alias-1", Attrs: attrs(channels.AttrPushAlias, "alias-1", channels.AttrPushRegistrationID, deviceA)}, Message: msg},
+			{Recipient: channels.Recipient{UserID: "u2", Address: "alias-2", Attrs: attrs(channels.AttrPushAlias, "alias-2")}, Message: msg},
+		}
+		outs, err := ch.Send(context.Background(), batch(ds))
+		require.NoError(t, err)
+		require.Equal(t, []channels.Status{channels.Sent, channels.Failed}, statuses(outs))
+		require.Equal(t, channels.ReasonNoAddress, outs[1].Reason, "an alias is no device token")
+		reqs := f.Requests()
+		require.Len(t, reqs, 1)
+		require.Equal(t, "/3/device/"+deviceA, reqs[0].Path)
+	})
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -614,19 +613,13 @@ func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool) ([]Ing
 	return results, nil
 }
 
-// markDirty records that the users' traits must be recomputed now, under a
-// fresh generation: a recomputation that read an older mark leaves this one.
+// markDirty records that the users' traits must be recomputed now.
 func markDirty(ctx context.Context, tx *sql.Tx, uids []int64) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO trait_dirty (uid, gen) SELECT value, CAST(? AS BIGINT) FROM json_each(?) WHERE true
-		ON CONFLICT(uid) DO UPDATE SET gen = excluded.gen`, newDirtyGen(), idList(uids)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO trait_dirty (uid) SELECT value FROM json_each(?)`, idList(uids)); err != nil {
 		return fmt.Errorf("trait_dirty: %w", err)
 	}
 	return nil
 }
-
-// newDirtyGen is a dirty mark's generation: random, so that a mark deleted
-// and made again is never taken for the one a recomputation read.
-func newDirtyGen() int64 { return rand.Int64() }
 
 // MarkAllDue schedules every profile for trait recomputation (the trait or
 // tag definitions changed), in pages so writers are not blocked for long.
@@ -639,8 +632,7 @@ func (s *SQLite) MarkAllDue(ctx context.Context) (int64, error) {
 			if err != nil || n == 0 {
 				return err
 			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO trait_dirty (uid, gen) SELECT uid, CAST(? AS BIGINT) FROM profiles WHERE uid > ? AND uid <= ?
-				ON CONFLICT(uid) DO UPDATE SET gen = excluded.gen`, newDirtyGen(), after, last)
+			_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO trait_dirty (uid) SELECT uid FROM profiles WHERE uid > ? AND uid <= ?`, after, last)
 			return err
 		})
 		if err != nil {

@@ -88,11 +88,10 @@ var pgTwinList = map[string]string{
 		FROM json_array_elements($1::json) WITH ORDINALITY AS x(e, n) ORDER BY x.n`,
 
 	// profiles.go (UpsertProfiles shares the identify upsert above)
-	`INSERT INTO trait_dirty (uid, gen)
-			SELECT uid, CAST(? AS BIGINT) FROM profiles WHERE id IN (SELECT value->>'i' FROM json_each(?))
-			ON CONFLICT(uid) DO UPDATE SET gen = excluded.gen`: `INSERT INTO trait_dirty (uid, gen)
-			SELECT uid, CAST($1 AS BIGINT) FROM profiles WHERE id IN (SELECT x.e->>'i' FROM jsonb_array_elements($2::jsonb) AS x(e))
-			ON CONFLICT(uid) DO UPDATE SET gen = excluded.gen`,
+	`INSERT OR IGNORE INTO trait_dirty (uid)
+			SELECT uid FROM profiles WHERE id IN (SELECT value->>'i' FROM json_each(?))`: `INSERT INTO trait_dirty (uid)
+			SELECT uid FROM profiles WHERE id IN (SELECT x.e->>'i' FROM jsonb_array_elements($1::jsonb) AS x(e))
+			ON CONFLICT DO NOTHING`,
 
 	`UPDATE profiles SET id = json_extract(n.value, '$.i')
 		FROM json_each(?) n

@@ -59,9 +59,8 @@ func (s *SQLite) UpsertProfiles(ctx context.Context, updates []ProfileUpdate) (i
 		// Their attributes changed: computed traits and auto-tags (rules may
 		// read attributes; a new profile has none yet) are recomputed, as
 		// after an identify call.
-		_, err = tx.ExecContext(ctx, `INSERT INTO trait_dirty (uid, gen)
-			SELECT uid, CAST(? AS BIGINT) FROM profiles WHERE id IN (SELECT value->>'i' FROM json_each(?))
-			ON CONFLICT(uid) DO UPDATE SET gen = excluded.gen`, newDirtyGen(), string(b))
+		_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO trait_dirty (uid)
+			SELECT uid FROM profiles WHERE id IN (SELECT value->>'i' FROM json_each(?))`, string(b))
 		return err
 	})
 	if err != nil {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -41,11 +40,9 @@ type Due struct {
 	At  int64
 }
 
-// TraitTx is a transaction of the traits engine: a read-only one
-// (TraitsRead) in which profiles, their dirty marks and their events'
-// aggregates are read and recomputed, outside the store's single writer,
-// or a write transaction (Traits) that checks those profiles are still as
-// read (Unchanged) and writes the results of the unchanged ones (ADR 032).
+// TraitTx is one write transaction in which computed traits are read,
+// recomputed and written, so a concurrent ingest cannot slip an event
+// between the read and the write (SQLite has one writer anyway).
 type TraitTx struct {
 	ctx context.Context
 	tx  *sql.Tx
@@ -58,110 +55,6 @@ func (s *SQLite) Traits(ctx context.Context, fn func(*TraitTx) error) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		return fn(&TraitTx{ctx: ctx, tx: tx, now: s.now().UnixMilli(), pg: s.pg})
 	})
-}
-
-// TraitsRead runs fn in a read-only transaction: its writes fail.
-func (s *SQLite) TraitsRead(ctx context.Context, fn func(*TraitTx) error) error {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	return fn(&TraitTx{ctx: ctx, tx: tx, now: s.now().UnixMilli(), pg: s.pg})
-}
-
-// TraitMarks are the dirty marks of profiles as read: uid → generation
-// (markDirty gives every mark a fresh one); a profile without a mark is
-// absent.
-type TraitMarks map[int64]int64
-
-// Marks returns the dirty marks of uids.
-func (t *TraitTx) Marks(uids []int64) (TraitMarks, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid, gen FROM trait_dirty WHERE uid`+inIDs, idList(uids))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	marks := make(TraitMarks, len(uids))
-	for rows.Next() {
-		var uid, gen int64
-		if err := rows.Scan(&uid, &gen); err != nil {
-			return nil, err
-		}
-		marks[uid] = gen
-	}
-	return marks, rows.Err()
-}
-
-// Unchanged returns which of uids still have, in this write transaction,
-// the document (docs; absent: no profile) and the dirty mark (marks) they
-// were read with: only their recomputed values may be written. The rest
-// changed meanwhile and must be recomputed again: a new mark says so
-// already; a document changed under the same mark (a write that marks
-// nothing, e.g. a WeCom contact's fields) is in remark.
-func (t *TraitTx) Unchanged(uids []int64, docs map[int64][]byte, marks TraitMarks) (same map[int64]bool, remark []int64, err error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT p.uid, p.doc, d.gen FROM profiles p LEFT JOIN trait_dirty d ON d.uid = p.uid WHERE p.uid`+inIDs, idList(uids))
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	type state struct {
-		doc    []byte
-		gen    sql.NullInt64
-		exists bool
-	}
-	now := make(map[int64]state, len(uids))
-	for rows.Next() {
-		var uid int64
-		var st state
-		if err := rows.Scan(&uid, &st.doc, &st.gen); err != nil {
-			return nil, nil, err
-		}
-		st.exists = true
-		now[uid] = st
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, err
-	}
-	// Profiles that no longer exist: their mark alone decides.
-	var missing []int64
-	for _, uid := range uids {
-		if !now[uid].exists {
-			missing = append(missing, uid)
-		}
-	}
-	if len(missing) > 0 {
-		gone, err := t.Marks(missing)
-		if err != nil {
-			return nil, nil, err
-		}
-		for uid, gen := range gone {
-			now[uid] = state{gen: sql.NullInt64{Int64: gen, Valid: true}}
-		}
-	}
-	same = make(map[int64]bool, len(uids))
-	for _, uid := range uids {
-		st := now[uid]
-		gen, marked := marks[uid]
-		if st.gen.Valid != marked || (marked && st.gen.Int64 != gen) {
-			continue // marked again meanwhile: recomputed again anyway
-		}
-		doc, had := docs[uid]
-		if st.exists != had || (had && !bytes.Equal(st.doc, doc)) {
-			remark = append(remark, uid)
-			continue
-		}
-		same[uid] = true
-	}
-	return same, remark, nil
-}
-
-// MarkDirty marks uids dirty again (a fresh generation).
-func (t *TraitTx) MarkDirty(uids []int64) error {
-	if len(uids) == 0 {
-		return nil
-	}
-	return markDirty(t.ctx, t.tx, uids)
 }
 
 // Now is the store clock at the start of the transaction, unix ms.

@@ -25,7 +25,6 @@ import (
 // Store is what the engine needs from the store.
 type Store interface {
 	Traits(ctx context.Context, fn func(*store.TraitTx) error) error
-	TraitsRead(ctx context.Context, fn func(*store.TraitTx) error) error
 	ScanRFM(ctx context.Context, fn func(store.RFMValue)) error
 	MarkAllDue(ctx context.Context) (int64, error)
 	Setting(ctx context.Context, key string, v any) (bool, error)
@@ -322,8 +321,7 @@ func (e *Engine) refresh(ctx context.Context, caughtUp func(target uint64) error
 			e.mu.Unlock()
 		}
 		n, clean := 0, false
-		var read *page
-		err := e.st.TraitsRead(ctx, func(tx *store.TraitTx) error {
+		err := e.st.Traits(ctx, func(tx *store.TraitTx) error {
 			uids, err := tx.Dirty(e.PageSize)
 			if err == nil && len(uids) == 0 {
 				clean = true
@@ -333,12 +331,8 @@ func (e *Engine) refresh(ctx context.Context, caughtUp func(target uint64) error
 				return err
 			}
 			n = len(uids)
-			read, err = e.read(tx, uids)
-			return err
+			return e.recompute(tx, uids)
 		})
-		if err == nil && read != nil {
-			_, err = e.write(ctx, read, e.compute(read))
-		}
 		if err != nil {
 			return total, err
 		}
@@ -354,25 +348,13 @@ func (e *Engine) refresh(ctx context.Context, caughtUp func(target uint64) error
 	}
 }
 
-// Update recomputes the given users now (on demand). A user whose profile
-// changed while it was recomputed is recomputed again (a few times; then
-// the loop of Run takes it up from its dirty mark).
+// Update recomputes the given users now (on demand).
 func (e *Engine) Update(ctx context.Context, uids []int64) error {
 	for len(uids) > 0 {
-		batch := uids[:min(len(uids), e.PageSize)]
-		uids = uids[len(batch):]
-		for try := 0; len(batch) > 0 && try < 3; try++ {
-			var read *page
-			err := e.st.TraitsRead(ctx, func(tx *store.TraitTx) (err error) {
-				read, err = e.read(tx, batch)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if batch, err = e.write(ctx, read, e.compute(read)); err != nil {
-				return err
-			}
+		page := uids[:min(len(uids), e.PageSize)]
+		uids = uids[len(page):]
+		if err := e.st.Traits(ctx, func(tx *store.TraitTx) error { return e.recompute(tx, page) }); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -436,104 +418,30 @@ func jsonPath(prop string) string {
 	return `$."` + strings.ReplaceAll(prop, `"`, `\"`) + `"`
 }
 
-// page is what a recomputation read about some users, outside the writer:
-// their documents, dirty marks and events' aggregates at the clock now.
-type page struct {
-	uids   []int64
-	now    int64
-	docs   []store.ProfileRow
-	marks  store.TraitMarks
-	plan   plan
-	vals   map[int64][]any
-	bounds *bounds
-}
-
-// read reads what recomputing uids needs.
-func (e *Engine) read(tx *store.TraitTx, uids []int64) (*page, error) {
-	p := &page{uids: uids, now: tx.Now()}
-	var err error
-	// Marks first: an event stored after this read marks its user again,
-	// so whatever the aggregates below include, a stale result is refused.
-	if p.marks, err = tx.Marks(uids); err != nil {
-		return nil, err
+// recompute computes the traits, RFM and tags of uids and writes what changed.
+func (e *Engine) recompute(tx *store.TraitTx, uids []int64) error {
+	now := tx.Now()
+	docs, err := tx.Docs(uids)
+	if err != nil {
+		return err
 	}
-	if p.docs, err = tx.Docs(uids); err != nil {
-		return nil, err
+	p := e.plan(now)
+	vals, err := tx.Aggregates(uids, p.aggs)
+	if err != nil {
+		return err
 	}
-	p.plan = e.plan(p.now)
-	if p.vals, err = tx.Aggregates(uids, p.plan.aggs); err != nil {
-		return nil, err
-	}
+	var b *bounds
 	if e.rfm != nil {
-		if p.bounds, err = loadBounds(tx); err != nil {
-			return nil, err
+		if b, err = loadBounds(tx); err != nil {
+			return err
 		}
 	}
-	return p, nil
-}
-
-// results are what a recomputation writes, per user.
-type results struct {
-	writes    []store.DocWrite
-	dues      []store.Due
-	rfmSet    []store.RFMValue
-	rfmRemove []int64
-}
-
-// write stores the results of the users still as read, in one short write
-// transaction, and returns those that changed meanwhile (marked dirty, so
-// they are recomputed again).
-func (e *Engine) write(ctx context.Context, p *page, res results) (changed []int64, err error) {
-	docs := make(map[int64][]byte, len(p.docs))
-	for _, row := range p.docs {
-		docs[row.UID] = row.Doc
-	}
-	err = e.st.Traits(ctx, func(tx *store.TraitTx) error {
-		same, remark, err := tx.Unchanged(p.uids, docs, p.marks)
-		if err != nil {
-			return err
-		}
-		changed = changed[:0]
-		for _, uid := range p.uids {
-			if !same[uid] {
-				changed = append(changed, uid)
-			}
-		}
-		if err := tx.MarkDirty(remark); err != nil {
-			return err
-		}
-		keep := func(uid int64) bool { return same[uid] }
-		if err := tx.WriteDocs(filter(res.writes, func(w store.DocWrite) bool { return keep(w.UID) })); err != nil {
-			return err
-		}
-		if err := tx.SetRFM(filter(res.rfmSet, func(v store.RFMValue) bool { return keep(v.UID) }), filter(res.rfmRemove, keep)); err != nil {
-			return err
-		}
-		return tx.SetDue(filter(res.dues, func(d store.Due) bool { return keep(d.UID) }))
-	})
-	return changed, err
-}
-
-func filter[T any](s []T, keep func(T) bool) []T {
-	var out []T
-	for _, v := range s {
-		if keep(v) {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// compute computes the traits, RFM and tags of a page's users: the
-// documents that change, when each is next due, the RFM inputs.
-func (e *Engine) compute(pg *page) results {
-	now, p, vals, b := pg.now, pg.plan, pg.vals, pg.bounds
-	found := make(map[int64]bool, len(pg.docs))
+	found := make(map[int64]bool, len(docs))
 	var writes []store.DocWrite
 	var dues []store.Due
 	var rfmSet []store.RFMValue
 	var rfmRemove []int64
-	for _, row := range pg.docs {
+	for _, row := range docs {
 		found[row.UID] = true
 		v := vals[row.UID]
 		traits := make(map[string]any, len(e.defs))
@@ -600,12 +508,18 @@ func (e *Engine) compute(pg *page) results {
 			dues = append(dues, store.Due{UID: row.UID, At: next})
 		}
 	}
-	for _, uid := range pg.uids {
+	for _, uid := range uids {
 		if !found[uid] {
 			dues = append(dues, store.Due{UID: uid, At: -1})
 		}
 	}
-	return results{writes: writes, dues: dues, rfmSet: rfmSet, rfmRemove: rfmRemove}
+	if err := tx.WriteDocs(writes); err != nil {
+		return err
+	}
+	if err := tx.SetRFM(rfmSet, rfmRemove); err != nil {
+		return err
+	}
+	return tx.SetDue(dues)
 }
 
 // apply sets traits (and rfm, when managed: nil removes the scores) in a

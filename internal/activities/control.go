@@ -53,7 +53,10 @@ func (s *sender) checkControl(ctx context.Context, cur *sendCursor) error {
 		return err
 	}
 	info := activity.GetInfo(ctx)
-	key := info.WorkflowExecution.RunID + "/" + info.ActivityID
+	key := s.in.HoldKey
+	if key == "" {
+		key = info.WorkflowExecution.RunID + "/" + info.ActivityID
+	}
 	switch c.State {
 	case store.CanvasPaused:
 		if cur.HeldSince.IsZero() {
@@ -73,7 +76,7 @@ func (s *sender) checkControl(ctx context.Context, cur *sendCursor) error {
 		if s.held != "" {
 			return nil // decided for the rest of this attempt
 		}
-		if cur.HeldSince.IsZero() && info.Attempt > 1 {
+		if cur.HeldSince.IsZero() && (info.Attempt > 1 || s.in.HoldKey != "") {
 			h, err := s.a.Controls.HeldSend(ctx, key)
 			if err != nil {
 				return err

@@ -41,6 +41,13 @@ type SendInput struct {
 	// Visit counts the cohort's earlier visits to the step (a loop): each
 	// visit is delivered once.
 	Visit int `json:"visit,omitempty"`
+	// HoldKey, when set, names this send in the store's held sends (a
+	// pause, and whether it expired) instead of its activity: a send that
+	// runs first as a local activity and then, failing, as a regular one
+	// (a run of named users) is one send, and a local activity re-run after
+	// a crash starts at attempt 1 with no heartbeat, so every attempt
+	// looks its hold up.
+	HoldKey string `json:"hold_key,omitempty"`
 }
 
 func (in SendInput) ledger() store.LedgerKey {

@@ -275,7 +275,7 @@ func (r *runner) enter(ctx workflow.Context) ([]Token, error) {
 	var entry activities.CohortRef
 	var f workflow.Future
 	if r.local {
-		f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localActivity), a.Enter, r.enterInput())
+		f = localFirst(ctx, localActivity, pageActivity, a.Enter, r.enterInput())
 	} else {
 		f = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, pageActivity), a.Enter, r.enterInput())
 	}
@@ -354,12 +354,34 @@ var localActivity = workflow.LocalActivityOptions{
 	RetryPolicy:         shortActivity.RetryPolicy,
 }
 
-// short runs a short activity: local in a local run, else regular.
+// short runs a short activity: local first in a local run, else regular.
 func (r *runner) short(ctx workflow.Context, activity any, args ...any) workflow.Future {
 	if r.local {
-		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localActivity), activity, args...)
+		return localFirst(ctx, localActivity, shortActivity, activity, args...)
 	}
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortActivity), activity, args...)
+}
+
+// localFirst runs an activity as a local activity — the fast path — and,
+// when that fails, once more as a regular activity with the same input:
+// a local activity's retries end with its start-to-close timeout (the SDK
+// makes that its schedule-to-close too), so a store unavailable for a
+// minute, a paused canvas or a provider's hourly quota would otherwise fail
+// the run and lose its users. The regular activity retries for as long as
+// the run lives, heartbeats and resumes; every activity here is safe to
+// run twice (the ledger, sealed cohorts, recorded runs), so running it
+// again after a local attempt that may have done part of the work is too.
+func localFirst(ctx workflow.Context, local workflow.LocalActivityOptions, regular workflow.ActivityOptions, activity any, args ...any) workflow.Future {
+	f, set := workflow.NewFuture(ctx)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		lf := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, local), activity, args...)
+		if err := lf.Get(ctx, nil); err == nil || temporal.IsCanceledError(err) {
+			set.Chain(lf)
+			return
+		}
+		set.Chain(workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, regular), activity, args...))
+	})
+	return f
 }
 
 // stepDone is a finished step execution.

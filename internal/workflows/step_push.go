@@ -1,6 +1,10 @@
 package workflows
 
 import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/huabu/huabu/internal/activities"
@@ -40,10 +44,13 @@ func (r *runner) push(ctx workflow.Context, step *canvases.Step, t Token, in act
 	return next, nil
 }
 
-// localSend is sendActivity's local counterpart (localRunChange).
+// localSend is sendActivity's local counterpart (localRunChange): one try
+// of at most two minutes, in the workflow task; a send that needs longer
+// (a slow provider, a pause, a quota to wait out) goes on as the regular
+// Send (localFirst), which heartbeats and resumes where the pages were.
 var localSend = workflow.LocalActivityOptions{
-	StartToCloseTimeout: sendActivity.StartToCloseTimeout,
-	RetryPolicy:         sendActivity.RetryPolicy,
+	StartToCloseTimeout: 2 * time.Minute,
+	RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 }
 
 // send runs a push step over the cohort's pages: Send activities over page
@@ -84,7 +91,10 @@ func (r *runner) send(ctx workflow.Context, step *canvases.Step, c activities.Co
 		}
 		var f workflow.Future
 		if r.local && c.PageSpan <= pagesPerSend { // one Send covers the cohort
-			f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localSend), a.Send, in)
+			// The local try and the regular one are one send to the store's
+			// held sends (a pause, an expiry decided).
+			in.HoldKey = fmt.Sprintf("%s/send/%s/%d/%d/%d", workflow.GetInfo(ctx).WorkflowExecution.RunID, step.ID, visit, c.ID, from)
+			f = localFirst(ctx, localSend, sendActivity, a.Send, in)
 		} else {
 			f = workflow.ExecuteActivity(pctx, a.Send, in)
 		}

@@ -358,10 +358,11 @@ func peakRSS() int64 {
 type Provider struct {
 	URL  string
 	cmd  *exec.Cmd
-	mu   sync.Mutex
 	done chan struct{} // closed when its stdout ends
-	// first is when it accepted its first push, once it said so.
-	first time.Time
+	// first is when it accepted its first push; pushed is closed once it
+	// said so (first is set before).
+	first  time.Time
+	pushed chan struct{}
 }
 
 // StartProvider runs a provider fake as a child process (the same binary,
@@ -377,7 +378,7 @@ func StartProvider(ctx context.Context, self string, args ...string) (*Provider,
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &Provider{cmd: cmd, done: make(chan struct{})}
+	p := &Provider{cmd: cmd, done: make(chan struct{}), pushed: make(chan struct{})}
 	lines := bufio.NewReader(out)
 	line, err := lines.ReadString('\n')
 	if err != nil {
@@ -399,10 +400,9 @@ func StartProvider(ctx context.Context, self string, args ...string) (*Provider,
 				return
 			}
 			var said struct{ FirstPush time.Time }
-			if json.Unmarshal([]byte(line), &said) == nil && !said.FirstPush.IsZero() {
-				p.mu.Lock()
+			if json.Unmarshal([]byte(line), &said) == nil && !said.FirstPush.IsZero() && p.first.IsZero() {
 				p.first = said.FirstPush
-				p.mu.Unlock()
+				close(p.pushed)
 			}
 		}
 	}()
@@ -412,24 +412,20 @@ func StartProvider(ctx context.Context, self string, args ...string) (*Provider,
 // FirstPush is when the provider accepted its first push, waiting up to 5 s
 // for its report (it is written as the push is answered).
 func (p *Provider) FirstPush(ctx context.Context) (time.Time, error) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		p.mu.Lock()
-		first := p.first
-		p.mu.Unlock()
-		if !first.IsZero() {
-			return first, nil
-		}
-		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("the provider did not report its first push")
-		}
+	select {
+	case <-p.pushed:
+		return p.first, nil
+	case <-p.done:
 		select {
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-p.done:
-			return time.Time{}, fmt.Errorf("the provider exited without reporting its first push")
-		case <-time.After(5 * time.Millisecond):
+		case <-p.pushed: // it reported, then ended
+			return p.first, nil
+		default:
 		}
+		return time.Time{}, fmt.Errorf("the provider exited without reporting its first push")
+	case <-ctx.Done():
+		return time.Time{}, ctx.Err()
+	case <-time.After(5 * time.Second):
+		return time.Time{}, fmt.Errorf("the provider did not report its first push")
 	}
 }
 

@@ -48,14 +48,17 @@ func TestCountersSurviveRetriedWrites(t *testing.T) {
 		},
 		want: want{sent: 2, pending: 1, failed: map[string]int64{"invalid_address": 1}, suppressed: map[string]int64{"quiet_hours": 1}},
 	}, {
-		name: "settle changes its mind (a fallback channel delivered)",
+		// The sender settles a page once, after its fallbacks; a row is
+		// decided once, and a later settle of it (a retried write, a
+		// confused caller) changes neither its state nor its channel.
+		name: "a settled row stays as first settled",
 		write: func(t *testing.T, s *SQLite) {
 			_, err := s.ClaimDeliveries(ctx, key, "sms", "a1", uids, nil)
 			require.NoError(t, err)
 			require.NoError(t, s.SettleDeliveries(ctx, key, "a1", []Settlement{{UID: 1, State: DeliveryFailed, Reason: "timeout"}}))
 			require.NoError(t, s.SettleDeliveries(ctx, key, "a1", []Settlement{{UID: 1, State: DeliverySent, Channel: "push"}}))
 		},
-		want: want{sent: 1, pending: 4},
+		want: want{failed: map[string]int64{"timeout": 1}, pending: 4},
 	}, {
 		name: "release",
 		write: func(t *testing.T, s *SQLite) {

@@ -94,79 +94,60 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, at
 				return life > 0 && clock.Sub(time.UnixMilli(keyAt)) < life
 			}
 		}
-		// Rows a concurrent claim (PostgreSQL: another page's transaction
-		// holds only the shared lock) created after this one read are read
-		// in a second round, as if this claim had come after it.
-		todo := uids
-		for round := 0; len(todo) > 0; round++ {
-			if round == 3 {
-				return fmt.Errorf("claim deliveries: %d rows keep changing under this claim", len(todo))
-			}
-			existing := map[int64]bool{}
-			var stale, retaken []int64
-			rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn+s.forUpdate(), append([]any{key.RunID, key.StepID, key.Visit}, uidArgs(todo)...)...)
-			if err != nil {
+		// Insert first: on a page's first attempt every row is new, and the
+		// insert is all the claim does. Only when some rows were there
+		// already (an earlier attempt, or on PostgreSQL a concurrent claim,
+		// whose commit the insert waits for) are the page's rows read and
+		// judged one by one; this attempt's own rows read as its to send.
+		mark := ""
+		if lives[channel] > 0 {
+			mark = channel + ":"
+		}
+		inserted, err := s.insertDeliveries(ctx, tx, key, channel, batch, now, mark, uids)
+		if err != nil {
+			return fmt.Errorf("claim deliveries: %w", err)
+		}
+		d[counterKey{key.StepID, key.Visit, DeliveryPending, ""}] += inserted
+		if inserted == int64(len(uids)) {
+			claim.Mine = append(claim.Mine, uids...)
+			return addCounters(ctx, tx, key.RunID, d)
+		}
+		var stale, retaken []int64
+		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn+s.forUpdate(), append([]any{key.RunID, key.StepID, key.Visit}, uidArgs(uids)...)...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var uid, b, keyAt int64
+			var state, k string
+			if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
+				rows.Close()
 				return err
 			}
-			for rows.Next() {
-				var uid, b, keyAt int64
-				var state, k string
-				if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
-					rows.Close()
-					return err
-				}
-				existing[uid] = true
-				switch {
-				case state == DeliveryPending && b == batch:
-					keep(uid, k)
-				case state == DeliveryPending && resendable(k, keyAt):
-					keep(uid, k)
-					retaken = append(retaken, uid)
-				case state == DeliveryPending:
-					stale = append(stale, uid)
-					claim.Done[uid] = DeliveryUnknown
-				default:
-					claim.Done[uid] = state
-				}
+			switch {
+			case state == DeliveryPending && b == batch:
+				keep(uid, k)
+			case state == DeliveryPending && resendable(k, keyAt):
+				keep(uid, k)
+				retaken = append(retaken, uid)
+			case state == DeliveryPending:
+				stale = append(stale, uid)
+				claim.Done[uid] = DeliveryUnknown
+			default:
+				claim.Done[uid] = state
 			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := s.updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now, d); err != nil {
+			return err
+		}
+		if len(retaken) > 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn,
+				append([]any{batch, now, key.RunID, key.StepID, key.Visit}, uidArgs(retaken)...)...); err != nil {
 				return err
-			}
-			if err := s.updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now, d); err != nil {
-				return err
-			}
-			if len(retaken) > 0 {
-				if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn,
-					append([]any{batch, now, key.RunID, key.StepID, key.Visit}, uidArgs(retaken)...)...); err != nil {
-					return err
-				}
-			}
-			var fresh []int64
-			for _, u := range todo {
-				if !existing[u] {
-					fresh = append(fresh, u)
-				}
-			}
-			if len(fresh) == 0 {
-				break
-			}
-			mark := ""
-			if lives[channel] > 0 {
-				mark = channel + ":"
-			}
-			inserted, err := s.insertDeliveries(ctx, tx, key, channel, batch, now, mark, fresh)
-			if err != nil {
-				return fmt.Errorf("claim deliveries: %w", err)
-			}
-			d[counterKey{key.StepID, key.Visit, DeliveryPending, ""}] += int64(len(inserted))
-			todo = todo[:0:0]
-			for _, u := range fresh {
-				if inserted[u] {
-					claim.Mine = append(claim.Mine, u)
-				} else {
-					todo = append(todo, u)
-				}
 			}
 		}
 		return addCounters(ctx, tx, key.RunID, d)
@@ -174,36 +155,24 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, at
 	return claim, err
 }
 
-// insertDeliveries writes pending rows for recipients that had none and
-// returns the recipients whose rows it wrote: on PostgreSQL a concurrent
-// claim may have written some first (ON CONFLICT leaves those to it).
-func (s *SQLite) insertDeliveries(ctx context.Context, tx *sql.Tx, key LedgerKey, channel string, batch, now int64, mark string, uids []int64) (map[int64]bool, error) {
-	inserted := make(map[int64]bool, len(uids))
+// insertDeliveries writes pending rows for the recipients that have none
+// and returns how many it wrote: rows already there (an earlier attempt's,
+// on PostgreSQL a concurrent claim's) are left as they are.
+func (s *SQLite) insertDeliveries(ctx context.Context, tx *sql.Tx, key LedgerKey, channel string, batch, now int64, mark string, uids []int64) (int64, error) {
+	var res sql.Result
+	var err error
 	if !s.pg {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at, provider_key) SELECT ?, ?, ?, value, ?, ?, ?, ?, ? FROM json_each(?)`,
-			key.RunID, key.StepID, key.Visit, channel, DeliveryPending, batch, now, mark, idList(uids)); err != nil {
-			return nil, err
-		}
-		for _, u := range uids {
-			inserted[u] = true
-		}
-		return inserted, nil
-	}
-	rows, err := tx.QueryContext(ctx, pgRaw+`INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at, provider_key)
+		res, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at, provider_key) SELECT ?, ?, ?, value, ?, ?, ?, ?, ? FROM json_each(?)`,
+			key.RunID, key.StepID, key.Visit, channel, DeliveryPending, batch, now, mark, idList(uids))
+	} else {
+		res, err = tx.ExecContext(ctx, pgRaw+`INSERT INTO deliveries (run_id, step_id, visit, uid, channel, state, batch, updated_at, provider_key)
 		SELECT $1::bigint, $2, $3::bigint, u, $4, $5, $6::bigint, $7::bigint, $8 FROM unnest($9::bigint[]) AS u
-		ON CONFLICT DO NOTHING RETURNING uid`, key.RunID, key.StepID, int64(key.Visit), channel, DeliveryPending, batch, now, mark, uids)
+		ON CONFLICT DO NOTHING`, key.RunID, key.StepID, int64(key.Visit), channel, DeliveryPending, batch, now, mark, uids)
+	}
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var u int64
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		inserted[u] = true
-	}
-	return inserted, rows.Err()
+	return res.RowsAffected()
 }
 
 // Settlement is the decided state of one ledger row.
@@ -283,12 +252,32 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, attempt st
 					return err
 				}
 			}
-			if err := s.updateStates(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now, d); err != nil {
+			if err := settleRows(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now, d); err != nil {
 				return err
 			}
 		}
 		return addCounters(ctx, tx, key.RunID, d)
 	})
+}
+
+// settleRows decides this attempt's pending rows among uids. A row is
+// settled once, from pending (with no reason), by the attempt that claimed
+// it; a row already settled, or taken over by another attempt, is not
+// changed. So the counter move is pending → state for as many rows as the
+// update changed, and needs no read of the rows first.
+func settleRows(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, state, reason, ref string, now int64, d counterDeltas) error {
+	res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND batch = ? AND state = ? AND `+uidIn,
+		append([]any{state, reason, ref, now, key.RunID, key.StepID, key.Visit, batch, DeliveryPending}, uidArgs(uids)...)...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	d[counterKey{key.StepID, key.Visit, DeliveryPending, ""}] -= n
+	d[counterKey{key.StepID, key.Visit, state, reason}] += n
+	return nil
 }
 
 // updateStates sets the state of rows, of one attempt's batch unless batch
@@ -306,8 +295,8 @@ func (s *SQLite) updateStates(ctx context.Context, tx *sql.Tx, key LedgerKey, ba
 }
 
 func updateChannel(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, channel string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND batch = ? AND `+uidIn,
-		append([]any{channel, key.RunID, key.StepID, key.Visit, batch}, uidArgs(uids)...)...)
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET channel = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND batch = ? AND state = ? AND `+uidIn,
+		append([]any{channel, key.RunID, key.StepID, key.Visit, batch, DeliveryPending}, uidArgs(uids)...)...)
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -186,6 +187,7 @@ event store (the sustained rate), then how long the router and the traits took t
 
 func (c *cli) benchEventsCmd() *cobra.Command {
 	var opts bench.EventOptions
+	var target bench.RemoteOptions
 	var verbose bool
 	var profiles benchProfiles
 	cmd := &cobra.Command{
@@ -193,20 +195,42 @@ func (c *cli) benchEventsCmd() *cobra.Command {
 		Short: "Event → outbox latency at a steady rate of POST /v1/track calls",
 		Long: `Start the embedded stack with a canvas triggered by the event bench_ping whose first step writes to the
 outbox, send --rate /v1/track calls per second (each for a new user) for --duration, and print the
-latency from sending each request to its outbox row: p50, p99 and max.`,
+latency from sending each request to its outbox row: p50, p99 and max.
+
+With --target URL (repeatable: one per worker, events go to them in turn) it loads a running Huabu
+instead, e.g. scripts/cluster's workers: it deploys the canvas bench-events through the admin API
+(--server, default the first target; --token or $HUABU_TOKEN), posts with --write-key, and reads the
+outbox through the admin API. The workers' channels must write to the outbox, and the bench must run on
+their host (the outbox row's time is the worker's clock).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Rate <= 0 || opts.Duration <= 0 {
 				return userErrorf("--rate and --duration must be positive")
+			}
+			remote := len(target.Targets) > 0
+			if remote && (opts.Postgres != "" || opts.DataDir != "" || opts.NoTraits) {
+				return userErrorf("--target loads a running Huabu: --postgres, --bench-data and --no-traits are for the bench's own stack")
+			}
+			if remote && target.WriteKey == "" {
+				return userErrorf("--target needs --write-key (or $HUABU_WRITE_KEY): one of the workers' http.write_keys")
 			}
 			opts.Out, opts.Log = c.stdout, c.benchLogger(verbose)
 			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err
 			}
+			if remote {
+				target.Admin, target.Token = c.apiAddr, c.bearerToken()
+				if target.Admin != "" && !strings.Contains(target.Admin, "://") {
+					target.Admin = "http://" + target.Admin
+				}
+				return errors.Join(bench.EventsRemote(cmd.Context(), opts, target), stopProfiles())
+			}
 			return errors.Join(bench.Events(cmd.Context(), opts), stopProfiles())
 		},
 	}
+	cmd.Flags().StringArrayVar(&target.Targets, "target", nil, "load this running Huabu's public HTTP server (base URL, e.g. http://127.0.0.1:9001; repeat for each worker) instead of starting a stack")
+	cmd.Flags().StringVar(&target.WriteKey, "write-key", os.Getenv("HUABU_WRITE_KEY"), "with --target: the write key for /v1 (default: $HUABU_WRITE_KEY)")
 	cmd.Flags().IntVar(&opts.Rate, "rate", 500, "events per second")
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 60*time.Second, "how long to send")
 	cmd.Flags().BoolVar(&opts.NoTraits, "no-traits", false, "leave computed traits, RFM and tags out of the config (to see what they cost)")

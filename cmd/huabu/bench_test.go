@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"regexp"
@@ -62,4 +63,47 @@ func TestBenchBroadcastWithTwoWorkers(t *testing.T) {
 	first, _ := strconv.Atoi(string(sends[1]))
 	second, _ := strconv.Atoi(string(sends[2]))
 	require.Positive(t, first+second, "%s", out)
+}
+
+// TestBenchEventsAgainstARunningWorker: `bench events --target` loads a
+// worker that is already running (its own Temporal and store, write keys
+// and bearer tokens, the admin API on its own listener), as it would
+// scripts/cluster's: it deploys its canvas through the admin API without
+// retiring the worker's own, sends the events to /v1/track, and finds every
+// event's message through GET /api/v1/outbox. Without a write key, or with a
+// viewer's token (which may not deploy), it says what is missing.
+func TestBenchEventsAgainstARunningWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	_, running := startSecuredApp(t)
+	public, admin := "http://"+running.HTTPAddr(), "http://"+running.AdminAddr()
+	t.Setenv("HUABU_WRITE_KEY", "")
+	t.Setenv(TokenEnv, "")
+
+	_, errOut, code := huabu(t, "bench", "events", "--target", public, "--server", admin, "--rate", "20", "--duration", "1s")
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "--target needs --write-key")
+
+	_, errOut, code = huabu(t, "bench", "events", "--target", public, "--server", admin, "--write-key", "test-write-key",
+		"--token", testViewerToken, "--rate", "20", "--duration", "1s")
+	require.NotEqual(t, 0, code, errOut)
+	require.Contains(t, errOut, "deploying the bench canvas")
+	require.Contains(t, errOut, "403")
+
+	out, errOut, code := huabu(t, "bench", "events", "--target", public, "--target", public, "--server", admin,
+		"--write-key", "test-write-key", "--token", testOperatorToken, "--rate", "40", "--duration", "1s")
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `events: 40 POST /v1/track at 40/s for 1s to 2 worker\(s\)`, out)
+	require.Regexp(t, `event → outbox: p50 \d+ ms, p99 \d+ ms, max \d+ ms; 40/40 messages in the outbox`, out)
+
+	canvases, err := running.Store().Canvases(context.Background())
+	require.NoError(t, err)
+	var ids []string
+	for _, c := range canvases {
+		if c.Active {
+			ids = append(ids, c.ID)
+		}
+	}
+	require.Subset(t, ids, []string{"hello", "bench-events"}, "the bench's deploy adds its canvas and retires nothing")
 }

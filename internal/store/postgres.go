@@ -40,6 +40,13 @@ var postgresMigrations embed.FS
 // schemas of one database do not wait for each other.
 const pgWriteLock = 0x48756162 // "Huab"
 
+// pgWindowsLock is the lock of the router's entry-window transactions
+// (windowsTx) instead of the write lock: only the router writes windows, so
+// they need excluding only each other (a router that lost its lease and
+// the next one), not the appliers, runs and sends of every worker, behind
+// whose write transactions each window's start used to queue (ADR 028).
+const pgWindowsLock = 0x48756163 // "Huac"
+
 // OpenPostgres connects to the PostgreSQL database named by dsn (a
 // postgres:// URL or key=value string) and applies pending migrations.
 func OpenPostgres(ctx context.Context, dsn string) (*SQLite, error) {
@@ -115,6 +122,15 @@ func (s *SQLite) lockWrites(ctx context.Context, tx *sql.Tx) error {
 		return nil
 	}
 	_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_advisory_xact_lock(`+strconv.Itoa(pgWriteLock)+`, hashtext(current_schema()))`)
+	return err
+}
+
+// lockWindows takes the entry-window lock inside tx (PostgreSQL only).
+func (s *SQLite) lockWindows(ctx context.Context, tx *sql.Tx) error {
+	if !s.pg {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_advisory_xact_lock(`+strconv.Itoa(pgWindowsLock)+`, hashtext(current_schema()))`)
 	return err
 }
 

@@ -196,6 +196,15 @@ func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return s.lockedTx(ctx, s.lockWrites, fn)
 }
 
+// windowsTx runs fn as an entry-window write transaction (windows.go): on
+// PostgreSQL under the windows lock (pgWindowsLock) instead of the write
+// lock; on SQLite as tx. Its statements touch only entry_windows and
+// entry_window_users, whose rows nothing but the router writes (forget's
+// scrub of a user id is one row-locked UPDATE).
+func (s *SQLite) windowsTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.lockedTx(ctx, s.lockWindows, fn)
+}
+
 // ledgerTx runs fn as a ledger write transaction (ledger.go): on
 // PostgreSQL under the write lock in shared mode (lockLedger), so the pages
 // of a send, on any number of workers, write the ledger at once; on SQLite

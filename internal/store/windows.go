@@ -50,7 +50,7 @@ type WindowWrite struct {
 func (s *SQLite) SaveWindowEntries(ctx context.Context, writes []WindowWrite) ([]int64, error) {
 	ids := make([]int64, len(writes))
 	now := s.now().UnixMilli()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.windowsTx(ctx, func(tx *sql.Tx) error {
 		for i, w := range writes {
 			id := w.Window.ID
 			if id == 0 {
@@ -192,7 +192,7 @@ const windowKeep = 24 * time.Hour
 // user list (the run has it now).
 func (s *SQLite) MarkWindowStarted(ctx context.Context, windowID int64) error {
 	now := s.now()
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.windowsTx(ctx, func(tx *sql.Tx) error {
 		var canvas string
 		err := tx.QueryRowContext(ctx, `UPDATE entry_windows SET started_at = ? WHERE id = ? AND started_at = 0 RETURNING canvas_id`, now.UnixMilli(), windowID).Scan(&canvas)
 		if err == sql.ErrNoRows {

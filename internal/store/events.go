@@ -404,38 +404,13 @@ func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool) ([]Ing
 			users = append(users, u)
 		}
 	}
-	if len(users) > 0 {
-		// OR IGNORE rather than ON CONFLICT DO NOTHING: the same effect here,
-		// and SQLite then needs no statement journal for the multi-row insert.
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO profiles (id, doc, updated_at)
-			SELECT value, json_object('id', value), ? FROM json_each(?)`, nowMS, stringList(users)); err != nil {
-			return nil, fmt.Errorf("profiles: %w", err)
-		}
+	uidOf, err := profileUIDs(ctx, tx, users, nowMS, pg)
+	if err != nil {
+		return nil, fmt.Errorf("profiles: %w", err)
 	}
 
-	// 3. The messages themselves, one prepared insert each: cheaper in this
-	// driver than one statement over a JSON array of rows (no JSON to decode
-	// per column, no RETURNING table), and RowsAffected names the new ones.
-	uidOf := make(map[string]int64, len(users))
-	if len(users) > 0 {
-		rows, err := tx.QueryContext(ctx, `SELECT id, uid FROM profiles WHERE id IN (SELECT value FROM json_each(?))`, stringList(users))
-		if err != nil {
-			return nil, fmt.Errorf("profiles: %w", err)
-		}
-		for rows.Next() {
-			var id string
-			var uid int64
-			if err := rows.Scan(&id, &uid); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			uidOf[id] = uid
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
+	// 3. The messages themselves: bound parameters, many rows per
+	// statement (sqliteInsertEvents; no JSON to decode per column).
 	isNew := make([]bool, len(msgs))
 	ids := make([]int64, len(msgs))
 	uids := make([]int64, len(msgs))
@@ -455,29 +430,8 @@ func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool) ([]Ing
 		if err := pgInsertEvents(ctx, tx, msgs, uids, userIDs, receivedMS, realtime, isNew, ids); err != nil {
 			return nil, fmt.Errorf("events: %w", err)
 		}
-	} else {
-		// OR IGNORE skips rows whose message_id is stored (every column is set,
-		// so no other constraint can fire) without a statement journal.
-		insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return nil, fmt.Errorf("events: %w", err)
-		}
-		defer insert.Close()
-		for i, m := range msgs {
-			props := m.Properties
-			if len(props) == 0 {
-				props = []byte("{}")
-			}
-			r, err := insert.ExecContext(ctx, m.MessageID, uids[i], userIDs[i], m.AnonymousID, m.Type, m.Name, string(props), m.Timestamp.UnixMilli(), receivedMS[i], realtime[i])
-			if err != nil {
-				return nil, fmt.Errorf("events: %w", err)
-			}
-			if n, _ := r.RowsAffected(); n == 1 {
-				isNew[i] = true
-				ids[i], _ = r.LastInsertId()
-			}
-		}
+	} else if err := sqliteInsertEvents(ctx, tx, msgs, uids, userIDs, receivedMS, realtime, isNew, ids); err != nil {
+		return nil, fmt.Errorf("events: %w", err)
 	}
 
 	touched := make([]map[int64]bool, len(parts))

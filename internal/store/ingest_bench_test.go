@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -56,4 +57,54 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkIngestLikeBenchIngest stores what `huabu bench ingest --events
+// 200000` sends (internal/loadgen: 100,000 users, a quarter purchases with
+// an amount, the rest app opens, timestamps over 90 days) the way the
+// applier does (groups of 16 requests of 500 events, traits marked due),
+// into a new database each iteration: the applier's store path alone, at
+// the bench's table sizes.
+func BenchmarkIngestLikeBenchIngest(b *testing.B) {
+	const events, users, batch, group = 200000, 100000, 500, 16
+	ctx := context.Background()
+	now := time.Now()
+	r := rand.New(rand.NewPCG(1, 2))
+	var reqs []IngestRequest
+	for i := 0; i < events/batch; i++ {
+		msgs := make([]Message, batch)
+		for j := range msgs {
+			u := fmt.Sprint("u", r.IntN(users))
+			ts := now.Add(-time.Duration(r.IntN(90*24)) * time.Hour)
+			if j%4 == 0 {
+				msgs[j] = Message{Type: "track", MessageID: fmt.Sprintf("7-%d-%d", i, j), UserID: u, Name: "purchase",
+					Properties: fmt.Appendf(nil, `{"amount":%d,"order_id":"o%d-%d"}`, 10+r.IntN(480), i, j), Timestamp: ts}
+			} else {
+				msgs[j] = Message{Type: "track", MessageID: fmt.Sprintf("7-%d-%d", i, j), UserID: u, Name: "app_open",
+					Properties: []byte(`{"screen":"home","version":"3.2.1"}`), Timestamp: ts}
+			}
+		}
+		reqs = append(reqs, IngestRequest{Messages: msgs, Options: IngestOptions{Realtime: true, MarkDue: true, ReceivedAt: now}})
+	}
+	var cpu time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), fmt.Sprint("huabu", i, ".db")))
+		require.NoError(b, err)
+		b.StartTimer()
+		start := cpuTime()
+		for g := 0; g < len(reqs); g += group {
+			_, errs, err := s.IngestAll(ctx, reqs[g:min(g+group, len(reqs))], "bench.applied", g)
+			require.NoError(b, err)
+			for _, e := range errs {
+				require.NoError(b, e)
+			}
+		}
+		cpu += cpuTime() - start
+		b.StopTimer()
+		require.NoError(b, s.Close())
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*events), "cpu-µs/event")
 }

@@ -189,3 +189,54 @@ func openLike(t *testing.T, s *SQLite) *SQLite {
 	}
 	return open(t)
 }
+
+// TestIngestedEventsNameTheirRows: the ids an ingest reports are the rows
+// that hold each new event — whether every message was new (the ids are
+// then known without reading them back) or some were stored already or
+// repeated within the request — across more messages than one INSERT
+// statement carries.
+func TestIngestedEventsNameTheirRows(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	msg := func(id int) Message {
+		return Message{Type: "track", MessageID: fmt.Sprint("m", id), UserID: fmt.Sprint("u", id%7), Name: "app_open", Properties: []byte(`{"n":1}`), Timestamp: t0}
+	}
+	var first, second []Message
+	for i := range 3*eventRows + 5 {
+		first = append(first, msg(i))
+	}
+	for i := 2 * eventRows; i < 5*eventRows; i++ { // the first eventRows+5 are stored already
+		second = append(second, msg(i))
+		if i%9 == 0 {
+			second = append(second, msg(i)) // and some repeat within the request
+		}
+	}
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		stored := map[string]bool{}
+		for round, msgs := range [][]Message{first, second, second} {
+			res, err := s.Ingest(ctx, msgs, IngestOptions{Realtime: true})
+			require.NoError(t, err)
+			var wantNew []int
+			for i, m := range msgs {
+				var n int
+				require.NoError(t, s.r.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE message_id = ?`, m.MessageID).Scan(&n))
+				require.Equal(t, 1, n)
+				if !stored[m.MessageID] {
+					stored[m.MessageID] = true
+					wantNew = append(wantNew, i)
+				}
+			}
+			require.Equal(t, len(wantNew), res.Stored, "round %d", round)
+			require.Equal(t, len(msgs)-len(wantNew), res.Duplicates, "round %d", round)
+			require.Len(t, res.Events, len(wantNew))
+			for k, e := range res.Events {
+				require.Equal(t, wantNew[k], e.Index)
+				var mid, user string
+				require.NoError(t, s.r.QueryRowContext(ctx, `SELECT message_id, user_id FROM events WHERE id = ?`, e.ID).Scan(&mid, &user))
+				require.Equal(t, msgs[e.Index].MessageID, mid, "round %d: event %d", round, k)
+				require.Equal(t, msgs[e.Index].UserID, user)
+				require.Equal(t, user, e.UserID)
+			}
+		}
+	})
+}

@@ -101,9 +101,12 @@ type App struct {
 	traits      *traits.Engine // nil when the config computes nothing
 	stopTraits  func()
 	// The accept log between the ingestion API and the store (ADR 006).
-	acceptLog   *acceptlog.Log
-	applier     *ingest.Applier
-	stopApplier func()
+	acceptLog *acceptlog.Log
+	// acceptBacklog is acceptLog for the traits engine's goroutine, which
+	// starts before the log is opened.
+	acceptBacklog atomic.Pointer[acceptlog.Log]
+	applier       *ingest.Applier
+	stopApplier   func()
 
 	closeOnce sync.Once
 	closeErr  error

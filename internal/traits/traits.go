@@ -225,7 +225,19 @@ func (e *Engine) WaitCurrent(ctx context.Context) error {
 type RunOptions struct {
 	Refresh time.Duration // how often windows are checked for expiry (default 1m)
 	RFM     time.Duration // how often RFM quintiles are recomputed (default 1h)
+	// IngestBehind, when set, reports whether accepted events are waiting
+	// to be stored. While they are, the loop leaves the store's writer to
+	// them for most of the time (ADR 037): it waits IngestShare's inverse
+	// minus one times as long as its last page took before the next one.
+	IngestBehind func() bool
 }
+
+// ingestShare is how many times as long as a page of recomputation took
+// the loop waits before the next page while ingestion is behind: the
+// engine then has at least a fifth of the writer, never none (its work
+// only grows with the backlog's users), and users dirtied again while it
+// waits are recomputed once, not once per stored group.
+const ingestShare = 4
 
 // Run recomputes due users whenever Notify is called and every Refresh,
 // and RFM quintiles every RFM period, until ctx ends. It is what the worker
@@ -279,8 +291,21 @@ func (e *Engine) Run(ctx context.Context, opts RunOptions) {
 		e.mu.Unlock()
 		return nil
 	}
+	var pace func(took time.Duration)
+	if opts.IngestBehind != nil {
+		pace = func(took time.Duration) {
+			deadline := time.Now().Add(ingestShare * took)
+			for opts.IngestBehind() && time.Now().Before(deadline) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(min(5*time.Millisecond, time.Until(deadline))):
+				}
+			}
+		}
+	}
 	for {
-		if _, err := e.refresh(ctx, caughtUp); err != nil {
+		if _, err := e.refresh(ctx, caughtUp, pace); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -305,15 +330,17 @@ func (e *Engine) Run(ctx context.Context, opts RunOptions) {
 // RefreshDue recomputes every user whose traits are due now (new events,
 // or a window that slid), page by page; it returns how many it recomputed.
 func (e *Engine) RefreshDue(ctx context.Context) (int, error) {
-	return e.refresh(ctx, nil)
+	return e.refresh(ctx, nil, nil)
 }
 
 // refresh is RefreshDue; caughtUp, when set, is called after each page that
 // found no dirty user, with the Notify count read before that page: every
 // user marked dirty before those Notify calls has then been recomputed.
-func (e *Engine) refresh(ctx context.Context, caughtUp func(target uint64) error) (int, error) {
+// pace, when set, is called after each page with how long it took.
+func (e *Engine) refresh(ctx context.Context, caughtUp func(target uint64) error, pace func(took time.Duration)) (int, error) {
 	total := 0
 	for {
+		start := time.Now()
 		var target uint64
 		if caughtUp != nil {
 			e.mu.Lock()
@@ -344,6 +371,9 @@ func (e *Engine) refresh(ctx context.Context, caughtUp func(target uint64) error
 		}
 		if n == 0 {
 			return total, nil
+		}
+		if pace != nil {
+			pace(time.Since(start))
 		}
 	}
 }

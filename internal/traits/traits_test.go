@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -650,10 +651,41 @@ func TestCaughtUpBeforeBacklog(t *testing.T) {
 	n, err := e.eng.refresh(e.ctx, func(uint64) error {
 		pendingAtCatchUp = append(pendingAtCatchUp, e.pending())
 		return nil
-	})
+	}, nil)
 	require.NoError(t, err)
 	require.Equal(t, 31, n)
 	require.Equal(t, int64(20), pendingAtCatchUp[0], "caught up after the dirty user and one page of the backlog")
 	require.Equal(t, 1.0, e.traits("fresh")["n_all"])
 	require.Zero(t, pendingAtCatchUp[len(pendingAtCatchUp)-1])
+}
+
+// TestRunKeepsUpWhileIngestionIsBehind: while accepted events wait to be
+// stored the loop paces itself (ADR 037), but never stops: with ingestion
+// behind all the time, every dirty user is still recomputed, page by page,
+// to the same values.
+func TestRunKeepsUpWhileIngestionIsBehind(t *testing.T) {
+	e := newEnv(t, rfmConfig)
+	e.eng.PageSize = 10
+	for i := range 35 {
+		e.track(purchase(fmt.Sprintf("p%02d", i), float64(10+i), t0))
+	}
+	var asked atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		e.eng.Run(ctx, RunOptions{Refresh: time.Hour, RFM: time.Hour, IngestBehind: func() bool { asked.Add(1); return true }})
+		close(done)
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	require.NoError(t, e.eng.WaitCurrent(wctx))
+	wcancel()
+	cancel()
+	<-done
+	require.Positive(t, asked.Load(), "the loop asked whether ingestion was behind between its pages")
+	require.Zero(t, e.pending())
+	for i := range 35 {
+		u := fmt.Sprintf("p%02d", i)
+		require.Equal(t, 1.0, e.traits(u)["orders"])
+		require.NotNil(t, e.scores(u)["m"], "every purchaser is scored")
+	}
 }

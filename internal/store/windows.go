@@ -233,3 +233,40 @@ func (s *SQLite) EntryWindows(ctx context.Context, canvasID string) ([]EntryWind
 	}
 	return out, rows.Err()
 }
+
+// WindowTimes is when the stages of an entry window's life happened, unix
+// ms (0: not yet, or pruned): for the event benchmark's breakdown of where
+// an event's latency goes.
+type WindowTimes struct {
+	Users int
+	// FirstStored is when the window's first event was stored; Created,
+	// ClosesAt and Started are the window's; RunBegun is when its run's
+	// BeginRun recorded it; FirstMessage and LastMessage are its run's
+	// first and last outbox rows.
+	FirstStored, Created, ClosesAt, Started, RunBegun, FirstMessage, LastMessage int64
+}
+
+// WindowTimes lists the entry windows of a canvas, oldest first, with the
+// times of their stages.
+func (s *SQLite) WindowTimes(ctx context.Context, canvasID string) ([]WindowTimes, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT ew.users,
+			COALESCE((SELECT received_at FROM events WHERE id = ew.first_event), 0),
+			ew.created_at, ew.closes_at, ew.started_at, COALESCE(r.started_at, 0), COALESCE(o.f, 0), COALESCE(o.l, 0)
+		FROM entry_windows ew
+		LEFT JOIN runs r ON r.canvas_id = ew.canvas_id AND r.workflow_id LIKE ew.workflow_id || '/%'
+		LEFT JOIN (SELECT run_id, min(created_at) AS f, max(created_at) AS l FROM outbox WHERE canvas_id = ? GROUP BY run_id) o ON o.run_id = r.id
+		WHERE ew.canvas_id = ? ORDER BY ew.id`, canvasID, canvasID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []WindowTimes
+	for rows.Next() {
+		var w WindowTimes
+		if err := rows.Scan(&w.Users, &w.FirstStored, &w.Created, &w.ClosesAt, &w.Started, &w.RunBegun, &w.FirstMessage, &w.LastMessage); err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}

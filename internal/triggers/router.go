@@ -206,20 +206,40 @@ func (r *Router) Run(ctx context.Context) {
 	defer tick.Stop()
 	refresh := time.NewTicker(30 * time.Second)
 	defer refresh.Stop()
+	// Starts run beside the loop and finish at shutdown, unless another
+	// process routes now: then they stop where they are (a run started
+	// but not recorded is found started by the next router).
+	startCtx, stopStarts := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStarts()
+	// A timer for the next window to close: the tick alone started a
+	// window up to a quarter of the window after it closed.
+	closing := time.NewTimer(time.Hour)
+	defer closing.Stop()
+	launch := func() {
+		r.launchDue(startCtx)
+		if at, ok := r.windows.nextClose(); ok {
+			closing.Reset(max(at.Sub(r.opts.Now()), 0))
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), ErrHandedOver) {
+				stopStarts()
+				r.windows.starts.Wait()
 				return // the next router resumes the windows from the store
 			}
+			r.windows.starts.Wait()
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			r.StartWindows(sctx, true)
 			cancel()
 			return
 		case <-r.windows.wake:
-			r.StartWindows(ctx, false)
+			launch()
+		case <-closing.C:
+			launch()
 		case <-tick.C:
-			r.StartWindows(ctx, false)
+			launch()
 		case <-refresh.C:
 			if err := r.Refresh(ctx); err != nil {
 				r.opts.Logger.Warn("router: reloading canvases", "err", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/huabu/huabu/internal/ingest"
@@ -44,23 +45,40 @@ type window struct {
 	store.EntryWindow
 	seen     map[int64]bool
 	starting bool      // a start is in flight: nobody joins
+	joining  int       // writes of entries into it in flight: it does not start before they land
 	retryAt  time.Time // after a failed start
 	failures int
 }
+
+// maxStartsInFlight bounds the windows whose runs start at once. A start
+// is a store read, a workflow start and a store write, mostly waiting on
+// the Temporal server and the store's writer: one at a time, due windows
+// queued behind each other for seconds at 2,000 events/s (ADR 031).
+const maxStartsInFlight = 8
 
 // windows are the router's unstarted windows and marks, cached from the store.
 type windows struct {
 	r    *Router
 	wake chan struct{}
 
-	mu     sync.Mutex
-	loaded bool
-	open   map[string][]*window // canvas → unstarted windows, oldest first
-	marks  map[string]int64     // canvas → newest event grouped into a window
+	// enterMu lets one batch's entries in at a time: they are written to
+	// the store outside mu, so that starting windows never waits for a
+	// write of entries into other windows.
+	enterMu sync.Mutex
+
+	slots  chan struct{}  // one per start running (maxStartsInFlight)
+	starts sync.WaitGroup // starts Run launched
+
+	mu       sync.Mutex
+	starting map[string]int // canvas → its windows starting (or waiting for a free start)
+	loaded   bool
+	open     map[string][]*window // canvas → unstarted windows, oldest first
+	marks    map[string]int64     // canvas → newest event grouped into a window
 }
 
 func (ws *windows) init(r *Router) {
-	ws.r, ws.wake = r, make(chan struct{}, 1)
+	ws.r, ws.wake, ws.slots = r, make(chan struct{}, 1), make(chan struct{}, maxStartsInFlight)
+	ws.starting = map[string]int{}
 }
 
 // load reads the windows from the store (ws.mu held).
@@ -98,6 +116,8 @@ func (ws *windows) load(ctx context.Context) error {
 // cannot): a router elected among several workers calls it on taking over.
 func (r *Router) Load(ctx context.Context) error {
 	ws := &r.windows
+	ws.enterMu.Lock()
+	defer ws.enterMu.Unlock()
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	ws.loaded = false
@@ -130,9 +150,11 @@ func (ws *windows) enter(ctx context.Context, entries []entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	ws.enterMu.Lock()
+	defer ws.enterMu.Unlock()
 	ws.mu.Lock()
-	defer ws.mu.Unlock()
 	if err := ws.load(ctx); err != nil {
+		ws.mu.Unlock()
 		return err
 	}
 	opts := ws.r.opts
@@ -172,13 +194,29 @@ func (ws *windows) enter(ctx context.Context, entries []entry) error {
 		}
 	}
 	if len(drafts) == 0 {
+		ws.mu.Unlock()
 		return nil
 	}
 	writes := make([]store.WindowWrite, len(drafts))
 	for i, d := range drafts {
 		writes[i] = store.WindowWrite{Window: d.w.EntryWindow, Entries: d.entries, LastEvent: d.last}
+		if d.w.ID != 0 {
+			d.w.joining++ // not started before its new entries are stored
+		}
 	}
+	ws.mu.Unlock()
+
+	// The write goes without mu: windows of other canvases (and of this
+	// one, if not written to now) start meanwhile.
 	ids, err := opts.Store.SaveWindowEntries(ctx, writes)
+
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, d := range drafts {
+		if d.w.ID != 0 {
+			d.w.joining--
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -223,25 +261,100 @@ func (r *Router) PendingFrom() int64 {
 }
 
 // due reports whether a window's run should start now: its time is up, it
-// is full, or a newer window of its canvas took over (a new plan version).
+// is full, a newer window of its canvas took over (a new plan version) — or
+// it has gathered for minGather and no other window of its canvas is
+// starting. Windows gather for their whole time only while their canvas's
+// previous start is under way, so a quiet canvas's entries wait minGather,
+// not the window, and a busy one's gather into larger runs (ADR 031).
 func (ws *windows) due(list []*window, i int, now time.Time, all bool) bool {
 	w := list[i]
-	if w.starting || now.Before(w.retryAt) {
+	if w.starting || w.joining > 0 || (!all && now.Before(w.retryAt)) {
 		return false
 	}
-	return all || i < len(list)-1 || !now.Before(w.ClosesAt) || w.Users >= ws.r.opts.MaxUsersPerRun
+	if all || i < len(list)-1 || !now.Before(w.ClosesAt) || w.Users >= ws.r.opts.MaxUsersPerRun {
+		return true
+	}
+	opened := w.ClosesAt.Add(-ws.r.opts.Window)
+	return ws.starting[w.CanvasID] == 0 && !now.Before(opened.Add(ws.r.minGather()))
 }
 
+// minGather is how long a window gathers at least: an eighth of the
+// window (25 ms of the default 200 ms), so that even a canvas whose starts
+// are quick starts at most eight runs per window's time.
+func (r *Router) minGather() time.Duration { return r.opts.Window / 8 }
+
 // StartWindows starts the runs of windows that are due (every unstarted
-// one with all, at shutdown) and returns how many it started. A start that
-// fails is retried later with backoff; the window stays in the store.
+// one with all, at shutdown), up to maxStartsInFlight at once, and returns
+// how many it started once they are. A start that fails is retried later
+// with backoff; the window stays in the store.
 func (r *Router) StartWindows(ctx context.Context, all bool) int {
+	var started atomic.Int64
+	var wg sync.WaitGroup
+	for _, w := range r.dueWindows(ctx, all) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r.startWindow(ctx, w) {
+				started.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(started.Load())
+}
+
+// launchDue starts the due windows in the background (Run's way: the
+// loop goes on while they start, and waits for them before it returns).
+func (r *Router) launchDue(ctx context.Context) {
+	ws := &r.windows
+	for _, w := range r.dueWindows(ctx, false) {
+		ws.starts.Add(1)
+		go func() {
+			defer ws.starts.Done()
+			r.startWindow(ctx, w)
+		}()
+	}
+}
+
+// nextClose is when the next unstarted window becomes due by time: closes,
+// has gathered long enough, or may be retried.
+func (ws *windows) nextClose() (time.Time, bool) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	var next time.Time
+	for _, list := range ws.open {
+		for _, w := range list {
+			if w.starting {
+				continue
+			}
+			at := w.ClosesAt
+			if ws.starting[w.CanvasID] == 0 {
+				at = w.ClosesAt.Add(ws.r.minGather() - ws.r.opts.Window)
+			}
+			if at = later(at, w.retryAt); next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+	}
+	return next, !next.IsZero()
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// dueWindows marks the windows due now as starting and returns them
+// (each then waits for a free start).
+func (r *Router) dueWindows(ctx context.Context, all bool) []*window {
 	ws := &r.windows
 	ws.mu.Lock()
+	defer ws.mu.Unlock()
 	if err := ws.load(ctx); err != nil {
-		ws.mu.Unlock()
 		r.opts.Logger.Error("router: loading entry windows", "err", err)
-		return 0
+		return nil
 	}
 	now := r.opts.Now()
 	var todo []*window
@@ -255,38 +368,55 @@ func (r *Router) StartWindows(ctx context.Context, all bool) int {
 		for i, w := range list {
 			if ws.due(list, i, now, all) {
 				w.starting = true
+				ws.starting[w.CanvasID]++
 				todo = append(todo, w)
 			}
 		}
 	}
-	ws.mu.Unlock()
+	return todo
+}
 
-	started := 0
-	for _, w := range todo {
-		err := r.start(ctx, w)
-		ws.mu.Lock()
-		w.starting = false
-		if err != nil {
-			w.failures++
-			w.retryAt = r.opts.Now().Add(min(250*time.Millisecond<<min(w.failures-1, 7), 30*time.Second))
-			r.opts.Logger.Error("router: starting an event-triggered run; retrying", "canvas", w.CanvasID, "workflow", w.WorkflowID,
-				"users", w.Users, "attempts", w.failures, "err", err)
-		} else {
-			list := ws.open[w.CanvasID]
-			for i := range list {
-				if list[i] == w {
-					ws.open[w.CanvasID] = append(list[:i:i], list[i+1:]...)
-					break
-				}
-			}
-			if len(ws.open[w.CanvasID]) == 0 {
-				delete(ws.open, w.CanvasID)
-			}
-			started++
-		}
-		ws.mu.Unlock()
+// startWindow starts a window marked starting and settles the cache:
+// started windows leave it, failed ones wait for their retry.
+func (r *Router) startWindow(ctx context.Context, w *window) bool {
+	ws := &r.windows
+	var err error
+	select {
+	case ws.slots <- struct{}{}:
+		err = r.start(ctx, w)
+		<-ws.slots
+	case <-ctx.Done():
+		err = context.Cause(ctx)
 	}
-	return started
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w.starting = false
+	if ws.starting[w.CanvasID]--; ws.starting[w.CanvasID] <= 0 {
+		delete(ws.starting, w.CanvasID)
+	}
+	// The canvas's next window may start now, without gathering longer.
+	select {
+	case ws.wake <- struct{}{}:
+	default:
+	}
+	if err != nil {
+		w.failures++
+		w.retryAt = r.opts.Now().Add(min(250*time.Millisecond<<min(w.failures-1, 7), 30*time.Second))
+		r.opts.Logger.Error("router: starting an event-triggered run; retrying", "canvas", w.CanvasID, "workflow", w.WorkflowID,
+			"users", w.Users, "attempts", w.failures, "err", err)
+		return false
+	}
+	list := ws.open[w.CanvasID]
+	for i := range list {
+		if list[i] == w {
+			ws.open[w.CanvasID] = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(ws.open[w.CanvasID]) == 0 {
+		delete(ws.open, w.CanvasID)
+	}
+	return true
 }
 
 // start starts a window's run and records that it did. A run already

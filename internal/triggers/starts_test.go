@@ -1,0 +1,195 @@
+package triggers
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/internal/store"
+)
+
+// heldStarts is Runs whose starts of the named workflows wait until
+// released; the others start at once.
+type heldStarts struct {
+	*runs
+	mu      sync.Mutex
+	hold    map[string]chan struct{}
+	waiting chan string // a held start began
+}
+
+func (h *heldStarts) StartEventRun(ctx context.Context, run EventRun) error {
+	h.mu.Lock()
+	release := h.hold[run.WorkflowID]
+	h.mu.Unlock()
+	if release != nil {
+		h.waiting <- run.WorkflowID
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return h.runs.StartEventRun(ctx, run)
+}
+
+// heldWrites is the store whose next SaveWindowEntries waits until
+// released (after saying so on began).
+type heldWrites struct {
+	*store.SQLite
+	mu      sync.Mutex
+	release chan struct{}
+	began   chan struct{}
+}
+
+func (h *heldWrites) holdNext() (began, release chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.began, h.release = make(chan struct{}), make(chan struct{})
+	return h.began, h.release
+}
+
+func (h *heldWrites) SaveWindowEntries(ctx context.Context, writes []store.WindowWrite) ([]int64, error) {
+	h.mu.Lock()
+	began, release := h.began, h.release
+	h.began, h.release = nil, nil
+	h.mu.Unlock()
+	if release != nil {
+		close(began)
+		<-release
+	}
+	return h.SQLite.SaveWindowEntries(ctx, writes)
+}
+
+// TestWindowsStartConcurrently (issue 18, ADR 031): starting a window's run
+// waits on the Temporal server and the store; a window due while another
+// one's start is slow starts beside it instead of queueing behind it, and
+// writing entries into a window holds up no other window's start — yet a
+// window whose entries are being written never starts without them.
+func TestWindowsStartConcurrently(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("a slow start holds up no other window", func(t *testing.T) {
+		f := newWindowsFixture(t)
+		held := &heldStarts{runs: f.temporal, hold: map[string]chan struct{}{}, waiting: make(chan string, 1)}
+		r := New(Options{Store: f.st, Runs: held, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Window: 40 * time.Millisecond, Now: f.clock.now})
+		require.NoError(t, r.Refresh(ctx))
+		first := f.signups("u1")
+		release := make(chan struct{})
+		held.hold[workflowID("welcome", first[0].ID)] = release
+		require.NoError(t, r.Route(ctx, first))
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(rctx) }()
+		f.clock.advance(time.Second)
+		require.Equal(t, workflowID("welcome", first[0].ID), <-held.waiting, "the first window's start is under way")
+
+		// Its start hangs; the next window closes and starts meanwhile.
+		second := f.signups("u2")
+		require.NoError(t, r.Route(ctx, second))
+		f.clock.advance(time.Second)
+		require.Eventually(t, func() bool { return len(f.temporal.users()) == 1 }, 30*time.Second, 5*time.Millisecond,
+			"the second window started while the first one's start hung")
+		require.Equal(t, []string{"u2"}, f.temporal.users()[workflowID("welcome", second[0].ID)])
+		require.Equal(t, first[0].ID, r.PendingFrom(), "the first window is not started yet")
+
+		close(release)
+		stop()
+		<-done // Run waits for the starts it launched
+		require.Equal(t, map[string][]string{
+			workflowID("welcome", first[0].ID):  {"u1"},
+			workflowID("welcome", second[0].ID): {"u2"},
+		}, f.temporal.users())
+		require.Zero(t, r.PendingFrom())
+		open, err := f.st.OpenWindows(ctx)
+		require.NoError(t, err)
+		require.Empty(t, open)
+	})
+
+	t.Run("a write of entries holds up no other window, and its own window waits for it", func(t *testing.T) {
+		f := newWindowsFixture(t)
+		st := &heldWrites{SQLite: f.st}
+		r := New(Options{Store: st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Window: time.Second, Now: f.clock.now})
+		require.NoError(t, r.Refresh(ctx))
+		a := f.signups("u1")
+		require.NoError(t, r.Route(ctx, a))
+		// A new plan version: the next entries open a window of their own.
+		f.deploy("v2")
+		require.NoError(t, r.Refresh(ctx))
+		b := f.signups("u2")
+		began, release := st.holdNext()
+		routed := make(chan error, 1)
+		go func() { routed <- r.Route(ctx, b) }()
+		<-began
+		f.clock.advance(2 * time.Second)
+		require.Equal(t, 1, r.StartWindows(ctx, false), "the first window starts while the second's entries are written")
+		require.Equal(t, []string{"u1"}, f.temporal.users()[workflowID("welcome", a[0].ID)])
+		close(release)
+		require.NoError(t, <-routed)
+		require.Equal(t, 1, r.StartWindows(ctx, false))
+		require.Equal(t, []string{"u2"}, f.temporal.users()[workflowID("welcome", b[0].ID)])
+
+		// Entries joining an open window that is due by the time they
+		// are written: it starts only once they are, with them.
+		c := f.signups("u3")
+		require.NoError(t, r.Route(ctx, c))
+		d := f.signups("u4")
+		began, release = st.holdNext()
+		go func() { routed <- r.Route(ctx, d) }()
+		<-began
+		f.clock.advance(2 * time.Second)
+		require.Zero(t, r.StartWindows(ctx, false), "the window is being written to")
+		close(release)
+		require.NoError(t, <-routed)
+		require.Equal(t, 1, r.StartWindows(ctx, false))
+		require.Equal(t, []string{"u3", "u4"}, f.temporal.users()[workflowID("welcome", c[0].ID)])
+	})
+}
+
+// TestWindowsGatherWhileTheirCanvasStarts (ADR 031): a window whose canvas
+// has no start under way goes after an eighth of its time; while one is
+// under way, the next window gathers for its whole time (or until full),
+// so a busy canvas's entries make fewer, larger runs.
+func TestWindowsGatherWhileTheirCanvasStarts(t *testing.T) {
+	ctx := context.Background()
+	f := newWindowsFixture(t)
+	held := &heldStarts{runs: f.temporal, hold: map[string]chan struct{}{}, waiting: make(chan string, 1)}
+	r := New(Options{Store: f.st, Runs: held, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Window: time.Second, Now: f.clock.now})
+	require.NoError(t, r.Refresh(ctx))
+
+	a := f.signups("u1")
+	require.NoError(t, r.Route(ctx, a))
+	f.clock.advance(time.Second / 8)
+	require.Equal(t, 1, r.StartWindows(ctx, false), "quiet canvas: an eighth of the window")
+
+	b := f.signups("u2")
+	release := make(chan struct{})
+	held.hold[workflowID("welcome", b[0].ID)] = release
+	require.NoError(t, r.Route(ctx, b))
+	f.clock.advance(time.Second / 8)
+	startedB := make(chan int)
+	go func() { startedB <- r.StartWindows(ctx, false) }()
+	require.Equal(t, workflowID("welcome", b[0].ID), <-held.waiting)
+
+	// b's start is under way: c's window gathers for its whole time.
+	c := f.signups("u3")
+	require.NoError(t, r.Route(ctx, c))
+	f.clock.advance(time.Second / 2)
+	require.NoError(t, r.Route(ctx, f.signups("u4")))
+	require.Zero(t, r.StartWindows(ctx, false), "its canvas is starting a window: it gathers on")
+	f.clock.advance(time.Second / 2)
+	require.Equal(t, 1, r.StartWindows(ctx, false), "closed: it starts beside b's")
+	require.Equal(t, []string{"u3", "u4"}, f.temporal.users()[workflowID("welcome", c[0].ID)])
+
+	close(release)
+	require.Equal(t, 1, <-startedB)
+	require.Equal(t, []string{"u2"}, f.temporal.users()[workflowID("welcome", b[0].ID)])
+	require.Len(t, f.temporal.users(), 3)
+}

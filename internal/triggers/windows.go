@@ -13,8 +13,9 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
-// Entry windows (ADR 009). Entries of an event-triggered canvas gather in a
-// window for Options.Window and then start one run. The store is the truth:
+// Entry windows (ADR 009, ADR 031). Entries of an event-triggered canvas
+// gather in a window — for Options.Window at most, an eighth of it when
+// nothing of the canvas is starting — and then start one run. The store is the truth:
 // a window and every user entering it are written before Route returns (so
 // before the feed's cursor passes their events), and the run is started
 // from the stored window, under a workflow id derived from the window's

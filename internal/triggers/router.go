@@ -101,6 +101,15 @@ type Router struct {
 	routedMu     sync.Mutex
 	routedHashes []string
 	routed       []string
+	needs        needs
+}
+
+// needs says, per event name, what routing it reads besides the event,
+// over every stored plan version (runs of older ones included).
+type needs struct {
+	all     bool            // a plan could not be read: everything
+	members map[string]bool // an exit, goal or wait event: the runs its users are in
+	users   map[string]bool // some condition on it mentions user: the user documents
 }
 
 type trigger struct {
@@ -269,32 +278,48 @@ func (r *Router) Route(ctx context.Context, events []ingest.Event) error {
 // stored versions change, and it covers runs of older versions and
 // deactivated canvases too.
 func (r *Router) RoutedEvents(ctx context.Context) ([]string, error) {
+	names, _, err := r.routing(ctx)
+	return names, err
+}
+
+// routing returns RoutedEvents and what routing each event reads, rebuilt
+// when the stored plan versions change.
+func (r *Router) routing(ctx context.Context) ([]string, needs, error) {
 	hashes, err := r.opts.Store.PlanHashes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, needs{}, err
 	}
 	r.routedMu.Lock()
 	defer r.routedMu.Unlock()
-	if r.routed != nil && slices.Equal(hashes, r.routedHashes) {
-		return r.routed, nil
+	if r.routedHashes != nil && slices.Equal(hashes, r.routedHashes) {
+		return r.routed, r.needs, nil
 	}
 	seen := map[string]bool{}
+	nd := needs{members: map[string]bool{}, users: map[string]bool{}}
 	for _, h := range hashes {
 		p, err := r.plan(ctx, h)
 		if err != nil {
-			return nil, nil // a plan this build cannot read: route everything
+			// A plan this build cannot read: route everything, reading
+			// all (not cached: the next call tries again).
+			return nil, needs{all: true}, nil
 		}
 		if p.Trigger.Kind == canvases.TriggerEvent {
 			seen[p.Trigger.Event.Event] = true
+			nd.users[p.Trigger.Event.Event] = nd.users[p.Trigger.Event.Event] || reads(p.trigger)
 		}
 		if p.Exit != nil {
-			seen[p.Exit.Event] = true
+			seen[p.Exit.Event], nd.members[p.Exit.Event] = true, true
+			nd.users[p.Exit.Event] = nd.users[p.Exit.Event] || reads(p.exit)
 		}
 		if p.Goal != nil {
-			seen[p.Goal.Event] = true
+			seen[p.Goal.Event], nd.members[p.Goal.Event] = true, true
+			nd.users[p.Goal.Event] = nd.users[p.Goal.Event] || reads(p.goal)
 		}
-		for ev := range p.waits {
-			seen[ev] = true
+		for ev, ws := range p.waits {
+			seen[ev], nd.members[ev] = true, true
+			for _, w := range ws {
+				nd.users[ev] = nd.users[ev] || reads(w.when)
+			}
 		}
 	}
 	names := make([]string, 0, len(seen))
@@ -302,8 +327,8 @@ func (r *Router) RoutedEvents(ctx context.Context) ([]string, error) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	r.routed, r.routedHashes = names, hashes
-	return names, nil
+	r.routed, r.needs, r.routedHashes = names, nd, hashes
+	return names, nd, nil
 }
 
 // ReadsUser reports whether routing any of the events evaluates a condition
@@ -385,9 +410,23 @@ type batch struct {
 
 func (r *Router) route(ctx context.Context, events []ingest.Event) error {
 	b := &batch{r: r, events: events, exits: map[int64][]int64{}, converts: map[int64]map[int64]time.Time{},
-		arrivals: map[int64][]int64{}, signal: map[string]bool{}}
-	if err := b.loadUsers(ctx); err != nil {
+		arrivals: map[int64][]int64{}, signal: map[string]bool{}, users: map[int64]map[string]any{}}
+	// Read only what some condition or run can use: at 2,000 events a
+	// second of an event that only triggers, the user documents and the
+	// runs of 2,000 users per page were read (and decoded) for nothing.
+	_, nd, err := r.routing(ctx)
+	if err != nil {
 		return err
+	}
+	usersNeeded, membersNeeded := nd.all, nd.all
+	for _, e := range events {
+		usersNeeded = usersNeeded || nd.users[e.Name]
+		membersNeeded = membersNeeded || nd.members[e.Name]
+	}
+	if usersNeeded {
+		if err := b.loadUsers(ctx); err != nil {
+			return err
+		}
 	}
 	entries, err := r.dropPaused(ctx, b.entries())
 	if err != nil {
@@ -396,8 +435,10 @@ func (r *Router) route(ctx context.Context, events []ingest.Event) error {
 	if err := r.windows.enter(ctx, entries); err != nil {
 		return fmt.Errorf("entry windows: %w", err)
 	}
-	if err := b.memberships(ctx); err != nil {
-		return err
+	if membersNeeded {
+		if err := b.memberships(ctx); err != nil {
+			return err
+		}
 	}
 	return b.write(ctx)
 }

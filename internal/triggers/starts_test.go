@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/huabu/huabu/internal/ingest"
 	"github.com/huabu/huabu/internal/store"
 )
 
@@ -192,4 +193,87 @@ func TestWindowsGatherWhileTheirCanvasStarts(t *testing.T) {
 	require.Equal(t, 1, <-startedB)
 	require.Equal(t, []string{"u2"}, f.temporal.users()[workflowID("welcome", b[0].ID)])
 	require.Len(t, f.temporal.users(), 3)
+}
+
+// countingReads is the store counting the router's reads of user
+// documents and of the runs users are in.
+type countingReads struct {
+	*store.SQLite
+	mu                    sync.Mutex
+	profiles, memberships int
+}
+
+func (c *countingReads) Profiles(ctx context.Context, uids []int64) ([]store.ProfileRow, error) {
+	c.mu.Lock()
+	c.profiles++
+	c.mu.Unlock()
+	return c.SQLite.Profiles(ctx, uids)
+}
+
+func (c *countingReads) MembershipsOf(ctx context.Context, uids []int64, since time.Time) ([]store.Membership, error) {
+	c.mu.Lock()
+	c.memberships++
+	c.mu.Unlock()
+	return c.SQLite.MembershipsOf(ctx, uids, since)
+}
+
+func (c *countingReads) counts() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.profiles, c.memberships
+}
+
+// TestRoutingReadsOnlyWhatItUses: an event that only triggers a canvas
+// whose trigger does not mention user is routed without reading user
+// documents or the runs its users are in; an event some condition reads
+// user for, or some plan version (running or not) exits, converts or
+// waits on, reads them.
+func TestRoutingReadsOnlyWhatItUses(t *testing.T) {
+	ctx := context.Background()
+	f := newWindowsFixture(t)
+	save := func(name, src string) {
+		plan, problems := f.comp.Compile(name, []byte(src))
+		require.False(t, problems.HasErrors(), problems.Error())
+		_, err := f.st.SavePlan(ctx, plan.ID, plan.Hash, plan.JSON(), name)
+		require.NoError(t, err)
+	}
+	// An older plan version of another canvas waits for coupon_used.
+	save("coupon.yaml", `
+id: coupon
+trigger: {manual: {}}
+steps:
+  - id: wait-use
+    wait: {event: coupon_used, timeout: 1d}
+  - id: thanks
+    push: {channel: outbox, text: 谢谢}
+`)
+	save("vip.yaml", `
+id: vip
+trigger: {event: {name: vip_ping, when: '"vip" in user.tags'}}
+entry: {reentry: always}
+steps:
+  - id: hello
+    push: {channel: outbox, text: hi}
+`)
+	st := &countingReads{SQLite: f.st}
+	r := New(Options{Store: st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Window: time.Second, Now: f.clock.now})
+	require.NoError(t, r.Refresh(ctx))
+
+	require.NoError(t, r.Route(ctx, f.signups("u1", "u2")))
+	p, m := st.counts()
+	require.Equal(t, [2]int{0, 0}, [2]int{p, m}, "signup only triggers welcome, whose trigger reads no user")
+	f.clock.advance(time.Second)
+	require.Equal(t, 1, r.StartWindows(ctx, false))
+	require.Equal(t, []string{"u1", "u2"}, f.temporal.users()[workflowID("welcome", 1)])
+
+	f.nextID++
+	require.NoError(t, r.Route(ctx, []ingest.Event{{ID: f.nextID, UID: 9, UserID: "u9", Name: "coupon_used", Timestamp: f.clock.now()}}))
+	p, m = st.counts()
+	require.Equal(t, [2]int{0, 1}, [2]int{p, m}, "coupon_used is waited for: the runs of its users are read")
+
+	f.nextID++
+	require.NoError(t, r.Route(ctx, []ingest.Event{{ID: f.nextID, UID: 9, UserID: "u9", Name: "vip_ping", Timestamp: f.clock.now()}}))
+	p, m = st.counts()
+	require.Equal(t, [2]int{1, 1}, [2]int{p, m}, "vip_ping's trigger reads user.tags")
 }

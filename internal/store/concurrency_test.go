@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -381,4 +382,67 @@ func TestLedgerPagesOfTwoWorkersAtOnce(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, recounted, counts, "maintained counters differ from the rows")
 	})
+}
+
+// TestClaimSendsRowsReleasedWhileItRuns: on PostgreSQL a claim's insert
+// skips rows another attempt of the page holds, and reads them in a later
+// statement. When that attempt releases them in between (its provider call
+// was rate limited: ReleaseDeliveries), the claim must still return every
+// recipient, as its to send or as decided — a recipient in neither is never
+// sent. A statement trigger holds the claim between its insert and its read
+// (review of 7277430).
+func TestClaimSendsRowsReleasedWhileItRuns(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.PostgresDSN(t)
+	a, err := OpenPostgres(ctx, dsn)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := OpenPostgres(ctx, dsn)
+	require.NoError(t, err)
+	defer b.Close()
+	key := LedgerKey{RunID: 1, StepID: "push"}
+	uids := []int64{1, 2, 3}
+	first, err := a.ClaimDeliveries(ctx, key, "push", "attempt-1", uids, nil)
+	require.NoError(t, err)
+	require.Equal(t, uids, first.Mine)
+
+	const lockID = 4242
+	_, err = a.w.ExecContext(ctx, pgRaw+`CREATE FUNCTION hold_claim() RETURNS trigger AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END $$ LANGUAGE plpgsql`)
+	require.NoError(t, err)
+	_, err = a.w.ExecContext(ctx, pgRaw+`CREATE TRIGGER hold_claim AFTER INSERT ON deliveries FOR EACH STATEMENT EXECUTE FUNCTION hold_claim()`)
+	require.NoError(t, err)
+	hold, err := a.w.Conn(ctx)
+	require.NoError(t, err)
+	defer hold.Close()
+	_, err = hold.ExecContext(ctx, pgRaw+`SELECT pg_advisory_lock(4242)`)
+	require.NoError(t, err)
+
+	type result struct {
+		claim Claim
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := b.ClaimDeliveries(ctx, key, "push", "attempt-2", uids, nil)
+		done <- result{c, err}
+	}()
+	// attempt-2's insert has run and waits in the trigger for the lock.
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := hold.QueryRowContext(ctx, pgRaw+`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted`, lockID).Scan(&waiting)
+		return err == nil && waiting > 0
+	}, 30*time.Second, 20*time.Millisecond)
+	// attempt-1, still running (the zombie of a timed-out activity), was rate limited.
+	require.NoError(t, a.ReleaseDeliveries(ctx, key, "attempt-1", uids))
+	_, err = hold.ExecContext(ctx, pgRaw+`SELECT pg_advisory_unlock(4242)`)
+	require.NoError(t, err)
+	r := <-done
+	require.NoError(t, r.err)
+	got := append([]int64{}, r.claim.Mine...)
+	for u := range r.claim.Done {
+		got = append(got, u)
+	}
+	slices.Sort(got)
+	require.Equal(t, uids, got, "every recipient of the page is to send (Mine) or decided (Done)")
+	require.Equal(t, uids, r.claim.Mine, "the released rows are attempt-2's to send")
 }

@@ -99,56 +99,75 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, at
 		// already (an earlier attempt, or on PostgreSQL a concurrent claim,
 		// whose commit the insert waits for) are the page's rows read and
 		// judged one by one; this attempt's own rows read as its to send.
+		// On PostgreSQL a row the insert skipped can be gone by the read (the
+		// other attempt released it: rate limited): such recipients are
+		// inserted again in the next round, as if this claim came after.
 		mark := ""
 		if lives[channel] > 0 {
 			mark = channel + ":"
 		}
-		inserted, err := s.insertDeliveries(ctx, tx, key, channel, batch, now, mark, uids)
-		if err != nil {
-			return fmt.Errorf("claim deliveries: %w", err)
-		}
-		d[counterKey{key.StepID, key.Visit, DeliveryPending, ""}] += inserted
-		if inserted == int64(len(uids)) {
-			claim.Mine = append(claim.Mine, uids...)
-			return addCounters(ctx, tx, key.RunID, d)
-		}
-		var stale, retaken []int64
-		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn+s.forUpdate(), append([]any{key.RunID, key.StepID, key.Visit}, uidArgs(uids)...)...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var uid, b, keyAt int64
-			var state, k string
-			if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
-				rows.Close()
+		todo := uids
+		for round := 0; len(todo) > 0; round++ {
+			if round == 3 {
+				return fmt.Errorf("claim deliveries: %d rows keep changing under this claim", len(todo))
+			}
+			inserted, err := s.insertDeliveries(ctx, tx, key, channel, batch, now, mark, todo)
+			if err != nil {
+				return fmt.Errorf("claim deliveries: %w", err)
+			}
+			d[counterKey{key.StepID, key.Visit, DeliveryPending, ""}] += inserted
+			if inserted == int64(len(todo)) {
+				claim.Mine = append(claim.Mine, todo...)
+				break
+			}
+			seen := make(map[int64]bool, len(todo))
+			var stale, retaken []int64
+			rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn+s.forUpdate(), append([]any{key.RunID, key.StepID, key.Visit}, uidArgs(todo)...)...)
+			if err != nil {
 				return err
 			}
-			switch {
-			case state == DeliveryPending && b == batch:
-				keep(uid, k)
-			case state == DeliveryPending && resendable(k, keyAt):
-				keep(uid, k)
-				retaken = append(retaken, uid)
-			case state == DeliveryPending:
-				stale = append(stale, uid)
-				claim.Done[uid] = DeliveryUnknown
-			default:
-				claim.Done[uid] = state
+			for rows.Next() {
+				var uid, b, keyAt int64
+				var state, k string
+				if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
+					rows.Close()
+					return err
+				}
+				seen[uid] = true
+				switch {
+				case state == DeliveryPending && b == batch:
+					keep(uid, k)
+				case state == DeliveryPending && resendable(k, keyAt):
+					keep(uid, k)
+					retaken = append(retaken, uid)
+				case state == DeliveryPending:
+					stale = append(stale, uid)
+					claim.Done[uid] = DeliveryUnknown
+				default:
+					claim.Done[uid] = state
+				}
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if err := s.updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now, d); err != nil {
-			return err
-		}
-		if len(retaken) > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn,
-				append([]any{batch, now, key.RunID, key.StepID, key.Visit}, uidArgs(retaken)...)...); err != nil {
+			rows.Close()
+			if err := rows.Err(); err != nil {
 				return err
 			}
+			if err := s.updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now, d); err != nil {
+				return err
+			}
+			if len(retaken) > 0 {
+				if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn,
+					append([]any{batch, now, key.RunID, key.StepID, key.Visit}, uidArgs(retaken)...)...); err != nil {
+					return err
+				}
+			}
+			var gone []int64
+			for _, u := range todo {
+				if !seen[u] {
+					gone = append(gone, u)
+					seen[u] = true // a uid listed twice is tried once
+				}
+			}
+			todo = gone
 		}
 		return addCounters(ctx, tx, key.RunID, d)
 	})

@@ -72,9 +72,8 @@ func (r RunConfig) ConfirmAboveOrDefault() int {
 
 // TriggersConfig tunes how events start journeys.
 type TriggersConfig struct {
-	// Window is the longest entries of an event-triggered canvas gather
-	// before they start one run together (default 200ms); with no run of
-	// the canvas starting, a window starts after an eighth of it (ADR 031).
+	// Window is how long entries of an event-triggered canvas gather before
+	// they start one run together (default 200ms).
 	Window string `yaml:"window"`
 }
 

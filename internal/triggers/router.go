@@ -68,9 +68,8 @@ type Options struct {
 	Runs     Runs
 	Compiler *canvases.Compiler
 	Logger   *slog.Logger
-	// Window is the longest entries of an event-triggered canvas gather
-	// before they start one run together; a window whose canvas has no
-	// start under way goes after an eighth of it (ADR 031).
+	// Window is how long entries of an event-triggered canvas gather before
+	// they start one run together.
 	Window time.Duration
 	// MaxUsersPerRun closes a window early (default 10,000): a run's input
 	// stays small; more entries start more runs.

@@ -153,48 +153,6 @@ func TestWindowsStartConcurrently(t *testing.T) {
 	})
 }
 
-// TestWindowsGatherWhileTheirCanvasStarts (ADR 031): a window whose canvas
-// has no start under way goes after an eighth of its time; while one is
-// under way, the next window gathers for its whole time (or until full),
-// so a busy canvas's entries make fewer, larger runs.
-func TestWindowsGatherWhileTheirCanvasStarts(t *testing.T) {
-	ctx := context.Background()
-	f := newWindowsFixture(t)
-	held := &heldStarts{runs: f.temporal, hold: map[string]chan struct{}{}, waiting: make(chan string, 1)}
-	r := New(Options{Store: f.st, Runs: held, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Window: time.Second, Now: f.clock.now})
-	require.NoError(t, r.Refresh(ctx))
-
-	a := f.signups("u1")
-	require.NoError(t, r.Route(ctx, a))
-	f.clock.advance(time.Second / 8)
-	require.Equal(t, 1, r.StartWindows(ctx, false), "quiet canvas: an eighth of the window")
-
-	b := f.signups("u2")
-	release := make(chan struct{})
-	held.hold[workflowID("welcome", b[0].ID)] = release
-	require.NoError(t, r.Route(ctx, b))
-	f.clock.advance(time.Second / 8)
-	startedB := make(chan int)
-	go func() { startedB <- r.StartWindows(ctx, false) }()
-	require.Equal(t, workflowID("welcome", b[0].ID), <-held.waiting)
-
-	// b's start is under way: c's window gathers for its whole time.
-	c := f.signups("u3")
-	require.NoError(t, r.Route(ctx, c))
-	f.clock.advance(time.Second / 2)
-	require.NoError(t, r.Route(ctx, f.signups("u4")))
-	require.Zero(t, r.StartWindows(ctx, false), "its canvas is starting a window: it gathers on")
-	f.clock.advance(time.Second / 2)
-	require.Equal(t, 1, r.StartWindows(ctx, false), "closed: it starts beside b's")
-	require.Equal(t, []string{"u3", "u4"}, f.temporal.users()[workflowID("welcome", c[0].ID)])
-
-	close(release)
-	require.Equal(t, 1, <-startedB)
-	require.Equal(t, []string{"u2"}, f.temporal.users()[workflowID("welcome", b[0].ID)])
-	require.Len(t, f.temporal.users(), 3)
-}
-
 // countingReads is the store counting the router's reads of user
 // documents and of the runs users are in.
 type countingReads struct {

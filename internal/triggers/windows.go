@@ -14,8 +14,7 @@ import (
 )
 
 // Entry windows (ADR 009, ADR 031). Entries of an event-triggered canvas
-// gather in a window — for Options.Window at most, an eighth of it when
-// nothing of the canvas is starting — and then start one run. The store is the truth:
+// gather in a window for Options.Window and then start one run. The store is the truth:
 // a window and every user entering it are written before Route returns (so
 // before the feed's cursor passes their events), and the run is started
 // from the stored window, under a workflow id derived from the window's
@@ -70,16 +69,14 @@ type windows struct {
 	slots  chan struct{}  // one per start running (maxStartsInFlight)
 	starts sync.WaitGroup // starts Run launched
 
-	mu       sync.Mutex
-	starting map[string]int // canvas → its windows starting (or waiting for a free start)
-	loaded   bool
-	open     map[string][]*window // canvas → unstarted windows, oldest first
-	marks    map[string]int64     // canvas → newest event grouped into a window
+	mu     sync.Mutex
+	loaded bool
+	open   map[string][]*window // canvas → unstarted windows, oldest first
+	marks  map[string]int64     // canvas → newest event grouped into a window
 }
 
 func (ws *windows) init(r *Router) {
 	ws.r, ws.wake, ws.slots = r, make(chan struct{}, 1), make(chan struct{}, maxStartsInFlight)
-	ws.starting = map[string]int{}
 }
 
 // load reads the windows from the store (ws.mu held).
@@ -262,27 +259,15 @@ func (r *Router) PendingFrom() int64 {
 }
 
 // due reports whether a window's run should start now: its time is up, it
-// is full, a newer window of its canvas took over (a new plan version) — or
-// it has gathered for minGather and no other window of its canvas is
-// starting. Windows gather for their whole time only while their canvas's
-// previous start is under way, so a quiet canvas's entries wait minGather,
-// not the window, and a busy one's gather into larger runs (ADR 031).
+// is full, or a newer window of its canvas took over (a new plan version).
+// A window being written to waits for its write.
 func (ws *windows) due(list []*window, i int, now time.Time, all bool) bool {
 	w := list[i]
 	if w.starting || w.joining > 0 || (!all && now.Before(w.retryAt)) {
 		return false
 	}
-	if all || i < len(list)-1 || !now.Before(w.ClosesAt) || w.Users >= ws.r.opts.MaxUsersPerRun {
-		return true
-	}
-	opened := w.ClosesAt.Add(-ws.r.opts.Window)
-	return ws.starting[w.CanvasID] == 0 && !now.Before(opened.Add(ws.r.minGather()))
+	return all || i < len(list)-1 || !now.Before(w.ClosesAt) || w.Users >= ws.r.opts.MaxUsersPerRun
 }
-
-// minGather is how long a window gathers at least: an eighth of the
-// window (25 ms of the default 200 ms), so that even a canvas whose starts
-// are quick starts at most eight runs per window's time.
-func (r *Router) minGather() time.Duration { return r.opts.Window / 8 }
 
 // StartWindows starts the runs of windows that are due (every unstarted
 // one with all, at shutdown), up to maxStartsInFlight at once, and returns
@@ -317,8 +302,7 @@ func (r *Router) launchDue(ctx context.Context) {
 	}
 }
 
-// nextClose is when the next unstarted window becomes due by time: closes,
-// has gathered long enough, or may be retried.
+// nextClose is when the next unstarted window closes (or may be retried).
 func (ws *windows) nextClose() (time.Time, bool) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
@@ -328,11 +312,7 @@ func (ws *windows) nextClose() (time.Time, bool) {
 			if w.starting {
 				continue
 			}
-			at := w.ClosesAt
-			if ws.starting[w.CanvasID] == 0 {
-				at = w.ClosesAt.Add(ws.r.minGather() - ws.r.opts.Window)
-			}
-			if at = later(at, w.retryAt); next.IsZero() || at.Before(next) {
+			if at := later(w.ClosesAt, w.retryAt); next.IsZero() || at.Before(next) {
 				next = at
 			}
 		}
@@ -369,7 +349,6 @@ func (r *Router) dueWindows(ctx context.Context, all bool) []*window {
 		for i, w := range list {
 			if ws.due(list, i, now, all) {
 				w.starting = true
-				ws.starting[w.CanvasID]++
 				todo = append(todo, w)
 			}
 		}
@@ -392,14 +371,6 @@ func (r *Router) startWindow(ctx context.Context, w *window) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	w.starting = false
-	if ws.starting[w.CanvasID]--; ws.starting[w.CanvasID] <= 0 {
-		delete(ws.starting, w.CanvasID)
-	}
-	// The canvas's next window may start now, without gathering longer.
-	select {
-	case ws.wake <- struct{}{}:
-	default:
-	}
 	if err != nil {
 		w.failures++
 		w.retryAt = r.opts.Now().Add(min(250*time.Millisecond<<min(w.failures-1, 7), 30*time.Second))

@@ -119,18 +119,16 @@ func (f *windowsFixture) signups(users ...string) []ingest.Event {
 func TestEntryWindows(t *testing.T) {
 	ctx := context.Background()
 
-	t.Run("a window gathers, once per user, and starts one run", func(t *testing.T) {
+	t.Run("a window gathers for its time, once per user, and starts one run", func(t *testing.T) {
 		f := newWindowsFixture(t)
 		r := f.router(0)
 		first := f.signups("u1", "u2", "u1")
 		require.NoError(t, r.Route(ctx, first))
-		// Nothing of the canvas is starting: the window gathers an
-		// eighth of its time (TestWindowsGatherWhileTheirCanvasStarts).
-		f.clock.advance(time.Second/8 - time.Millisecond)
+		f.clock.advance(500 * time.Millisecond)
 		require.NoError(t, r.Route(ctx, f.signups("u3")))
 		require.Zero(t, r.StartWindows(ctx, false), "the window is still open")
 		require.Equal(t, first[0].ID, r.PendingFrom())
-		f.clock.advance(time.Millisecond)
+		f.clock.advance(600 * time.Millisecond)
 		require.Equal(t, 1, r.StartWindows(ctx, false))
 		require.Equal(t, map[string][]string{fmt.Sprintf("huabu-welcome-event-%d", first[0].ID): {"u1", "u2", "u3"}}, f.temporal.users())
 		require.Zero(t, r.PendingFrom())

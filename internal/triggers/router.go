@@ -191,6 +191,8 @@ func (r *Router) Refresh(ctx context.Context) error {
 			}
 		}
 	}
+	// Replaced whole, never changed in place: route matches a batch against
+	// the maps it took under mu.
 	r.mu.Lock()
 	r.triggers, r.readsUser = byEvent, readsUser
 	r.mu.Unlock()
@@ -417,9 +419,15 @@ func (r *Router) route(ctx context.Context, events []ingest.Event) error {
 	if err != nil {
 		return err
 	}
+	// The triggers this batch is matched against, and whether they read the
+	// user, from one deploy: a Refresh landing after the needs were read
+	// must not match a new trigger that reads user with no user loaded.
+	r.mu.Lock()
+	triggers, readsUser := r.triggers, r.readsUser
+	r.mu.Unlock()
 	usersNeeded, membersNeeded := nd.all, nd.all
 	for _, e := range events {
-		usersNeeded = usersNeeded || nd.users[e.Name]
+		usersNeeded = usersNeeded || nd.users[e.Name] || readsUser[e.Name]
 		membersNeeded = membersNeeded || nd.members[e.Name]
 	}
 	if usersNeeded {
@@ -427,7 +435,7 @@ func (r *Router) route(ctx context.Context, events []ingest.Event) error {
 			return err
 		}
 	}
-	entries, err := r.dropPaused(ctx, b.entries())
+	entries, err := r.dropPaused(ctx, b.entries(triggers))
 	if err != nil {
 		return err
 	}
@@ -478,13 +486,10 @@ func match(c *canvases.Condition, user map[string]any, e ingest.Event) bool {
 
 // entries lists, in event order, the events that enter users into
 // event-triggered canvases.
-func (b *batch) entries() []entry {
-	r := b.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (b *batch) entries(triggers map[string][]trigger) []entry {
 	var out []entry
 	for _, e := range b.events {
-		for _, t := range r.triggers[e.Name] {
+		for _, t := range triggers[e.Name] {
 			if match(t.plan.trigger, b.users[e.UID], e) {
 				out = append(out, entry{canvasID: t.canvasID, hash: t.plan.Hash, event: e})
 			}

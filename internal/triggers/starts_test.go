@@ -235,3 +235,58 @@ steps:
 	p, m = st.counts()
 	require.Equal(t, [2]int{1, 1}, [2]int{p, m}, "vip_ping's trigger reads user.tags")
 }
+
+// deployWhileRouting is a store whose next PlanHashes returns what it read
+// and then, before the router goes on, runs deploy: a deploy and Refresh
+// landing between the router's read of what routing needs and its matching
+// of the triggers.
+type deployWhileRouting struct {
+	*store.SQLite
+	deploy func()
+}
+
+func (d *deployWhileRouting) PlanHashes(ctx context.Context) ([]string, error) {
+	hashes, err := d.SQLite.PlanHashes(ctx)
+	if f := d.deploy; f != nil {
+		d.deploy = nil
+		f()
+	}
+	return hashes, err
+}
+
+// TestRoutingMatchesTheTriggersItLoadedUsersFor: a canvas deployed while
+// a batch is being routed, whose trigger reads user, is matched with the
+// user loaded — not against no user, which would leave out who it wants
+// (review of a2d6636).
+func TestRoutingMatchesTheTriggersItLoadedUsersFor(t *testing.T) {
+	ctx := context.Background()
+	f := newWindowsFixture(t)
+	_, err := f.st.UpsertProfiles(ctx, []store.ProfileUpdate{{ID: "u7", Patch: []byte(`{"tags":["vip"]}`)}})
+	require.NoError(t, err)
+	uids, err := f.st.UIDs(ctx, []string{"u7"})
+	require.NoError(t, err)
+	st := &deployWhileRouting{SQLite: f.st}
+	r := New(Options{Store: st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Window: time.Second, Now: f.clock.now})
+	require.NoError(t, r.Refresh(ctx))
+	st.deploy = func() {
+		plan, problems := f.comp.Compile("vip.yaml", []byte(`
+id: vip
+trigger: {event: {name: signup, when: '"vip" in user.tags'}}
+entry: {reentry: always}
+steps:
+  - id: hello
+    push: {channel: outbox, text: hi}
+`))
+		require.False(t, problems.HasErrors(), problems.Error())
+		_, err := f.st.SavePlan(ctx, plan.ID, plan.Hash, plan.JSON(), "vip.yaml")
+		require.NoError(t, err)
+		require.NoError(t, r.Refresh(ctx))
+	}
+	f.nextID++
+	require.NoError(t, r.Route(ctx, []ingest.Event{{ID: f.nextID, UID: uids["u7"], UserID: "u7", Name: "signup", Timestamp: f.clock.now()}}))
+	require.Nil(t, st.deploy, "the deploy ran between the two reads")
+	f.clock.advance(time.Second)
+	require.Equal(t, 2, r.StartWindows(ctx, false), "welcome and vip")
+	require.Equal(t, []string{"u7"}, f.temporal.users()[workflowID("vip", f.nextID)])
+}

@@ -117,12 +117,14 @@ func startStack(ctx context.Context, opts EventOptions, canvases map[string]stri
 	return running, func() { running.Close(); cleanup() }, nil
 }
 
-func post(ctx context.Context, c *http.Client, url string, body []byte) error {
+// post sends one ingestion request (its write key as the basic-auth user,
+// as Segment's libraries do) and wants 200.
+func post(ctx context.Context, c *http.Client, url, key string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.SetBasicAuth(writeKey, "")
+	req.SetBasicAuth(key, "")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
@@ -189,7 +191,7 @@ func Ingest(ctx context.Context, opts EventOptions) error {
 					return
 				}
 				t := time.Now()
-				if err := post(ctx, client, url, bodies[i]); err != nil {
+				if err := post(ctx, client, url, writeKey, bodies[i]); err != nil {
 					errs <- err
 					return
 				}
@@ -295,7 +297,7 @@ func Events(ctx context.Context, opts EventOptions) error {
 			for i := range jobs {
 				body := fmt.Appendf(nil, `{"userId":%q,"event":"bench_ping","messageId":"%d-%d","properties":{"seq":%d}}`, users[i], run, i, i)
 				sentAt[i] = time.Now()
-				if err := post(ctx, client, url, body); err != nil {
+				if err := post(ctx, client, url, writeKey, body); err != nil {
 					failed.Add(1)
 					lost[i] = true
 					select {

@@ -77,22 +77,7 @@ func (r *remote) adminDo(ctx context.Context, method, path string, body any, out
 }
 
 func (r *remote) track(ctx context.Context, target string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(target, "/")+"/v1/track", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(r.WriteKey, "")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s/v1/track: %d %s", target, resp.StatusCode, bytes.TrimSpace(msg))
-	}
-	return nil
+	return post(ctx, r.client, strings.TrimRight(target, "/")+"/v1/track", r.WriteKey, body)
 }
 
 // outboxReader collects the bench canvas's outbox rows by user. The admin

@@ -117,6 +117,72 @@ func startStack(ctx context.Context, opts EventOptions, canvases map[string]stri
 	return running, func() { running.Close(); cleanup() }, nil
 }
 
+// pingBody is the bench's i-th event: a Segment track call of bench_ping.
+func pingBody(user string, run int64, i int) []byte {
+	return fmt.Appendf(nil, `{"userId":%q,"event":"bench_ping","messageId":"%d-%d","properties":{"seq":%d}}`, user, run, i, i)
+}
+
+// pacedLoad is what sendPaced did: when each event went, how long its
+// request took to be answered, which requests failed (no message is
+// expected for them) and the first failure.
+type pacedLoad struct {
+	sentAt   []time.Time
+	accept   []time.Duration
+	lost     []bool
+	failed   int
+	firstErr error
+	sending  time.Duration
+}
+
+// sendPaced sends n events at a steady pace — event i at start + i/rate —
+// from senders goroutines, each waiting for its request's answer; failed
+// requests are counted, not fatal. Its error is the context's.
+func sendPaced(ctx context.Context, n, rate, senders int, send func(ctx context.Context, i int) error) (pacedLoad, error) {
+	load := pacedLoad{sentAt: make([]time.Time, n), accept: make([]time.Duration, n), lost: make([]bool, n)}
+	jobs := make(chan int, n)
+	errs := make(chan error, 1)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < senders; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				load.sentAt[i] = time.Now()
+				if err := send(ctx, i); err != nil {
+					failed.Add(1)
+					load.lost[i] = true
+					select {
+					case errs <- err:
+					default:
+					}
+					continue
+				}
+				load.accept[i] = time.Since(load.sentAt[i])
+			}
+		}()
+	}
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := 0; i < n; i++ {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			if err := sleepCtx(ctx, d); err != nil {
+				close(jobs)
+				wg.Wait()
+				return load, err
+			}
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	load.sending = time.Since(start)
+	if load.failed = int(failed.Load()); load.failed > 0 {
+		load.firstErr = <-errs
+	}
+	return load, nil
+}
+
 // post sends one ingestion request (its write key as the basic-auth user,
 // as Segment's libraries do) and wants 200.
 func post(ctx context.Context, c *http.Client, url, key string, body []byte) error {
@@ -285,55 +351,20 @@ func Events(ctx context.Context, opts EventOptions) error {
 	// 2,000/s on a busy machine, sending far fewer events than asked.
 	senders := max(64, opts.Rate/4)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}, Timeout: 30 * time.Second}
-	jobs := make(chan int, n)
-	errs := make(chan error, 1)
-	lost := make([]bool, n) // the request failed: no message expected
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < senders; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				body := fmt.Appendf(nil, `{"userId":%q,"event":"bench_ping","messageId":"%d-%d","properties":{"seq":%d}}`, users[i], run, i, i)
-				sentAt[i] = time.Now()
-				if err := post(ctx, client, url, writeKey, body); err != nil {
-					failed.Add(1)
-					lost[i] = true
-					select {
-					case errs <- err:
-					default:
-					}
-					continue
-				}
-				accept[i] = time.Since(sentAt[i])
-			}
-		}()
+	load, err := sendPaced(ctx, n, opts.Rate, senders, func(ctx context.Context, i int) error {
+		return post(ctx, client, url, writeKey, pingBody(users[i], run, i))
+	})
+	if err != nil {
+		return err
 	}
-	// A steady pace: event i goes at start + i/rate.
-	start := time.Now()
-	interval := time.Second / time.Duration(opts.Rate)
-	for i := 0; i < n; i++ {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			select {
-			case <-ctx.Done():
-				close(jobs)
-				return ctx.Err()
-			case <-time.After(d):
-			}
-		}
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	sending := time.Since(start)
+	sentAt, accept, lost, sending := load.sentAt, load.accept, load.lost, load.sending
 	// Failed requests (e.g. past the client's timeout on an overloaded
 	// machine) are reported with the rest, not instead of it.
 	var failure error
 	accepted := n
-	if f := failed.Load(); f > 0 {
-		failure = fmt.Errorf("%d of %d requests failed, e.g. %w", f, n, <-errs)
-		accepted -= int(f)
+	if load.failed > 0 {
+		failure = fmt.Errorf("%d of %d requests failed, e.g. %w", load.failed, n, load.firstErr)
+		accepted -= load.failed
 	}
 
 	// Every accepted event's message, or a timeout.

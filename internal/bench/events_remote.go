@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/huabu/huabu/internal/store"
@@ -182,31 +181,6 @@ func EventsRemote(ctx context.Context, opts EventOptions, target RemoteOptions) 
 	for i := range users {
 		users[i] = fmt.Sprintf("r%d-%07d", run%100000, i)
 	}
-	sentAt := make([]time.Time, n)
-	accept := make([]time.Duration, n)
-	jobs := make(chan int, n)
-	errs := make(chan error, 1)
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < senders; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				body := fmt.Appendf(nil, `{"userId":%q,"event":"bench_ping","messageId":"%d-%d","properties":{"seq":%d}}`, users[i], run, i, i)
-				sentAt[i] = time.Now()
-				if err := r.track(ctx, target.Targets[i%len(target.Targets)], body); err != nil {
-					failed.Add(1)
-					select {
-					case errs <- err:
-					default:
-					}
-					continue
-				}
-				accept[i] = time.Since(sentAt[i])
-			}
-		}()
-	}
 	// Read the outbox while the load runs (twice a second), so no row
 	// slips out of the API's newest-first window.
 	readCtx, stopReading := context.WithCancel(ctx)
@@ -221,25 +195,18 @@ func EventsRemote(ctx context.Context, opts EventOptions, target RemoteOptions) 
 		}
 		readErr <- nil
 	}()
-	start := time.Now()
-	interval := time.Second / time.Duration(opts.Rate)
-	for i := 0; i < n; i++ {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			if err := sleepCtx(ctx, d); err != nil {
-				close(jobs)
-				stopReading()
-				return err
-			}
-		}
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	sending := time.Since(start)
-	if f := failed.Load(); f > 0 {
+	load, err := sendPaced(ctx, n, opts.Rate, senders, func(ctx context.Context, i int) error {
+		return r.track(ctx, target.Targets[i%len(target.Targets)], pingBody(users[i], run, i))
+	})
+	if err != nil {
 		stopReading()
-		return fmt.Errorf("%d of %d requests failed, e.g. %w", f, n, <-errs)
+		return err
 	}
+	if load.failed > 0 {
+		stopReading()
+		return fmt.Errorf("%d of %d requests failed, e.g. %w", load.failed, n, load.firstErr)
+	}
+	sentAt, accept, sending := load.sentAt, load.accept, load.sending
 
 	// Every event's message, or a timeout 30 s after the last request.
 	deadline := time.Now().Add(30 * time.Second)

@@ -80,11 +80,16 @@ func (app *App) startApplier(ctx context.Context, storePath string) error {
 	// One SQLite store has one accept log (beside its file); a PostgreSQL
 	// store has one per worker, each with its own applied position.
 	key := ingest.AppliedKey
+	// While behind, a SQLite applier stores bigger groups (ADR 038); on
+	// PostgreSQL a group holds the one write lock every worker's applier,
+	// router and runs share, so its groups stay as they were.
+	behindGroup := ingest.BehindGroupMessages
 	if app.store.Postgres() {
 		key = ingest.AppliedKeyOf(app.id)
+		behindGroup = 0
 	}
 	a, err := ingest.NewApplier(ctx, ingest.ApplierOptions{
-		Log: l, Store: app.store, FailedDir: filepath.Join(AcceptLogDir(storePath), "failed"), Key: key,
+		Log: l, Store: app.store, FailedDir: filepath.Join(AcceptLogDir(storePath), "failed"), Key: key, BehindGroup: behindGroup,
 		Logger: app.log.With("component", "applier"),
 		Applied: func(results []store.IngestResult) {
 			touched, events := false, false

@@ -179,11 +179,32 @@ type ApplierOptions struct {
 	// Key is the store setting holding this log's applied position
 	// (empty: AppliedKey). Every accept log on a store needs its own.
 	Key string
+	// BehindGroup is the most messages one transaction stores while the
+	// applier is behind (0: applyGroupMessages, groups never grow). See
+	// nextGroup (ADR 038).
+	BehindGroup int
+	// BehindGroupTime is how long a grown group may hold the writer, by the
+	// last group's time per message (0: behindGroupTime).
+	BehindGroupTime time.Duration
 }
 
-// applyGroupMessages bounds one transaction, so the writer is not held long
-// by a backlog and stored events reach the router in steady steps.
+// applyGroupMessages bounds one transaction while the applier keeps up, so
+// the writer is not held long and stored events reach the router in steady
+// steps.
 const applyGroupMessages = 8000
+
+// behindGroupTime is how long a transaction of a group grown while behind
+// may hold the writer, by the last group's time per message: other writers
+// (runs, the router, the traits engine) wait at most about this long, and
+// take their turn between groups (the writer pool hands the connection to
+// a waiting transaction when the applier commits).
+const behindGroupTime = 500 * time.Millisecond
+
+// BehindGroupMessages is the largest group the app lets a SQLite applier
+// grow to (ApplierOptions.BehindGroup): up to four times fewer commits
+// per event, each writing the index pages a group dirtied once — ~20 % less
+// CPU per event stored than groups of 8,000 (docs/performance.md, session 6).
+const BehindGroupMessages = 32000
 
 // Applier stores the accept log's records.
 type Applier struct {
@@ -192,6 +213,8 @@ type Applier struct {
 
 	mu  sync.Mutex // pos is written by the applying goroutine, read by waiters
 	pos acceptlog.Position
+
+	group int // messages the next group may hold (nextGroup), applying goroutine only
 
 	applied, duplicates prometheus.Counter
 	backlog             prometheus.GaugeFunc
@@ -281,6 +304,28 @@ func (a *Applier) ApplyAvailable(ctx context.Context) (int, error) {
 	}
 }
 
+// nextGroup sizes the group after one of messages that took took: while
+// the applier is behind (the group was full, so more records wait) the next
+// one grows to what behindGroupTime fits at the rate just measured, up to
+// opts.BehindGroup; once it has caught up, groups are applyGroupMessages
+// again. A burst thus starts with groups of the usual size and grows them
+// only while it lasts; a steady stream the applier keeps up with is
+// unaffected.
+func (a *Applier) nextGroup(limit, messages int, took time.Duration) int {
+	if messages < limit || a.opts.BehindGroup <= applyGroupMessages {
+		return applyGroupMessages
+	}
+	budget := a.opts.BehindGroupTime
+	if budget <= 0 {
+		budget = behindGroupTime
+	}
+	fits := a.opts.BehindGroup
+	if took > 0 {
+		fits = int(min(float64(messages)*float64(budget)/float64(took), float64(a.opts.BehindGroup)))
+	}
+	return min(max(fits, applyGroupMessages), a.opts.BehindGroup)
+}
+
 // applyGroup stores the next group of records.
 func (a *Applier) applyGroup(ctx context.Context) (int, error) {
 	var reqs []store.IngestRequest
@@ -288,7 +333,11 @@ func (a *Applier) applyGroup(ctx context.Context) (int, error) {
 	messages := 0
 	start := a.Position()
 	pos := start
-	for messages < applyGroupMessages {
+	limit := a.group
+	if limit <= 0 {
+		limit = applyGroupMessages
+	}
+	for messages < limit {
 		recs, err := a.opts.Log.Read(pos, 2<<20)
 		var ce *acceptlog.CorruptError
 		if errors.As(err, &ce) {
@@ -314,18 +363,22 @@ func (a *Applier) applyGroup(ctx context.Context) (int, error) {
 			reqs = append(reqs, req)
 			raws = append(raws, rec)
 			messages += len(req.Messages)
-			if messages >= applyGroupMessages {
+			if messages >= limit {
 				break
 			}
 		}
 	}
 	if pos == start {
+		a.group = applyGroupMessages
 		return 0, nil
 	}
+	began := time.Now()
 	res, errs, err := a.opts.Store.IngestAll(ctx, reqs, a.opts.Key, pos)
 	if err != nil {
+		a.group = applyGroupMessages
 		return 0, err
 	}
+	a.group = a.nextGroup(limit, messages, time.Since(began))
 	for i, e := range errs {
 		if e != nil {
 			a.keepFailed(raws[i], e)

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -177,4 +178,64 @@ func TestFullBacklogAnswers503(t *testing.T) {
 	require.Equal(t, int64(2), n)
 	code, _, _ = s.post(t, "/v1/track", body("c"))
 	require.Equal(t, 200, code, "accepted again once the store caught up")
+}
+
+// TestGroupsGrowWhileBehind: with a backlog the applier's transactions grow
+// from the usual 8,000 messages up to BehindGroup, each message stored
+// once and in order; once it has caught up, the next burst starts again
+// at 8,000.
+func TestGroupsGrowWhileBehind(t *testing.T) {
+	ctx := context.Background()
+	s := openAcceptStack(t, t.TempDir(), acceptlog.Options{})
+	acc := &ingest.Accepter{Log: s.log}
+	ts := time.Now()
+	seq := 0
+	burst := func(records int) {
+		for r := 0; r < records; r++ {
+			msgs := make([]store.Message, 1000)
+			for i := range msgs {
+				seq++
+				msgs[i] = store.Message{Type: "track", MessageID: fmt.Sprint("m", seq), UserID: fmt.Sprint("u", seq%700),
+					Name: "purchase", Properties: []byte(`{"amount":1}`), Timestamp: ts}
+			}
+			_, err := acc.Ingest(ctx, msgs, store.IngestOptions{Realtime: true})
+			require.NoError(t, err)
+		}
+	}
+	a, err := ingest.NewApplier(ctx, ingest.ApplierOptions{
+		Log: s.log, Store: s.st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Applied:     func(r []store.IngestResult) { s.applied = append(s.applied, r) },
+		BehindGroup: 20000, BehindGroupTime: time.Hour, // grow to the cap whatever the machine's speed
+	})
+	require.NoError(t, err)
+	groups := func() []int {
+		var sizes []int
+		for _, g := range s.applied {
+			n := 0
+			for _, r := range g {
+				n += r.Stored
+			}
+			sizes = append(sizes, n)
+		}
+		s.applied = nil
+		return sizes
+	}
+
+	burst(50)
+	_, err = a.ApplyAvailable(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []int{8000, 20000, 20000, 2000}, groups())
+	burst(10)
+	_, err = a.ApplyAvailable(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []int{8000, 2000}, groups(), "caught up: the next burst starts at the usual size")
+
+	n, err := s.st.CountEvents(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(60000), n)
+	rows, err := s.st.EventsAfter(ctx, 0, 100000)
+	require.NoError(t, err)
+	for i, e := range rows {
+		require.Equal(t, fmt.Sprint("u", (i+1)%700), e.UserID, "stored in accept order")
+	}
 }

@@ -62,11 +62,12 @@ func cpuTime() time.Duration {
 // BenchmarkIngestLikeBenchIngest stores what `huabu bench ingest --events
 // 200000` sends (internal/loadgen: 100,000 users, a quarter purchases with
 // an amount, the rest app opens, timestamps over 90 days) the way the
-// applier does (groups of 16 requests of 500 events, traits marked due),
-// into a new database each iteration: the applier's store path alone, at
-// the bench's table sizes.
+// applier does (groups of 500-event requests, traits marked due), into a
+// new database each iteration: the applier's store path alone, at the
+// bench's table sizes. group=8000 is the applier's group when it keeps up,
+// the larger ones its groups while it is behind (ingest.behindGroupMessages).
 func BenchmarkIngestLikeBenchIngest(b *testing.B) {
-	const events, users, batch, group = 200000, 100000, 500, 16
+	const events, users, batch = 200000, 100000, 500
 	ctx := context.Background()
 	now := time.Now()
 	r := rand.New(rand.NewPCG(1, 2))
@@ -86,25 +87,30 @@ func BenchmarkIngestLikeBenchIngest(b *testing.B) {
 		}
 		reqs = append(reqs, IngestRequest{Messages: msgs, Options: IngestOptions{Realtime: true, MarkDue: true, ReceivedAt: now}})
 	}
-	var cpu time.Duration
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		s, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), fmt.Sprint("huabu", i, ".db")))
-		require.NoError(b, err)
-		b.StartTimer()
-		start := cpuTime()
-		for g := 0; g < len(reqs); g += group {
-			_, errs, err := s.IngestAll(ctx, reqs[g:min(g+group, len(reqs))], "bench.applied", g)
-			require.NoError(b, err)
-			for _, e := range errs {
-				require.NoError(b, e)
+	for _, group := range []int{8000, 16000, 32000} {
+		b.Run(fmt.Sprintf("group=%d", group), func(b *testing.B) {
+			requests := group / batch
+			var cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				s, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), fmt.Sprint("huabu", i, ".db")))
+				require.NoError(b, err)
+				b.StartTimer()
+				start := cpuTime()
+				for g := 0; g < len(reqs); g += requests {
+					_, errs, err := s.IngestAll(ctx, reqs[g:min(g+requests, len(reqs))], "bench.applied", g)
+					require.NoError(b, err)
+					for _, e := range errs {
+						require.NoError(b, e)
+					}
+				}
+				cpu += cpuTime() - start
+				b.StopTimer()
+				require.NoError(b, s.Close())
+				b.StartTimer()
 			}
-		}
-		cpu += cpuTime() - start
-		b.StopTimer()
-		require.NoError(b, s.Close())
-		b.StartTimer()
+			b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*events), "cpu-µs/event")
+		})
 	}
-	b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*events), "cpu-µs/event")
 }

@@ -227,12 +227,10 @@ func (s *SQLite) RecordDeliveryKeys(ctx context.Context, key LedgerKey, attempt 
 	return s.ledgerTx(ctx, func(tx *sql.Tx) error {
 		var n int64
 		for _, k := range order {
-			res, err := tx.ExecContext(ctx, `UPDATE deliveries SET provider_key = ?, key_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND state = ? AND batch = ? AND `+uidIn,
-				append([]any{k, now, key.RunID, key.StepID, key.Visit, DeliveryPending, batch}, uidArgs(byKey[k])...)...)
+			changed, err := s.execListed(ctx, tx, "set_keys", []any{k, now, key.RunID, key.StepID, key.Visit, DeliveryPending, batch}, byKey[k])
 			if err != nil {
 				return err
 			}
-			changed, _ := res.RowsAffected()
 			n += changed
 		}
 		if n != int64(len(keys)) {
@@ -271,7 +269,7 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, attempt st
 					return err
 				}
 			}
-			if err := settleRows(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now, d); err != nil {
+			if err := s.settleRows(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now, d); err != nil {
 				return err
 			}
 		}
@@ -284,13 +282,8 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, attempt st
 // it; a row already settled, or taken over by another attempt, is not
 // changed. So the counter move is pending → state for as many rows as the
 // update changed, and needs no read of the rows first.
-func settleRows(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, state, reason, ref string, now int64, d counterDeltas) error {
-	res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND batch = ? AND state = ? AND `+uidIn,
-		append([]any{state, reason, ref, now, key.RunID, key.StepID, key.Visit, batch, DeliveryPending}, uidArgs(uids)...)...)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
+func (s *SQLite) settleRows(ctx context.Context, tx *sql.Tx, key LedgerKey, batch int64, uids []int64, state, reason, ref string, now int64, d counterDeltas) error {
+	n, err := s.execListed(ctx, tx, "settle", []any{state, reason, ref, now, key.RunID, key.StepID, key.Visit, batch, DeliveryPending}, uids)
 	if err != nil {
 		return err
 	}

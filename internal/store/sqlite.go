@@ -49,6 +49,10 @@ type SQLite struct {
 	scansOnce sync.Once
 	scans     *sql.DB
 	scansErr  error
+
+	// listed are the ledger's writes prepared for uid lists (SQLite;
+	// ledger_lists.go).
+	listed map[listedKey]*sql.Stmt
 }
 
 // OpenSQLite opens (creating if needed) the database file at path and
@@ -83,6 +87,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	r.SetMaxIdleConns(8)
 	s := &SQLite{w: w, r: r, path: path, now: time.Now, readDSN: dsn("deferred"), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.prepareListed(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -122,7 +130,7 @@ func (s *SQLite) Close() error {
 			<-s.stopped
 		}
 	})
-	err := errors.Join(s.w.Close(), s.r.Close())
+	err := errors.Join(s.closeListed(), s.w.Close(), s.r.Close())
 	if s.scans != nil {
 		err = errors.Join(err, s.scans.Close())
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -189,12 +190,20 @@ func (s *SQLite) WindowMarks(ctx context.Context) (map[string]int64, error) {
 const windowKeep = 24 * time.Hour
 
 // MarkWindowStarted records that a window's run is started and drops its
-// user list (the run has it now).
-func (s *SQLite) MarkWindowStarted(ctx context.Context, windowID int64) error {
+// user list (the run has it now). closed is when the router closed the
+// window to start it; it becomes the window's closes_at when earlier (a
+// window the router started before its time, ADR 035), so that closes_at
+// of a started window says when it stopped taking entries. Zero: keep it.
+func (s *SQLite) MarkWindowStarted(ctx context.Context, windowID int64, closed time.Time) error {
 	now := s.now()
+	var closedMs int64
+	if !closed.IsZero() {
+		closedMs = closed.UnixMilli()
+	}
 	return s.windowsTx(ctx, func(tx *sql.Tx) error {
 		var canvas string
-		err := tx.QueryRowContext(ctx, `UPDATE entry_windows SET started_at = ? WHERE id = ? AND started_at = 0 RETURNING canvas_id`, now.UnixMilli(), windowID).Scan(&canvas)
+		err := tx.QueryRowContext(ctx, `UPDATE entry_windows SET started_at = ?, closes_at = CASE WHEN ? > 0 AND ? < closes_at THEN ? ELSE closes_at END
+			WHERE id = ? AND started_at = 0 RETURNING canvas_id`, now.UnixMilli(), closedMs, closedMs, closedMs, windowID).Scan(&canvas)
 		if err == sql.ErrNoRows {
 			return nil // already marked
 		}
@@ -269,4 +278,33 @@ func (s *SQLite) WindowTimes(ctx context.Context, canvasID string) ([]WindowTime
 		out = append(out, w)
 	}
 	return out, rows.Err()
+}
+
+// runBegunLookback is how many of a canvas's newest runs RunBegun looks
+// among: it is asked about a window started moments ago, whose run, once
+// begun, is among the last few its canvas recorded.
+const runBegunLookback = 32
+
+// RunBegun reports whether the run started under an entry window's
+// workflow id has begun (BeginRun recorded it; the runs table keys runs by
+// the workflow id and Temporal's run id). It reads only the canvas's
+// newest runs (an index range), so a run older than those reads as not
+// begun — the router then waits its window's full time, as without it.
+func (s *SQLite) RunBegun(ctx context.Context, canvasID, workflowID string) (bool, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT workflow_id FROM runs WHERE canvas_id = ? ORDER BY id DESC LIMIT ?`, canvasID, runBegunLookback)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	prefix := workflowID + "/"
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return false, err
+		}
+		if strings.HasPrefix(id, prefix) {
+			return true, nil
+		}
+	}
+	return false, rows.Err()
 }

@@ -37,8 +37,8 @@ func TestEntryWindowLifecycle(t *testing.T) {
 		require.NoError(t, err)
 		require.ElementsMatch(t, []string{"u1", "u2", "u3"}, users)
 
-		require.NoError(t, s.MarkWindowStarted(ctx, ids[0]))
-		require.NoError(t, s.MarkWindowStarted(ctx, ids[0]), "marking a started window again changes nothing")
+		require.NoError(t, s.MarkWindowStarted(ctx, ids[0], time.Time{}))
+		require.NoError(t, s.MarkWindowStarted(ctx, ids[0], time.Time{}), "marking a started window again changes nothing")
 		open, err = s.OpenWindows(ctx)
 		require.NoError(t, err)
 		require.Empty(t, open)
@@ -68,5 +68,5 @@ func TestWindowWritesDoNotWaitForTheWriteLock(t *testing.T) {
 		Entries: []WindowEntry{{UID: 1, UserID: "u1", EventID: 1}},
 	}})
 	require.NoError(t, err, "opening a window while the write lock is held")
-	require.NoError(t, s.MarkWindowStarted(wctx, ids[0]), "starting a window while the write lock is held")
+	require.NoError(t, s.MarkWindowStarted(wctx, ids[0], time.Time{}), "starting a window while the write lock is held")
 }

@@ -28,7 +28,7 @@ func TestWindowTimes(t *testing.T) {
 			require.NoError(t, err)
 			ids = append(ids, got[0])
 		}
-		require.NoError(t, s.MarkWindowStarted(ctx, ids[0]))
+		require.NoError(t, s.MarkWindowStarted(ctx, ids[0], time.Time{}))
 		run, err := s.BeginRun(ctx, "huabu-c-event-1/run-a", "c", "h", canvases.TriggerEvent)
 		require.NoError(t, err)
 		// A run of another window whose id starts the same way is not its.
@@ -54,5 +54,47 @@ func TestWindowTimes(t *testing.T) {
 		require.Equal(t, at.UnixMilli(), w.FirstMessage)
 		require.Equal(t, at.UnixMilli()+2, w.LastMessage)
 		require.Equal(t, WindowTimes{Users: 1, Created: times[1].Created, ClosesAt: closes.UnixMilli()}, times[1], "not started: no run, no messages")
+	})
+}
+
+// TestEarlyWindowClose (ADR 035): a window the router started before its
+// time records when it closed; one started at or after its time keeps its
+// closes_at. RunBegun finds a window's run by its workflow id, and not the
+// run of another window whose id starts the same way.
+func TestEarlyWindowClose(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		ctx := context.Background()
+		closes := time.Now().Add(time.Second).Truncate(time.Millisecond)
+		var ids []int64
+		for first := int64(1); first <= 2; first++ {
+			got, err := s.SaveWindowEntries(ctx, []WindowWrite{{
+				Window:  EntryWindow{CanvasID: "c", PlanHash: "h", FirstEvent: first, WorkflowID: fmt.Sprintf("huabu-c-event-%d", first), ClosesAt: closes},
+				Entries: []WindowEntry{{UID: first, UserID: fmt.Sprint("u", first), EventID: first}},
+			}})
+			require.NoError(t, err)
+			ids = append(ids, got[0])
+		}
+		early := closes.Add(-800 * time.Millisecond)
+		require.NoError(t, s.MarkWindowStarted(ctx, ids[0], early))
+		require.NoError(t, s.MarkWindowStarted(ctx, ids[1], closes.Add(time.Second)))
+		times, err := s.WindowTimes(ctx, "c")
+		require.NoError(t, err)
+		require.Len(t, times, 2)
+		require.Equal(t, early.UnixMilli(), times[0].ClosesAt, "closed early")
+		require.Equal(t, closes.UnixMilli(), times[1].ClosesAt, "closed at its time, started later")
+
+		begun, err := s.RunBegun(ctx, "c", "huabu-c-event-1")
+		require.NoError(t, err)
+		require.False(t, begun)
+		_, err = s.BeginRun(ctx, "huabu-c-event-10/run-b", "c", "h", canvases.TriggerEvent)
+		require.NoError(t, err)
+		begun, err = s.RunBegun(ctx, "c", "huabu-c-event-1")
+		require.NoError(t, err)
+		require.False(t, begun, "event-10's run is not event-1's")
+		_, err = s.BeginRun(ctx, "huabu-c-event-1/run-a", "c", "h", canvases.TriggerEvent)
+		require.NoError(t, err)
+		begun, err = s.RunBegun(ctx, "c", "huabu-c-event-1")
+		require.NoError(t, err)
+		require.True(t, begun)
 	})
 }

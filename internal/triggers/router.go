@@ -68,9 +68,15 @@ type Options struct {
 	Runs     Runs
 	Compiler *canvases.Compiler
 	Logger   *slog.Logger
-	// Window is how long entries of an event-triggered canvas gather before
-	// they start one run together.
+	// Window is how long entries of an event-triggered canvas gather at
+	// most before they start one run together.
 	Window time.Duration
+	// BackPressure lets a window start before Window is up, once the run
+	// of its canvas's previous window has begun and it has gathered for an
+	// eighth of Window (ADR 035): windows are as long as the canvas's runs
+	// take to get going, between the two. Without it every window gathers
+	// for Window (huabu simulate does: it replays events grouped by Window).
+	BackPressure bool
 	// MaxUsersPerRun closes a window early (default 10,000): a run's input
 	// stays small; more entries start more runs.
 	MaxUsersPerRun int
@@ -87,8 +93,11 @@ type Options struct {
 // Router routes stored events (the event feed calls Route) and starts the
 // runs of entry windows (Run).
 type Router struct {
-	opts  Options
-	plans sync.Map // hash → *plan
+	opts Options
+	// minWindow is how long a window gathers at least under BackPressure
+	// (0 without it).
+	minWindow time.Duration
+	plans     sync.Map // hash → *plan
 
 	mu        sync.Mutex
 	triggers  map[string][]trigger // event name → canvases it starts
@@ -146,6 +155,9 @@ func New(opts Options) *Router {
 		opts.Now = time.Now
 	}
 	r := &Router{opts: opts, triggers: map[string][]trigger{}}
+	if opts.BackPressure {
+		r.minWindow = max(opts.Window/8, time.Millisecond)
+	}
 	r.windows.init(r)
 	return r
 }

@@ -13,8 +13,12 @@ import (
 	"github.com/huabu/huabu/internal/store"
 )
 
-// Entry windows (ADR 009, ADR 031). Entries of an event-triggered canvas
-// gather in a window for Options.Window and then start one run. The store is the truth:
+// Entry windows (ADR 009, ADR 031, ADR 035). Entries of an event-triggered
+// canvas gather in a window and then start one run: for Options.Window at
+// most; with Options.BackPressure, only until the run of the canvas's
+// previous window has begun, and for minWindow at least — a window's time
+// follows how fast the canvas's runs get going (back-pressure), not a
+// constant. The store is the truth:
 // a window and every user entering it are written before Route returns (so
 // before the feed's cursor passes their events), and the run is started
 // from the stored window, under a workflow id derived from the window's
@@ -31,7 +35,10 @@ type WindowStore interface {
 	OpenWindows(ctx context.Context) ([]store.EntryWindow, error)
 	WindowMarks(ctx context.Context) (map[string]int64, error)
 	WindowUsers(ctx context.Context, windowID int64) ([]string, error)
-	MarkWindowStarted(ctx context.Context, windowID int64) error
+	MarkWindowStarted(ctx context.Context, windowID int64, closed time.Time) error
+	// RunBegun: the run started under workflowID has begun (recorded by
+	// its BeginRun).
+	RunBegun(ctx context.Context, canvasID, workflowID string) (bool, error)
 }
 
 // entry is an event entering its user into an event-triggered canvas.
@@ -45,6 +52,7 @@ type window struct {
 	store.EntryWindow
 	seen     map[int64]bool
 	starting bool      // a start is in flight: nobody joins
+	closed   time.Time // when it was last found due (its start decided)
 	joining  int       // writes of entries into it in flight: it does not start before they land
 	retryAt  time.Time // after a failed start
 	failures int
@@ -73,10 +81,14 @@ type windows struct {
 	loaded bool
 	open   map[string][]*window // canvas → unstarted windows, oldest first
 	marks  map[string]int64     // canvas → newest event grouped into a window
+	// unbegun: canvas → its last started window while that window's run
+	// is not known to have begun (BackPressure).
+	unbegun map[string]*window
 }
 
 func (ws *windows) init(r *Router) {
 	ws.r, ws.wake, ws.slots = r, make(chan struct{}, 1), make(chan struct{}, maxStartsInFlight)
+	ws.unbegun = map[string]*window{}
 }
 
 // load reads the windows from the store (ws.mu held).
@@ -259,14 +271,75 @@ func (r *Router) PendingFrom() int64 {
 }
 
 // due reports whether a window's run should start now: its time is up, it
-// is full, or a newer window of its canvas took over (a new plan version).
-// A window being written to waits for its write.
+// is full, a newer window of its canvas took over (a new plan version), or
+// its canvas's pipeline is free (early). A window being written to waits
+// for its write.
 func (ws *windows) due(list []*window, i int, now time.Time, all bool) bool {
 	w := list[i]
 	if w.starting || w.joining > 0 || (!all && now.Before(w.retryAt)) {
 		return false
 	}
-	return all || i < len(list)-1 || !now.Before(w.ClosesAt) || w.Users >= ws.r.opts.MaxUsersPerRun
+	return all || i < len(list)-1 || !now.Before(w.ClosesAt) || w.Users >= ws.r.opts.MaxUsersPerRun || ws.early(list, now)
+}
+
+// early reports whether a canvas's only unstarted window may start before
+// its time is up (ADR 035): it has gathered for minWindow, and the run of
+// the canvas's previous window has begun — nothing of the canvas is
+// starting, and its last run got past Temporal's queue and the store's
+// writer to BeginRun. A quiet canvas's entries so wait about as long as
+// the pipeline takes, a busy one's gather for as long as its runs take to
+// begin, into bigger runs: how many runs start early follows how fast
+// they begin (an early start never puts a second run of a canvas between
+// start and BeginRun), and no window gathers longer than Window. A
+// window's start alone measured no such thing (ADR 031).
+func (ws *windows) early(list []*window, now time.Time) bool {
+	if ws.r.minWindow <= 0 || len(list) != 1 {
+		return false
+	}
+	w := list[0]
+	return ws.unbegun[w.CanvasID] == nil && !now.Before(ws.gathered(w, ws.r.minWindow))
+}
+
+// gathered is when a window will have gathered for d.
+func (ws *windows) gathered(w *window, d time.Duration) time.Time {
+	return w.ClosesAt.Add(d - ws.r.opts.Window)
+}
+
+// beginPoll is how often the router looks whether a canvas's last run has
+// begun while a window of the canvas waits for it.
+func (r *Router) beginPoll() time.Duration { return max(r.minWindow/4, time.Millisecond) }
+
+// checkBegun asks the store whether the last started run of each canvas
+// whose window waits only for it has begun, and forgets the runs that have.
+func (r *Router) checkBegun(ctx context.Context) {
+	if r.minWindow <= 0 {
+		return
+	}
+	ws := &r.windows
+	var asks []*window
+	ws.mu.Lock()
+	now := r.opts.Now()
+	for c, last := range ws.unbegun {
+		if list := ws.open[c]; len(list) == 1 && !list[0].starting && !now.Before(ws.gathered(list[0], r.minWindow)) {
+			asks = append(asks, last)
+		}
+	}
+	ws.mu.Unlock()
+	for _, last := range asks {
+		begun, err := r.opts.Store.RunBegun(ctx, last.CanvasID, last.WorkflowID)
+		if err != nil {
+			// The window waits for its full time, as without back-pressure.
+			r.opts.Logger.Warn("router: has the last run begun?", "canvas", last.CanvasID, "workflow", last.WorkflowID, "err", err)
+			continue
+		}
+		if begun {
+			ws.mu.Lock()
+			if ws.unbegun[last.CanvasID] == last {
+				delete(ws.unbegun, last.CanvasID)
+			}
+			ws.mu.Unlock()
+		}
+	}
 }
 
 // StartWindows starts the runs of windows that are due (every unstarted
@@ -274,6 +347,7 @@ func (ws *windows) due(list []*window, i int, now time.Time, all bool) bool {
 // how many it started once they are. A start that fails is retried later
 // with backoff; the window stays in the store.
 func (r *Router) StartWindows(ctx context.Context, all bool) int {
+	r.checkBegun(ctx)
 	var started atomic.Int64
 	var wg sync.WaitGroup
 	for _, w := range r.dueWindows(ctx, all) {
@@ -293,6 +367,7 @@ func (r *Router) StartWindows(ctx context.Context, all bool) int {
 // loop goes on while they start, and waits for them before it returns).
 func (r *Router) launchDue(ctx context.Context) {
 	ws := &r.windows
+	r.checkBegun(ctx)
 	for _, w := range r.dueWindows(ctx, false) {
 		ws.starts.Add(1)
 		go func() {
@@ -302,17 +377,31 @@ func (r *Router) launchDue(ctx context.Context) {
 	}
 }
 
-// nextClose is when the next unstarted window closes (or may be retried).
+// nextClose is when the next unstarted window closes, may start early,
+// should look again whether its canvas's last run has begun, or may be
+// retried.
 func (ws *windows) nextClose() (time.Time, bool) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	opts := ws.r.opts
+	now := opts.Now()
 	var next time.Time
-	for _, list := range ws.open {
+	for c, list := range ws.open {
 		for _, w := range list {
 			if w.starting {
 				continue
 			}
-			if at := later(w.ClosesAt, w.retryAt); next.IsZero() || at.Before(next) {
+			at := w.ClosesAt
+			if ws.r.minWindow > 0 && len(list) == 1 {
+				early := ws.gathered(w, ws.r.minWindow)
+				if ws.unbegun[c] != nil {
+					early = later(early, now.Add(ws.r.beginPoll()))
+				}
+				if early.Before(at) {
+					at = early
+				}
+			}
+			if at = later(at, w.retryAt); next.IsZero() || at.Before(next) {
 				next = at
 			}
 		}
@@ -348,7 +437,7 @@ func (r *Router) dueWindows(ctx context.Context, all bool) []*window {
 		list := ws.open[c]
 		for i, w := range list {
 			if ws.due(list, i, now, all) {
-				w.starting = true
+				w.starting, w.closed = true, now
 				todo = append(todo, w)
 			}
 		}
@@ -388,6 +477,17 @@ func (r *Router) startWindow(ctx context.Context, w *window) bool {
 	if len(ws.open[w.CanvasID]) == 0 {
 		delete(ws.open, w.CanvasID)
 	}
+	if r.minWindow > 0 {
+		// The canvas's next window waits for this run to begin; Run's
+		// loop looks again when it may start.
+		if prev := ws.unbegun[w.CanvasID]; prev == nil || prev.FirstEvent < w.FirstEvent {
+			ws.unbegun[w.CanvasID] = w
+		}
+		select {
+		case ws.wake <- struct{}{}:
+		default:
+		}
+	}
 	return true
 }
 
@@ -405,5 +505,5 @@ func (r *Router) start(ctx context.Context, w *window) error {
 	if err != nil && !errors.Is(err, ErrRunStarted) {
 		return err
 	}
-	return r.opts.Store.MarkWindowStarted(ctx, w.ID)
+	return r.opts.Store.MarkWindowStarted(ctx, w.ID, w.closed)
 }

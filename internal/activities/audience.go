@@ -243,6 +243,16 @@ func (e *entrant) match(rows []store.ProfileRow, cond *canvases.Condition) ([]in
 		}
 		return out, nil
 	}
+	// Only the fields the condition reads are decoded, when it says which.
+	fields, known := cond.UserFields()
+	decode := func(doc []byte) (map[string]any, error) {
+		if known {
+			return decodeFields(doc, fields)
+		}
+		var m map[string]any
+		err := json.Unmarshal(doc, &m)
+		return m, err
+	}
 	keep := make([]bool, len(rows))
 	errs := make([]error, e.a.parallel())
 	var wg sync.WaitGroup
@@ -256,8 +266,8 @@ func (e *entrant) match(rows []store.ProfileRow, cond *canvases.Condition) ([]in
 		go func() {
 			defer wg.Done()
 			for i := lo; i < hi; i++ {
-				var doc map[string]any
-				if err := json.Unmarshal(rows[i].Doc, &doc); err != nil {
+				doc, err := decode(rows[i].Doc)
+				if err != nil {
 					continue // a corrupt profile never matches; it cannot be evaluated
 				}
 				ok, err := cond.Eval(doc, nil)

@@ -1,0 +1,68 @@
+package activities
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDecodeFieldsAsUnmarshal: the audience scan's decoder gives the wanted
+// members exactly as json.Unmarshal into a map does, and rejects what it
+// rejects.
+func TestDecodeFieldsAsUnmarshal(t *testing.T) {
+	want := []string{"city", "tags", "level", "a\"b", "n"}
+	for _, doc := range []string{
+		`{"id":"u1","name":"用户1","city":"上海","level":"金卡","push_alias":"u1"}`,
+		` { "city" : "北京" , "tags" : [ "退订", "vip" ] , "x": {"city": "no", "y": [1, {"z": "}"}]} } `,
+		`{"name":"a \"quoted\" } name","city":"c\\","level":"l"}`,
+		`{"city":"first","city":"last"}`,
+		`{"ci\u0074y":"escaped name","a\"b":1,"n":null}`,
+		`{"level":12.5e3,"tags":[],"city":true,"other":false}`,
+		`{"City":"case differs"}`,
+		`{}`,
+		`null`,
+		`[1,2]`,
+		`"city"`,
+		`12`,
+		`{"city":"unterminated}`,
+		`{"city":"x",}`,
+		``,
+		`{"city":"\ud83d\ude00 \u4e0a"}`,
+	} {
+		var full map[string]any
+		fullErr := json.Unmarshal([]byte(doc), &full)
+		got, err := decodeFields([]byte(doc), want)
+		if fullErr != nil {
+			require.Error(t, err, doc)
+			continue
+		}
+		require.NoError(t, err, doc)
+		if full == nil {
+			require.Nil(t, got, doc)
+			continue
+		}
+		expected := map[string]any{}
+		for _, w := range want {
+			if v, ok := full[w]; ok {
+				expected[w] = v
+			}
+		}
+		require.Equal(t, expected, got, doc)
+	}
+}
+
+func BenchmarkDecodeProfile(b *testing.B) {
+	doc := []byte(`{"id":"u000001","name":"用户1","city":"上海","level":"金卡","push_alias":"u000001","tags":["a","b"],"phone":"13800000000","email":"u1@example.com"}`)
+	b.Run("map", func(b *testing.B) {
+		for b.Loop() {
+			var m map[string]any
+			_ = json.Unmarshal(doc, &m)
+		}
+	})
+	b.Run("fields", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = decodeFields(doc, []string{"city", "tags", "level"})
+		}
+	})
+}

@@ -966,16 +966,19 @@ type addresses struct {
 }
 
 func (a addresses) asDoc() map[string]any {
-	doc := make(map[string]any, 8)
-	for k, v := range map[string]string{
-		"owner": a.Owner, channels.AttrPhone: a.Phone, channels.AttrEmail: a.Email,
-		channels.AttrWeComExternalUserID: a.WeComExternalUserID, channels.AttrWeComUserID: a.WeComUserID,
-		channels.AttrPushAlias: a.PushAlias, channels.AttrPushRegistrationID: a.PushRegistrationID,
-	} {
+	doc := make(map[string]any, 4)
+	set := func(k, v string) {
 		if v != "" {
 			doc[k] = v
 		}
 	}
+	set("owner", a.Owner)
+	set(channels.AttrPhone, a.Phone)
+	set(channels.AttrEmail, a.Email)
+	set(channels.AttrWeComExternalUserID, a.WeComExternalUserID)
+	set(channels.AttrWeComUserID, a.WeComUserID)
+	set(channels.AttrPushAlias, a.PushAlias)
+	set(channels.AttrPushRegistrationID, a.PushRegistrationID)
 	return doc
 }
 

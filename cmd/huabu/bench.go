@@ -41,7 +41,7 @@ also send the same push to K users as one cohort and as K workflows (one per use
 				return err
 			}
 			defer provider.Stop()
-			opts.Provider, opts.FirstPush, opts.Out, opts.Log = provider.URL, provider.FirstPush, c.stdout, c.benchLogger(verbose)
+			opts.Provider, opts.FirstPush, opts.ProviderCPU, opts.Out, opts.Log = provider.URL, provider.FirstPush, provider.CPU, c.stdout, c.benchLogger(verbose)
 			stopProfiles, err := profiles.start()
 			if err != nil {
 				return err

@@ -49,8 +49,11 @@ type Options struct {
 	// FirstPush, when set, says when the provider accepted its first push
 	// (Provider.FirstPush): the time to first message is reported from it.
 	FirstPush func(context.Context) (time.Time, error)
-	Out       io.Writer
-	Log       *slog.Logger
+	// ProviderCPU, when set, is the provider's CPU time so far
+	// (Provider.CPU): the broadcast's share is reported beside Huabu's.
+	ProviderCPU func() time.Duration
+	Out         io.Writer
+	Log         *slog.Logger
 }
 
 // Result is what the benchmark measured.
@@ -63,12 +66,16 @@ type Result struct {
 	// RunToFirst is the run's start (BeginRun) → the same push.
 	FirstMessage, RunToFirst time.Duration
 	PeakRSSBytes             int64
-	HistoryEvents            int
-	Runs                     int
-	SmallN                   int
-	CohortSmall              time.Duration
-	PerUserSmall             time.Duration
-	PerUserSent              int64
+	// CPU is this process's user+system time from the trigger to the run's
+	// end (Temporal, the store and the sender; the provider runs apart);
+	// ProviderCPU the provider's in the same span.
+	CPU, ProviderCPU time.Duration
+	HistoryEvents    int
+	Runs             int
+	SmallN           int
+	CohortSmall      time.Duration
+	PerUserSmall     time.Duration
+	PerUserSent      int64
 }
 
 const appKey, masterSecret = "bench-app", "bench-secret"
@@ -151,6 +158,10 @@ channels:
 	fmt.Fprintf(opts.Out, "seeded %d profiles in %.1f s (%.0f/s)\n", opts.Users, res.SeedTime.Seconds(), float64(opts.Users)/res.SeedTime.Seconds())
 
 	// The broadcast, through its Temporal Schedule.
+	cpu0, providerCPU0 := processCPU(), time.Duration(0)
+	if opts.ProviderCPU != nil {
+		providerCPU0 = opts.ProviderCPU()
+	}
 	start = time.Now()
 	if err := running.TriggerSchedule(ctx, "bench-broadcast"); err != nil {
 		return res, fmt.Errorf("trigger schedule: %w", err)
@@ -160,6 +171,10 @@ channels:
 		return res, err
 	}
 	res.Wall = time.Since(start)
+	res.CPU = processCPU() - cpu0
+	if opts.ProviderCPU != nil {
+		res.ProviderCPU = opts.ProviderCPU() - providerCPU0
+	}
 	counts, _, err := running.Store().Counts(ctx, "bench-broadcast", run.ID)
 	if err != nil {
 		return res, err
@@ -192,6 +207,8 @@ channels:
 	}
 	fmt.Fprintf(opts.Out, "cohort broadcast%s: %d recipients in %.2f s wall = %.0f recipients/s; peak RSS %d MiB; history %d events in %d workflow run(s)\n",
 		shared, res.Recipients, res.Wall.Seconds(), float64(res.Recipients)/res.Wall.Seconds(), res.PeakRSSBytes>>20, res.HistoryEvents, res.Runs)
+	fmt.Fprintf(opts.Out, "broadcast CPU: %.1f s in Huabu (%.1f µs per recipient), %.1f s in the provider\n",
+		res.CPU.Seconds(), float64(res.CPU.Microseconds())/float64(max(res.Recipients, 1)), res.ProviderCPU.Seconds())
 	if res.Recipients != int64(opts.Users) {
 		return res, fmt.Errorf("sent %d messages for %d users", res.Recipients, opts.Users)
 	}
@@ -352,6 +369,34 @@ func peakRSS() int64 {
 		return 0
 	}
 	return ru.Maxrss * 1024 // kilobytes on Linux
+}
+
+// processCPU is this process's user+system time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// CPU is the provider's user+system time so far, from /proc (0 where there
+// is none).
+func (p *Provider) CPU() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which is in parentheses): utime and
+	// stime are the 12th and 13th, in clock ticks (100 per second on Linux).
+	i := strings.LastIndex(string(b), ") ")
+	f := strings.Fields(string(b)[i+1:])
+	if i < 0 || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100)
 }
 
 // Provider is a provider fake running as a child process.

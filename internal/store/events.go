@@ -177,7 +177,9 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 	if err != nil {
 		return err
 	}
-	if err := s.lockWrites(ctx, tx); err != nil {
+	// The events lock (PostgreSQL): appliers one at a time, beside the run
+	// path's and the ledger's transactions (ADR 039).
+	if err := s.lockEvents(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}

@@ -47,6 +47,16 @@ const pgWriteLock = 0x48756162 // "Huab"
 // whose write transactions each window's start used to queue (ADR 028).
 const pgWindowsLock = 0x48756163 // "Huac"
 
+// pgEventsLock is the lock of the appliers' transactions (applyGroup),
+// taken after the write lock in shared mode (eventsTx): appliers exclude
+// each other — events' ids are drawn and committed in id order, which the
+// router's feed relies on, and a new user's profile is created once — but
+// no longer the run path's and the ledger's transactions, which share the
+// write lock too (ADR 039). Every other writer of events, profiles,
+// aliases and trait_dirty holds the write lock exclusively, so it excludes
+// the appliers as before.
+const pgEventsLock = 0x48756164 // "Huad"
+
 // OpenPostgres connects to the PostgreSQL database named by dsn (a
 // postgres:// URL or key=value string) and applies pending migrations.
 func OpenPostgres(ctx context.Context, dsn string) (*SQLite, error) {
@@ -149,6 +159,50 @@ func (s *SQLite) lockLedger(ctx context.Context, tx *sql.Tx) error {
 	}
 	_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_advisory_xact_lock_shared(`+strconv.Itoa(pgWriteLock)+`, hashtext(current_schema()))`)
 	return err
+}
+
+// lockShared takes the write lock in shared mode inside tx (PostgreSQL
+// only): transactions whose statements are safe beside each other — they
+// write rows keyed by what they decide about, with no read of rows another
+// shared transaction writes, or they take a lock of their own after this
+// one (lockEvents, lockKeyed) — exclude every exclusive writer but not each
+// other. (lockLedger is this lock, for the ledger's row-locked
+// transactions.)
+func (s *SQLite) lockShared(ctx context.Context, tx *sql.Tx) error {
+	return s.lockLedger(ctx, tx)
+}
+
+// lockEvents takes the write lock in shared mode and then the appliers'
+// events lock (pgEventsLock) exclusively, always in this order: nothing
+// holding the events lock waits for an exclusive write lock.
+func (s *SQLite) lockEvents(ctx context.Context, tx *sql.Tx) error {
+	if !s.pg {
+		return nil
+	}
+	if err := s.lockShared(ctx, tx); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_advisory_xact_lock(`+strconv.Itoa(pgEventsLock)+`, hashtext(current_schema()))`)
+	return err
+}
+
+// lockKeyed returns a lock function that takes the write lock in shared
+// mode and then an exclusive lock of one object (kind "cohort" or "run"
+// and its id), so transactions that read an object's rows and then write
+// them (a cohort's pages and its seal) exclude each other per object, not
+// per store. The object locks are in the one-bigint key space, apart from
+// the two-key store locks.
+func (s *SQLite) lockKeyed(kind string, id int64) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		if !s.pg {
+			return nil
+		}
+		if err := s.lockShared(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/`+kind+`/' || $1::bigint, 0))`, id)
+		return err
+	}
 }
 
 // forUpdate ends a ledger transaction's SELECT of the rows it will change:

@@ -93,7 +93,9 @@ func (s *SQLite) SetRunEntered(ctx context.Context, runID, entered int64) error 
 // drops what it still waited for: an ended run takes no more arrivals, and
 // the router, which routes only to running runs, leaves it alone.
 func (s *SQLite) FinishRun(ctx context.Context, runID int64, state, errMsg string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	// Shared (ADR 039): two writes of the run's own rows, no read; the
+	// waits' other writers (waits.go) hold the write lock exclusively.
+	return s.sharedTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, error = ?, finished_at = ? WHERE id = ?`, state, errMsg, s.now().UnixMilli(), runID); err != nil {
 			return err
 		}
@@ -164,7 +166,7 @@ type Page struct {
 // earlier attempt's members there. Rewriting pages by number is how a
 // resumed activity stays idempotent.
 func (s *SQLite) WritePages(ctx context.Context, cohortID int64, pages []Page) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return writePages(ctx, tx, cohortID, pages) })
+	return s.keyedTx(ctx, "cohort", cohortID, func(tx *sql.Tx) error { return writePages(ctx, tx, cohortID, pages) })
 }
 
 func writePages(ctx context.Context, tx *sql.Tx, cohortID int64, pages []Page) error {
@@ -197,7 +199,9 @@ func writePages(ctx context.Context, tx *sql.Tx, cohortID int64, pages []Page) e
 // never less than the pages written, so a writer that lost track of its
 // cursor (a retry without heartbeat details) cannot hide members.
 func (s *SQLite) SealCohort(ctx context.Context, cohortID, span int64) (Cohort, error) {
-	err := s.tx(ctx, func(tx *sql.Tx) error { return sealIn(ctx, tx, cohortID, span) })
+	// Under the cohort's lock (ADR 039): the seal reads the pages a writer
+	// of the same cohort may be replacing.
+	err := s.keyedTx(ctx, "cohort", cohortID, func(tx *sql.Tx) error { return sealIn(ctx, tx, cohortID, span) })
 	if err != nil {
 		return Cohort{}, err
 	}
@@ -239,7 +243,10 @@ func (s *SQLite) RecordExits(ctx context.Context, runID int64, stepID, reason st
 		return nil
 	}
 	now := s.now().UnixMilli()
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	// Shared (ADR 039): a conflicting insert waits for the row's first
+	// writer and adds nothing, so the count is of this call's new exits;
+	// the counter moves by one atomic upsert.
+	return s.sharedTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO exits (run_id, uid, step_id, reason, at) SELECT ?, value, ?, ?, ? FROM json_each(?)`,
 			runID, stepID, reason, now, idList(uids))
 		if err != nil {
@@ -317,7 +324,9 @@ type EntryChunk struct {
 // its last attempt decided on, and re-entry rules see exactly who entered.
 func (s *SQLite) WriteEntryChunk(ctx context.Context, cohortID int64, c EntryChunk) error {
 	now := s.now().UnixMilli()
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	// Under the cohort's lock (ADR 039): the chunk's pages and entry rows
+	// are replaced, delete then insert, as one attempt decided them.
+	return s.keyedTx(ctx, "cohort", cohortID, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM cohort_pages WHERE cohort_id = ? AND page >= ? AND page < ?`, cohortID, c.FromPage, c.ToPage); err != nil {
 			return err
 		}
@@ -345,7 +354,8 @@ func (s *SQLite) WriteEntryChunk(ctx context.Context, cohortID int64, c EntryChu
 
 // RecordConversions records users reaching the run's goal (first time wins).
 func (s *SQLite) RecordConversions(ctx context.Context, runID int64, uids []int64, at time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	// Shared (ADR 039), as RecordExits.
+	return s.sharedTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO conversions (run_id, uid, at) SELECT ?, value, ? FROM json_each(?)`, runID, at.UnixMilli(), idList(uids))
 		if err != nil {
 			return err

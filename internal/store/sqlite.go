@@ -221,6 +221,20 @@ func (s *SQLite) ledgerTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return s.lockedTx(ctx, s.lockLedger, fn)
 }
 
+// sharedTx runs fn as a write transaction that shares the write lock with
+// the other shared ones (lockShared; on SQLite as tx): for statements safe
+// beside the ledger's, the appliers' and each other's (ADR 039).
+func (s *SQLite) sharedTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.lockedTx(ctx, s.lockShared, fn)
+}
+
+// keyedTx runs fn as a shared write transaction that also holds the lock of
+// one object (lockKeyed: kind "cohort" or "run" and its id): a "read, then
+// write" of that object's rows, safe beside other objects' (ADR 039).
+func (s *SQLite) keyedTx(ctx context.Context, kind string, id int64, fn func(*sql.Tx) error) error {
+	return s.lockedTx(ctx, s.lockKeyed(kind, id), fn)
+}
+
 func (s *SQLite) lockedTx(ctx context.Context, lock func(context.Context, *sql.Tx) error, fn func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {

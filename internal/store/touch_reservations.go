@@ -132,7 +132,10 @@ func (s *SQLite) SettleTouches(ctx context.Context, key LedgerKey, sentOn map[in
 	if len(sentOn) == 0 && len(notSent) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	// Shared (ADR 039): it changes only this send's own touch rows, and
+	// ReserveTouches, which reads other sends' touches to check caps, holds
+	// the write lock exclusively, so it never runs beside this.
+	return s.sharedTx(ctx, func(tx *sql.Tx) error {
 		for chunk := range slices.Chunk(notSent, reserveChunk) {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM touches WHERE run_id = ? AND step_id = ? AND visit = ? AND uid IN (`+placeholders(len(chunk))+`)`,
 				append([]any{key.RunID, key.StepID, key.Visit}, int64Args(chunk)...)...); err != nil {

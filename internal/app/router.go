@@ -107,13 +107,20 @@ func (app *App) lead(ctx context.Context, term int64, now bool) (func(lost bool)
 		}()
 		// Joined before feedDone closes: a stopped router is never
 		// refreshed by a deploy seen late.
-		deploysDone := make(chan struct{})
+		deploysDone, watchDone := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(deploysDone)
 			app.followDeploys(feedCtx, router)
 		}()
+		// Events other workers store wake the feed when they commit
+		// (PostgreSQL's NOTIFY), not at its next poll.
+		go func() {
+			defer close(watchDone)
+			app.store.WatchEvents(feedCtx, func() { feed.Events(feedCtx, nil) })
+		}()
 		feed.run(feedCtx)
 		<-deploysDone
+		<-watchDone
 	}()
 	return func(lost bool) {
 		cancelFeed()

@@ -255,6 +255,12 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 	} else if stored == 0 {
 		return tx.Rollback()
 	}
+	if stored > 0 {
+		if err := s.notifyEvents(ctx, tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
 	return tx.Commit()
 }
 

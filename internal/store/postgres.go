@@ -73,7 +73,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*SQLite, error) {
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &SQLite{w: db, r: db, pg: true, path: MaskDSN(dsn), now: time.Now}
+	s := &SQLite{w: db, r: db, pg: true, path: MaskDSN(dsn), now: time.Now, pgConfig: cfg}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: postgres %s: %w", MaskDSN(dsn), err)
@@ -665,4 +665,63 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 		}
 	}
 	return nil
+}
+
+// pgEventsChannel is the channel appliers notify when they commit events
+// (the payload is the store's schema); WatchEvents listens on it.
+const pgEventsChannel = "huabu_events"
+
+// notifyEvents tells listeners (WatchEvents: the router's leader, on any
+// worker) that tx stores events; PostgreSQL delivers it at commit, once per
+// transaction however many times it is called.
+func (s *SQLite) notifyEvents(ctx context.Context, tx *sql.Tx) error {
+	if !s.pg {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_notify('`+pgEventsChannel+`', current_schema())`)
+	return err
+}
+
+// WatchEvents calls wake whenever a process commits events to this store,
+// until ctx ends: on PostgreSQL by LISTEN on its own connection (so events
+// that other workers store reach the router's feed at once, not at its
+// next poll), reconnecting after a failure; on SQLite, one process's
+// store, it returns at once (the API pokes the feed itself).
+func (s *SQLite) WatchEvents(ctx context.Context, wake func()) {
+	if !s.pg {
+		return
+	}
+	for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(2*wait, 10*time.Second) {
+		if err := s.listenEvents(ctx, wake); err != nil && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+func (s *SQLite) listenEvents(ctx context.Context, wake func()) error {
+	conn, err := pgx.ConnectConfig(ctx, s.pgConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, `LISTEN `+pgEventsChannel); err != nil {
+		return err
+	}
+	wake() // events stored while no one listened
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if n.Payload == schema {
+			wake()
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/internal/store/storetest"
 )
 
 // The PostgreSQL lock plan (ADR 039): appliers hold the write lock shared
@@ -133,4 +135,52 @@ func TestCohortTransactionsExcludeEachOtherPerCohort(t *testing.T) {
 		"the held cohort's seal waits for its lock")
 	commit()
 	require.NoError(t, <-sealed)
+}
+
+// A worker watching the store is woken when another worker commits events
+// (the router's feed: no poll between another worker's applier and the
+// leader), and not by stores in other schemas of the same database.
+func TestWatchEventsWakesOnAnotherWorkersCommit(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dsn := storetest.PostgresDSN(t)
+	leader, err := OpenPostgres(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { leader.Close() })
+	other, err := OpenPostgres(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+	elsewhere := openPostgres(t) // another schema
+
+	wakes := make(chan struct{}, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		leader.WatchEvents(ctx, func() { wakes <- struct{}{} })
+	}()
+	next := func(what string) {
+		select {
+		case <-wakes:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no wake: %s", what)
+		}
+	}
+	next("listening") // it wakes once it listens: events stored before were missed
+	ingest := func(s *SQLite, id string) {
+		_, err := s.Ingest(ctx, []Message{{Type: "track", MessageID: id, UserID: "u1", Name: "app_open", Properties: []byte(`{}`), Timestamp: time.UnixMilli(1000)}}, IngestOptions{})
+		require.NoError(t, err)
+	}
+	// Notifications arrive in commit order: had the other schema's three
+	// commits woken it, two of their wakes would still be queued after
+	// the two below.
+	for _, id := range []string{"e1", "e2", "e3"} {
+		ingest(elsewhere, id)
+	}
+	ingest(other, "m1")
+	next("another worker stored an event")
+	ingest(other, "m2")
+	next("another worker stored an event again")
+	require.Empty(t, wakes, "one wake per commit, none for the other schema's")
+	cancel()
+	<-done
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver Temporal's own dev server uses
 
 	// SQLite's allocator keeps the blocks it frees (docs/performance.md):
@@ -35,6 +36,8 @@ type SQLite struct {
 	r *sql.DB // reads, a pool (PostgreSQL: the one pool)
 	// pg: the database is PostgreSQL (OpenPostgres, ADR 021).
 	pg bool
+	// pgConfig: PostgreSQL's connection settings, for WatchEvents' own connection.
+	pgConfig *pgx.ConnConfig
 	// ingests are ingestion requests waiting for the writer; see Ingest.
 	ingests ingestQueue
 

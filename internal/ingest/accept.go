@@ -202,7 +202,7 @@ const behindGroupTime = 500 * time.Millisecond
 
 // BehindGroupMessages is the largest group the app lets a SQLite applier
 // grow to (ApplierOptions.BehindGroup): up to four times fewer commits
-// per event, each writing the index pages a group dirtied once — ~20 % less
+// per event, each writing the index pages a group dirtied once — a quarter less
 // CPU per event stored than groups of 8,000 (docs/performance.md, session 6).
 const BehindGroupMessages = 32000
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/huabu/huabu/internal/canvases"
 )
 
 // Results collects one Outcome per delivery of a batch while a channel makes
@@ -91,8 +93,15 @@ func outcomeOf(e *Error) Outcome {
 func GroupByContent(ds []Delivery, bySender bool) [][]int {
 	idx := map[string]int{}
 	var groups [][]int
+	// Deliveries of one unpersonalised message share its pointer: its key
+	// (a JSON encoding and a hash) is computed once, not per recipient.
+	var last *canvases.Message
+	lastKey := ""
 	for i, d := range ds {
-		k := MessageKey(d.Message)
+		if d.Message != last || i == 0 {
+			last, lastKey = d.Message, MessageKey(d.Message)
+		}
+		k := lastKey
 		if bySender {
 			k += "\x00" + d.Recipient.Sender
 		}

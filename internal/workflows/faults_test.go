@@ -56,9 +56,12 @@ steps:
 		fake.KeepRequests = false
 		// SMS providers have no resend dedupe, so only faults that certainly
 		// did not send are retried; a hang after sending would be unknown.
+		// No hang is injected here, so the client waits long enough that a
+		// loaded machine's slow answer is not taken for one (at 300 ms,
+		// load ~20 made hundreds of them unknown).
 		fake.Random(5, 0.2, fakes.RateLimit, fakes.ServerError)
 		h := newHarnessWith(t, fmt.Sprintf(`channels:
-  sms: {provider: aliyun, endpoint: "%s", access_key_id: ak, access_key_secret: sk, sign_name: 画布, timeout: 300ms}
+  sms: {provider: aliyun, endpoint: "%s", access_key_id: ak, access_key_secret: sk, sign_name: 画布, timeout: 10s}
 `, fake.URL()))
 		h.profiles(users, func(i int) map[string]any {
 			return map[string]any{"phone": fmt.Sprintf("138%08d", i), "name": fmt.Sprintf("用户%d", i)}

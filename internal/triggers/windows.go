@@ -388,7 +388,11 @@ func (ws *windows) nextClose() (time.Time, bool) {
 	var next time.Time
 	for c, list := range ws.open {
 		for _, w := range list {
-			if w.starting {
+			// A window being written to is not due before its write lands,
+			// and enter wakes the loop then (the tick, should the write
+			// fail): counting it here spun the loop for as long as the
+			// write took once the window was due by time.
+			if w.starting || w.joining > 0 {
 				continue
 			}
 			at := w.ClosesAt

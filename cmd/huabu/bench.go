@@ -235,6 +235,7 @@ their host (the outbox row's time is the worker's clock).`,
 	cmd.Flags().IntVar(&opts.Rate, "rate", 500, "events per second")
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 60*time.Second, "how long to send")
 	cmd.Flags().DurationVar(&opts.Window, "window", 0, "the entry window (triggers.window; default: the config's default)")
+	cmd.Flags().BoolVar(&opts.BackPressure, "back-pressure", false, "close a canvas's entry window once its previous run has begun (triggers.back_pressure, ADR 035)")
 	cmd.Flags().BoolVar(&opts.NoTraits, "no-traits", false, "leave computed traits, RFM and tags out of the config (to see what they cost)")
 	cmd.Flags().StringVar(&opts.DataDir, "bench-data", "", "keep the benchmark's data here (default: a temporary directory)")
 	cmd.Flags().StringVar(&opts.Postgres, "postgres", "", "the store: this empty PostgreSQL database or schema (DSN) instead of SQLite; one holding canvases, profiles, runs or events is refused")

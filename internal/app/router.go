@@ -49,7 +49,7 @@ func (app *App) lead(ctx context.Context, term int64, now bool) (func(lost bool)
 	router := triggers.New(triggers.Options{
 		Store: app.store, Runs: temporalRuns{client: app.client, taskQueue: app.cfg.Temporal.TaskQueue},
 		Compiler: app.compiler, Logger: app.log.With("component", "router"),
-		Window: app.cfg.Triggers.EntryWindow(), BackPressure: true,
+		Window: app.cfg.Triggers.EntryWindow(), BackPressure: app.cfg.Triggers.BackPressure,
 		Paused: app.canvasPaused,
 	})
 	var tw traitWaiter

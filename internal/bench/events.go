@@ -58,6 +58,8 @@ type EventOptions struct {
 	Rate     int           // events per second
 	Duration time.Duration // how long to send
 	Window   time.Duration // the entry window (0: the default)
+	// BackPressure sets triggers.back_pressure (ADR 035).
+	BackPressure bool
 
 	// NoTraits leaves computed traits, RFM and tags out of the config (to
 	// see what they cost).
@@ -97,8 +99,12 @@ func startStack(ctx context.Context, opts EventOptions, canvases map[string]stri
 		}
 	}
 	cfgText := "canvases: ./canvases\nhttp: {listen: \"127.0.0.1:0\", write_keys: [" + writeKey + "]}\n"
-	if opts.Window > 0 {
-		cfgText += fmt.Sprintf("triggers: {window: %s}\n", opts.Window)
+	if opts.Window > 0 || opts.BackPressure {
+		window := opts.Window
+		if window <= 0 {
+			window = 200 * time.Millisecond
+		}
+		cfgText += fmt.Sprintf("triggers: {window: %s, back_pressure: %t}\n", window, opts.BackPressure)
 	}
 	if !opts.NoTraits {
 		cfgText += benchProfile

@@ -75,6 +75,10 @@ type TriggersConfig struct {
 	// Window is how long entries of an event-triggered canvas gather before
 	// they start one run together (default 200ms).
 	Window string `yaml:"window"`
+	// BackPressure closes a canvas's window once the run of its previous
+	// window has begun, after an eighth of Window at least (ADR 035);
+	// Window is then the longest a window gathers.
+	BackPressure bool `yaml:"back_pressure"`
 }
 
 // EntryWindow is the parsed Window.

@@ -71,7 +71,8 @@ type Options struct {
 	// Window is how long entries of an event-triggered canvas gather at
 	// most before they start one run together.
 	Window time.Duration
-	// BackPressure lets a window start before Window is up, once the run
+	// BackPressure (triggers.back_pressure) lets a window start before
+	// Window is up, once the run
 	// of its canvas's previous window has begun and it has gathered for an
 	// eighth of Window (ADR 035): windows are as long as the canvas's runs
 	// take to get going, between the two. Without it every window gathers

@@ -307,7 +307,7 @@ func (ws *windows) gathered(w *window, d time.Duration) time.Time {
 
 // beginPoll is how often the router looks whether a canvas's last run has
 // begun while a window of the canvas waits for it.
-func (r *Router) beginPoll() time.Duration { return max(r.minWindow/4, time.Millisecond) }
+func (r *Router) beginPoll() time.Duration { return max(r.minWindow/2, time.Millisecond) }
 
 // checkBegun asks the store whether the last started run of each canvas
 // whose window waits only for it has begun, and forgets the runs that have.

@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 )
 
-var errNotObject = errors.New("profile is not a JSON object")
+var (
+	errNotObject   = errors.New("profile is not a JSON object")
+	errNumberRange = errors.New("profile holds a number out of float64's range")
+)
 
 // decodeFields decodes the members of a JSON object named in want, and
 // skips the rest without building them: an audience scan evaluates a
@@ -38,7 +42,10 @@ func decodeFields(doc []byte, want []string) (map[string]any, error) {
 		raw := doc[i+1 : end-1]
 		i = skipSpace(doc, end)
 		i = skipSpace(doc, i+1) // the ':'
-		vend := skipValue(doc, i)
+		vend, ok := skipValue(doc, i)
+		if !ok {
+			return nil, errNumberRange
+		}
 		if name, ok := wanted(raw, want); ok {
 			v, err := decodeValue(doc[i:vend])
 			if err != nil {
@@ -123,33 +130,65 @@ func skipString(b []byte, i int) int {
 	}
 }
 
-// skipValue returns the index after the value starting at b[i].
-func skipValue(b []byte, i int) int {
+// skipValue returns the index after the value starting at b[i], and false
+// when the value is or holds a number json.Unmarshal rejects (out of
+// float64's range, e.g. 1e400): json.Valid accepts it, and a document
+// json.Unmarshal rejects must be rejected whichever members are wanted.
+func skipValue(b []byte, i int) (int, bool) {
 	switch b[i] {
 	case '"':
-		return skipString(b, i)
+		return skipString(b, i), true
 	case '{', '[':
 		depth := 0
 		for ; ; i++ {
-			switch b[i] {
-			case '"':
+			switch c := b[i]; {
+			case c == '"':
 				i = skipString(b, i) - 1
-			case '{', '[':
+			case c == '{' || c == '[':
 				depth++
-			case '}', ']':
+			case c == '}' || c == ']':
 				depth--
 				if depth == 0 {
-					return i + 1
+					return i + 1, true
 				}
+			case c == '-' || c >= '0' && c <= '9':
+				end, ok := skipNumber(b, i)
+				if !ok {
+					return end, false
+				}
+				i = end - 1
 			}
 		}
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return skipNumber(b, i)
 	}
-	for i < len(b) {
+	for i < len(b) { // true, false, null
 		switch b[i] {
 		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
+			return i, true
 		}
 		i++
 	}
-	return i
+	return i, true
+}
+
+// skipNumber returns the index after the number starting at b[i], and
+// whether float64 holds it. Only a number with an exponent or of many
+// digits can be out of range, so only those are parsed.
+func skipNumber(b []byte, i int) (int, bool) {
+	end, exp := i, false
+	for ; end < len(b); end++ {
+		c := b[end]
+		if c == 'e' || c == 'E' {
+			exp = true
+		} else if !(c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.') {
+			break
+		}
+	}
+	if exp || end-i > 300 {
+		if _, err := strconv.ParseFloat(string(b[i:end]), 64); err != nil {
+			return end, false
+		}
+	}
+	return end, true
 }

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -29,6 +30,15 @@ func TestDecodeFieldsAsUnmarshal(t *testing.T) {
 		`{"city":"x",}`,
 		``,
 		`{"city":"\ud83d\ude00 \u4e0a"}`,
+		// Numbers json.Valid accepts and json.Unmarshal rejects (out of
+		// float64's range), in skipped members, nested, and wanted.
+		`{"city":"上海","balance":1e400}`,
+		`{"balance":-1E+400,"city":"上海"}`,
+		`{"city":"上海","x":{"y":[1,2e999]}}`,
+		`{"city":"上海","level":1e400}`,
+		`{"city":"上海","balance":1e-400,"tiny":[4.9e-324]}`,
+		`{"city":"上海","big":1` + strings.Repeat("0", 400) + `}`,
+		`{"city":"上海","x":[true,false,null,-0.5e-3,"1e400"]}`,
 	} {
 		var full map[string]any
 		fullErr := json.Unmarshal([]byte(doc), &full)

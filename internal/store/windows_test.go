@@ -19,15 +19,7 @@ func TestWindowTimes(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *SQLite) {
 		ctx := context.Background()
 		closes := time.Now().Add(time.Second).Truncate(time.Millisecond)
-		var ids []int64
-		for first := int64(1); first <= 2; first++ {
-			got, err := s.SaveWindowEntries(ctx, []WindowWrite{{
-				Window:  EntryWindow{CanvasID: "c", PlanHash: "h", FirstEvent: first, WorkflowID: fmt.Sprintf("huabu-c-event-%d", first), ClosesAt: closes},
-				Entries: []WindowEntry{{UID: first, UserID: fmt.Sprint("u", first), EventID: first}},
-			}})
-			require.NoError(t, err)
-			ids = append(ids, got[0])
-		}
+		ids := saveTwoWindows(t, s, closes)
 		require.NoError(t, s.MarkWindowStarted(ctx, ids[0], time.Time{}))
 		run, err := s.BeginRun(ctx, "huabu-c-event-1/run-a", "c", "h", canvases.TriggerEvent)
 		require.NoError(t, err)
@@ -65,15 +57,7 @@ func TestEarlyWindowClose(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *SQLite) {
 		ctx := context.Background()
 		closes := time.Now().Add(time.Second).Truncate(time.Millisecond)
-		var ids []int64
-		for first := int64(1); first <= 2; first++ {
-			got, err := s.SaveWindowEntries(ctx, []WindowWrite{{
-				Window:  EntryWindow{CanvasID: "c", PlanHash: "h", FirstEvent: first, WorkflowID: fmt.Sprintf("huabu-c-event-%d", first), ClosesAt: closes},
-				Entries: []WindowEntry{{UID: first, UserID: fmt.Sprint("u", first), EventID: first}},
-			}})
-			require.NoError(t, err)
-			ids = append(ids, got[0])
-		}
+		ids := saveTwoWindows(t, s, closes)
 		early := closes.Add(-800 * time.Millisecond)
 		require.NoError(t, s.MarkWindowStarted(ctx, ids[0], early))
 		require.NoError(t, s.MarkWindowStarted(ctx, ids[1], closes.Add(time.Second)))
@@ -97,4 +81,21 @@ func TestEarlyWindowClose(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, begun)
 	})
+}
+
+// saveTwoWindows saves two windows of canvas c closing at closes, with one
+// entry each (u1, u2; workflow ids huabu-c-event-1 and -2), and returns
+// their ids.
+func saveTwoWindows(t *testing.T, s *SQLite, closes time.Time) []int64 {
+	t.Helper()
+	var ids []int64
+	for first := int64(1); first <= 2; first++ {
+		got, err := s.SaveWindowEntries(context.Background(), []WindowWrite{{
+			Window:  EntryWindow{CanvasID: "c", PlanHash: "h", FirstEvent: first, WorkflowID: fmt.Sprintf("huabu-c-event-%d", first), ClosesAt: closes},
+			Entries: []WindowEntry{{UID: first, UserID: fmt.Sprint("u", first), EventID: first}},
+		}})
+		require.NoError(t, err)
+		ids = append(ids, got[0])
+	}
+	return ids
 }

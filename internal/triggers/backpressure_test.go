@@ -2,8 +2,6 @@ package triggers
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -39,11 +37,9 @@ func (f *windowsFixture) closesAt(wf string) time.Time {
 }
 
 func (f *windowsFixture) backPressured() *Router {
-	r := New(Options{Store: f.st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Window: time.Second, BackPressure: true, Now: f.clock.now})
-	require.NoError(f.t, r.Refresh(context.Background()))
-	require.NoError(f.t, r.Load(context.Background()))
-	return r
+	o := f.options()
+	o.BackPressure = true
+	return f.loaded(o)
 }
 
 // TestBackPressuredWindows (ADR 035): with back-pressure a window starts
@@ -95,9 +91,10 @@ func TestBackPressuredWindows(t *testing.T) {
 	t.Run("an older unstarted window holds the newer one to its time", func(t *testing.T) {
 		f := newWindowsFixture(t)
 		held := &heldStarts{runs: f.temporal, hold: map[string]chan struct{}{}, waiting: make(chan string, 1)}
-		r := New(Options{Store: f.st, Runs: held, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Window: time.Second, BackPressure: true, Now: f.clock.now})
-		require.NoError(t, r.Refresh(ctx))
+		o := f.options()
+		o.Runs = held
+		o.BackPressure = true
+		r := f.refreshed(o)
 		first := f.signups("u1")
 		release := make(chan struct{})
 		held.hold[workflowID("welcome", first[0].ID)] = release

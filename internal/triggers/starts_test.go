@@ -2,8 +2,6 @@ package triggers
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -77,9 +75,10 @@ func TestWindowsStartConcurrently(t *testing.T) {
 	t.Run("a slow start holds up no other window", func(t *testing.T) {
 		f := newWindowsFixture(t)
 		held := &heldStarts{runs: f.temporal, hold: map[string]chan struct{}{}, waiting: make(chan string, 1)}
-		r := New(Options{Store: f.st, Runs: held, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Window: 40 * time.Millisecond, Now: f.clock.now})
-		require.NoError(t, r.Refresh(ctx))
+		o := f.options()
+		o.Runs = held
+		o.Window = 40 * time.Millisecond
+		r := f.refreshed(o)
 		first := f.signups("u1")
 		release := make(chan struct{})
 		held.hold[workflowID("welcome", first[0].ID)] = release
@@ -115,9 +114,9 @@ func TestWindowsStartConcurrently(t *testing.T) {
 	t.Run("a write of entries holds up no other window, and its own window waits for it", func(t *testing.T) {
 		f := newWindowsFixture(t)
 		st := &heldWrites{SQLite: f.st}
-		r := New(Options{Store: st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Window: time.Second, Now: f.clock.now})
-		require.NoError(t, r.Refresh(ctx))
+		o := f.options()
+		o.Store = st
+		r := f.refreshed(o)
 		a := f.signups("u1")
 		require.NoError(t, r.Route(ctx, a))
 		// A new plan version: the next entries open a window of their own.
@@ -214,9 +213,9 @@ steps:
     push: {channel: outbox, text: hi}
 `)
 	st := &countingReads{SQLite: f.st}
-	r := New(Options{Store: st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Window: time.Second, Now: f.clock.now})
-	require.NoError(t, r.Refresh(ctx))
+	o := f.options()
+	o.Store = st
+	r := f.refreshed(o)
 
 	require.NoError(t, r.Route(ctx, f.signups("u1", "u2")))
 	p, m := st.counts()
@@ -266,9 +265,9 @@ func TestRoutingMatchesTheTriggersItLoadedUsersFor(t *testing.T) {
 	uids, err := f.st.UIDs(ctx, []string{"u7"})
 	require.NoError(t, err)
 	st := &deployWhileRouting{SQLite: f.st}
-	r := New(Options{Store: st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Window: time.Second, Now: f.clock.now})
-	require.NoError(t, r.Refresh(ctx))
+	o := f.options()
+	o.Store = st
+	r := f.refreshed(o)
 	st.deploy = func() {
 		plan, problems := f.comp.Compile("vip.yaml", []byte(`
 id: vip

@@ -96,9 +96,28 @@ steps:
 }
 
 func (f *windowsFixture) router(maxUsers int) *Router {
-	r := New(Options{Store: f.st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Window: time.Second, MaxUsersPerRun: maxUsers, Now: f.clock.now})
+	o := f.options()
+	o.MaxUsersPerRun = maxUsers
+	return f.loaded(o)
+}
+
+// options are the fixture's router options: its store, Temporal fake and
+// clock, a one-second window.
+func (f *windowsFixture) options() Options {
+	return Options{Store: f.st, Runs: f.temporal, Compiler: f.comp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Window: time.Second, Now: f.clock.now}
+}
+
+// refreshed is a router with o that has read the deployed plans.
+func (f *windowsFixture) refreshed(o Options) *Router {
+	r := New(o)
 	require.NoError(f.t, r.Refresh(context.Background()))
+	return r
+}
+
+// loaded is a refreshed router that has also loaded the stored windows.
+func (f *windowsFixture) loaded(o Options) *Router {
+	r := f.refreshed(o)
 	require.NoError(f.t, r.Load(context.Background()))
 	return r
 }

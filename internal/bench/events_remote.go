@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -163,7 +164,8 @@ func EventsRemote(ctx context.Context, opts EventOptions, target RemoteOptions) 
 	var warms []string
 	warmStart := time.Now()
 	var lastWarm time.Time
-	for warmed := false; !warmed; {
+	arrived := func(user string) bool { _, ok := reader.at(user); return ok }
+	for {
 		if time.Since(lastWarm) >= warmEvery {
 			warm := fmt.Sprintf("w%d-%d", run%1000000, len(warms))
 			if err := r.track(ctx, target.Targets[0], fmt.Appendf(nil, `{"userId":%q,"event":"bench_ping","messageId":"w-%d-%d"}`, warm, run, len(warms))); err != nil {
@@ -174,18 +176,14 @@ func EventsRemote(ctx context.Context, opts EventOptions, target RemoteOptions) 
 		if err := reader.read(ctx); err != nil {
 			return err
 		}
-		for _, warm := range warms {
-			if _, ok := reader.at(warm); ok {
-				warmed = true
-			}
+		if slices.ContainsFunc(warms, arrived) {
+			break
 		}
-		if !warmed && time.Since(warmStart) > 2*time.Minute {
+		if time.Since(warmStart) > 2*time.Minute {
 			return fmt.Errorf("no warm-up event reached an outbox row in 2 minutes: are the workers' channels outbox providers, and is a router running?")
 		}
-		if !warmed {
-			if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
-				return err
-			}
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	warmup := time.Since(warmStart)

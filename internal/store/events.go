@@ -211,6 +211,9 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 			res, err := ingest(ctx, tx, parts, s.pg)
 			if err != nil {
 				_ = tx.Rollback()
+				if s.pg && pgUniqueViolation(err) {
+					return err // applied again by IngestAll
+				}
 				return errRequestFailed
 			}
 			for i, r := range live[:n] {
@@ -319,6 +322,12 @@ func (s *SQLite) IngestAll(ctx context.Context, reqs []IngestRequest, key string
 	// All at once first; when a request fails, again with a savepoint each,
 	// so the others are stored and the failing one is named.
 	err = s.applyGroup(ctx, group, false, setKey)
+	// PostgreSQL: a row the applier's probe did not see was inserted by
+	// another transaction (postgres_ingest.go); applied again, the probe
+	// sees it.
+	for try := 0; try < 3 && s.pg && pgUniqueViolation(err); try++ {
+		err = s.applyGroup(ctx, group, false, setKey)
+	}
 	if errors.Is(err, errRequestFailed) {
 		err = s.applyGroup(ctx, group, true, setKey)
 	}
@@ -568,7 +577,11 @@ func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool) ([]Ing
 	}
 	if len(due) > 0 {
 		slices.Sort(due)
-		if err := markDirty(ctx, tx, slices.Compact(due)); err != nil {
+		mark := markDirty
+		if pg {
+			mark = pgMarkDirty
+		}
+		if err := mark(ctx, tx, slices.Compact(due)); err != nil {
 			return nil, err
 		}
 	}

@@ -159,10 +159,7 @@ func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, p
 		return err
 	}
 	if pg {
-		if err := create(users); err != nil {
-			return nil, err
-		}
-		return uidOf, read(`SELECT id, uid FROM profiles WHERE id IN (SELECT value FROM json_each(?))`, users)
+		return pgProfileUIDs(ctx, tx, users, nowMS)
 	}
 	const stored = `SELECT j.value, p.uid FROM json_each(?) j JOIN profiles p ON p.id = j.value`
 	if err := read(stored, users); err != nil {

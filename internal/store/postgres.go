@@ -622,51 +622,6 @@ func pgScalarMinMax(q string) string {
 	return string(b)
 }
 
-// pgInsertEvents stores a request's events in one statement (arrays
-// unnested in message order; a message id seen before, in the table or
-// earlier in the request, is skipped) and marks which were new, with their
-// ids: PostgreSQL has no LastInsertId.
-func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int64, userIDs []string, receivedMS, realtime []int64, isNew []bool, ids []int64) error {
-	n := len(msgs)
-	mids, anons, types, names, props := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	ts := make([]int64, n)
-	for i, m := range msgs {
-		mids[i], anons[i], types[i], names[i], ts[i] = m.MessageID, m.AnonymousID, m.Type, m.Name, m.Timestamp.UnixMilli()
-		props[i] = "{}"
-		if len(m.Properties) > 0 {
-			props[i] = string(m.Properties)
-		}
-	}
-	rows, err := tx.QueryContext(ctx, pgRaw+`INSERT INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
-		SELECT m, u, uu, a, t, nm, p, ts, ra, rt FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[]) WITH ORDINALITY AS x(m, u, uu, a, t, nm, p, ts, ra, rt, n)
-		ORDER BY n
-		ON CONFLICT (message_id) DO NOTHING
-		RETURNING id, message_id`, mids, uids, userIDs, anons, types, names, props, ts, receivedMS, realtime)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	stored := make(map[string]int64, n)
-	for rows.Next() {
-		var id int64
-		var mid string
-		if err := rows.Scan(&id, &mid); err != nil {
-			return err
-		}
-		stored[mid] = id
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for i, mid := range mids {
-		if id, ok := stored[mid]; ok {
-			isNew[i], ids[i] = true, id
-			delete(stored, mid) // a repeat later in the request is a duplicate
-		}
-	}
-	return nil
-}
-
 // pgEventsChannel is the channel appliers notify when they commit events
 // (the payload is the store's schema); WatchEvents listens on it.
 const pgEventsChannel = "huabu_events"

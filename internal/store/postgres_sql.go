@@ -149,64 +149,6 @@ func pgUpsertDocs(table, key string) string {
 		ON CONFLICT(` + key + `) DO UPDATE SET doc = json_patch(` + table + `.doc, excluded.doc), updated_at = excluded.updated_at`
 }
 
-// pgAggregateQuery is aggregateQuery for PostgreSQL: properties are parsed
-// as JSONB, paths are text arrays, numbers come back as float8.
-func pgAggregateQuery(aggs []Aggregate) (string, []any) {
-	var args []any
-	index := map[any]int{}
-	param := func(v any, cast string) string {
-		i, ok := index[v]
-		if !ok {
-			args = append(args, v)
-			i = len(args)
-			index[v] = i
-		}
-		return "$" + strconv.Itoa(i) + cast
-	}
-	var b strings.Builder
-	b.WriteString(pgRaw + "SELECT j.value")
-	for _, a := range aggs {
-		ev, since := param("e:"+a.Event, ""), param(a.Since, "")
-		where := " FROM events WHERE uid = j.value AND name = " + ev + " AND ts >= " + since
-		var path string
-		if a.Path != "" {
-			path = param("p:"+pgPathArray(a.Path), "::text[]")
-		}
-		val := "(properties::json #> " + path + ")"
-		num := "CASE WHEN json_typeof" + val + " = 'number' THEN (" + val + "::text)::numeric END"
-		present := "coalesce(json_typeof" + val + ", 'null') <> 'null'"
-		b.WriteString(", (SELECT ")
-		switch a.Fn {
-		case "count":
-			b.WriteString("count(*)" + where)
-		case "sum":
-			b.WriteString("coalesce(sum(" + num + "), 0)::float8" + where)
-		case "min":
-			b.WriteString("min(" + num + ")" + where)
-		case "max":
-			b.WriteString("max(" + num + ")" + where)
-		case "first":
-			b.WriteString(val + "::text" + where + " AND " + present + " ORDER BY ts, id LIMIT 1")
-		case "last":
-			b.WriteString(val + "::text" + where + " AND " + present + " ORDER BY ts DESC, id DESC LIMIT 1")
-		case "first_ts":
-			b.WriteString("min(ts)" + where)
-		case "last_ts":
-			b.WriteString("max(ts)" + where)
-		default:
-			panic("store: unknown aggregate " + a.Fn)
-		}
-		b.WriteString(")")
-	}
-	b.WriteString(" FROM (SELECT value::bigint AS value FROM jsonb_array_elements_text($" + strconv.Itoa(len(args)+1) + "::jsonb)) j")
-	for i, a := range args {
-		if s, ok := a.(string); ok {
-			args[i] = s[2:]
-		}
-	}
-	return b.String(), args
-}
-
 // pgNumbers turns the numbers PostgreSQL returns as numeric text into what
 // SQLite returns: an int64 when written without a fraction or exponent.
 func pgNumbers(aggs []Aggregate, vals []any) {

@@ -228,39 +228,6 @@ func eventAggregateQuery(name string, aggs []Aggregate, idx []int) (string, []an
 	return b.String(), args
 }
 
-// pgAggregates computes aggs for each uid on PostgreSQL: one statement for
-// the page, each aggregate a correlated range scan of events(uid, name, ts).
-func (t *TraitTx) pgAggregates(uids []int64, aggs []Aggregate) (map[int64][]any, error) {
-	out := make(map[int64][]any, len(uids))
-	q, args := pgAggregateQuery(aggs)
-	args = append(args, idList(uids))
-	rows, err := t.tx.QueryContext(t.ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("trait aggregates: %w", err)
-	}
-	defer rows.Close()
-	dest := make([]any, len(aggs)+1)
-	for rows.Next() {
-		var uid int64
-		vals := make([]any, len(aggs))
-		dest[0] = &uid
-		for i := range vals {
-			dest[i+1] = &vals[i]
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, err
-		}
-		for i, v := range vals {
-			if b, ok := v.([]byte); ok {
-				vals[i] = string(b)
-			}
-		}
-		pgNumbers(aggs, vals)
-		out[uid] = vals
-	}
-	return out, rows.Err()
-}
-
 // WriteDocs replaces profile documents in one statement. (The OR IGNORE
 // and OR REPLACE forms in this file spare SQLite a statement journal for
 // multi-row statements; no constraint can fail on these rows.)

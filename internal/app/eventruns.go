@@ -36,6 +36,11 @@ func (r temporalRuns) StartEventRun(ctx context.Context, run triggers.EventRun) 
 		// Say so (the SDK would hand back the existing run without an
 		// error): the router is told ErrRunStarted, as Runs promises.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		// The router runs beside a worker of the task queue on the same
+		// client: the server hands the run's first workflow task back in
+		// the start's answer instead of through its transfer queue and
+		// matching, where a busy server retried it after seconds (ADR 045).
+		EnableEagerStart: true,
 	}, workflows.RunName, workflows.EventRunInput(run.CanvasID, run.PlanHash, run.Users))
 	return startError(err)
 }

@@ -13,6 +13,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/huabu/huabu/internal/app/embedded"
 	"github.com/huabu/huabu/internal/triggers"
@@ -90,4 +92,37 @@ func TestTemporalRunsOnTheServer(t *testing.T) {
 	require.ErrorIs(t, runs.StartEventRun(ctx, run), triggers.ErrRunStarted, "finished: the id is not reused")
 	require.ErrorIs(t, runs.SignalArrivals(ctx, run.WorkflowID), triggers.ErrNoRun, "ended")
 	require.ErrorIs(t, runs.SignalArrivals(ctx, "huabu-welcome-event-never"), triggers.ErrNoRun, "never started")
+}
+
+// TestEventRunsStartEagerly: with a worker of the task queue on the same
+// client, as in every Huabu process, the server accepts the start eagerly —
+// the run's first workflow task comes back in the start's answer instead of
+// through the server's transfer queue and matching (ADR 045).
+func TestEventRunsStartEagerly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := embedded.Start(ctx, embedded.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, srv.Stop()) })
+	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace(),
+		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	// The interpreter itself is not under test: a run that ends at once
+	// under its name stands in for it.
+	w := worker.New(c, "event-runs-eager", worker.Options{})
+	w.RegisterWorkflowWithOptions(func(workflow.Context, workflows.RunInput) error { return nil },
+		workflow.RegisterOptions{Name: workflows.RunName})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	runs := temporalRuns{client: c, taskQueue: "event-runs-eager"}
+	run := triggers.EventRun{WorkflowID: "huabu-welcome-event-8", CanvasID: "welcome", PlanHash: "0123456789abcdef", Users: []string{"u1"}}
+	require.NoError(t, runs.StartEventRun(ctx, run))
+	require.NoError(t, c.GetWorkflow(ctx, run.WorkflowID, "").Get(ctx, nil), "the run ran on the worker")
+	history := c.GetWorkflowHistory(ctx, run.WorkflowID, "", false, 0)
+	first, err := history.Next()
+	require.NoError(t, err)
+	require.True(t, first.GetWorkflowExecutionStartedEventAttributes().GetEagerExecutionAccepted(),
+		"the server handed the first workflow task back with the start")
 }

@@ -44,7 +44,9 @@ func (app *App) StartRun(ctx context.Context, canvasID string, userIDs []string)
 		return server.RunStarted{}, err
 	}
 	id := fmt.Sprintf("huabu-%s-manual-%d", canvasID, time.Now().UnixNano())
-	run, err := app.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: app.cfg.Temporal.TaskQueue},
+	// Eager, as event runs (ADR 045): this process's worker takes the
+	// run's first workflow task from the start's answer.
+	run, err := app.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: app.cfg.Temporal.TaskQueue, EnableEagerStart: true},
 		workflows.RunName, workflows.RunInput{CanvasID: canvasID, PlanHash: c.PlanHash, Trigger: canvases.TriggerManual, UserIDs: userIDs})
 	if err != nil {
 		return server.RunStarted{}, err

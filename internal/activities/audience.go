@@ -209,28 +209,38 @@ func (e *entrant) everyone(ctx context.Context, cur *entryCursor) error {
 // chunk: a retry decides again and replaces what an earlier attempt wrote.
 func (e *entrant) named(ctx context.Context, cur *entryCursor) error {
 	*cur = entryCursor{AfterUID: -1}
-	uidsByID, err := e.a.Store.UIDs(ctx, e.in.UserIDs)
+	uids, err := e.decideNamed(ctx)
 	if err != nil {
 		return err
+	}
+	return e.write(ctx, uids, cur, math.MaxInt64)
+}
+
+// decideNamed returns who of the named users enter, in uid order: all
+// known ones, or with ApplyAudience those the audience and the re-entry
+// rules admit. It only reads.
+func (e *entrant) decideNamed(ctx context.Context) ([]int64, error) {
+	uidsByID, err := e.a.Store.UIDs(ctx, e.in.UserIDs)
+	if err != nil {
+		return nil, err
 	}
 	uids := make([]int64, 0, len(uidsByID))
 	for _, u := range uidsByID {
 		uids = append(uids, u)
 	}
 	slices.Sort(uids)
-	const everyUID = math.MaxInt64
 	if !e.in.ApplyAudience {
-		return e.write(ctx, uids, cur, everyUID)
+		return uids, nil
 	}
 	rows, err := e.a.Store.Profiles(ctx, uids)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	matched, err := e.match(rows, e.cp.audience)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.admit(ctx, matched, cur, everyUID)
+	return e.admitted(ctx, matched)
 }
 
 // match evaluates a condition over profiles in parallel; a nil condition
@@ -293,24 +303,34 @@ func (e *entrant) match(rows []store.ProfileRow, cond *canvases.Condition) ([]in
 // admit applies the re-entry rule and writes the users as the entry pages
 // of the chunk of profiles up to lastUID.
 func (e *entrant) admit(ctx context.Context, uids []int64, cur *entryCursor, lastUID int64) error {
-	entry := e.cp.plan.Entry
-	if entry.Reentry != canvases.ReentryAlways && len(uids) > 0 {
-		last, err := e.a.Store.LastEntries(ctx, e.in.CanvasID, e.in.RunID, uids)
-		if err != nil {
-			return err
-		}
-		uids = slices.DeleteFunc(uids, func(u int64) bool {
-			at, seen := last[u]
-			if !seen {
-				return false
-			}
-			if entry.Reentry == canvases.ReentryNever {
-				return true
-			}
-			return e.now.Sub(at) < entry.After.Std()
-		})
+	uids, err := e.admitted(ctx, uids)
+	if err != nil {
+		return err
 	}
 	return e.write(ctx, uids, cur, lastUID)
+}
+
+// admitted leaves out of uids the users the re-entry rule keeps out: their
+// last entry into the canvas (in a run other than this one) is too recent.
+func (e *entrant) admitted(ctx context.Context, uids []int64) ([]int64, error) {
+	entry := e.cp.plan.Entry
+	if entry.Reentry == canvases.ReentryAlways || len(uids) == 0 {
+		return uids, nil
+	}
+	last, err := e.a.Store.LastEntries(ctx, e.in.CanvasID, e.in.RunID, uids)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(uids, func(u int64) bool {
+		at, seen := last[u]
+		if !seen {
+			return false
+		}
+		if entry.Reentry == canvases.ReentryNever {
+			return true
+		}
+		return e.now.Sub(at) < entry.After.Std()
+	}), nil
 }
 
 // write replaces the chunk's pages (and entry rows) with uids and moves the

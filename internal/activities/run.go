@@ -14,6 +14,9 @@ import (
 // FinishRun, EnterStep; Enter sets how many entered).
 type RunStore interface {
 	BeginRun(ctx context.Context, workflowID, canvasID, planHash, trigger string) (store.Run, error)
+	// BeginRunEntry is BeginRun with the run's entry cohort, for runs of
+	// named users (BeginEnter, ADR 044).
+	BeginRunEntry(ctx context.Context, e store.RunEntry) (store.Run, store.Cohort, error)
 	SetRunEntered(ctx context.Context, runID, entered int64) error
 	FinishRun(ctx context.Context, runID int64, state, errMsg string) error
 	RecordStepEntry(ctx context.Context, runID int64, stepID string, visit int, cohortID, count int64) error
@@ -41,19 +44,28 @@ type BeginInput struct {
 
 // BeginRun records the run of the calling workflow and returns its id.
 func (a *Activities) BeginRun(ctx context.Context, in BeginInput) (int64, error) {
-	if a.Gate != nil {
-		why, err := a.Gate.RunRefusal(ctx, in.CanvasID, in.PlanHash, in.Users)
-		if err != nil {
-			return 0, err
-		}
-		if why != "" {
-			// Retrying will not help: the run does not start.
-			return 0, temporal.NewNonRetryableApplicationError(why, "RunRefused", nil)
-		}
+	if err := a.gate(ctx, in); err != nil {
+		return 0, err
 	}
 	wf := activity.GetInfo(ctx).WorkflowExecution
 	run, err := a.Store.BeginRun(ctx, wf.ID+"/"+wf.RunID, in.CanvasID, in.PlanHash, in.Trigger)
 	return run.ID, err
+}
+
+// gate asks the Gate, if any, whether the run may begin.
+func (a *Activities) gate(ctx context.Context, in BeginInput) error {
+	if a.Gate == nil {
+		return nil
+	}
+	why, err := a.Gate.RunRefusal(ctx, in.CanvasID, in.PlanHash, in.Users)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		// Retrying will not help: the run does not start.
+		return temporal.NewNonRetryableApplicationError(why, "RunRefused", nil)
+	}
+	return nil
 }
 
 // FinishInput ends a run.

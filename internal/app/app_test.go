@@ -217,7 +217,9 @@ func TestRecordReplayHistories(t *testing.T) {
 // TestRecordNamedRunHistory records a run of named users (as an entry
 // window starts one) over every step kind: since localRunChange its
 // BeginRun, Enter, Exit, FinishRun and whole-cohort sends are local
-// activities (replay-named-users.json).
+// activities (replay-named-users.json), and since beginEnterChange one
+// BeginEnter begins and enters it (replay-named-users-v2.json, recorded
+// beside the older file, which stays as it is).
 func TestRecordNamedRunHistory(t *testing.T) {
 	if !*recordHistories {
 		t.Skip("run with -record-histories to refresh workflows/testdata")
@@ -239,11 +241,18 @@ func TestRecordNamedRunHistory(t *testing.T) {
 	for _, ev := range h.Events {
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			switch a.GetActivityType().GetName() {
-			case "BeginRun", "Enter", "Exit", "FinishRun", "Send":
+			case "BeginRun", "Enter", "BeginEnter", "Exit", "FinishRun", "Send":
 				t.Fatalf("%s ran as a regular activity in a run of named users", a.GetActivityType().GetName())
 			}
 		}
 	}
-	path := filepath.Join("..", "workflows", "testdata", "replay-named-users.json")
+	var began bool
+	for _, ev := range h.Events {
+		if m := ev.GetMarkerRecordedEventAttributes(); m != nil && strings.Contains(m.GetDetails()["data"].String(), "BeginEnter") {
+			began = true
+		}
+	}
+	require.True(t, began, "no BeginEnter local activity in the history")
+	path := filepath.Join("..", "workflows", "testdata", "replay-named-users-v2.json")
 	writeHistory(t, path, started.WorkflowID, h)
 }

@@ -200,9 +200,19 @@ func (s *SQLite) lockKeyed(kind string, id int64) func(context.Context, *sql.Tx)
 		if err := s.lockShared(ctx, tx); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/`+kind+`/' || $1::bigint, 0))`, id)
-		return err
+		return s.lockObject(ctx, tx, kind, id)
 	}
+}
+
+// lockObject takes one object's exclusive lock inside tx (PostgreSQL only),
+// for a transaction that holds the write lock shared already and learns the
+// object's id on the way (BeginRunEntry's new cohort).
+func (s *SQLite) lockObject(ctx context.Context, tx *sql.Tx, kind string, id int64) error {
+	if !s.pg {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, pgRaw+`SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/`+kind+`/' || $1::bigint, 0))`, id)
+	return err
 }
 
 // forUpdate ends a ledger transaction's SELECT of the rows it will change:

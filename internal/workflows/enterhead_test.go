@@ -20,6 +20,8 @@ func TestAudienceEntersInTwoParts(t *testing.T) {
 		mode   fault
 	}{
 		{"", ""},
+		{"BeginRun", failBefore},
+		{"BeginRun", loseCompletion},
 		{"EnterHead", failBefore},
 		{"EnterHead", loseCompletion},
 		{"EnterRest", failBefore},

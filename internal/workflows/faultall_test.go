@@ -42,11 +42,12 @@ var exhaustiveFaults = flag.Bool("faults.exhaustive", false, "fault-injection ha
 // cases below must execute each of them). Not here: StaffTask (the outbox
 // stub of runs recorded before the staff SOP loop, replay only), SendOne
 // (the one-workflow-per-user comparison of `huabu bench`),
-// SyncWeComDirectory (its own workflow), and EnterHead and EnterRest (runs
-// that scan an audience of more than one chunk of profiles: the cases here
-// name their users; TestAudienceEntersInTwoParts faults them).
+// SyncWeComDirectory (its own workflow), BeginRun, EnterHead and EnterRest
+// (audience runs: the cases here name their users, whose runs begin with
+// BeginEnter; TestAudienceEntersInTwoParts faults them), and Enter (runs of
+// named users recorded before beginEnterChange).
 var interpreterActivities = []string{
-	"LoadPlan", "BeginRun", "Enter", "EnterStep", "Send", "Subtract", "Union", "Partition", "Tag", "Exit",
+	"LoadPlan", "BeginEnter", "EnterStep", "Send", "Subtract", "Union", "Partition", "Tag", "Exit",
 	"AwaitEvent", "CollectArrivals", "FinishRun",
 	"StaffAssign", "StaffDispatch", "StaffPoll", "StaffRemind", "StaffEscalate", "StaffFinish",
 }

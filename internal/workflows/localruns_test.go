@@ -32,7 +32,7 @@ func namedOrNot(named bool, users int) []string {
 	return ids
 }
 
-// beginFails fails the first n BeginRun calls, as a store unavailable for a
+// beginFails fails the first n BeginRun (or BeginRunEntry) calls, as a store unavailable for a
 // couple of minutes would.
 type beginFails struct {
 	activities.Store
@@ -49,6 +49,19 @@ func (s *beginFails) BeginRun(ctx context.Context, key, canvas, hash, trigger st
 		return store.Run{}, errors.New("injected: store unavailable")
 	}
 	return s.Store.BeginRun(ctx, key, canvas, hash, trigger)
+}
+
+// BeginRunEntry fails as BeginRun does: runs of named users begin with it
+// (BeginEnter).
+func (s *beginFails) BeginRunEntry(ctx context.Context, e store.RunEntry) (store.Run, store.Cohort, error) {
+	s.mu.Lock()
+	s.n--
+	fail := s.n >= 0
+	s.mu.Unlock()
+	if fail {
+		return store.Run{}, store.Cohort{}, errors.New("injected: store unavailable")
+	}
+	return s.Store.BeginRunEntry(ctx, e)
 }
 
 // TestRunWaitsOutAStoreOutageAtItsStart: the store refuses BeginRun for

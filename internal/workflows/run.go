@@ -71,6 +71,9 @@ type Token struct {
 	// Visits counts, for the steps on loops, how often the cohort's users
 	// entered them before: each visit has its own deliveries.
 	Visits map[string]int `json:"visits,omitempty"`
+	// StepRecorded: the cohort's entry into Step is recorded already
+	// (BeginEnter recorded the entry cohort's): the step does not again.
+	StepRecorded bool `json:"step_recorded,omitempty"`
 	// EnterAfter and EnterHead (Resume "enter-rest"): the rest of the
 	// audience is the profiles after uid EnterAfter; the head entered
 	// EnterHead users.
@@ -231,14 +234,11 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 		// activities (localRunChange).
 		r.local = len(r.in.UserIDs) > 0 && workflow.GetVersion(ctx, localRunChange, workflow.DefaultVersion, 1) == 1
 		begin := activities.BeginInput{CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, Trigger: r.in.Trigger, Users: int64(len(r.in.UserIDs))}
-		if err := r.short(ctx, a.BeginRun, begin).Get(ctx, &r.runID); err != nil {
-			return RunResult{}, err
-		}
 		var err error
-		if r.in.UserIDs == nil && workflow.GetVersion(ctx, enterHeadChange, workflow.DefaultVersion, 1) == 1 {
-			tokens, err = r.enterHead(ctx)
+		if r.local && workflow.GetVersion(ctx, beginEnterChange, workflow.DefaultVersion, 1) == 1 {
+			tokens, err = r.beginEnter(ctx, begin)
 		} else {
-			tokens, err = r.enter(ctx)
+			tokens, err = r.beginThenEnter(ctx, begin)
 		}
 		if err != nil {
 			return RunResult{}, err
@@ -262,6 +262,42 @@ func (r *runner) run(ctx workflow.Context) (RunResult, error) {
 		return RunResult{}, err
 	}
 	return RunResult{RunID: r.runID, Stats: r.stats}, nil
+}
+
+// beginThenEnter records the run (BeginRun), then enters its users: an
+// audience run, or a run of named users recorded before beginEnterChange.
+func (r *runner) beginThenEnter(ctx workflow.Context, begin activities.BeginInput) ([]Token, error) {
+	if err := r.short(ctx, a.BeginRun, begin).Get(ctx, &r.runID); err != nil {
+		return nil, err
+	}
+	if r.in.UserIDs == nil && workflow.GetVersion(ctx, enterHeadChange, workflow.DefaultVersion, 1) == 1 {
+		return r.enterHead(ctx)
+	}
+	return r.enter(ctx)
+}
+
+// beginEnterChange versions how a run of named users begins: from version
+// 1 one local activity, BeginEnter, records the run, its entry cohort and
+// the cohort's entry into the first step in one store transaction (ADR
+// 044), where BeginRun, Enter and the first step's EnterStep took three
+// local activities and seven write transactions. Runs recorded before
+// begin the old way.
+const beginEnterChange = "begin-enter"
+
+// beginEnter begins a run of named users and enters them (BeginEnter): the
+// entry token's step entry is recorded already.
+func (r *runner) beginEnter(ctx workflow.Context, begin activities.BeginInput) ([]Token, error) {
+	in := activities.BeginEnterInput{BeginInput: begin, UserIDs: r.in.UserIDs, ApplyAudience: r.in.ApplyAudience}
+	var res activities.BeginEnterResult
+	if err := localFirst(ctx, localActivity, pageActivity, a.BeginEnter, in).Get(ctx, &res); err != nil {
+		return nil, err
+	}
+	r.runID = res.RunID
+	r.stats.Entered = res.Cohort.Size
+	if res.Cohort.Size == 0 {
+		return nil, nil
+	}
+	return []Token{{Cohort: res.Cohort, Step: r.plan.Start(), StepRecorded: true}}, nil
 }
 
 // enterHeadChange versions entering an audience in two parts: EnterHead

@@ -88,7 +88,7 @@ func (r *runner) step(ctx workflow.Context, t Token) ([]Token, error) {
 		t.Merge = nil
 	}
 	in := activities.StepInput{RunID: r.runID, CanvasID: r.in.CanvasID, PlanHash: r.in.PlanHash, StepID: step.ID, Cohort: t.Cohort, Now: workflow.Now(ctx), Visit: t.Visits[t.Step]}
-	if t.Resume == "" {
+	if t.Resume == "" && !t.StepRecorded {
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second})
 		if err := workflow.ExecuteLocalActivity(lctx, a.EnterStep, in).Get(lctx, nil); err != nil {
 			return nil, err

@@ -519,6 +519,16 @@ func (e engineStore) RecordStepEntry(ctx context.Context, runID int64, stepID st
 	return nil
 }
 
+// BeginRunEntry records the entry cohort's entry into the first step too
+// (a run of named users, BeginEnter): noted as RecordStepEntry's.
+func (e engineStore) BeginRunEntry(ctx context.Context, in store.RunEntry) (store.Run, store.Cohort, error) {
+	run, cohort, err := e.SQLite.BeginRunEntry(ctx, in)
+	if err == nil && in.RecordStep && cohort.Size > 0 {
+		e.sim.noteEntry(entryKey{run: run.ID, step: in.StepID, cohort: cohort.ID})
+	}
+	return run, cohort, err
+}
+
 // entryKey is a cohort entering a step of a run, on a visit (loops).
 type entryKey struct {
 	run    int64

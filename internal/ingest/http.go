@@ -327,7 +327,7 @@ func (a *API) parse(kind string, body []byte, now time.Time) ([]Parsed, *FieldEr
 		if err := checkJSON(body); err != nil {
 			return nil, err
 		}
-		p, fe := a.opts.Validator.parse(body, parseOptions{kind: kind, now: now})
+		p, fe := a.opts.Validator.parse(body, parseOptions{kind: kind, now: now, validJSON: true})
 		if fe != nil {
 			return nil, fe
 		}
@@ -339,18 +339,14 @@ func (a *API) parse(kind string, body []byte, now time.Time) ([]Parsed, *FieldEr
 	if err := checkJSON(body); err != nil {
 		return nil, err
 	}
-	var b batchBody
-	if err := json.Unmarshal(body, &b); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return nil, &FieldError{Field: te.Field, Message: te.Field + " must be a list of messages"}
-		}
-		return nil, &FieldError{Message: "invalid JSON: " + jsonMessage(err)}
+	b, ok := splitBatchJSON(body)
+	if !ok {
+		return nil, &FieldError{Field: "batch", Message: "batch must be a list of messages"}
 	}
 	if b.Batch == nil {
 		return nil, &FieldError{Field: "batch", Message: "batch is required: a list of messages"}
 	}
-	o := parseOptions{now: now}
+	o := parseOptions{now: now, validJSON: true}
 	if s, ok := str(b.SentAt); ok && s != "" {
 		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 			o.sentAt = t

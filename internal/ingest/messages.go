@@ -86,6 +86,7 @@ type parseOptions struct {
 	now           time.Time // receivedAt
 	sentAt        time.Time // the batch's sentAt, for clock-skew correction
 	needTimestamp bool      // imports are history: a missing timestamp is an error
+	validJSON     bool      // the message is known to be valid JSON (its request was checked)
 }
 
 func (v *Validator) parse(raw []byte, o parseOptions) (Parsed, *FieldError) {
@@ -99,10 +100,12 @@ func (v *Validator) parse(raw []byte, o parseOptions) (Parsed, *FieldError) {
 	if t := firstByte(raw); t != '{' {
 		return Parsed{}, &FieldError{Field: strings.TrimSuffix(o.prefix, "."), Message: "each message must be a JSON object"}
 	}
-	var m message
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if !o.validJSON && !json.Valid(raw) {
+		var m message
+		err := json.Unmarshal(raw, &m)
 		return Parsed{}, &FieldError{Field: strings.TrimSuffix(o.prefix, "."), Message: "invalid JSON: " + jsonMessage(err)}
 	}
+	m := decodeMessageJSON(raw)
 	kind := o.kind
 	if kind == "" {
 		s, ok := str(m.Type)
@@ -343,6 +346,9 @@ func str(raw json.RawMessage) (string, bool) {
 	}
 	if firstByte(raw) != '"' {
 		return "", false
+	}
+	if s, ok := quickString(raw); ok {
+		return s, true
 	}
 	var s string
 	return s, json.Unmarshal(raw, &s) == nil

@@ -170,6 +170,9 @@ func UserID(raw json.RawMessage) (string, bool) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", true
 	}
+	if s, ok := quickString(raw); ok {
+		return s, true
+	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return s, true

@@ -75,4 +75,27 @@ func BenchmarkDecodeProfile(b *testing.B) {
 			_, _ = decodeFields(doc, []string{"city", "tags", "level"})
 		}
 	})
+	// A send without templates reads only the addresses (sender.load).
+	b.Run("addresses", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = decodeFields(doc, addressFields)
+		}
+	})
+	b.Run("addresses-struct", func(b *testing.B) { // before session 7
+		for b.Loop() {
+			var a struct {
+				Owner, Phone, Email, PushAlias string
+				WeComExternalUserID            string `json:"wecom_external_userid"`
+				WeComUserID                    string `json:"wecom_userid"`
+				PushRegistrationID             string `json:"push_registration_id"`
+			}
+			_ = json.Unmarshal(doc, &a)
+			doc := make(map[string]any, 4)
+			for k, v := range map[string]string{"owner": a.Owner, "phone": a.Phone, "email": a.Email, "push_alias": a.PushAlias} {
+				if v != "" {
+					doc[k] = v
+				}
+			}
+		}
+	})
 }

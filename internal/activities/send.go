@@ -518,9 +518,14 @@ func (s *sender) load(ctx context.Context, rows []store.ProfileRow) (map[int64]m
 				doc = map[string]any{}
 			}
 		} else {
-			var a addresses
-			_ = json.Unmarshal(r.Doc, &a) // a malformed profile has no address: suppressed
-			doc = a.asDoc()
+			// Only the members a recipient is resolved from, found by the
+			// audience scan's field walk (no reflection, nothing else
+			// built); a malformed profile has no address: suppressed.
+			if d, err := decodeFields(r.Doc, addressFields); err == nil && d != nil {
+				doc = d
+			} else {
+				doc = make(map[string]any, 1)
+			}
 		}
 		doc["id"] = r.ID
 		users[r.UID] = doc
@@ -954,33 +959,9 @@ func (a *Activities) SendOne(ctx context.Context, in SendOneInput) (SendResult, 
 	return res, err
 }
 
-// addresses are the fields a non-personalised send reads from a profile.
-type addresses struct {
-	Owner               string `json:"owner"`
-	Phone               string `json:"phone"`
-	Email               string `json:"email"`
-	WeComExternalUserID string `json:"wecom_external_userid"`
-	WeComUserID         string `json:"wecom_userid"`
-	PushAlias           string `json:"push_alias"`
-	PushRegistrationID  string `json:"push_registration_id"`
-}
-
-func (a addresses) asDoc() map[string]any {
-	doc := make(map[string]any, 4)
-	set := func(k, v string) {
-		if v != "" {
-			doc[k] = v
-		}
-	}
-	set("owner", a.Owner)
-	set(channels.AttrPhone, a.Phone)
-	set(channels.AttrEmail, a.Email)
-	set(channels.AttrWeComExternalUserID, a.WeComExternalUserID)
-	set(channels.AttrWeComUserID, a.WeComUserID)
-	set(channels.AttrPushAlias, a.PushAlias)
-	set(channels.AttrPushRegistrationID, a.PushRegistrationID)
-	return doc
-}
+// addressFields are the profile members a send without templates reads:
+// the reserved attributes a recipient is reached at, and its owner.
+var addressFields = append([]string{"owner"}, channels.ReservedAttrs...)
 
 // profilesOf returns the profiles of uids, from rows already loaded if any.
 func (s *sender) profilesOf(ctx context.Context, uids []int64, loaded []store.ProfileRow) ([]store.ProfileRow, error) {

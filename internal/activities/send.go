@@ -626,7 +626,8 @@ func (s *sender) prepare(channel string, msg *canvases.Message, users map[int64]
 		}()
 	}
 	wg.Wait()
-	var good []outgoing
+	// Compact in place: a page's deliveries are not copied again.
+	good := out[:0]
 	var fails []store.Settlement
 	for i := range uids {
 		if ok[i] {
@@ -635,6 +636,7 @@ func (s *sender) prepare(channel string, msg *canvases.Message, users map[int64]
 			fails = append(fails, bad[i])
 		}
 	}
+	clear(out[len(good):]) // no stale recipients behind the slice's end
 	return good, fails
 }
 

@@ -210,7 +210,13 @@ channels:
 	fmt.Fprintf(opts.Out, "broadcast CPU: %.1f s in Huabu (%.1f µs per recipient), %.1f s in the provider\n",
 		res.CPU.Seconds(), float64(res.CPU.Microseconds())/float64(max(res.Recipients, 1)), res.ProviderCPU.Seconds())
 	if res.Recipients != int64(opts.Users) {
-		return res, fmt.Errorf("sent %d messages for %d users", res.Recipients, opts.Users)
+		// Say where the others went: under heavy load a provider call can
+		// time out, and its recipients are then unknown (maybe sent), not lost.
+		why := "no counts for the step"
+		if c := counts["broadcast"]; c != nil {
+			why = fmt.Sprintf("entered %d, failed %v, suppressed %v, unknown %d, pending %d", c.Entered, c.Failed, c.Suppressed, c.Unknown, c.Pending)
+		}
+		return res, fmt.Errorf("sent %d messages for %d users (%s)", res.Recipients, opts.Users, why)
 	}
 	if opts.PerUser > 0 {
 		if err := compare(ctx, running, opts, &res); err != nil {

@@ -81,21 +81,32 @@ func BenchmarkDecodeProfile(b *testing.B) {
 			_, _ = decodeFields(doc, addressFields)
 		}
 	})
-	b.Run("addresses-struct", func(b *testing.B) { // before session 7
+	b.Run("addresses-struct", func(b *testing.B) { // before session 7 (sender.load)
+		type addresses struct {
+			Owner               string `json:"owner"`
+			Phone               string `json:"phone"`
+			Email               string `json:"email"`
+			WeComExternalUserID string `json:"wecom_external_userid"`
+			WeComUserID         string `json:"wecom_userid"`
+			PushAlias           string `json:"push_alias"`
+			PushRegistrationID  string `json:"push_registration_id"`
+		}
 		for b.Loop() {
-			var a struct {
-				Owner, Phone, Email, PushAlias string
-				WeComExternalUserID            string `json:"wecom_external_userid"`
-				WeComUserID                    string `json:"wecom_userid"`
-				PushRegistrationID             string `json:"push_registration_id"`
-			}
+			var a addresses
 			_ = json.Unmarshal(doc, &a)
 			doc := make(map[string]any, 4)
-			for k, v := range map[string]string{"owner": a.Owner, "phone": a.Phone, "email": a.Email, "push_alias": a.PushAlias} {
+			set := func(k, v string) {
 				if v != "" {
 					doc[k] = v
 				}
 			}
+			set("owner", a.Owner)
+			set("phone", a.Phone)
+			set("email", a.Email)
+			set("wecom_external_userid", a.WeComExternalUserID)
+			set("wecom_userid", a.WeComUserID)
+			set("push_alias", a.PushAlias)
+			set("push_registration_id", a.PushRegistrationID)
 		}
 	})
 }

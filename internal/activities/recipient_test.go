@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -78,5 +79,43 @@ func TestRecipient(t *testing.T) {
 				require.Equal(t, attrs, rec.Attrs, "the reserved attributes travel with every recipient")
 			}
 		})
+	}
+}
+
+// staffOnly is the one store read sender.load makes besides the profile
+// rows it is handed: the owners' staff records (none here).
+type staffOnly struct{ Store }
+
+func (staffOnly) StaffByIDs(context.Context, []string) (map[string]store.Staff, error) {
+	return map[string]store.Staff{}, nil
+}
+
+// TestAddressMembersMatchExactly pins how a profile's address members are
+// read: by their exact names, strings only, the same whether the message is
+// rendered per user (the whole document decoded) or not (only the address
+// members walked, 3b9e1cf). A profile written with "Phone" has no phone:
+// Huabu writes the reserved attributes in lower case (identify, import), and
+// conditions and templates read them by those names too.
+func TestAddressMembersMatchExactly(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc, address, reason string
+	}{
+		{"phone", `{"phone":"13800000001"}`, "13800000001", ""},
+		{"another case", `{"Phone":"13800000001"}`, "", channels.ReasonNoAddress},
+		{"empty", `{"phone":""}`, "", channels.ReasonNoAddress},
+		{"a number", `{"phone":13800000001}`, "", channels.ReasonNoAddress},
+		{"null", `{"phone":null}`, "", channels.ReasonNoAddress},
+		{"not a profile", `[1,2]`, "", channels.ReasonNoAddress},
+	} {
+		for _, text := range []string{"您好", "{{name}} 您好"} {
+			t.Run(tc.name+"/"+text, func(t *testing.T) {
+				s := &sender{a: &Activities{Store: staffOnly{}}, push: &canvases.Push{Message: canvases.Message{Text: text}}}
+				users, owners, err := s.load(context.Background(), []store.ProfileRow{{UID: 1, ID: "u1", Doc: []byte(tc.doc)}})
+				require.NoError(t, err)
+				rec, reason := s.recipient("sms", users[1], owners)
+				require.Equal(t, tc.reason, reason)
+				require.Equal(t, tc.address, rec.Address)
+			})
+		}
 	}
 }

@@ -71,9 +71,14 @@ func skipString(b []byte, i int) int {
 }
 
 // eachMember calls fn with each member's raw key (quotes included) and
-// value of the valid JSON object obj.
+// value of the valid JSON object obj; for any other valid JSON value (an
+// array, a string, null…) it calls fn for nothing.
 func eachMember(obj []byte, fn func(key, value []byte)) {
-	i := skipSpace(obj, 0) + 1 // past '{'
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return
+	}
+	i++ // past '{'
 	for {
 		i = skipSpace(obj, i)
 		if i >= len(obj) || obj[i] == '}' {
@@ -277,6 +282,13 @@ func decodeMessageJSON(raw []byte) message {
 // ok is false when batch is neither a list nor null (what Unmarshal
 // reported as a type error of the field "batch").
 func splitBatchJSON(body []byte) (b batchBody, ok bool) {
+	switch firstByte(body) {
+	case '{':
+	case 'n': // null leaves the struct as it is
+		return b, true
+	default: // Unmarshal cannot put an array, string, number or bool in a struct
+		return b, false
+	}
 	ok = true
 	eachMember(body, func(key, value []byte) {
 		switch name := memberName(key); {

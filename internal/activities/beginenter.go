@@ -35,6 +35,15 @@ type BeginEnterResult struct {
 // count and the cohort's entry into the first step at once. Retried, it
 // returns the cohort an earlier attempt sealed.
 func (a *Activities) BeginEnter(ctx context.Context, in BeginEnterInput) (BeginEnterResult, error) {
+	wf := activity.GetInfo(ctx).WorkflowExecution
+	// A retry after an attempt that committed returns what it recorded: the
+	// gate is asked only before the run begins, or a canvas stopped in
+	// between would leave a begun run with its users entered and no end.
+	if run, cohort, err := a.Store.RecordedRunEntry(ctx, wf.ID+"/"+wf.RunID); err == nil {
+		return BeginEnterResult{RunID: run.ID, Cohort: refOf(cohort)}, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return BeginEnterResult{}, err
+	}
 	if err := a.gate(ctx, in.BeginInput); err != nil {
 		return BeginEnterResult{}, err
 	}
@@ -42,14 +51,15 @@ func (a *Activities) BeginEnter(ctx context.Context, in BeginEnterInput) (BeginE
 	if err != nil {
 		return BeginEnterResult{}, err
 	}
-	wf := activity.GetInfo(ctx).WorkflowExecution
 	entry := store.RunEntry{
 		WorkflowID: wf.ID + "/" + wf.RunID, CanvasID: in.CanvasID, PlanHash: in.PlanHash, Trigger: in.Trigger,
 		StepID: cp.plan.Start(), RecordEntries: cp.needsEntries, RecordStep: true,
 	}
-	// The first decision leaves out no run of the workflow's own; when an
-	// earlier attempt recorded the run (and did not seal its entry), the
-	// store says so and the entry is decided again leaving that run out.
+	// The first decision leaves out no run of the workflow's own; when the
+	// workflow's run is recorded without a sealed entry (BeginRun called for
+	// it by hand: no workflow on this path does, since BeginRunEntry writes
+	// both at once), the store says so and the entry is decided again
+	// leaving that run out.
 	for range 3 {
 		e := &entrant{a: a, cp: cp, in: EnterInput{RunID: entry.DecidedFor, CanvasID: in.CanvasID, PlanHash: in.PlanHash, UserIDs: in.UserIDs, ApplyAudience: in.ApplyAudience}, now: a.now(), upToUID: math.MaxInt64}
 		if entry.Members, err = e.decideNamed(ctx); err != nil {

@@ -17,6 +17,9 @@ type RunStore interface {
 	// BeginRunEntry is BeginRun with the run's entry cohort, for runs of
 	// named users (BeginEnter, ADR 044).
 	BeginRunEntry(ctx context.Context, e store.RunEntry) (store.Run, store.Cohort, error)
+	// RecordedRunEntry is what BeginRunEntry recorded for a workflow
+	// (store.ErrNotFound: nothing yet).
+	RecordedRunEntry(ctx context.Context, workflowID string) (store.Run, store.Cohort, error)
 	SetRunEntered(ctx context.Context, runID, entered int64) error
 	FinishRun(ctx context.Context, runID int64, state, errMsg string) error
 	RecordStepEntry(ctx context.Context, runID int64, stepID string, visit int, cohortID, count int64) error

@@ -135,3 +135,22 @@ func (s *SQLite) BeginRunEntry(ctx context.Context, e RunEntry) (Run, Cohort, er
 	}
 	return run, cohort, nil
 }
+
+// RecordedRunEntry returns the run a workflow recorded with BeginRunEntry and
+// its sealed entry cohort, or ErrNotFound when there is none yet: a retried
+// BeginEnter returns what its first attempt committed without asking the run
+// gate again (a canvas stopped meanwhile must not orphan a begun run).
+func (s *SQLite) RecordedRunEntry(ctx context.Context, workflowID string) (Run, Cohort, error) {
+	run, err := s.runWhere(ctx, s.r, `workflow_id = ?`, workflowID)
+	if err != nil {
+		return Run{}, Cohort{}, err
+	}
+	cohort, err := s.cohortWhere(ctx, s.r, `key = ?`, fmt.Sprintf("%d/entry", run.ID))
+	if err != nil {
+		return Run{}, Cohort{}, err
+	}
+	if !cohort.Sealed {
+		return Run{}, Cohort{}, ErrNotFound
+	}
+	return run, cohort, nil
+}

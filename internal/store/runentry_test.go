@@ -104,6 +104,12 @@ func TestBeginRunEntry(t *testing.T) {
 				require.Equal(t, run.Entered, cohort.Size)
 				require.Equal(t, int64(len(tc.members)), cohort.Size)
 				require.Equal(t, want, readRunRows(t, s, run, cohort))
+				recRun, recCohort, err := s.RecordedRunEntry(ctx, "wf/new")
+				require.NoError(t, err)
+				require.Equal(t, run.ID, recRun.ID)
+				require.Equal(t, cohort.ID, recCohort.ID)
+				_, _, err = s.RecordedRunEntry(ctx, "wf/none")
+				require.ErrorIs(t, err, ErrNotFound)
 
 				// Again (a retried activity), deciding differently: the sealed
 				// cohort stands.

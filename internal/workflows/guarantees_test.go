@@ -204,6 +204,17 @@ func (s *sealFailsOnce) SealCohort(ctx context.Context, cohortID, span int64) (s
 	return s.Store.SealCohort(ctx, cohortID, span)
 }
 
+// BeginRunEntry seals inside its own transaction (runs of named users,
+// ADR 044): its first call commits and then reports a failure, as a lost
+// commit would, so the admission is retried over what it wrote.
+func (s *sealFailsOnce) BeginRunEntry(ctx context.Context, e store.RunEntry) (store.Run, store.Cohort, error) {
+	run, cohort, err := s.Store.BeginRunEntry(ctx, e)
+	if err == nil && !s.failed.Swap(true) {
+		return store.Run{}, store.Cohort{}, errors.New("database is locked (SQLITE_BUSY)")
+	}
+	return run, cohort, err
+}
+
 // TestRetriedAdmissionKeepsEveryone (issue 11, defect 1): an admission
 // retried after it wrote its pages — its cohort not sealed yet, its cursor
 // lost or stale — admits the same users: re-entry rules must not count the
@@ -230,7 +241,8 @@ steps:
   - id: hello
     push: {channel: outbox, text: 欢迎}
 `)
-			h.acts.Store = &sealFailsOnce{Store: h.store}
+			sf := &sealFailsOnce{Store: h.store}
+			h.acts.Store = sf
 			if tc.mode != "" {
 				h.faults = newFaultInjector("Enter", tc.mode)
 			}
@@ -249,6 +261,7 @@ steps:
 			require.Equal(t, int64(tc.users), res.Stats.Entered)
 			require.Equal(t, int64(tc.users), res.Stats.Sent)
 			require.Len(t, h.outbox("once-only"), tc.users)
+			require.True(t, sf.failed.Load(), "the admission's seal never failed: the case proves nothing")
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,4 +159,41 @@ func TestNamedRunsExpiredSendStaysExpired(t *testing.T) {
 	c := h.counts("late", res.RunID)["hello"]
 	require.Zero(t, c.Sent)
 	require.Equal(t, int64(1500), c.Suppressed[activities.ReasonExpired]+c.Unknown)
+}
+
+// gateOnce admits the first run it is asked about and refuses every later
+// question, as a canvas stopped right after its run began.
+type gateOnce struct{ asked atomic.Int32 }
+
+func (g *gateOnce) RunRefusal(context.Context, string, string, int64) (string, error) {
+	if g.asked.Add(1) > 1 {
+		return "canvas stopped", nil
+	}
+	return "", nil
+}
+
+// TestRetriedBeginEnterDoesNotAskTheGateAgain (review-1930 M1): BeginEnter
+// commits, its completion is lost, and the canvas is stopped before the
+// retry: the retry returns the run it recorded, so the run goes on and ends
+// instead of failing with its users entered and the run never finished.
+func TestRetriedBeginEnterDoesNotAskTheGateAgain(t *testing.T) {
+	h := newHarness(t)
+	h.profiles(5, func(int) map[string]any { return nil })
+	plan := h.deploy("id: gated\ntrigger: {manual: {}}\nsteps:\n  - {id: hello, push: {channel: outbox, text: \"hi\"}}\n")
+	gate := &gateOnce{}
+	h.acts.Gate = gate
+	h.faults = newFaultInjector("BeginEnter", loseCompletion)
+	env := h.newEnv()
+	env.ExecuteWorkflow(Run, RunInput{CanvasID: plan.ID, PlanHash: plan.Hash, Trigger: "manual", UserIDs: namedOrNot(true, 5)})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	_, injected := h.faults.counts()
+	require.Positive(t, injected["BeginEnter"], "no completion was lost")
+	require.EqualValues(t, 1, gate.asked.Load(), "the retry asked the gate again")
+	var res RunResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	run, err := h.store.GetRun(context.Background(), res.RunID)
+	require.NoError(t, err)
+	require.Equal(t, store.RunCompleted, run.State)
+	require.Len(t, h.outbox("gated"), 5)
 }

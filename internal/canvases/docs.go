@@ -45,6 +45,11 @@ configured. Conditions on events (` + "`trigger.event.when`" + `, ` + "`exit.whe
 that branch in this run (1 the first time), which is how a loop is bounded. Every name and type is
 checked; an unknown field is an error at its column.
 
+A message is sent to the address in the reserved attribute its channel reads (` + "`phone`" + ` for SMS,
+` + "`wecom_external_userid`" + ` for customer messages, …), matched by its exact name and only when it is a
+non-empty string: a profile written with ` + "`\"Phone\"`" + ` or with a number has no phone, and its message is
+suppressed with ` + "`no_address`" + ` (TestAddressMembersMatchExactly).
+
 ## Loops
 
 A goto back to an earlier step makes a loop; a wait must pace it. Each time users come round,

@@ -106,6 +106,7 @@ func TestAddressMembersMatchExactly(t *testing.T) {
 		{"a number", `{"phone":13800000001}`, "", channels.ReasonNoAddress},
 		{"null", `{"phone":null}`, "", channels.ReasonNoAddress},
 		{"not a profile", `[1,2]`, "", channels.ReasonNoAddress},
+		{"a null profile", `null`, "", channels.ReasonNoAddress},
 	} {
 		for _, text := range []string{"您好", "{{name}} 您好"} {
 			t.Run(tc.name+"/"+text, func(t *testing.T) {

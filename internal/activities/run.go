@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -17,6 +18,9 @@ type RunStore interface {
 	// BeginRunEntry is BeginRun with the run's entry cohort, for runs of
 	// named users (BeginEnter, ADR 044).
 	BeginRunEntry(ctx context.Context, e store.RunEntry) (store.Run, store.Cohort, error)
+	// RecordedRun is the run a workflow (id "workflow/run") recorded, or
+	// store.ErrNotFound.
+	RecordedRun(ctx context.Context, workflowID string) (store.Run, error)
 	// RecordedRunEntry is what BeginRunEntry recorded for a workflow
 	// (store.ErrNotFound: nothing yet).
 	RecordedRunEntry(ctx context.Context, workflowID string) (store.Run, store.Cohort, error)
@@ -47,10 +51,18 @@ type BeginInput struct {
 
 // BeginRun records the run of the calling workflow and returns its id.
 func (a *Activities) BeginRun(ctx context.Context, in BeginInput) (int64, error) {
+	wf := activity.GetInfo(ctx).WorkflowExecution
+	// A retry after an attempt that committed returns that run: the gate is
+	// asked only before the run begins, or a canvas stopped in between would
+	// leave a begun run that never ends (as BeginEnter).
+	if run, err := a.Store.RecordedRun(ctx, wf.ID+"/"+wf.RunID); err == nil {
+		return run.ID, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
 	if err := a.gate(ctx, in); err != nil {
 		return 0, err
 	}
-	wf := activity.GetInfo(ctx).WorkflowExecution
 	run, err := a.Store.BeginRun(ctx, wf.ID+"/"+wf.RunID, in.CanvasID, in.PlanHash, in.Trigger)
 	return run.ID, err
 }

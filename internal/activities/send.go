@@ -514,7 +514,7 @@ func (s *sender) load(ctx context.Context, rows []store.ProfileRow) (map[int64]m
 	for _, r := range rows {
 		var doc map[string]any
 		if personal {
-			if err := json.Unmarshal(r.Doc, &doc); err != nil {
+			if err := json.Unmarshal(r.Doc, &doc); err != nil || doc == nil { // null leaves doc nil
 				doc = map[string]any{}
 			}
 		} else {

@@ -64,10 +64,16 @@ steps:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// After an error the worker still takes its share of next
+			// (running nothing), so the sender never blocks on it.
+			failed := false
 			for range next {
+				if failed {
+					continue
+				}
 				if err := run(); err != nil {
-					errs <- err
-					return
+					errs <- err // one per worker at most: errs holds inFlight
+					failed = true
 				}
 			}
 		}()

@@ -141,7 +141,7 @@ func (s *SQLite) BeginRunEntry(ctx context.Context, e RunEntry) (Run, Cohort, er
 // BeginEnter returns what its first attempt committed without asking the run
 // gate again (a canvas stopped meanwhile must not orphan a begun run).
 func (s *SQLite) RecordedRunEntry(ctx context.Context, workflowID string) (Run, Cohort, error) {
-	run, err := s.runWhere(ctx, s.r, `workflow_id = ?`, workflowID)
+	run, err := s.RecordedRun(ctx, workflowID)
 	if err != nil {
 		return Run{}, Cohort{}, err
 	}
@@ -153,4 +153,11 @@ func (s *SQLite) RecordedRunEntry(ctx context.Context, workflowID string) (Run, 
 		return Run{}, Cohort{}, ErrNotFound
 	}
 	return run, cohort, nil
+}
+
+// RecordedRun returns the run a workflow recorded (BeginRun or
+// BeginRunEntry) under its exact id "workflow/run", or ErrNotFound: a retried
+// BeginRun returns it without asking the run gate again.
+func (s *SQLite) RecordedRun(ctx context.Context, workflowID string) (Run, error) {
+	return s.runWhere(ctx, s.r, `workflow_id = ?`, workflowID)
 }

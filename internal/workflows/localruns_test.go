@@ -172,28 +172,37 @@ func (g *gateOnce) RunRefusal(context.Context, string, string, int64) (string, e
 	return "", nil
 }
 
-// TestRetriedBeginEnterDoesNotAskTheGateAgain (review-1930 M1): BeginEnter
-// commits, its completion is lost, and the canvas is stopped before the
-// retry: the retry returns the run it recorded, so the run goes on and ends
-// instead of failing with its users entered and the run never finished.
-func TestRetriedBeginEnterDoesNotAskTheGateAgain(t *testing.T) {
-	h := newHarness(t)
-	h.profiles(5, func(int) map[string]any { return nil })
-	plan := h.deploy("id: gated\ntrigger: {manual: {}}\nsteps:\n  - {id: hello, push: {channel: outbox, text: \"hi\"}}\n")
-	gate := &gateOnce{}
-	h.acts.Gate = gate
-	h.faults = newFaultInjector("BeginEnter", loseCompletion)
-	env := h.newEnv()
-	env.ExecuteWorkflow(Run, RunInput{CanvasID: plan.ID, PlanHash: plan.Hash, Trigger: "manual", UserIDs: namedOrNot(true, 5)})
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	_, injected := h.faults.counts()
-	require.Positive(t, injected["BeginEnter"], "no completion was lost")
-	require.EqualValues(t, 1, gate.asked.Load(), "the retry asked the gate again")
-	var res RunResult
-	require.NoError(t, env.GetWorkflowResult(&res))
-	run, err := h.store.GetRun(context.Background(), res.RunID)
-	require.NoError(t, err)
-	require.Equal(t, store.RunCompleted, run.State)
-	require.Len(t, h.outbox("gated"), 5)
+// TestRetriedBeginDoesNotAskTheGateAgain (review-1930 M1, review-2015 L1):
+// the run's begin commits, its completion is lost, and the canvas is stopped
+// before the retry: the retry returns the run it recorded, so the run goes on
+// and ends instead of failing with the run never finished (and, for named
+// users, its users entered). Named runs begin with BeginEnter, audience runs
+// with BeginRun.
+func TestRetriedBeginDoesNotAskTheGateAgain(t *testing.T) {
+	for _, tc := range []struct {
+		named    bool
+		activity string
+	}{{true, "BeginEnter"}, {false, "BeginRun"}} {
+		t.Run(tc.activity, func(t *testing.T) {
+			h := newHarness(t)
+			h.profiles(5, func(int) map[string]any { return nil })
+			plan := h.deploy("id: gated\ntrigger: {manual: {}}\nsteps:\n  - {id: hello, push: {channel: outbox, text: \"hi\"}}\n")
+			gate := &gateOnce{}
+			h.acts.Gate = gate
+			h.faults = newFaultInjector(tc.activity, loseCompletion)
+			env := h.newEnv()
+			env.ExecuteWorkflow(Run, RunInput{CanvasID: plan.ID, PlanHash: plan.Hash, Trigger: "manual", UserIDs: namedOrNot(tc.named, 5)})
+			require.True(t, env.IsWorkflowCompleted())
+			require.NoError(t, env.GetWorkflowError())
+			_, injected := h.faults.counts()
+			require.Positive(t, injected[tc.activity], "no completion was lost")
+			require.EqualValues(t, 1, gate.asked.Load(), "the retry asked the gate again")
+			var res RunResult
+			require.NoError(t, env.GetWorkflowResult(&res))
+			run, err := h.store.GetRun(context.Background(), res.RunID)
+			require.NoError(t, err)
+			require.Equal(t, store.RunCompleted, run.State)
+			require.Len(t, h.outbox("gated"), 5)
+		})
+	}
 }

@@ -62,13 +62,7 @@ func TestRunErrorsInTheRoutersTerms(t *testing.T) {
 func TestTemporalRunsOnTheServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := embedded.Start(ctx, embedded.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, srv.Stop()) })
-	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace(),
-		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	c := embeddedClient(ctx, t)
 	// No worker polls the queue: the run stays open until terminated.
 	runs := temporalRuns{client: c, taskQueue: "event-runs-test"}
 	run := triggers.EventRun{WorkflowID: "huabu-welcome-event-7", CanvasID: "welcome", PlanHash: "0123456789abcdef", Users: []string{"u1", "u2"}}
@@ -101,13 +95,7 @@ func TestTemporalRunsOnTheServer(t *testing.T) {
 func TestEventRunsStartEagerly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := embedded.Start(ctx, embedded.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, srv.Stop()) })
-	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace(),
-		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	c := embeddedClient(ctx, t)
 	// The interpreter itself is not under test: a run that ends at once
 	// under its name stands in for it.
 	w := worker.New(c, "event-runs-eager", worker.Options{})
@@ -125,4 +113,18 @@ func TestEventRunsStartEagerly(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, first.GetWorkflowExecutionStartedEventAttributes().GetEagerExecutionAccepted(),
 		"the server handed the first workflow task back with the start")
+}
+
+// embeddedClient starts the embedded Temporal server and dials it; both end
+// with the test.
+func embeddedClient(ctx context.Context, t *testing.T) client.Client {
+	t.Helper()
+	srv, err := embedded.Start(ctx, embedded.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, srv.Stop()) })
+	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace(),
+		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
 }

@@ -1,81 +1,9 @@
 package store
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 )
-
-// pgAggregates computes aggs for each uid on PostgreSQL: one statement per
-// event name for the whole page (pgEventAggregateQuery), as on SQLite
-// (eventAggregateQuery). It used to be a correlated range scan of
-// events(uid, name, ts) per user and aggregate — 13 index descents per
-// user for the example config, the traits engine's largest statement
-// under `huabu bench ingest` (ADR 043).
-func (t *TraitTx) pgAggregates(uids []int64, aggs []Aggregate) (map[int64][]any, error) {
-	out := make(map[int64][]any, len(uids))
-	for _, uid := range uids {
-		vals := make([]any, len(aggs))
-		for i, a := range aggs {
-			switch a.Fn {
-			case "count":
-				vals[i] = int64(0)
-			case "sum":
-				vals[i] = 0.0
-			}
-		}
-		out[uid] = vals
-	}
-	var names []string
-	byName := map[string][]int{}
-	for i, a := range aggs {
-		if _, ok := byName[a.Event]; !ok {
-			names = append(names, a.Event)
-		}
-		byName[a.Event] = append(byName[a.Event], i)
-	}
-	for _, name := range names {
-		idx := byName[name]
-		q, args := pgEventAggregateQuery(name, aggs, idx)
-		rows, err := t.tx.QueryContext(t.ctx, q, append([]any{uids}, args...)...)
-		if err != nil {
-			return nil, fmt.Errorf("trait aggregates: %w", err)
-		}
-		var uid int64
-		got := make([]any, len(idx))
-		dest := make([]any, len(idx)+1)
-		dest[0] = &uid
-		for i := range got {
-			dest[i+1] = &got[i]
-		}
-		for rows.Next() {
-			clear(got)
-			if err := rows.Scan(dest...); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			vals, ok := out[uid]
-			if !ok {
-				continue
-			}
-			for i, v := range got {
-				if b, ok := v.([]byte); ok {
-					v = string(b)
-				}
-				vals[idx[i]] = v
-			}
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("trait aggregates: %w", err)
-		}
-	}
-	for _, vals := range out {
-		pgNumbers(aggs, vals)
-	}
-	return out, nil
-}
 
 // pgEventAggregateQuery is the PostgreSQL statement for the aggregates
 // aggs[idx], all of one event name: $1 is the uids, $2 the name, then

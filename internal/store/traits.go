@@ -98,9 +98,6 @@ func (t *TraitTx) Aggregates(uids []int64, aggs []Aggregate) (map[int64][]any, e
 	if len(uids) == 0 || len(aggs) == 0 {
 		return out, nil
 	}
-	if t.pg {
-		return t.pgAggregates(uids, aggs)
-	}
 	for _, uid := range uids {
 		vals := make([]any, len(aggs))
 		for i, a := range aggs {
@@ -121,10 +118,17 @@ func (t *TraitTx) Aggregates(uids []int64, aggs []Aggregate) (map[int64][]any, e
 		}
 		byName[a.Event] = append(byName[a.Event], i)
 	}
-	list := idList(uids)
+	// One statement per event name for the whole page on either store
+	// (ADR 038, ADR 043): SQLite reads the uids as a JSON list, PostgreSQL
+	// as an array.
+	var list any = idList(uids)
+	query := eventAggregateQuery
+	if t.pg {
+		list, query = uids, pgEventAggregateQuery
+	}
 	for _, name := range names {
 		idx := byName[name]
-		q, args := eventAggregateQuery(name, aggs, idx)
+		q, args := query(name, aggs, idx)
 		rows, err := t.tx.QueryContext(t.ctx, q, append([]any{list}, args...)...)
 		if err != nil {
 			return nil, fmt.Errorf("trait aggregates: %w", err)
@@ -157,6 +161,11 @@ func (t *TraitTx) Aggregates(uids []int64, aggs []Aggregate) (map[int64][]any, e
 		rows.Close()
 		if err != nil {
 			return nil, fmt.Errorf("trait aggregates: %w", err)
+		}
+	}
+	if t.pg {
+		for _, vals := range out {
+			pgNumbers(aggs, vals)
 		}
 	}
 	return out, nil

@@ -137,19 +137,7 @@ func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, p
 	}
 	read := func(q string, users []string) error {
 		rows, err := tx.QueryContext(ctx, q, stringList(users))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			var uid int64
-			if err := rows.Scan(&id, &uid); err != nil {
-				return err
-			}
-			uidOf[id] = uid
-		}
-		return rows.Err()
+		return readUIDs(rows, err, uidOf)
 	}
 	// OR IGNORE rather than ON CONFLICT DO NOTHING: the same effect here,
 	// and SQLite then needs no statement journal for the multi-row insert.
@@ -178,4 +166,22 @@ func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, p
 		return nil, err
 	}
 	return uidOf, read(stored, missing)
+}
+
+// readUIDs adds the (id, uid) rows of a profiles query to uidOf and closes
+// them; err is the query's.
+func readUIDs(rows *sql.Rows, err error, uidOf map[string]int64) error {
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var uid int64
+		if err := rows.Scan(&id, &uid); err != nil {
+			return err
+		}
+		uidOf[id] = uid
+	}
+	return rows.Err()
 }

@@ -113,21 +113,7 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 // have a profile), the missing ones inserted with their uids returned.
 func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64) (map[string]int64, error) {
 	uidOf := make(map[string]int64, len(users))
-	scan := func(rows *sql.Rows, err error) error {
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			var uid int64
-			if err := rows.Scan(&id, &uid); err != nil {
-				return err
-			}
-			uidOf[id] = uid
-		}
-		return rows.Err()
-	}
+	scan := func(rows *sql.Rows, err error) error { return readUIDs(rows, err, uidOf) }
 	if err := scan(tx.QueryContext(ctx, pgRaw+`SELECT id, uid FROM profiles WHERE id = ANY($1::text[])`, users)); err != nil {
 		return nil, err
 	}

@@ -83,6 +83,8 @@ type Server struct {
 	logLevel  *slog.LevelVar
 	logger    *slog.Logger
 	srvLog    *slogLogger
+	// checkpoints copies temporal.db's WAL into the file (nil in memory).
+	checkpoints *checkpointer
 
 	stopOnce sync.Once
 	stopErr  error
@@ -219,6 +221,12 @@ func start(ctx context.Context, opts Options, dataDir string, level *slog.LevelV
 		logger:    logger,
 		srvLog:    srvLogger,
 	}
+	if dataDir != "" {
+		if s.checkpoints, err = startCheckpointer(sqlConf.DatabaseName); err != nil {
+			_ = s.stop()
+			return nil, fmt.Errorf("embedded Temporal: %w", err)
+		}
+	}
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.stop()
 		return nil, fmt.Errorf("embedded Temporal: not ready: %w", err)
@@ -267,6 +275,9 @@ func (s *Server) stop() error {
 	s.srvLog.setStopping()
 	began := time.Now()
 	err := s.server.Stop()
+	if s.checkpoints != nil {
+		err = errors.Join(err, s.checkpoints.close())
+	}
 	// Some server goroutines outlive Stop and log their cancellation; the
 	// server is gone, so nothing they say is actionable any more.
 	s.logLevel.Set(levelOff)

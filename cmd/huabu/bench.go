@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -244,13 +245,19 @@ their host (the outbox row's time is the worker's clock).`,
 	return cmd
 }
 
-// benchProfiles are the profiles a bench writes (--cpuprofile, --memprofile):
-// the evidence docs/performance.md starts from.
-type benchProfiles struct{ cpu, mem string }
+// benchProfiles are the profiles a bench writes (--cpuprofile, --memprofile,
+// --blockprofile): the evidence docs/performance.md starts from.
+type benchProfiles struct{ cpu, mem, block string }
+
+// blockProfileRate samples blocking events: every one of 100 µs or more,
+// shorter ones in proportion. Waits that shape latency (a writer
+// connection, a lock, a channel) are far longer.
+const blockProfileRate = int(100 * time.Microsecond)
 
 func (p *benchProfiles) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&p.cpu, "cpuprofile", "", "write a CPU profile of the whole benchmark here")
 	cmd.Flags().StringVar(&p.mem, "memprofile", "", "write an allocation profile of the whole benchmark here (go tool pprof -sample_index=alloc_space)")
+	cmd.Flags().StringVar(&p.block, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, the store's writer connection) here")
 }
 
 // start begins the CPU profile; stop ends it and writes the allocation
@@ -266,11 +273,22 @@ func (p *benchProfiles) start() (stop func() error, err error) {
 			return nil, err
 		}
 	}
+	if p.block != "" {
+		runtime.SetBlockProfileRate(blockProfileRate)
+	}
 	return func() error {
 		var errs []error
 		if cpu != nil {
 			pprof.StopCPUProfile()
 			errs = append(errs, cpu.Close())
+		}
+		if p.block != "" {
+			f, err := os.Create(p.block)
+			if err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+			errs = append(errs, pprof.Lookup("block").WriteTo(f, 0), f.Close())
+			runtime.SetBlockProfileRate(0)
 		}
 		if p.mem != "" {
 			f, err := os.Create(p.mem)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -21,10 +23,14 @@ func TestBenchBroadcastReportsTimeToFirstMessage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Temporal")
 	}
-	cmd := exec.Command(os.Args[0], "bench", "broadcast", "--users", "2500", "--per-user", "0")
+	block := filepath.Join(t.TempDir(), "broadcast.block")
+	cmd := exec.Command(os.Args[0], "bench", "broadcast", "--users", "2500", "--per-user", "0", "--blockprofile", block)
 	cmd.Env = append(os.Environ(), "HUABU_AS_CLI=1")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
+	profile, err := os.ReadFile(block)
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(profile, []byte{0x1f, 0x8b}), "--blockprofile writes a gzipped pprof profile")
 
 	wall := regexp.MustCompile(`cohort broadcast: 2500 recipients in ([0-9.]+) s wall`).FindSubmatch(out)
 	require.NotNil(t, wall, "%s", out)

@@ -275,7 +275,7 @@ func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.Na
 	if err != nil {
 		return nil, err
 	}
-	return c.pgInnerConn.ExecContext(ctx, q, args)
+	return c.pgInnerConn.ExecContext(ctx, q, pgExecMode(query, args))
 }
 
 func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -283,7 +283,24 @@ func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.N
 	if err != nil {
 		return nil, err
 	}
-	return c.pgInnerConn.QueryContext(ctx, q, args)
+	return c.pgInnerConn.QueryContext(ctx, q, pgExecMode(query, args))
+}
+
+// pgPrepared marks a statement that is PostgreSQL already, like pgRaw, and
+// that runs often with large arrays (the applier's): it is prepared once
+// per connection and its parameters are sent in binary (pgx's
+// QueryExecModeCacheStatement), instead of being parsed and planned again
+// on every call, each array parsed from text (ADR 048).
+const pgPrepared = pgRaw + "-- prepared\n"
+
+// pgExecMode puts pgx's statement cache in front of a pgPrepared
+// statement's arguments: pgx reads a leading QueryExecMode as an option,
+// not a parameter.
+func pgExecMode(query string, args []driver.NamedValue) []driver.NamedValue {
+	if !strings.HasPrefix(query, pgPrepared) {
+		return args
+	}
+	return append([]driver.NamedValue{{Value: pgx.QueryExecModeCacheStatement}}, args...)
 }
 
 // pgStatement translates query and turns the JSON lists it takes (see

@@ -35,7 +35,7 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 		all[i] = m.MessageID
 	}
 	stored := make(map[string]bool)
-	rows, err := tx.QueryContext(ctx, pgRaw+`SELECT message_id FROM events WHERE message_id = ANY($1::text[])`, all)
+	rows, err := tx.QueryContext(ctx, pgPrepared+`SELECT message_id FROM events WHERE message_id = ANY($1::text[])`, all)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 			props[j] = string(m.Properties)
 		}
 	}
-	rows, err = tx.QueryContext(ctx, pgRaw+`INSERT INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
+	rows, err = tx.QueryContext(ctx, pgPrepared+`INSERT INTO events (message_id, uid, user_id, anonymous_id, type, name, properties, ts, received_at, realtime)
 		SELECT m, u, uu, a, t, nm, p, ts, ra, rt FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[]) WITH ORDINALITY AS x(m, u, uu, a, t, nm, p, ts, ra, rt, n)
 		ORDER BY n
 		RETURNING id`, mids, us, uus, anons, types, names, props, ts, recv, rt)
@@ -114,7 +114,7 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64) (map[string]int64, error) {
 	uidOf := make(map[string]int64, len(users))
 	scan := func(rows *sql.Rows, err error) error { return readUIDs(rows, err, uidOf) }
-	if err := scan(tx.QueryContext(ctx, pgRaw+`SELECT id, uid FROM profiles WHERE id = ANY($1::text[])`, users)); err != nil {
+	if err := scan(tx.QueryContext(ctx, pgPrepared+`SELECT id, uid FROM profiles WHERE id = ANY($1::text[])`, users)); err != nil {
 		return nil, err
 	}
 	if len(uidOf) == len(users) {
@@ -126,7 +126,7 @@ func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64)
 			missing = append(missing, u)
 		}
 	}
-	err := scan(tx.QueryContext(ctx, pgRaw+`INSERT INTO profiles (id, doc, updated_at)
+	err := scan(tx.QueryContext(ctx, pgPrepared+`INSERT INTO profiles (id, doc, updated_at)
 		SELECT u, jsonb_build_object('id', u), $2::bigint FROM unnest($1::text[]) AS u
 		RETURNING id, uid`, missing, nowMS))
 	return uidOf, err
@@ -137,7 +137,7 @@ func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64)
 // are found by an index probe each: NOT EXISTS was planned as a scan of
 // trait_dirty per user, from statistics of an empty table.)
 func pgMarkDirty(ctx context.Context, tx *sql.Tx, uids []int64) error {
-	_, err := tx.ExecContext(ctx, pgRaw+`INSERT INTO trait_dirty (uid)
+	_, err := tx.ExecContext(ctx, pgPrepared+`INSERT INTO trait_dirty (uid)
 		SELECT u FROM unnest($1::bigint[]) AS u EXCEPT SELECT uid FROM trait_dirty WHERE uid = ANY($1::bigint[])`, uids)
 	if err != nil {
 		return fmt.Errorf("trait_dirty: %w", err)

@@ -184,6 +184,16 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 		return err
 	}
 	stored := 0
+	// SQLite's applier path remembers profiles' uids across groups (ADR
+	// 047); a group with savepoints may roll parts of itself back, so it
+	// neither reads nor feeds the cache.
+	var cached *uidLookup
+	if !s.pg && !savepoints {
+		if cached, err = s.uids.begin(ctx, tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
 	if !savepoints {
 		// Runs of requests that introduce no alias are stored by one pass
 		// of ingest each: its statements (and the temporary b-trees SQLite
@@ -208,7 +218,7 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 			for i, r := range live[:n] {
 				parts[i] = ingestPart{msgs: r.msgs, opts: r.opts, at: receivedAt(r.opts, now)}
 			}
-			res, err := ingest(ctx, tx, parts, s.pg)
+			res, err := ingest(ctx, tx, parts, s.pg, cached)
 			if err != nil {
 				_ = tx.Rollback()
 				if s.pg && pgUniqueViolation(err) {
@@ -234,7 +244,7 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 			_ = tx.Rollback()
 			return err
 		}
-		res, err := ingest(ctx, tx, []ingestPart{{msgs: r.msgs, opts: r.opts, at: receivedAt(r.opts, now)}}, s.pg)
+		res, err := ingest(ctx, tx, []ingestPart{{msgs: r.msgs, opts: r.opts, at: receivedAt(r.opts, now)}}, s.pg, nil)
 		undo := []string{`RELEASE ingest`}
 		if r.err = err; err != nil {
 			undo = []string{`ROLLBACK TO ingest`, `RELEASE ingest`}
@@ -264,7 +274,13 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if cached != nil {
+		cached.commit()
+	}
+	return nil
 }
 
 // ingestPart is one request's messages in a pass of ingest.
@@ -341,7 +357,8 @@ func (s *SQLite) IngestAll(ctx context.Context, reqs []IngestRequest, key string
 	return res, errs, nil
 }
 
-func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool) ([]IngestResult, error) {
+// cached, when set, is the SQLite applier's uid cache for this transaction.
+func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool, cached *uidLookup) ([]IngestResult, error) {
 	// The parts' messages in order; partOf[i] and index[i] say whose
 	// message i is and where it was in its request.
 	var msgs []Message
@@ -421,7 +438,7 @@ func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool) ([]Ing
 			users = append(users, u)
 		}
 	}
-	uidOf, err := profileUIDs(ctx, tx, users, nowMS, pg)
+	uidOf, err := profileUIDs(ctx, tx, users, nowMS, pg, cached)
 	if err != nil {
 		return nil, fmt.Errorf("profiles: %w", err)
 	}

@@ -129,8 +129,10 @@ func insertEventsSQL(n int) string {
 // every user's uid. On SQLite the stored ones are read first and only the
 // missing ones inserted: in a stream of events most users have a profile
 // already, and each of them then costs one index probe instead of an
-// insert attempt and a read.
-func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, pg bool) (map[string]int64, error) {
+// insert attempt and a read. With cached (SQLite's applier, ADR 047), the
+// users it knows cost no statement at all, and the others are remembered
+// once the transaction commits.
+func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, pg bool, cached *uidLookup) (map[string]int64, error) {
 	uidOf := make(map[string]int64, len(users))
 	if len(users) == 0 {
 		return uidOf, nil
@@ -149,23 +151,33 @@ func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, p
 	if pg {
 		return pgProfileUIDs(ctx, tx, users, nowMS)
 	}
+	if cached != nil {
+		if users = cached.known(users, uidOf); len(users) == 0 {
+			return uidOf, nil
+		}
+	}
 	const stored = `SELECT j.value, p.uid FROM json_each(?) j JOIN profiles p ON p.id = j.value`
 	if err := read(stored, users); err != nil {
 		return nil, err
 	}
-	if len(uidOf) == len(users) {
-		return uidOf, nil
-	}
-	missing := make([]string, 0, len(users)-len(uidOf))
+	var missing []string
 	for _, u := range users {
 		if _, ok := uidOf[u]; !ok {
 			missing = append(missing, u)
 		}
 	}
-	if err := create(missing); err != nil {
-		return nil, err
+	if len(missing) > 0 {
+		if err := create(missing); err != nil {
+			return nil, err
+		}
+		if err := read(stored, missing); err != nil {
+			return nil, err
+		}
 	}
-	return uidOf, read(stored, missing)
+	if cached != nil {
+		cached.add(users, uidOf)
+	}
+	return uidOf, nil
 }
 
 // readUIDs adds the (id, uid) rows of a profiles query to uidOf and closes

@@ -69,24 +69,38 @@ func cpuTime() time.Duration {
 func BenchmarkIngestLikeBenchIngest(b *testing.B) {
 	const events, users, batch = 200000, 100000, 500
 	ctx := context.Background()
-	now := time.Now()
-	r := rand.New(rand.NewPCG(1, 2))
-	var reqs []IngestRequest
-	for i := 0; i < events/batch; i++ {
-		msgs := make([]Message, batch)
-		for j := range msgs {
-			u := fmt.Sprint("u", r.IntN(users))
-			ts := now.Add(-time.Duration(r.IntN(90*24)) * time.Hour)
-			if j%4 == 0 {
-				msgs[j] = Message{Type: "track", MessageID: fmt.Sprintf("7-%d-%d", i, j), UserID: u, Name: "purchase",
-					Properties: fmt.Appendf(nil, `{"amount":%d,"order_id":"o%d-%d"}`, 10+r.IntN(480), i, j), Timestamp: ts}
-			} else {
-				msgs[j] = Message{Type: "track", MessageID: fmt.Sprintf("7-%d-%d", i, j), UserID: u, Name: "app_open",
-					Properties: []byte(`{"screen":"home","version":"3.2.1"}`), Timestamp: ts}
+	reqs := likeBenchIngest("7", events, users, batch, 1)
+	apply := func(s *SQLite, reqs []IngestRequest, requests int) {
+		for g := 0; g < len(reqs); g += requests {
+			_, errs, err := s.IngestAll(ctx, reqs[g:min(g+requests, len(reqs))], "bench.applied", g)
+			require.NoError(b, err)
+			for _, e := range errs {
+				require.NoError(b, e)
 			}
 		}
-		reqs = append(reqs, IngestRequest{Messages: msgs, Options: IngestOptions{Realtime: true, MarkDue: true, ReceivedAt: now}})
 	}
+	// known-users: a second 200,000 events of the same users into the
+	// store the first filled — a sustained stream, where nearly every
+	// user has a profile already.
+	b.Run("group=8000/known-users", func(b *testing.B) {
+		again := likeBenchIngest("8", events, users, batch, 3)
+		var cpu time.Duration
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			s, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), fmt.Sprint("huabu", i, ".db")))
+			require.NoError(b, err)
+			apply(s, reqs, 8000/batch)
+			b.StartTimer()
+			start := cpuTime()
+			apply(s, again, 8000/batch)
+			cpu += cpuTime() - start
+			b.StopTimer()
+			require.NoError(b, s.Close())
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*events), "cpu-µs/event")
+	})
 	for _, group := range []int{8000, 16000, 32000} {
 		b.Run(fmt.Sprintf("group=%d", group), func(b *testing.B) {
 			requests := group / batch
@@ -97,13 +111,7 @@ func BenchmarkIngestLikeBenchIngest(b *testing.B) {
 				require.NoError(b, err)
 				b.StartTimer()
 				start := cpuTime()
-				for g := 0; g < len(reqs); g += requests {
-					_, errs, err := s.IngestAll(ctx, reqs[g:min(g+requests, len(reqs))], "bench.applied", g)
-					require.NoError(b, err)
-					for _, e := range errs {
-						require.NoError(b, e)
-					}
-				}
+				apply(s, reqs, requests)
 				cpu += cpuTime() - start
 				b.StopTimer()
 				require.NoError(b, s.Close())
@@ -113,4 +121,29 @@ func BenchmarkIngestLikeBenchIngest(b *testing.B) {
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*events), "cpu-µs/event")
 		})
 	}
+}
+
+// likeBenchIngest is `huabu bench ingest`'s load as accept-log requests:
+// batch-event requests of users u0…u(users-1), one purchase in four,
+// message ids prefixed with prefix.
+func likeBenchIngest(prefix string, events, users, batch int, seed uint64) []IngestRequest {
+	now := time.Now()
+	r := rand.New(rand.NewPCG(seed, 2))
+	var reqs []IngestRequest
+	for i := 0; i < events/batch; i++ {
+		msgs := make([]Message, batch)
+		for j := range msgs {
+			u := fmt.Sprint("u", r.IntN(users))
+			ts := now.Add(-time.Duration(r.IntN(90*24)) * time.Hour)
+			if j%4 == 0 {
+				msgs[j] = Message{Type: "track", MessageID: fmt.Sprintf("%s-%d-%d", prefix, i, j), UserID: u, Name: "purchase",
+					Properties: fmt.Appendf(nil, `{"amount":%d,"order_id":"o%d-%d"}`, 10+r.IntN(480), i, j), Timestamp: ts}
+			} else {
+				msgs[j] = Message{Type: "track", MessageID: fmt.Sprintf("%s-%d-%d", prefix, i, j), UserID: u, Name: "app_open",
+					Properties: []byte(`{"screen":"home","version":"3.2.1"}`), Timestamp: ts}
+			}
+		}
+		reqs = append(reqs, IngestRequest{Messages: msgs, Options: IngestOptions{Realtime: true, MarkDue: true, ReceivedAt: now}})
+	}
+	return reqs
 }

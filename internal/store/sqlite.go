@@ -40,6 +40,8 @@ type SQLite struct {
 	pgConfig *pgx.ConnConfig
 	// ingests are ingestion requests waiting for the writer; see Ingest.
 	ingests ingestQueue
+	// uids are profiles' uids the applier read or created (SQLite; uid_cache.go).
+	uids uidCache
 
 	stop, stopped chan struct{} // the checkpointer
 	closeOnce     sync.Once

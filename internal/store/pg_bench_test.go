@@ -90,6 +90,82 @@ func BenchmarkLedgerPages(b *testing.B) {
 	})
 }
 
+// BenchmarkLedgerSends: 8 concurrent sends, each over its own run of
+// pages of 1,000 recipients in uid order (as a broadcast's Send
+// activities are), claiming before and settling after each page's
+// provider call: "separate" commits the settle and the next claim apart,
+// "carried" in one transaction (SettleAndClaim, ADR 046).
+func BenchmarkLedgerSends(b *testing.B) {
+	for _, carried := range []bool{false, true} {
+		name := map[bool]string{false: "separate", true: "carried"}[carried]
+		b.Run(name, func(b *testing.B) {
+			benchStores(b, func(b *testing.B, s *SQLite) {
+				ctx := context.Background()
+				const pageSize, senders = 1000, 8
+				perSender := (b.N + senders - 1) / senders
+				key := LedgerKey{RunID: 1, StepID: "broadcast"}
+				b.ResetTimer()
+				cpu := cpuTime()
+				var wg sync.WaitGroup
+				errs := make(chan error, senders)
+				for w := range senders {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var settle []Settlement
+						var settleAttempt string
+						for i := range perSender {
+							p := int64(w*perSender + i)
+							if p >= int64(b.N) {
+								break
+							}
+							uids := make([]int64, pageSize)
+							for j := range uids {
+								uids[j] = p*pageSize + int64(j) + 1
+							}
+							attempt := fmt.Sprint("attempt-", p)
+							var claim Claim
+							var err error
+							if carried && settle != nil {
+								claim, err = s.SettleAndClaim(ctx, key, settleAttempt, settle, "jpush", attempt, uids, nil)
+							} else {
+								if settle != nil {
+									err = s.SettleDeliveries(ctx, key, settleAttempt, settle)
+								}
+								if err == nil {
+									claim, err = s.ClaimDeliveries(ctx, key, "jpush", attempt, uids, nil)
+								}
+							}
+							if err != nil {
+								errs <- err
+								return
+							}
+							settle = make([]Settlement, len(claim.Mine))
+							for i, u := range claim.Mine {
+								settle[i] = Settlement{UID: u, State: DeliverySent, ProviderRef: "msg-1"}
+							}
+							settleAttempt = attempt
+						}
+						if settle != nil {
+							if err := s.SettleDeliveries(ctx, key, settleAttempt, settle); err != nil {
+								errs <- err
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					require.NoError(b, err)
+				}
+				recipients := float64(b.N * pageSize)
+				b.ReportMetric(recipients/b.Elapsed().Seconds(), "recipients/s")
+				b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/recipients, "cpu-µs/recipient")
+			})
+		})
+	}
+}
+
 // BenchmarkIngestGroups: IngestAll on both stores, groups shaped like the
 // applier's under `huabu bench ingest` (14 requests of 500 events, users
 // drawn from 100,000).

@@ -57,6 +57,21 @@ func (s *settleFailsOnce) arm() {
 }
 
 func (s *settleFailsOnce) SettleDeliveries(ctx context.Context, key store.LedgerKey, batch string, settlements []store.Settlement) error {
+	if err := s.fails(); err != nil {
+		return err
+	}
+	return s.Store.SettleDeliveries(ctx, key, batch, settlements)
+}
+
+// SettleAndClaim settles a page with the next page's claim (ADR 046).
+func (s *settleFailsOnce) SettleAndClaim(ctx context.Context, key store.LedgerKey, settleBatch string, settlements []store.Settlement, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error) {
+	if err := s.fails(); err != nil {
+		return store.Claim{}, err
+	}
+	return s.Store.SettleAndClaim(ctx, key, settleBatch, settlements, channel, batch, uids, lives)
+}
+
+func (s *settleFailsOnce) fails() error {
 	s.mu.Lock()
 	fail := s.armed
 	s.armed = false
@@ -64,7 +79,7 @@ func (s *settleFailsOnce) SettleDeliveries(ctx context.Context, key store.Ledger
 	if fail {
 		return errors.New("injected: the store went away while settling")
 	}
-	return s.Store.SettleDeliveries(ctx, key, batch, settlements)
+	return nil
 }
 
 // TestExpiredSendStaysExpiredOnRetry: a send held by a pause and resumed

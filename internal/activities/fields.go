@@ -20,31 +20,41 @@ var (
 // was most of the scan's CPU and garbage. For those members the result is
 // what json.Unmarshal into a map[string]any gives (the last of duplicate
 // members wins; null is a nil map); a document json.Unmarshal rejects is
-// rejected. Member names are matched exactly.
+// rejected. Member names are matched exactly. The document is checked as
+// it is walked, by encoding/json's grammar (json.Valid's), in one pass
+// (ADR 046): checking it first with json.Valid was a second walk.
 func decodeFields(doc []byte, want []string) (map[string]any, error) {
-	if !json.Valid(doc) {
-		return nil, errNotObject
-	}
+	w := walk{b: doc}
 	i := skipSpace(doc, 0)
-	if doc[i] == 'n' { // null
-		return nil, nil
-	}
-	if doc[i] != '{' {
+	switch {
+	case i == len(doc):
 		return nil, errNotObject
+	case doc[i] == 'n':
+		if end := w.literal(i, "null"); end < 0 || skipSpace(doc, end) != len(doc) {
+			return nil, errNotObject
+		}
+		return nil, nil
+	case doc[i] != '{':
+		return nil, errNotObject // another value, or no JSON
 	}
 	out := make(map[string]any, len(want))
 	i = skipSpace(doc, i+1)
-	if doc[i] == '}' {
-		return out, nil
+	if i < len(doc) && doc[i] == '}' {
+		return w.done(out, i+1)
 	}
 	for {
-		end := skipString(doc, i)
+		end := w.str(i)
+		if end < 0 {
+			return nil, errNotObject
+		}
 		raw := doc[i+1 : end-1]
-		i = skipSpace(doc, end)
-		i = skipSpace(doc, i+1) // the ':'
-		vend, ok := skipValue(doc, i)
-		if !ok {
-			return nil, errNumberRange
+		if i = skipSpace(doc, end); i == len(doc) || doc[i] != ':' {
+			return nil, errNotObject
+		}
+		i = skipSpace(doc, i+1)
+		vend := w.value(i, 2)
+		if vend < 0 {
+			return nil, errNotObject
 		}
 		if name, ok := wanted(raw, want); ok {
 			v, err := decodeValue(doc[i:vend])
@@ -54,11 +64,197 @@ func decodeFields(doc []byte, want []string) (map[string]any, error) {
 			out[name] = v
 		}
 		i = skipSpace(doc, vend)
-		if doc[i] == '}' {
-			return out, nil
+		switch {
+		case i < len(doc) && doc[i] == '}':
+			return w.done(out, i+1)
+		case i < len(doc) && doc[i] == ',':
+			i = skipSpace(doc, i+1)
+		default:
+			return nil, errNotObject
 		}
-		i = skipSpace(doc, i+1) // the ','
 	}
+}
+
+// walk checks a JSON document as decodeFields skips through it. Its
+// methods return the index after what they read, or -1 where the document
+// breaks encoding/json's grammar.
+type walk struct {
+	b []byte
+	// outOfRange: a number json.Valid accepts and json.Unmarshal rejects
+	// (out of float64's range, e.g. 1e400); such a document is rejected
+	// whichever members are wanted.
+	outOfRange bool
+}
+
+// maxDepth is encoding/json's limit on nesting.
+const maxDepth = 10000
+
+// done ends the top-level object closed before end: only space may follow.
+func (w *walk) done(out map[string]any, end int) (map[string]any, error) {
+	switch {
+	case skipSpace(w.b, end) != len(w.b):
+		return nil, errNotObject
+	case w.outOfRange:
+		return nil, errNumberRange
+	}
+	return out, nil
+}
+
+// value reads the value at b[i], nested depth containers deep.
+func (w *walk) value(i, depth int) int {
+	b := w.b
+	if i >= len(b) {
+		return -1
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return w.str(i)
+	case c == '{' || c == '[':
+		if depth > maxDepth {
+			return -1
+		}
+		return w.container(i, depth)
+	case c == '-' || c >= '0' && c <= '9':
+		return w.number(i)
+	case c == 't':
+		return w.literal(i, "true")
+	case c == 'f':
+		return w.literal(i, "false")
+	case c == 'n':
+		return w.literal(i, "null")
+	}
+	return -1
+}
+
+// container reads the object or array at b[i].
+func (w *walk) container(i, depth int) int {
+	b := w.b
+	object := b[i] == '{'
+	closer := byte(']')
+	if object {
+		closer = '}'
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == closer {
+		return i + 1
+	}
+	for {
+		if object {
+			if i = w.str(i); i < 0 {
+				return -1
+			}
+			if i = skipSpace(b, i); i == len(b) || b[i] != ':' {
+				return -1
+			}
+			i = skipSpace(b, i+1)
+		}
+		if i = w.value(i, depth+1); i < 0 {
+			return -1
+		}
+		i = skipSpace(b, i)
+		switch {
+		case i < len(b) && b[i] == closer:
+			return i + 1
+		case i < len(b) && b[i] == ',':
+			i = skipSpace(b, i+1)
+		default:
+			return -1
+		}
+	}
+}
+
+// str reads the string at b[i]: no control characters, only JSON's
+// escapes.
+func (w *walk) str(i int) int {
+	b := w.b
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			if i++; i == len(b) {
+				return -1
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
+					return -1
+				}
+				i += 4
+			default:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// number reads the number at b[i]: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?.
+// Only a number with an exponent or of many digits can be out of float64's
+// range, so only those are parsed.
+func (w *walk) number(i int) int {
+	b := w.b
+	start := i
+	digits := func(i int) int { // at least one
+		j := i
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		if j == i {
+			return -1
+		}
+		return j
+	}
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	default:
+		if i = digits(i); i < 0 {
+			return -1
+		}
+	}
+	if i < len(b) && b[i] == '.' {
+		if i = digits(i + 1); i < 0 {
+			return -1
+		}
+	}
+	exp := false
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		exp = true
+		if i++; i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i = digits(i); i < 0 {
+			return -1
+		}
+	}
+	if exp || i-start > 300 {
+		if _, err := strconv.ParseFloat(string(b[start:i]), 64); err != nil {
+			w.outOfRange = true
+		}
+	}
+	return i
+}
+
+// literal reads true, false or null at b[i].
+func (w *walk) literal(i int, lit string) int {
+	if string(w.b[i:min(i+len(lit), len(w.b))]) != lit {
+		return -1
+	}
+	return i + len(lit)
 }
 
 // decodeValue decodes one valid JSON value as json.Unmarshal into an any
@@ -109,86 +305,9 @@ func wanted(raw []byte, want []string) (string, bool) {
 	return "", false
 }
 
-// The skip functions walk a document json.Valid accepted.
-
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
 	return i
-}
-
-// skipString returns the index after the string starting at b[i] ('"').
-func skipString(b []byte, i int) int {
-	for i++; ; i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-}
-
-// skipValue returns the index after the value starting at b[i], and false
-// when the value is or holds a number json.Unmarshal rejects (out of
-// float64's range, e.g. 1e400): json.Valid accepts it, and a document
-// json.Unmarshal rejects must be rejected whichever members are wanted.
-func skipValue(b []byte, i int) (int, bool) {
-	switch b[i] {
-	case '"':
-		return skipString(b, i), true
-	case '{', '[':
-		depth := 0
-		for ; ; i++ {
-			switch c := b[i]; {
-			case c == '"':
-				i = skipString(b, i) - 1
-			case c == '{' || c == '[':
-				depth++
-			case c == '}' || c == ']':
-				depth--
-				if depth == 0 {
-					return i + 1, true
-				}
-			case c == '-' || c >= '0' && c <= '9':
-				end, ok := skipNumber(b, i)
-				if !ok {
-					return end, false
-				}
-				i = end - 1
-			}
-		}
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		return skipNumber(b, i)
-	}
-	for i < len(b) { // true, false, null
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i, true
-		}
-		i++
-	}
-	return i, true
-}
-
-// skipNumber returns the index after the number starting at b[i], and
-// whether float64 holds it. Only a number with an exponent or of many
-// digits can be out of range, so only those are parsed.
-func skipNumber(b []byte, i int) (int, bool) {
-	end, exp := i, false
-	for ; end < len(b); end++ {
-		c := b[end]
-		if c == 'e' || c == 'E' {
-			exp = true
-		} else if !(c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.') {
-			break
-		}
-	}
-	if exp || end-i > 300 {
-		if _, err := strconv.ParseFloat(string(b[i:end]), 64); err != nil {
-			return end, false
-		}
-	}
-	return end, true
 }

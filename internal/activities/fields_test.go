@@ -39,27 +39,59 @@ func TestDecodeFieldsAsUnmarshal(t *testing.T) {
 		`{"city":"上海","balance":1e-400,"tiny":[4.9e-324]}`,
 		`{"city":"上海","big":1` + strings.Repeat("0", 400) + `}`,
 		`{"city":"上海","x":[true,false,null,-0.5e-3,"1e400"]}`,
+		// The grammar, checked as the document is walked (no json.Valid
+		// first), in skipped and wanted members.
+		`{"x":01,"city":"c"}`, `{"x":-,"city":"c"}`, `{"x":1.,"city":"c"}`, `{"x":.5}`, `{"x":1e}`, `{"x":1e+}`,
+		`{"x":-0.0e-0,"city":"c"}`, `{"x":+1}`, `{"x":0x10}`, `{"x":1E5,"level":-12}`,
+		`{"x":tru}`, `{"x":nul,"city":"c"}`, `{"x":truex}`, `{"x":falsey}`, `{"city":nullx}`,
+		`{"x":"\q"}`, `{"x":"\u12"}`, `{"x":"\u12G4"}`, `{"x":"\u00e9\/\b\f\n\r\t"}`, "{\"x\":\"tab\tin\"}", "{\"x\":\"\x7f\xff\"}",
+		`{"x":[1,]}`, `{"x":[,1]}`, `{"x":[1 2]}`, `{"x":{"a" 1}}`, `{"x":{"a":1,}}`, `{"x":{1:2}}`, `{"x":{"a":1}}}`,
+		`{"city":"c"} x`, `{"city":"c"}{}`, `{"city":"c"`, `{"city"}`, `{"city":}`, `{,"city":"c"}`, `{"city":"c",,"x":1}`,
+		`{"x":[[[[]]]],"tags":[{"a":[1,{"b":null}]}]}`, ` null `, `nul`, `null x`, `{} `, `{}x`,
+		`{"x":` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `}`,
+		`{"x":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
 	} {
-		var full map[string]any
-		fullErr := json.Unmarshal([]byte(doc), &full)
-		got, err := decodeFields([]byte(doc), want)
-		if fullErr != nil {
-			require.Error(t, err, doc)
-			continue
-		}
-		require.NoError(t, err, doc)
-		if full == nil {
-			require.Nil(t, got, doc)
-			continue
-		}
-		expected := map[string]any{}
-		for _, w := range want {
-			if v, ok := full[w]; ok {
-				expected[w] = v
-			}
-		}
-		require.Equal(t, expected, got, doc)
+		requireDecodesAsUnmarshal(t, []byte(doc), want)
 	}
+}
+
+// requireDecodesAsUnmarshal: decodeFields gives the wanted members as
+// json.Unmarshal into a map does, and fails where it fails.
+func requireDecodesAsUnmarshal(t *testing.T, doc []byte, want []string) {
+	t.Helper()
+	var full map[string]any
+	fullErr := json.Unmarshal(doc, &full)
+	got, err := decodeFields(doc, want)
+	if fullErr != nil {
+		require.Error(t, err, "%q", doc)
+		return
+	}
+	require.NoError(t, err, "%q", doc)
+	if full == nil {
+		require.Nil(t, got, "%q", doc)
+		return
+	}
+	expected := map[string]any{}
+	for _, w := range want {
+		if v, ok := full[w]; ok {
+			expected[w] = v
+		}
+	}
+	require.Equal(t, expected, got, "%q", doc)
+}
+
+// FuzzDecodeFields: on any input decodeFields accepts exactly what
+// json.Unmarshal into a map accepts, with the same wanted members.
+func FuzzDecodeFields(f *testing.F) {
+	for _, seed := range []string{
+		`{"city":"上海","tags":["a",{"b":[1,2e3]}],"level":null}`, `{"x":01}`, `{"x":"\u12G4"}`, `null`, `[1]`,
+		`{"city":1e400}`, `{"a":{"b":{"c":[true,false,null]}}}`, `{"x":"\ud83d\ude00"}`, ` {"city" : "c" } `,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		requireDecodesAsUnmarshal(t, doc, []string{"city", "tags", "level", "x"})
+	})
 }
 
 func BenchmarkDecodeProfile(b *testing.B) {

@@ -24,7 +24,7 @@ func TestCheckpointerCopiesTheWAL(t *testing.T) {
 	require.NotNil(t, srv.checkpoints)
 	// The server writes as it starts (shard ownership, task queues): some of
 	// those frames reach the file without any commit of Temporal's doing it.
-	require.Eventually(t, func() bool { return srv.checkpoints.lastResult().Checkpointed > 0 },
+	require.Eventually(t, func() bool { return srv.checkpoints.Last().Checkpointed > 0 },
 		20*time.Second, 50*time.Millisecond, "no WAL frame was checkpointed")
 }
 

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,8 @@ import (
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+
+	"github.com/huabu/huabu/internal/sqlitewal"
 )
 
 const (
@@ -83,8 +86,10 @@ type Server struct {
 	logLevel  *slog.LevelVar
 	logger    *slog.Logger
 	srvLog    *slogLogger
-	// checkpoints copies temporal.db's WAL into the file (nil in memory).
-	checkpoints *checkpointer
+	// checkpoints copies temporal.db's WAL into the file over walConn (both
+	// nil in memory; ADR 049).
+	checkpoints *sqlitewal.Checkpointer
+	walConn     *sql.DB
 
 	stopOnce sync.Once
 	stopErr  error
@@ -222,10 +227,11 @@ func start(ctx context.Context, opts Options, dataDir string, level *slog.LevelV
 		srvLog:    srvLogger,
 	}
 	if dataDir != "" {
-		if s.checkpoints, err = startCheckpointer(sqlConf.DatabaseName); err != nil {
+		if s.walConn, err = openCheckpointConn(sqlConf.DatabaseName); err != nil {
 			_ = s.stop()
 			return nil, fmt.Errorf("embedded Temporal: %w", err)
 		}
+		s.checkpoints = sqlitewal.Start(s.walConn, checkpointEvery)
 	}
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.stop()
@@ -276,7 +282,10 @@ func (s *Server) stop() error {
 	began := time.Now()
 	err := s.server.Stop()
 	if s.checkpoints != nil {
-		err = errors.Join(err, s.checkpoints.close())
+		s.checkpoints.Stop()
+	}
+	if s.walConn != nil {
+		err = errors.Join(err, s.walConn.Close())
 	}
 	// Some server goroutines outlive Stop and log their cancellation; the
 	// server is gone, so nothing they say is actionable any more.

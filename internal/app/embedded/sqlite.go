@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"sync"
 	"time"
 
 	"go.temporal.io/server/common/config"
@@ -53,25 +52,9 @@ func fileConnectAttributes() map[string]string {
 // temporal.db.
 const checkpointEvery = time.Second
 
-// checkpointer runs passive WAL checkpoints of temporal.db from a connection
-// of its own. A passive checkpoint takes no write lock, so Temporal's
-// connection goes on committing while the WAL is copied and synced.
-type checkpointer struct {
-	db   *sql.DB
-	stop chan struct{}
-	done chan struct{}
-
-	mu   sync.Mutex
-	last checkpointResult
-}
-
-// checkpointResult is what the last checkpoint reported: the frames in the
-// WAL and how many of them are now in the database file.
-type checkpointResult struct {
-	LogFrames, Checkpointed int
-}
-
-func startCheckpointer(path string) (*checkpointer, error) {
+// openCheckpointConn opens the connection the checkpointer uses: its own,
+// so checkpoints never wait for (or hold) the plugin's one connection.
+func openCheckpointConn(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout=10000")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
@@ -79,43 +62,7 @@ func startCheckpointer(path string) (*checkpointer, error) {
 		return nil, fmt.Errorf("open %s for checkpoints: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	c := &checkpointer{db: db, stop: make(chan struct{}), done: make(chan struct{})}
-	go c.run()
-	return c, nil
-}
-
-func (c *checkpointer) run() {
-	defer close(c.done)
-	t := time.NewTicker(checkpointEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			var busy int
-			var r checkpointResult
-			if err := c.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &r.LogFrames, &r.Checkpointed); err == nil {
-				c.mu.Lock()
-				c.last = r
-				c.mu.Unlock()
-			}
-		}
-	}
-}
-
-// lastResult is the last checkpoint's report (zero before the first).
-func (c *checkpointer) lastResult() checkpointResult {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.last
-}
-
-// close stops the checkpoints and closes their connection.
-func (c *checkpointer) close() error {
-	close(c.stop)
-	<-c.done
-	return c.db.Close()
+	return db, nil
 }
 
 // ensureSchema creates the Temporal schema in conf's database file when the

@@ -27,12 +27,24 @@ func TestCheckpointerCopiesTheWAL(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	c := sqlitewal.Start(db, 10*time.Millisecond)
+	c := sqlitewal.Start(db, 10*time.Millisecond, nil)
 	require.Eventually(t, func() bool {
 		r := c.Last()
-		return r.LogFrames > 0 && r.Checkpointed == r.LogFrames
+		return r.Err == nil && r.LogFrames > 0 && r.Checkpointed == r.LogFrames
 	}, 10*time.Second, 10*time.Millisecond, "the WAL was not copied into the file")
 	c.Stop()
 	c.Stop() // twice is fine
 
+}
+
+// TestCheckpointerReportsFailures: a checkpoint that cannot run (the
+// database closed under it) is reported and counted, not dropped.
+func TestCheckpointerReportsFailures(t *testing.T) {
+	db, err := sql.Open("sqlite", "file:"+t.TempDir()+"/wal.db?_pragma=journal_mode(WAL)")
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	c := sqlitewal.Start(db, 10*time.Millisecond, nil)
+	defer c.Stop()
+	require.Eventually(t, func() bool { return c.Last().Failures >= 2 }, 10*time.Second, 10*time.Millisecond)
+	require.Error(t, c.Last().Err)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -106,7 +107,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// The WAL is copied into the file every second from a reader
 	// connection, not inside whichever commit crosses wal_autocheckpoint
 	// pages (ingestion measured 19k events/s that way, 30k without).
-	s.checkpoints = sqlitewal.Start(s.r, time.Second)
+	s.checkpoints = sqlitewal.Start(s.r, time.Second, slog.Default().With("db", path))
 	return s, nil
 }
 

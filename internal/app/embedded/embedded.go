@@ -231,7 +231,7 @@ func start(ctx context.Context, opts Options, dataDir string, level *slog.LevelV
 			_ = s.stop()
 			return nil, fmt.Errorf("embedded Temporal: %w", err)
 		}
-		s.checkpoints = sqlitewal.Start(s.walConn, checkpointEvery)
+		s.checkpoints = sqlitewal.Start(s.walConn, checkpointEvery, logger.With("db", sqlConf.DatabaseName))
 	}
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.stop()

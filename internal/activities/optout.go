@@ -48,8 +48,11 @@ func (s *sender) optOut(ctx context.Context, channel string, out []outgoing, use
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(reasons) == 0 {
+		return out, nil, nil
+	}
 	var settled []store.Settlement
-	kept := out[:0:0]
+	kept := make([]outgoing, 0, len(out)-len(reasons))
 	for _, o := range out {
 		if r := reasons[o.uid]; r != "" {
 			settled = append(settled, store.Settlement{UID: o.uid, State: store.DeliverySuppressed, Reason: r, Channel: channel})
@@ -93,6 +96,9 @@ func (a *Activities) optOutReasons(ctx context.Context, channel string, cands []
 	suppressed, err := a.Store.SuppressedAmong(ctx, channel, subjects)
 	if err != nil {
 		return nil, err
+	}
+	if len(suppressed) == 0 { // the usual case: nobody on the page opted out
+		return out, nil
 	}
 	for i, c := range cands {
 		if suppressed[store.UserSubject(c.userID)] || addr[i] != "" && suppressed[addr[i]] {

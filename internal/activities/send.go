@@ -26,9 +26,6 @@ type LedgerStore interface {
 	ClaimDeliveries(ctx context.Context, key store.LedgerKey, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error)
 	RecordDeliveryKeys(ctx context.Context, key store.LedgerKey, batch string, keys map[int64]string) error
 	SettleDeliveries(ctx context.Context, key store.LedgerKey, batch string, settlements []store.Settlement) error
-	// SettleAndClaim is SettleDeliveries and then ClaimDeliveries in one
-	// transaction: a page's settle rides with the next page's claim.
-	SettleAndClaim(ctx context.Context, key store.LedgerKey, settleBatch string, settlements []store.Settlement, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error)
 	ReleaseDeliveries(ctx context.Context, key store.LedgerKey, batch string, uids []int64) error
 }
 
@@ -109,55 +106,30 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendResult, error)
 	}
 	attempt := sendAttempt(activity.GetInfo(ctx))
 	s := &sender{a: a, cp: cp, in: in, push: step.Push, policy: a.policyFor(cp.plan), cur: &cur}
-	// fail ends the attempt: a carried settle is committed first, so the
-	// next attempt does not find its rows pending and report them unknown.
-	fail := func(err error) (SendResult, error) {
-		if ferr := s.flush(ctx); ferr != nil {
-			err = errors.Join(err, ferr)
-		}
-		activity.RecordHeartbeat(ctx, cur)
-		return cur.Result, err
-	}
-	next := cur.NextPage // the next page to read (cur.NextPage: the next not settled)
-	for next < in.To {
+	for cur.NextPage < in.To {
 		if err := s.checkControl(ctx, &cur); err != nil {
-			return fail(err)
+			return cur.Result, err
 		}
-		pages, err := a.Store.Pages(ctx, in.Cohort.ID, next, min(next+8, in.To))
+		pages, err := a.Store.Pages(ctx, in.Cohort.ID, cur.NextPage, min(cur.NextPage+8, in.To))
 		if err != nil {
-			return fail(err)
+			return cur.Result, err
 		}
-		next = min(next+8, in.To)
 		if len(pages) == 0 {
-			if s.carry != nil {
-				s.carry.next = next
-			} else {
-				cur.NextPage = next
-			}
+			cur.NextPage = min(cur.NextPage+8, in.To)
 			continue
 		}
 		for _, p := range pages {
 			stop := heartbeatWhile(ctx, cur)
 			res, err := s.pageWithRetries(ctx, p, fmt.Sprintf("%s/%d", attempt, p.No), &cur)
 			stop()
-			// While a settle is carried the cursor stays before its page
-			// (a resumed attempt redoes the page and finds what was
-			// settled); it moves when the settle commits (settled).
-			done, upTo := &cur.Result, &cur.NextPage
-			if s.carry != nil {
-				done, upTo = &s.carry.res, &s.carry.next
-			}
-			done.add(res)
+			cur.Result.add(res)
 			if err != nil {
-				return fail(err)
+				activity.RecordHeartbeat(ctx, cur)
+				return cur.Result, err
 			}
-			*upTo = p.No + 1
+			cur.NextPage = p.No + 1
 			activity.RecordHeartbeat(ctx, cur)
 		}
-	}
-	if err := s.flush(ctx); err != nil {
-		activity.RecordHeartbeat(ctx, cur)
-		return cur.Result, err
 	}
 	for _, wake := range sortedKeys(cur.Deferred) {
 		c, err := a.Store.SealCohort(ctx, cur.Deferred[wake], in.Cohort.PageSpan)
@@ -279,53 +251,6 @@ type sender struct {
 	// held, when set, is the reason the rest of this send is suppressed:
 	// stopped, or expired after a pause longer than resume_grace.
 	held string
-	// carry is a page's settle that rides with the next page's claim
-	// (ADR 046); nil when every decided page is settled.
-	carry *carried
-}
-
-// carried is a page's settle not yet committed, and the cursor once it is:
-// what the pages up to next decided.
-type carried struct {
-	batch  string
-	settle []store.Settlement
-	res    SendResult
-	next   int64
-}
-
-// claim claims a page's rows, settling the page carried before it in the
-// same transaction.
-func (s *sender) claim(ctx context.Context, batch string, members []int64) (store.Claim, error) {
-	if s.carry == nil {
-		return s.a.Store.ClaimDeliveries(ctx, s.in.ledger(), s.push.Channel, batch, members, s.keyLives())
-	}
-	c, err := s.a.Store.SettleAndClaim(ctx, s.in.ledger(), s.carry.batch, s.carry.settle, s.push.Channel, batch, members, s.keyLives())
-	if err != nil {
-		return c, err
-	}
-	s.settled()
-	return c, nil
-}
-
-// flush settles the carried page, if any, by itself.
-func (s *sender) flush(ctx context.Context) error {
-	if s.carry == nil {
-		return nil
-	}
-	if err := s.a.Store.SettleDeliveries(ctx, s.in.ledger(), s.carry.batch, s.carry.settle); err != nil {
-		return err
-	}
-	s.settled()
-	return nil
-}
-
-// settled moves the cursor past the carried page, now committed.
-func (s *sender) settled() {
-	c := s.carry
-	s.carry = nil
-	s.a.Metrics.settled(s.push.Channel, c.settle)
-	s.cur.Result.add(c.res)
-	s.cur.NextPage = c.next
 }
 
 // outgoing is one recipient's delivery on its way to a channel.
@@ -376,7 +301,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		}
 		preloaded = rows
 	}
-	claim, err := s.claim(ctx, batch, members)
+	claim, err := s.a.Store.ClaimDeliveries(ctx, s.in.ledger(), s.push.Channel, batch, members, s.keyLives())
 	if err != nil {
 		return res, prior, err
 	}
@@ -478,22 +403,15 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		}
 		retry = joinRetry(retry, fbRetry)
 	}
-	touches := len(s.policy.caps) > 0 && verdicts != nil
-	if s.cur != nil && retry == nil && !touches && len(settle) > 0 {
-		// Decided: the settle rides with the next page's claim, one
-		// commit for both (ADR 046); Send counts the page when it commits.
-		s.carry = &carried{batch: batch, settle: settle}
-	} else {
-		if err := s.a.Store.SettleDeliveries(ctx, s.in.ledger(), batch, settle); err != nil {
+	if err := s.a.Store.SettleDeliveries(ctx, s.in.ledger(), batch, settle); err != nil {
+		return res, prior, err
+	}
+	if len(s.policy.caps) > 0 && verdicts != nil {
+		if err := s.touch(ctx, settle, claim.Done); err != nil {
 			return res, prior, err
 		}
-		if touches {
-			if err := s.touch(ctx, settle, claim.Done); err != nil {
-				return res, prior, err
-			}
-		}
-		s.a.Metrics.settled(s.push.Channel, settle)
 	}
+	s.a.Metrics.settled(s.push.Channel, settle)
 	for _, st := range settle {
 		switch st.State {
 		case store.DeliverySent:

@@ -66,143 +66,112 @@ func splitKey(k string) (channel, providerKey string, marked bool) {
 // no call was made, so it is sent afresh; otherwise the message may have
 // gone out, and the row becomes unknown rather than being resent.
 func (s *SQLite) ClaimDeliveries(ctx context.Context, key LedgerKey, channel, attempt string, uids []int64, lives KeyLives) (Claim, error) {
-	var claim Claim
-	err := s.ledgerTx(ctx, func(tx *sql.Tx) error {
-		d := counterDeltas{}
-		var err error
-		if claim, err = s.claimIn(ctx, tx, key, channel, attempt, uids, lives, d); err != nil {
-			return err
-		}
-		return addCounters(ctx, tx, key.RunID, d)
-	})
-	return claim, err
-}
-
-// SettleAndClaim settles one page's deliveries (SettleDeliveries, under
-// the attempt that claimed them) and claims the next page's
-// (ClaimDeliveries) in one ledger transaction: a send's pages then cost
-// one commit each instead of two (ADR 046). Either both commit or
-// neither. The claim still commits before its page's provider call; the
-// caller must not count the settled page as done before this returns.
-func (s *SQLite) SettleAndClaim(ctx context.Context, key LedgerKey, settleAttempt string, settlements []Settlement, channel, attempt string, uids []int64, lives KeyLives) (Claim, error) {
-	var claim Claim
-	err := s.ledgerTx(ctx, func(tx *sql.Tx) error {
-		d := counterDeltas{}
-		if err := s.settleIn(ctx, tx, key, settleAttempt, settlements, d); err != nil {
-			return err
-		}
-		var err error
-		if claim, err = s.claimIn(ctx, tx, key, channel, attempt, uids, lives, d); err != nil {
-			return err
-		}
-		return addCounters(ctx, tx, key.RunID, d)
-	})
-	return claim, err
-}
-
-// claimIn is ClaimDeliveries inside tx, adding its counter moves to d.
-func (s *SQLite) claimIn(ctx context.Context, tx *sql.Tx, key LedgerKey, channel, attempt string, uids []int64, lives KeyLives, d counterDeltas) (Claim, error) {
 	batch := batchID(attempt)
 	clock := s.now()
 	now := clock.UnixMilli()
-	claim := Claim{Done: map[int64]string{}}
-	keep := func(uid int64, k string) {
-		claim.Mine = append(claim.Mine, uid)
-		if _, pk, _ := splitKey(k); pk != "" {
-			if claim.Keys == nil {
-				claim.Keys = map[int64]string{}
+	var claim Claim
+	err := s.ledgerTx(ctx, func(tx *sql.Tx) error {
+		claim = Claim{Done: map[int64]string{}}
+		d := counterDeltas{}
+		keep := func(uid int64, k string) {
+			claim.Mine = append(claim.Mine, uid)
+			if _, pk, _ := splitKey(k); pk != "" {
+				if claim.Keys == nil {
+					claim.Keys = map[int64]string{}
+				}
+				claim.Keys[uid] = k
 			}
-			claim.Keys[uid] = k
 		}
-	}
-	resendable := func(k string, keyAt int64) bool {
-		ch, pk, marked := splitKey(k)
-		switch {
-		case !marked:
-			return false
-		case pk == "":
-			return true // claimed, never called
-		default:
-			life := lives[ch]
-			return life > 0 && clock.Sub(time.UnixMilli(keyAt)) < life
-		}
-	}
-	// Insert first: on a page's first attempt every row is new, and the
-	// insert is all the claim does. Only when some rows were there
-	// already (an earlier attempt, or on PostgreSQL a concurrent claim,
-	// whose commit the insert waits for) are the page's rows read and
-	// judged one by one; this attempt's own rows read as its to send.
-	// On PostgreSQL a row the insert skipped can be gone by the read (the
-	// other attempt released it: rate limited): such recipients are
-	// inserted again in the next round, as if this claim came after.
-	mark := ""
-	if lives[channel] > 0 {
-		mark = channel + ":"
-	}
-	todo := uids
-	for round := 0; len(todo) > 0; round++ {
-		if round == 3 {
-			return claim, fmt.Errorf("claim deliveries: %d rows keep changing under this claim", len(todo))
-		}
-		inserted, err := s.insertDeliveries(ctx, tx, key, channel, batch, now, mark, todo)
-		if err != nil {
-			return claim, fmt.Errorf("claim deliveries: %w", err)
-		}
-		d[counterKey{key.StepID, key.Visit, DeliveryPending, ""}] += inserted
-		if inserted == int64(len(todo)) {
-			claim.Mine = append(claim.Mine, todo...)
-			break
-		}
-		seen := make(map[int64]bool, len(todo))
-		var stale, retaken []int64
-		rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn+s.forUpdate(), append([]any{key.RunID, key.StepID, key.Visit}, uidArgs(todo)...)...)
-		if err != nil {
-			return claim, err
-		}
-		for rows.Next() {
-			var uid, b, keyAt int64
-			var state, k string
-			if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
-				rows.Close()
-				return claim, err
-			}
-			seen[uid] = true
+		resendable := func(k string, keyAt int64) bool {
+			ch, pk, marked := splitKey(k)
 			switch {
-			case state == DeliveryPending && b == batch:
-				keep(uid, k)
-			case state == DeliveryPending && resendable(k, keyAt):
-				keep(uid, k)
-				retaken = append(retaken, uid)
-			case state == DeliveryPending:
-				stale = append(stale, uid)
-				claim.Done[uid] = DeliveryUnknown
+			case !marked:
+				return false
+			case pk == "":
+				return true // claimed, never called
 			default:
-				claim.Done[uid] = state
+				life := lives[ch]
+				return life > 0 && clock.Sub(time.UnixMilli(keyAt)) < life
 			}
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return claim, err
+		// Insert first: on a page's first attempt every row is new, and the
+		// insert is all the claim does. Only when some rows were there
+		// already (an earlier attempt, or on PostgreSQL a concurrent claim,
+		// whose commit the insert waits for) are the page's rows read and
+		// judged one by one; this attempt's own rows read as its to send.
+		// On PostgreSQL a row the insert skipped can be gone by the read (the
+		// other attempt released it: rate limited): such recipients are
+		// inserted again in the next round, as if this claim came after.
+		mark := ""
+		if lives[channel] > 0 {
+			mark = channel + ":"
 		}
-		if err := s.updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now, d); err != nil {
-			return claim, err
-		}
-		if len(retaken) > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn,
-				append([]any{batch, now, key.RunID, key.StepID, key.Visit}, uidArgs(retaken)...)...); err != nil {
-				return claim, err
+		todo := uids
+		for round := 0; len(todo) > 0; round++ {
+			if round == 3 {
+				return fmt.Errorf("claim deliveries: %d rows keep changing under this claim", len(todo))
 			}
-		}
-		var gone []int64
-		for _, u := range todo {
-			if !seen[u] {
-				gone = append(gone, u)
-				seen[u] = true // a uid listed twice is tried once
+			inserted, err := s.insertDeliveries(ctx, tx, key, channel, batch, now, mark, todo)
+			if err != nil {
+				return fmt.Errorf("claim deliveries: %w", err)
 			}
+			d[counterKey{key.StepID, key.Visit, DeliveryPending, ""}] += inserted
+			if inserted == int64(len(todo)) {
+				claim.Mine = append(claim.Mine, todo...)
+				break
+			}
+			seen := make(map[int64]bool, len(todo))
+			var stale, retaken []int64
+			rows, err := tx.QueryContext(ctx, `SELECT uid, state, batch, provider_key, key_at FROM deliveries WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn+s.forUpdate(), append([]any{key.RunID, key.StepID, key.Visit}, uidArgs(todo)...)...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var uid, b, keyAt int64
+				var state, k string
+				if err := rows.Scan(&uid, &state, &b, &k, &keyAt); err != nil {
+					rows.Close()
+					return err
+				}
+				seen[uid] = true
+				switch {
+				case state == DeliveryPending && b == batch:
+					keep(uid, k)
+				case state == DeliveryPending && resendable(k, keyAt):
+					keep(uid, k)
+					retaken = append(retaken, uid)
+				case state == DeliveryPending:
+					stale = append(stale, uid)
+					claim.Done[uid] = DeliveryUnknown
+				default:
+					claim.Done[uid] = state
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if err := s.updateStates(ctx, tx, key, 0, stale, DeliveryUnknown, "crashed_mid_send", "", now, d); err != nil {
+				return err
+			}
+			if len(retaken) > 0 {
+				if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET batch = ?, updated_at = ? WHERE run_id = ? AND step_id = ? AND visit = ? AND `+uidIn,
+					append([]any{batch, now, key.RunID, key.StepID, key.Visit}, uidArgs(retaken)...)...); err != nil {
+					return err
+				}
+			}
+			var gone []int64
+			for _, u := range todo {
+				if !seen[u] {
+					gone = append(gone, u)
+					seen[u] = true // a uid listed twice is tried once
+				}
+			}
+			todo = gone
 		}
-		todo = gone
-	}
-	return claim, nil
+		return addCounters(ctx, tx, key.RunID, d)
+	})
+	return claim, err
 }
 
 // insertDeliveries writes pending rows for the recipients that have none
@@ -279,17 +248,6 @@ func (s *SQLite) SettleDeliveries(ctx context.Context, key LedgerKey, attempt st
 	if len(settlements) == 0 {
 		return nil
 	}
-	return s.ledgerTx(ctx, func(tx *sql.Tx) error {
-		d := counterDeltas{}
-		if err := s.settleIn(ctx, tx, key, attempt, settlements, d); err != nil {
-			return err
-		}
-		return addCounters(ctx, tx, key.RunID, d)
-	})
-}
-
-// settleIn is SettleDeliveries inside tx, adding its counter moves to d.
-func (s *SQLite) settleIn(ctx context.Context, tx *sql.Tx, key LedgerKey, attempt string, settlements []Settlement, d counterDeltas) error {
 	type outcome struct{ state, reason, ref, channel string }
 	groups := map[outcome][]int64{}
 	var order []outcome
@@ -302,18 +260,21 @@ func (s *SQLite) settleIn(ctx context.Context, tx *sql.Tx, key LedgerKey, attemp
 	}
 	now := s.now().UnixMilli()
 	batch := batchID(attempt)
-	for _, k := range order {
-		uids := groups[k]
-		if k.channel != "" {
-			if err := updateChannel(ctx, tx, key, batch, uids, k.channel); err != nil {
+	return s.ledgerTx(ctx, func(tx *sql.Tx) error {
+		d := counterDeltas{}
+		for _, k := range order {
+			uids := groups[k]
+			if k.channel != "" {
+				if err := updateChannel(ctx, tx, key, batch, uids, k.channel); err != nil {
+					return err
+				}
+			}
+			if err := s.settleRows(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now, d); err != nil {
 				return err
 			}
 		}
-		if err := s.settleRows(ctx, tx, key, batch, uids, k.state, k.reason, k.ref, now, d); err != nil {
-			return err
-		}
-	}
-	return nil
+		return addCounters(ctx, tx, key.RunID, d)
+	})
 }
 
 // settleRows decides this attempt's pending rows among uids. A row is

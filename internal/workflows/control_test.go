@@ -57,21 +57,6 @@ func (s *settleFailsOnce) arm() {
 }
 
 func (s *settleFailsOnce) SettleDeliveries(ctx context.Context, key store.LedgerKey, batch string, settlements []store.Settlement) error {
-	if err := s.fails(); err != nil {
-		return err
-	}
-	return s.Store.SettleDeliveries(ctx, key, batch, settlements)
-}
-
-// SettleAndClaim settles a page with the next page's claim (ADR 046).
-func (s *settleFailsOnce) SettleAndClaim(ctx context.Context, key store.LedgerKey, settleBatch string, settlements []store.Settlement, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error) {
-	if err := s.fails(); err != nil {
-		return store.Claim{}, err
-	}
-	return s.Store.SettleAndClaim(ctx, key, settleBatch, settlements, channel, batch, uids, lives)
-}
-
-func (s *settleFailsOnce) fails() error {
 	s.mu.Lock()
 	fail := s.armed
 	s.armed = false
@@ -79,7 +64,7 @@ func (s *settleFailsOnce) fails() error {
 	if fail {
 		return errors.New("injected: the store went away while settling")
 	}
-	return nil
+	return s.Store.SettleDeliveries(ctx, key, batch, settlements)
 }
 
 // TestExpiredSendStaysExpiredOnRetry: a send held by a pause and resumed

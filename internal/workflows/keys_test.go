@@ -23,37 +23,18 @@ type diesAfterTheCall struct {
 	activities.Store
 	once    sync.Once
 	died    bool
-	dead    string // the batch whose settle died: a dead worker settles nothing more of it
 	restart func()
 }
 
 func (s *diesAfterTheCall) SettleDeliveries(ctx context.Context, key store.LedgerKey, batch string, settle []store.Settlement) error {
-	if err := s.dies(batch); err != nil {
-		return err
-	}
-	return s.Store.SettleDeliveries(ctx, key, batch, settle)
-}
-
-// SettleAndClaim is where a page's settle goes when it rides with the next
-// page's claim (ADR 046): the worker dies there the same way.
-func (s *diesAfterTheCall) SettleAndClaim(ctx context.Context, key store.LedgerKey, settleBatch string, settle []store.Settlement, channel, batch string, uids []int64, lives store.KeyLives) (store.Claim, error) {
-	if err := s.dies(settleBatch); err != nil {
-		return store.Claim{}, err
-	}
-	return s.Store.SettleAndClaim(ctx, key, settleBatch, settle, channel, batch, uids, lives)
-}
-
-func (s *diesAfterTheCall) dies(batch string) error {
 	die := false
 	s.once.Do(func() { die = true })
 	if die {
-		s.died, s.dead = true, batch
+		s.died = true
 		s.restart()
-	}
-	if s.died && batch == s.dead {
 		return errors.New("worker killed")
 	}
-	return nil
+	return s.Store.SettleDeliveries(ctx, key, batch, settle)
 }
 
 // TestCrashAfterTheCallResendsUnderTheSameKey: a worker dies after the

@@ -250,6 +250,10 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 			return err
 		}
 		res, err := ingest(ctx, tx, []ingestPart{{msgs: r.msgs, opts: r.opts, at: receivedAt(r.opts, now)}}, s.pg, nil)
+		if err != nil && (ctx.Err() != nil || (s.pg && pgNotTheRequests(err))) {
+			_ = tx.Rollback()
+			return err // not this request's fault: the whole group again
+		}
 		undo := []string{`RELEASE ingest`}
 		if r.err = err; err != nil {
 			undo = []string{`ROLLBACK TO ingest`, `RELEASE ingest`}

@@ -69,7 +69,14 @@ func OpenPostgres(ctx context.Context, dsn string) (*SQLite, error) {
 	// parameter's type from its context (int4 for "? = 0") where SQLite
 	// takes the value as it comes.
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	db := sql.OpenDB(&pgConnector{inner: stdlib.GetConnector(*cfg)})
+	prepared := pgx.QueryExecModeCacheStatement
+	switch {
+	case cfg.StatementCacheCapacity == 0 && cfg.DescriptionCacheCapacity > 0:
+		prepared = pgx.QueryExecModeCacheDescribe // binary, unnamed: behind a transaction pooler
+	case cfg.StatementCacheCapacity == 0:
+		prepared = pgx.QueryExecModeExec
+	}
+	db := sql.OpenDB(&pgConnector{inner: stdlib.GetConnector(*cfg), prepared: prepared})
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -236,14 +243,19 @@ func (s *SQLite) forUpdate() string {
 const pgRaw = "-- huabu:postgres\n"
 
 // pgConnector wraps pgx's connector so every statement is translated.
-type pgConnector struct{ inner driver.Connector }
+type pgConnector struct {
+	inner driver.Connector
+	// prepared is the mode pgPrepared statements run in: named and cached
+	// only when the DSN leaves pgx a statement cache (ADR 048).
+	prepared pgx.QueryExecMode
+}
 
 func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.inner.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &pgConn{conn.(pgInnerConn)}, nil
+	return &pgConn{conn.(pgInnerConn), c.prepared}, nil
 }
 
 func (c *pgConnector) Driver() driver.Driver { return c.inner.Driver() }
@@ -259,7 +271,10 @@ type pgInnerConn interface {
 	driver.SessionResetter
 }
 
-type pgConn struct{ pgInnerConn }
+type pgConn struct {
+	pgInnerConn
+	prepared pgx.QueryExecMode
+}
 
 func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	q, err := pgSQL(query)
@@ -281,7 +296,7 @@ func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.Na
 	if err != nil {
 		return nil, err
 	}
-	return c.pgInnerConn.ExecContext(ctx, q, pgExecMode(query, args))
+	return c.pgInnerConn.ExecContext(ctx, q, c.pgExecMode(query, args))
 }
 
 func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -289,7 +304,7 @@ func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.N
 	if err != nil {
 		return nil, err
 	}
-	return c.pgInnerConn.QueryContext(ctx, q, pgExecMode(query, args))
+	return c.pgInnerConn.QueryContext(ctx, q, c.pgExecMode(query, args))
 }
 
 // pgPrepared marks a statement that is PostgreSQL already, like pgRaw, and
@@ -302,11 +317,11 @@ const pgPrepared = pgRaw + "-- prepared\n"
 // pgExecMode puts pgx's statement cache in front of a pgPrepared
 // statement's arguments: pgx reads a leading QueryExecMode as an option,
 // not a parameter.
-func pgExecMode(query string, args []driver.NamedValue) []driver.NamedValue {
+func (c *pgConn) pgExecMode(query string, args []driver.NamedValue) []driver.NamedValue {
 	if !strings.HasPrefix(query, pgPrepared) {
 		return args
 	}
-	return append([]driver.NamedValue{{Value: pgx.QueryExecModeCacheStatement}}, args...)
+	return append([]driver.NamedValue{{Value: c.prepared}}, args...)
 }
 
 // pgStatement translates query and turns the JSON lists it takes (see

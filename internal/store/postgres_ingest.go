@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -150,4 +151,21 @@ func pgMarkDirty(ctx context.Context, tx *sql.Tx, uids []int64) error {
 func pgUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// pgNotTheRequests reports an error that says nothing about the request
+// being stored: the connection's prepared statements are gone or stale
+// (a pooler, DISCARD, DDL), the transaction lost a conflict, the server is
+// going away. The group is applied again rather than the request refused
+// (ADR 048).
+func pgNotTheRequests(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case "26000", "42P05", "0A000", "40001", "40P01", "57P01", "57P02", "57P03":
+		return true
+	}
+	return strings.HasPrefix(pe.Code, "08")
 }

@@ -173,11 +173,6 @@ var errRequestFailed = errors.New("a request of the group failed")
 // which a caller whose requests are already validated need not pay.
 func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoints bool, extra func(*sql.Tx) error) error {
 	now := s.now()
-	endTurn, err := s.writerTurn(ctx)
-	if err != nil {
-		return err
-	}
-	defer endTurn()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err

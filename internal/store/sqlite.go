@@ -44,9 +44,6 @@ type SQLite struct {
 	ingests ingestQueue
 	// uids are profiles' uids the applier read or created (SQLite; uid_cache.go).
 	uids uidCache
-	// writerTurns hands the writer connection to write transactions in the
-	// order they asked (SQLite; nil on PostgreSQL): see writerTurn.
-	writerTurns chan struct{}
 
 	checkpoints *sqlitewal.Checkpointer // nil until open succeeds; nil on PostgreSQL
 	closeOnce   sync.Once
@@ -95,7 +92,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	s := &SQLite{w: w, r: r, path: path, now: time.Now, readDSN: dsn("deferred"), writerTurns: make(chan struct{}, 1)}
+	s := &SQLite{w: w, r: r, path: path, now: time.Now, readDSN: dsn("deferred")}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -227,11 +224,6 @@ func (s *SQLite) keyedTx(ctx context.Context, kind string, id int64, fn func(*sq
 }
 
 func (s *SQLite) lockedTx(ctx context.Context, lock func(context.Context, *sql.Tx) error, fn func(*sql.Tx) error) error {
-	endTurn, err := s.writerTurn(ctx)
-	if err != nil {
-		return err
-	}
-	defer endTurn()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -255,26 +247,6 @@ func (s *SQLite) lockedTx(ctx context.Context, lock func(context.Context, *sql.T
 		return err
 	}
 	return tx.Commit()
-}
-
-// writerTurn waits until the write transactions that asked before it are
-// done, and returns the function that ends its turn. database/sql hands a
-// freed connection to a *random* waiter (connRequestSet.TakeRandom), so
-// with several transactions queued for SQLite's one writer connection (the
-// applier, the router's windows, a run's begin, the ledger, the outbox) an
-// unlucky one lost turn after turn: a blocked channel send is woken in
-// arrival order, so the turns go first come, first served (ADR 050).
-// PostgreSQL's pool has many connections and no turns.
-func (s *SQLite) writerTurn(ctx context.Context) (done func(), err error) {
-	if s.writerTurns == nil {
-		return func() {}, nil
-	}
-	select {
-	case s.writerTurns <- struct{}{}:
-		return func() { <-s.writerTurns }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // idList encodes ids as a JSON array for `IN (SELECT value FROM

@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +26,6 @@ import (
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
-
-	"github.com/huabu/huabu/internal/sqlitewal"
 )
 
 const (
@@ -86,10 +83,6 @@ type Server struct {
 	logLevel  *slog.LevelVar
 	logger    *slog.Logger
 	srvLog    *slogLogger
-	// checkpoints copies temporal.db's WAL into the file over walConn (both
-	// nil in memory; ADR 049).
-	checkpoints *sqlitewal.Checkpointer
-	walConn     *sql.DB
 
 	stopOnce sync.Once
 	stopErr  error
@@ -226,13 +219,6 @@ func start(ctx context.Context, opts Options, dataDir string, level *slog.LevelV
 		logger:    logger,
 		srvLog:    srvLogger,
 	}
-	if dataDir != "" {
-		if s.walConn, err = openCheckpointConn(sqlConf.DatabaseName); err != nil {
-			_ = s.stop()
-			return nil, fmt.Errorf("embedded Temporal: %w", err)
-		}
-		s.checkpoints = sqlitewal.Start(s.walConn, checkpointEvery, logger.With("db", sqlConf.DatabaseName))
-	}
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.stop()
 		return nil, fmt.Errorf("embedded Temporal: not ready: %w", err)
@@ -281,12 +267,6 @@ func (s *Server) stop() error {
 	s.srvLog.setStopping()
 	began := time.Now()
 	err := s.server.Stop()
-	if s.checkpoints != nil {
-		s.checkpoints.Stop()
-	}
-	if s.walConn != nil {
-		err = errors.Join(err, s.walConn.Close())
-	}
 	// Some server goroutines outlive Stop and log their cancellation; the
 	// server is gone, so nothing they say is actionable any more.
 	s.logLevel.Set(levelOff)

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"time"
 
 	"go.temporal.io/server/common/config"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
@@ -38,31 +37,7 @@ func fileConnectAttributes() map[string]string {
 		// Wait for a lock instead of failing with SQLITE_BUSY, e.g. while
 		// ensureSchema's inspection connection is still closing.
 		"busy_timeout": "10000",
-		// The checkpointer copies the WAL into the database file every
-		// checkpointEvery; SQLite's own checkpoint (at 1,000 pages by
-		// default) ran inside whichever commit crossed the mark, on the one
-		// connection every Temporal service shares, so every workflow start
-		// and task waited behind its writes and two fsyncs (ADR 049). This
-		// stays as a bound should the checkpointer fall behind.
-		"wal_autocheckpoint": "20000",
 	}
-}
-
-// checkpointEvery is how often the checkpointer copies the WAL into
-// temporal.db.
-const checkpointEvery = time.Second
-
-// openCheckpointConn opens the connection the checkpointer uses: its own,
-// so checkpoints never wait for (or hold) the plugin's one connection.
-func openCheckpointConn(path string) (*sql.DB, error) {
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout=10000")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("open %s for checkpoints: %w", path, err)
-	}
-	db.SetMaxOpenConns(1)
-	return db, nil
 }
 
 // ensureSchema creates the Temporal schema in conf's database file when the

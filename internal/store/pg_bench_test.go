@@ -41,52 +41,11 @@ func benchStores(b *testing.B, run func(b *testing.B, s *SQLite)) {
 // call, SettleDeliveries after), from 8 concurrent senders.
 func BenchmarkLedgerPages(b *testing.B) {
 	benchStores(b, func(b *testing.B, s *SQLite) {
-		ctx := context.Background()
-		const pageSize, senders = 1000, 8
 		var next atomic.Int64
-		b.ResetTimer()
-		cpu := cpuTime()
-		var wg sync.WaitGroup
-		errs := make(chan error, senders)
-		for w := 0; w < senders; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					p := next.Add(1) - 1
-					if p >= int64(b.N) {
-						return
-					}
-					uids := make([]int64, pageSize)
-					for i := range uids {
-						uids[i] = p*pageSize + int64(i) + 1
-					}
-					attempt := fmt.Sprint("attempt-", p)
-					key := LedgerKey{RunID: 1, StepID: "broadcast"}
-					claim, err := s.ClaimDeliveries(ctx, key, "jpush", attempt, uids, nil)
-					if err != nil {
-						errs <- err
-						return
-					}
-					settle := make([]Settlement, len(claim.Mine))
-					for i, u := range claim.Mine {
-						settle[i] = Settlement{UID: u, State: DeliverySent, ProviderRef: "msg-1"}
-					}
-					if err := s.SettleDeliveries(ctx, key, attempt, settle); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			require.NoError(b, err)
-		}
-		recipients := float64(b.N * pageSize)
-		b.ReportMetric(recipients/b.Elapsed().Seconds(), "recipients/s")
-		b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/recipients, "cpu-µs/recipient")
+		ledgerSenders(b, s, func(int) (int64, bool) {
+			p := next.Add(1) - 1
+			return p, p < int64(b.N)
+		})
 	})
 }
 
@@ -98,53 +57,64 @@ func BenchmarkLedgerPages(b *testing.B) {
 // grow at an edge of their own: the page splits a broadcast pays.
 func BenchmarkLedgerSends(b *testing.B) {
 	benchStores(b, func(b *testing.B, s *SQLite) {
-		ctx := context.Background()
-		const pageSize, senders = 1000, 8
-		perSender := (b.N + senders - 1) / senders
-		key := LedgerKey{RunID: 1, StepID: "broadcast"}
-		b.ResetTimer()
-		cpu := cpuTime()
-		var wg sync.WaitGroup
-		errs := make(chan error, senders)
-		for w := range senders {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range perSender {
-					p := int64(w*perSender + i)
-					if p >= int64(b.N) {
-						return
-					}
-					uids := make([]int64, pageSize)
-					for j := range uids {
-						uids[j] = p*pageSize + int64(j) + 1
-					}
-					attempt := fmt.Sprint("attempt-", p)
-					claim, err := s.ClaimDeliveries(ctx, key, "jpush", attempt, uids, nil)
-					if err != nil {
-						errs <- err
-						return
-					}
-					settle := make([]Settlement, len(claim.Mine))
-					for i, u := range claim.Mine {
-						settle[i] = Settlement{UID: u, State: DeliverySent, ProviderRef: "msg-1"}
-					}
-					if err := s.SettleDeliveries(ctx, key, attempt, settle); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			require.NoError(b, err)
-		}
-		recipients := float64(b.N * pageSize)
-		b.ReportMetric(recipients/b.Elapsed().Seconds(), "recipients/s")
-		b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/recipients, "cpu-µs/recipient")
+		perSender := (b.N + ledgerSendersN - 1) / ledgerSendersN
+		taken := make([]int, ledgerSendersN) // each sender counts its own
+		ledgerSenders(b, s, func(w int) (int64, bool) {
+			i := taken[w]
+			taken[w]++
+			p := int64(w*perSender + i)
+			return p, i < perSender && p < int64(b.N)
+		})
 	})
+}
+
+// ledgerSendersN senders of ledgerPageSize-recipient pages.
+const ledgerSendersN, ledgerPageSize = 8, 1000
+
+// ledgerSenders runs ledgerSendersN senders; each claims and settles the
+// pages next gives it until it gives none, then reports recipients/s and
+// CPU per recipient.
+func ledgerSenders(b *testing.B, s *SQLite, next func(sender int) (page int64, ok bool)) {
+	ctx := context.Background()
+	key := LedgerKey{RunID: 1, StepID: "broadcast"}
+	b.ResetTimer()
+	cpu := cpuTime()
+	var wg sync.WaitGroup
+	errs := make(chan error, ledgerSendersN)
+	for w := range ledgerSendersN {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p, ok := next(w); ok; p, ok = next(w) {
+				uids := make([]int64, ledgerPageSize)
+				for j := range uids {
+					uids[j] = p*ledgerPageSize + int64(j) + 1
+				}
+				attempt := fmt.Sprint("attempt-", p)
+				claim, err := s.ClaimDeliveries(ctx, key, "jpush", attempt, uids, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				settle := make([]Settlement, len(claim.Mine))
+				for i, u := range claim.Mine {
+					settle[i] = Settlement{UID: u, State: DeliverySent, ProviderRef: "msg-1"}
+				}
+				if err := s.SettleDeliveries(ctx, key, attempt, settle); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(b, err)
+	}
+	recipients := float64(b.N * ledgerPageSize)
+	b.ReportMetric(recipients/b.Elapsed().Seconds(), "recipients/s")
+	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/recipients, "cpu-µs/recipient")
 }
 
 // BenchmarkIngestGroups: IngestAll on both stores, groups shaped like the

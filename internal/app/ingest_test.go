@@ -302,8 +302,8 @@ steps:
 `})
 	ctx := context.Background()
 	key := app.cfg.HTTP.WriteKeys[0]
-	require.True(t, app.router.ReadsUser([]ingest.Event{{Name: "purchase"}}), "first-order reads user.traits")
-	require.False(t, app.router.ReadsUser([]ingest.Event{{Name: "coupon_used"}, {Name: "app_open"}}))
+	require.True(t, app.currentRouter().ReadsUser([]ingest.Event{{Name: "purchase"}}), "first-order reads user.traits")
+	require.False(t, app.currentRouter().ReadsUser([]ingest.Event{{Name: "coupon_used"}, {Name: "app_open"}}))
 	post := func(path, body, auth string) (int, map[string]any) {
 		req, err := http.NewRequest("POST", "http://"+app.HTTPAddr()+path, strings.NewReader(body))
 		require.NoError(t, err)

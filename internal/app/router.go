@@ -69,15 +69,26 @@ func (app *App) lead(ctx context.Context, term int64, now bool) (func(lost bool)
 		}
 		return nil
 	}
+	started := false // set before feedDone closes
+	// publish makes the router this worker's (currentRouter).
+	publish := func() {
+		app.routingMu.Lock()
+		app.router, app.feed = router, feed
+		app.routingMu.Unlock()
+		started = true
+	}
 	if now {
 		if err := resume(ctx); err != nil {
 			return nil, err
 		}
+		// Before returning: once Start returns, the worker that routes
+		// has its router (a test read it nil here while the goroutine
+		// below had not yet run).
+		publish()
 	}
 	routerCtx, cancelRouter := context.WithCancelCause(context.WithoutCancel(ctx))
 	feedCtx, cancelFeed := context.WithCancel(context.WithoutCancel(ctx))
 	routerDone, feedDone := make(chan struct{}), make(chan struct{})
-	started := false // set before feedDone closes
 	go func() {
 		defer close(feedDone)
 		for wait := time.Second; !now; wait = min(2*wait, 30*time.Second) {
@@ -97,10 +108,9 @@ func (app *App) lead(ctx context.Context, term int64, now bool) (func(lost bool)
 			case <-time.After(wait):
 			}
 		}
-		app.routingMu.Lock()
-		app.router, app.feed = router, feed
-		app.routingMu.Unlock()
-		started = true
+		if !now {
+			publish()
+		}
 		go func() {
 			defer close(routerDone)
 			router.Run(routerCtx)

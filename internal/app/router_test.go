@@ -81,7 +81,7 @@ func TestEventsReachCanvases(t *testing.T) {
 	ctx := context.Background()
 
 	// The feed reads only events some plan names: triggers, waits, exits, goals.
-	names, err := app.router.RoutedEvents(ctx)
+	names, err := app.currentRouter().RoutedEvents(ctx)
 	require.NoError(t, err)
 	require.Subset(t, names, []string{"purchase", "coupon_used", "unsubscribe", "wecom.contact_added"})
 	require.NotContains(t, names, "video_watched")

@@ -142,6 +142,28 @@ func workflowID(canvasID string, firstEvent int64) string {
 	return fmt.Sprintf("huabu-%s-event-%d", canvasID, firstEvent)
 }
 
+// closesAt is when a window opened now by an event accepted at received
+// closes (ADR 054): Window after the event was accepted, so that the time
+// the event spent being accepted, stored and fed to the router counts
+// against its window and not on top of it — an event waits at most Window
+// for company, from its acceptance, not from the router's seeing it. A
+// window gathers for windowFloor at least. An event that comes later than
+// that (a backlog being caught up, a restart, a clock that disagrees with
+// this process's: received in the future or unset) opens a whole window
+// from now, as every window did before: a backlog then forms few big runs
+// rather than many small ones, which is what ADR 031 found it needs.
+func closesAt(received, now time.Time, window time.Duration) time.Time {
+	at := received.Add(window)
+	if received.IsZero() || received.After(now) || at.Before(now.Add(windowFloor(window))) {
+		return now.Add(window)
+	}
+	return at
+}
+
+// windowFloor is the shortest a window gathers when it is anchored at its
+// first event's acceptance: an eighth of the window, as ADR 035's floor.
+func windowFloor(window time.Duration) time.Duration { return window / 8 }
+
 // draft is what one batch does to one window, before it is stored.
 type draft struct {
 	w       *window // w.ID == 0: opened by this batch
@@ -187,7 +209,7 @@ func (ws *windows) enter(ctx context.Context, entries []entry) error {
 		if d == nil || d.w.PlanHash != en.hash || d.w.starting || !now.Before(d.w.ClosesAt) || d.users() >= opts.MaxUsersPerRun {
 			d = &draft{w: &window{EntryWindow: store.EntryWindow{
 				CanvasID: c, PlanHash: en.hash, FirstEvent: e.ID, LastEvent: e.ID,
-				WorkflowID: workflowID(c, e.ID), ClosesAt: now.Add(opts.Window),
+				WorkflowID: workflowID(c, e.ID), ClosesAt: closesAt(e.ReceivedAt, now, opts.Window),
 			}, seen: map[int64]bool{}}}
 		}
 		if current[c] != d {

@@ -44,6 +44,20 @@ func TestBenchBroadcastReportsTimeToFirstMessage(t *testing.T) {
 	require.LessOrEqual(t, float64(fromTrigger), wallMS*1000, "the first push comes before the broadcast ends")
 }
 
+// TestBenchEventsFindsEveryMessage runs `huabu bench events` in-process at
+// a small rate: every event's message is found in the outbox (the bench
+// reads it incrementally, by id) and the latency line counts all of them.
+func TestBenchEventsFindsEveryMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal")
+	}
+	cmd := exec.Command(os.Args[0], "bench", "events", "--rate", "200", "--duration", "2s")
+	cmd.Env = append(os.Environ(), "HUABU_AS_CLI=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Regexp(t, `event → outbox: p50 \d+ ms, p99 \d+ ms, max \d+ ms; 400/400 messages in the outbox`, string(out))
+}
+
 // TestBenchBroadcastWithTwoWorkers: `bench broadcast --workers 2` runs two
 // workers on one PostgreSQL store and one Temporal server; the send
 // reaches every user once (the bench fails otherwise) and the Send

@@ -412,6 +412,30 @@ func (s *SQLite) Outbox(ctx context.Context, canvasID string, limit int) ([]Outb
 	return out, rows.Err()
 }
 
+// OutboxAfter is a canvas's outbox messages with ids above afterID, oldest
+// first, at most limit: what a poller that has read up to afterID has not
+// seen yet (the store's writer is one connection, so a message committed
+// later has a larger id); only their ids, users and times. The bench reads
+// the outbox this way while runs are still writing to it.
+func (s *SQLite) OutboxAfter(ctx context.Context, canvasID string, afterID int64, limit int) ([]OutboxMessage, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, user_id, created_at FROM outbox WHERE id > ? AND canvas_id = ? ORDER BY id LIMIT ?`, afterID, canvasID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OutboxMessage
+	for rows.Next() {
+		var m OutboxMessage
+		var at int64
+		if err := rows.Scan(&m.ID, &m.UserID, &at); err != nil {
+			return nil, err
+		}
+		m.CanvasID, m.CreatedAt = canvasID, time.UnixMilli(at)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
 // StepCounts is what happened at one step.
 type StepCounts struct {
 	StepID     string           `json:"step"`

@@ -199,6 +199,22 @@ func TestOutboxAndCounts(t *testing.T) {
 		require.Len(t, msgs, 1)
 		require.Equal(t, "13800000000", msgs[0].Address)
 		require.JSONEq(t, `{"template":"SMS_1","params":{"name":"张三"}}`, string(msgs[0].Message))
+		rec := func(user string) outbound.OutboxRecord {
+			return outbound.OutboxRecord{CanvasID: "promo", RunID: fmt.Sprint(run.ID), StepID: "hello", Channel: "sms",
+				Recipient: outbound.Recipient{UserID: user}, Message: canvases.Message{Text: "hi"}, At: time.UnixMilli(1700000000123)}
+		}
+		require.NoError(t, s.WriteOutbox(ctx, []outbound.OutboxRecord{rec("u2"), rec("u3")}))
+		require.NoError(t, s.WriteOutbox(ctx, []outbound.OutboxRecord{{CanvasID: "other", RunID: fmt.Sprint(run.ID), StepID: "x", Channel: "sms", Recipient: outbound.Recipient{UserID: "o1"}, At: time.Now()}}))
+		require.NoError(t, s.WriteOutbox(ctx, []outbound.OutboxRecord{rec("u4")}))
+		after, err := s.OutboxAfter(ctx, "promo", msgs[0].ID, 2)
+		require.NoError(t, err)
+		require.Len(t, after, 2, "at most the limit")
+		require.Equal(t, []string{"u2", "u3"}, []string{after[0].UserID, after[1].UserID}, "oldest first, after the id")
+		require.True(t, time.UnixMilli(1700000000123).Equal(after[0].CreatedAt))
+		rest, err := s.OutboxAfter(ctx, "promo", after[1].ID, 10)
+		require.NoError(t, err)
+		require.Len(t, rest, 1, "the other canvas's message is not the promo's")
+		require.Equal(t, "u4", rest[0].UserID)
 
 		require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 0, 9, 100))
 		require.NoError(t, s.RecordStepEntry(ctx, run.ID, "hello", 0, 9, 100), "entries are idempotent per cohort")

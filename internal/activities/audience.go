@@ -254,10 +254,12 @@ func (e *entrant) match(rows []store.ProfileRow, cond *canvases.Condition) ([]in
 		return out, nil
 	}
 	// Only the fields the condition reads are decoded, when it says which.
+	// A worker reuses one map for its profiles: a profile's fields are
+	// bound into the condition's own values (Condition.Eval) and not kept.
 	fields, known := cond.UserFields()
-	decode := func(doc []byte) (map[string]any, error) {
+	decode := func(reuse map[string]any, doc []byte) (map[string]any, error) {
 		if known {
-			return decodeFields(doc, fields)
+			return decodeFieldsInto(reuse, doc, fields)
 		}
 		var m map[string]any
 		err := json.Unmarshal(doc, &m)
@@ -275,12 +277,17 @@ func (e *entrant) match(rows []store.ProfileRow, cond *canvases.Condition) ([]in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var reuse map[string]any
+			eval := cond.Evaluator()
 			for i := lo; i < hi; i++ {
-				doc, err := decode(rows[i].Doc)
+				doc, err := decode(reuse, rows[i].Doc)
+				if doc != nil {
+					reuse = doc
+				}
 				if err != nil {
 					continue // a corrupt profile never matches; it cannot be evaluated
 				}
-				ok, err := cond.Eval(doc, nil)
+				ok, err := eval.Eval(doc, nil)
 				if err != nil {
 					// A runtime error (say, a nil in arithmetic) excludes the user
 					// rather than failing the whole run.

@@ -24,6 +24,15 @@ var (
 // it is walked, by encoding/json's grammar (json.Valid's), in one pass
 // (ADR 046): checking it first with json.Valid was a second walk.
 func decodeFields(doc []byte, want []string) (map[string]any, error) {
+	return decodeFieldsInto(nil, doc, want)
+}
+
+// decodeFieldsInto is decodeFields into reuse, emptied first, when it is
+// not nil: a caller that is done with one profile's fields before it
+// decodes the next (a worker of the audience scan) allocates one map, not
+// one per profile (ADR 051). What it returns is reuse, or nil for a null
+// document.
+func decodeFieldsInto(reuse map[string]any, doc []byte, want []string) (map[string]any, error) {
 	w := walk{b: doc}
 	i := skipSpace(doc, 0)
 	switch {
@@ -37,7 +46,12 @@ func decodeFields(doc []byte, want []string) (map[string]any, error) {
 	case doc[i] != '{':
 		return nil, errNotObject // another value, or no JSON
 	}
-	out := make(map[string]any, len(want))
+	out := reuse
+	if out == nil {
+		out = make(map[string]any, len(want))
+	} else {
+		clear(out)
+	}
 	i = skipSpace(doc, i+1)
 	if i < len(doc) && doc[i] == '}' {
 		return w.done(out, i+1)

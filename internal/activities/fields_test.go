@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/huabu/huabu/internal/canvases"
 )
 
 // TestDecodeFieldsAsUnmarshal: the audience scan's decoder gives the wanted
@@ -62,6 +64,14 @@ func requireDecodesAsUnmarshal(t *testing.T, doc []byte, want []string) {
 	var full map[string]any
 	fullErr := json.Unmarshal(doc, &full)
 	got, err := decodeFields(doc, want)
+	// Into a map a previous profile left values in (the audience scan's
+	// workers reuse theirs): the same, with nothing of the previous one.
+	stale := map[string]any{"city": "stale", "level": "stale", "other": 1}
+	reused, reusedErr := decodeFieldsInto(stale, doc, want)
+	require.Equal(t, err != nil, reusedErr != nil, "%q", doc)
+	if err == nil {
+		require.Equal(t, got, reused, "%q", doc)
+	}
 	if fullErr != nil {
 		require.Error(t, err, "%q", doc)
 		return
@@ -139,6 +149,41 @@ func BenchmarkDecodeProfile(b *testing.B) {
 			set("wecom_userid", a.WeComUserID)
 			set("push_alias", a.PushAlias)
 			set("push_registration_id", a.PushRegistrationID)
+		}
+	})
+}
+
+// BenchmarkAudienceProfile: one profile through the audience scan's decode
+// and condition (entrant.match), with `huabu bench broadcast`'s audience
+// and documents: "fresh" builds a map and an environment per profile (as
+// before ADR 051), "reused" reuses a worker's.
+func BenchmarkAudienceProfile(b *testing.B) {
+	c, err := canvases.NewCompiler(canvases.Options{Schema: canvases.Schema{
+		Attributes: map[string]canvases.FieldType{"name": canvases.TypeString, "city": canvases.TypeString, "level": canvases.TypeString}}})
+	require.NoError(b, err)
+	cond, err := c.CompileCondition(`user.city != "" && !("退订" in user.tags) && user.level in ["普通", "银卡", "金卡", "钻石"]`, "")
+	require.NoError(b, err)
+	fields, known := cond.UserFields()
+	require.True(b, known)
+	doc := []byte(`{"id":"b0000001","name":"用户1","city":"北京","level":"银卡","push_alias":"b0000001"}`)
+	b.Run("fresh", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m, _ := decodeFields(doc, fields)
+			if ok, err := cond.Eval(m, nil); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("reused", func(b *testing.B) {
+		b.ReportAllocs()
+		var reuse map[string]any
+		eval := cond.Evaluator()
+		for b.Loop() {
+			reuse, _ = decodeFieldsInto(reuse, doc, fields)
+			if ok, err := eval.Eval(reuse, nil); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
 		}
 	})
 }

@@ -251,6 +251,8 @@ type sender struct {
 	// held, when set, is the reason the rest of this send is suppressed:
 	// stopped, or expired after a pause longer than resume_grace.
 	held string
+	// spare are address maps of pages already sent, for load to reuse.
+	spare []map[string]any
 }
 
 // outgoing is one recipient's delivery on its way to a channel.
@@ -343,6 +345,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 	if err != nil {
 		return res, prior, err
 	}
+	defer s.recycle(users)
 	keyBase := fmt.Sprintf("%d/%s/%d%s", s.in.RunID, s.in.StepID, p.No, visitKey(s.in.Visit))
 	var fallback []int64
 	if fb := s.push.Fallback; fb != nil {
@@ -502,6 +505,27 @@ func withChannel(sts []store.Settlement, ch string) []store.Settlement {
 	return sts
 }
 
+// readsWholeProfiles says whether the send reads more of a profile than
+// its addresses: a message with templates, or a consent trait to check.
+func (s *sender) readsWholeProfiles() bool {
+	return needsRendering(&s.push.Message) || (s.push.Fallback != nil && needsRendering(&s.push.Fallback.Message)) ||
+		s.a.Policy.RequireConsent != "" // the consent trait is read from the document
+}
+
+// recycle keeps a sent page's address maps for the next page's load: they
+// are read only while their page is sent (prepare, optOut), and a map per
+// recipient was ~360 MB of a million-recipient broadcast's garbage (ADR
+// 051). Whole profiles (templates) are not kept: a rendered message may
+// hold their values.
+func (s *sender) recycle(users map[int64]map[string]any) {
+	if s.readsWholeProfiles() {
+		return
+	}
+	for _, doc := range users {
+		s.spare = append(s.spare, doc)
+	}
+}
+
 // load decodes the page's user documents and looks up their owners.
 func (s *sender) load(ctx context.Context, rows []store.ProfileRow) (map[int64]map[string]any, map[string]store.Staff, error) {
 	users := make(map[int64]map[string]any, len(rows))
@@ -509,8 +533,7 @@ func (s *sender) load(ctx context.Context, rows []store.ProfileRow) (map[int64]m
 	seen := map[string]bool{}
 	// A message without templates needs only the addresses: decoding those
 	// into a struct is several times cheaper than the whole document.
-	personal := needsRendering(&s.push.Message) || (s.push.Fallback != nil && needsRendering(&s.push.Fallback.Message)) ||
-		s.a.Policy.RequireConsent != "" // the consent trait is read from the document
+	personal := s.readsWholeProfiles()
 	for _, r := range rows {
 		var doc map[string]any
 		if personal {
@@ -520,9 +543,17 @@ func (s *sender) load(ctx context.Context, rows []store.ProfileRow) (map[int64]m
 		} else {
 			// Only the members a recipient is resolved from, found by the
 			// audience scan's field walk (no reflection, nothing else
-			// built); a malformed profile has no address: suppressed.
-			if d, err := decodeFields(r.Doc, addressFields); err == nil && d != nil {
+			// built), into a map an earlier page used (recycle); a
+			// malformed profile has no address: suppressed.
+			var reuse map[string]any
+			if n := len(s.spare); n > 0 {
+				reuse, s.spare = s.spare[n-1], s.spare[:n-1]
+			}
+			if d, err := decodeFieldsInto(reuse, r.Doc, addressFields); err == nil && d != nil {
 				doc = d
+			} else if reuse != nil {
+				clear(reuse)
+				doc = reuse
 			} else {
 				doc = make(map[string]any, 1)
 			}

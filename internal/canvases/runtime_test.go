@@ -60,3 +60,36 @@ func TestTemplateRender(t *testing.T) {
 	require.NoError(t, tmpl.Execute(&b, data))
 	require.Equal(t, "顾客，李娜为您服务，手机 138****8000", b.String())
 }
+
+// An evaluator reused user after user decides as Eval does for each alone:
+// nothing of one user is left for the next who lacks the value.
+func TestConditionEvaluatorMatchesEval(t *testing.T) {
+	c := testCompiler(t)
+	users := []map[string]any{
+		{"city": "上海", "tags": []any{"vip"}, "balance": 120.5, "rfm": map[string]any{"r": float64(1)}},
+		{},
+		{"city": "北京", "traits": map[string]any{"orders_30d": float64(3)}},
+		nil,
+		{"tags": []any{"退订"}, "balance": 99.0, "birthday": "1990-05-01"},
+		{"city": "上海", "balance": "not a number"},
+	}
+	for _, src := range []string{
+		`user.city == "上海"`,
+		`user.city != "" && !("退订" in user.tags)`,
+		`"vip" in user.tags || user.rfm.r == 1`,
+		`user.traits.orders_30d > 1`,
+		`user.balance > 100`,
+		`month(user.birthday) == 5`,
+		`user.balance / 0 > 1 || user.city == ""`,
+	} {
+		cond, err := c.CompileCondition(src, "")
+		require.NoError(t, err, src)
+		ev := cond.Evaluator()
+		for i, u := range users {
+			want, wantErr := cond.Eval(u, nil)
+			got, err := ev.Eval(u, nil)
+			require.Equal(t, wantErr != nil, err != nil, "%s, user %d: %v / %v", src, i, wantErr, err)
+			require.Equal(t, want, got, "%s, user %d", src, i)
+		}
+	}
+}

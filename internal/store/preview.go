@@ -30,11 +30,11 @@ func (s *SQLite) ProfilesBetween(ctx context.Context, lo, hi int64) ([]ProfileRo
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.QueryContext(ctx, `SELECT uid, id, doc FROM profiles WHERE uid >= ? AND uid <= ? ORDER BY uid`, lo, hi)
+	rows, err := db.QueryContext(ctx, `SELECT uid, id, `+s.profileDoc()+` FROM profiles WHERE uid >= ? AND uid <= ? ORDER BY uid`, lo, hi)
 	if err != nil {
 		return nil, err
 	}
-	return scanProfileRows(rows, int(min(hi-lo+1, 4096)))
+	return scanProfileRows(rows, int(min(hi-lo+1, 4096)), nil, s.pg)
 }
 
 func (s *SQLite) scanPool() (*sql.DB, error) {

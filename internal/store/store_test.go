@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -333,5 +335,55 @@ func TestLedgerProviderKeys(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, again.Mine)
 		require.Equal(t, DeliveryUnknown, again.Done[7])
+	})
+}
+
+// TestProfileReadsKeepEachDoc: each row's document is its own — the reads
+// keep the driver's slices (SQLite) without copying them, which holds only
+// while no driver reuses a buffer for the next row — and Profiles gives the
+// same rows whether it reads a dense page's range or looks a sparse list up.
+func TestProfileReadsKeepEachDoc(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		ctx := context.Background()
+		var ups []ProfileUpdate
+		for i := range 40 {
+			id := fmt.Sprintf("p%02d", i)
+			ups = append(ups, ProfileUpdate{ID: id, Patch: []byte(fmt.Sprintf(`{"id":%q,"pad":%q}`, id, strings.Repeat("x", i*7)))})
+		}
+		_, err := s.UpsertProfiles(ctx, ups)
+		require.NoError(t, err)
+		check := func(rows []ProfileRow) {
+			t.Helper()
+			for _, r := range rows {
+				doc := docOf(t, r.Doc)
+				require.Equal(t, r.ID, doc["id"])
+				require.Len(t, doc["pad"], (int(r.ID[1]-'0')*10+int(r.ID[2]-'0'))*7, r.ID)
+			}
+		}
+		all, err := s.ScanProfiles(ctx, 0, 100)
+		require.NoError(t, err)
+		require.Len(t, all, 40)
+		check(all)
+		uids := func(rows []ProfileRow) []int64 {
+			var out []int64
+			for _, r := range rows {
+				out = append(out, r.UID)
+			}
+			return out
+		}
+		u := uids(all)
+		for _, want := range [][]int64{
+			u,                              // a whole range: read in order
+			{u[3], u[1], u[2], u[7], u[5]}, // dense, out of order
+			{u[0], u[39]},                  // sparse: looked up
+			{u[4], u[4], u[6], 1 << 40},    // a duplicate and an unknown uid
+			{u[4], u[4], u[5], u[6]},       // a duplicate, dense
+		} {
+			got, err := s.Profiles(ctx, want)
+			require.NoError(t, err)
+			check(got)
+			expected := slices.Compact(slices.Sorted(slices.Values(slices.DeleteFunc(slices.Clone(want), func(x int64) bool { return x == 1<<40 }))))
+			require.Equal(t, expected, uids(got))
+		}
 	})
 }

@@ -73,11 +73,11 @@ func (t *TraitTx) Dirty(limit int) ([]int64, error) {
 
 // Docs returns the profiles of uids, in uid order.
 func (t *TraitTx) Docs(uids []int64) ([]ProfileRow, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid, id, doc FROM profiles WHERE uid`+inIDs+` ORDER BY uid`, idList(uids))
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT uid, id, `+profileDoc(t.pg)+` FROM profiles WHERE uid`+inIDs+` ORDER BY uid`, idList(uids))
 	if err != nil {
 		return nil, err
 	}
-	return scanProfileRows(rows, len(uids))
+	return scanProfileRows(rows, len(uids), nil, t.pg)
 }
 
 // Aggregates computes aggs for each uid. Values are int64, float64, string

@@ -324,7 +324,7 @@ func (s *sender) page(ctx context.Context, p store.Page, batch string) (res, pri
 		return res, prior, nil
 	}
 	res.Recipients = int64(len(claim.Mine))
-	var settle []store.Settlement
+	settle := make([]store.Settlement, 0, len(claim.Mine)) // one per recipient: not grown by appends
 	mine := claim.Mine[:0:0]
 	for _, u := range claim.Mine {
 		reason := verdicts[u].suppress
@@ -801,7 +801,7 @@ func (s *sender) deliver(ctx context.Context, channel string, out []outgoing, le
 		}()
 	}
 	wg.Wait()
-	var all []decided
+	all := make([]decided, 0, len(out))
 	var retry *retryable
 	for i, r := range results {
 		all = append(all, r...)
@@ -841,6 +841,21 @@ func (s *sender) release(ctx context.Context, all []decided, ledgerBatch string)
 // sender where required; deliveries sharing content together (up to
 // MaxRecipients); the rest packed into mixed batches (up to MaxMixed).
 func group(spec channels.Spec, out []outgoing) [][]outgoing {
+	if spec.Groupable && sameGroup(spec, out) {
+		// The usual broadcast: one message, no provider keys yet. Its
+		// batches are slices of out, not a copy of it.
+		uniform := max(spec.BatchLimit(true), 1)
+		batches := make([][]outgoing, 0, (len(out)+uniform-1)/uniform)
+		for start := 0; start < len(out); start += uniform {
+			batches = append(batches, out[start:min(start+uniform, len(out)):min(start+uniform, len(out))])
+		}
+		return batches
+	}
+	return groupByKey(spec, out)
+}
+
+// groupByKey is group for any deliveries.
+func groupByKey(spec channels.Spec, out []outgoing) [][]outgoing {
 	type gkey struct{ sender, content string }
 	index := map[gkey]int{}
 	var groups [][]outgoing
@@ -888,6 +903,22 @@ func group(spec channels.Spec, out []outgoing) [][]outgoing {
 		}
 	}
 	return batches
+}
+
+// sameGroup says whether group would put all of out, more than one, in one
+// group: the same content and no provider keys, and the same sender where
+// the channel needs one.
+func sameGroup(spec channels.Spec, out []outgoing) bool {
+	if len(out) < 2 {
+		return false
+	}
+	first := out[0]
+	for _, o := range out {
+		if o.key != first.key || o.delivery.Key != "" || spec.SameSender && o.delivery.Recipient.Sender != first.delivery.Recipient.Sender {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *sender) sendBatch(ctx context.Context, channel string, ch channels.Channel, b []outgoing, key, ledgerBatch string) ([]decided, *retryable) {

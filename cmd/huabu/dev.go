@@ -57,6 +57,9 @@ func (c *cli) serve(ctx context.Context, dev bool, temporalPort int) error {
 		return userErrorf("temporal.address is %q; `huabu worker` needs host:port of a Temporal frontend (use `huabu dev` for the embedded one)", cfg.Temporal.Address)
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if c.gc.PercentFrom != "" {
+		log.Info("garbage collector", "policy", c.gc.String())
+	}
 	if cfg.File == "" || cfg.FS != nil {
 		log.Info("no huabu.yaml here and no -c: using the built-in example config and canvases")
 	}

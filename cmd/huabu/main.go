@@ -2,8 +2,13 @@
 // Temporal. Each subcommand lives in its own file; this one only wires them.
 package main
 
-import "os"
+import (
+	"os"
+
+	"github.com/huabu/huabu/internal/gcpolicy"
+)
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	c := &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, gc: gcpolicy.Apply(os.Getenv, gcpolicy.CgroupLimit)}
+	os.Exit(c.run(os.Args[1:]))
 }

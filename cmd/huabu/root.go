@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/huabu/huabu/internal/gcpolicy"
 	"io"
 	"os"
 	"path/filepath"
@@ -44,10 +45,17 @@ type cli struct {
 	token   string
 	// tz is the zone times are printed in (default: the config's timezone).
 	tz string
+	// gc is the garbage collector's policy main set (ADR 055); zero in
+	// tests, which run commands inside the test binary.
+	gc gcpolicy.Policy
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr}
+	return (&cli{stdin: os.Stdin, stdout: stdout, stderr: stderr}).run(args)
+}
+
+func (c *cli) run(args []string) int {
+	stdout, stderr := c.stdout, c.stderr
 	root := &cobra.Command{
 		Use:           "huabu",
 		Short:         "Marketing canvases on Temporal: validate, draw, deploy and run them",

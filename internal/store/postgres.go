@@ -292,6 +292,9 @@ func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
 }
 
 func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if strings.HasPrefix(query, pgCopy) {
+		return c.copyFrom(ctx, query, args)
+	}
 	q, args, err := pgStatement(query, args)
 	if err != nil {
 		return nil, err
@@ -313,6 +316,56 @@ func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.N
 // QueryExecModeCacheStatement), instead of being parsed and planned again
 // on every call, each array parsed from text (ADR 048).
 const pgPrepared = pgRaw + "-- prepared\n"
+
+// pgCopy marks a COPY into a table: the statement's text after the mark
+// is the table and its columns, separated by spaces, and its one argument
+// the rows (pgCopyRows). It runs on the connection's transaction as pgx's
+// CopyFrom, in binary (ADR 053).
+const pgCopy = pgRaw + "-- copy\n"
+
+// pgCopyRows are the rows of a pgCopy statement: n of them, row(i, values)
+// filling row i's values in the statement's column order.
+type pgCopyRows struct {
+	n   int
+	row func(i int, values []any)
+}
+
+// pgCopySource walks pgCopyRows for pgx.
+type pgCopySource struct {
+	rows   pgCopyRows
+	i      int
+	values []any
+}
+
+func (s *pgCopySource) Next() bool {
+	s.i++
+	return s.i <= s.rows.n
+}
+
+func (s *pgCopySource) Values() ([]any, error) {
+	s.rows.row(s.i-1, s.values)
+	return s.values, nil
+}
+
+func (s *pgCopySource) Err() error { return nil }
+
+// copyFrom runs a pgCopy statement.
+func (c *pgConn) copyFrom(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	f := strings.Fields(strings.TrimPrefix(query, pgCopy))
+	rows, ok := pgCopyRows{}, false
+	if len(args) == 1 {
+		rows, ok = args[0].Value.(pgCopyRows)
+	}
+	inner, isPgx := c.pgInnerConn.(interface{ Conn() *pgx.Conn })
+	if len(f) < 2 || !ok || !isPgx {
+		return nil, fmt.Errorf("store: a COPY takes a table, its columns and one pgCopyRows: %s", query)
+	}
+	n, err := inner.Conn().CopyFrom(ctx, pgx.Identifier{f[0]}, f[1:], &pgCopySource{rows: rows, values: make([]any, len(f)-1)})
+	if err != nil {
+		return nil, err
+	}
+	return driver.RowsAffected(n), nil
+}
 
 // pgExecMode puts pgx's statement cache in front of a pgPrepared
 // statement's arguments: pgx reads a leading QueryExecMode as an option,

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"embed"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -319,35 +321,47 @@ const pgPrepared = pgRaw + "-- prepared\n"
 
 // pgCopy marks a COPY into a table: the statement's text after the mark
 // is the table and its columns, separated by spaces, and its one argument
-// the rows (pgCopyRows). It runs on the connection's transaction as pgx's
-// CopyFrom, in binary (ADR 053).
+// the rows (pgCopyRows). It runs on the connection's transaction, in
+// PostgreSQL's binary COPY format, which pgCopyRows writes itself: pgx's
+// CopyFrom looks up an encoder for every value, which cost more of
+// Huabu's CPU than the COPY saved the server (ADR 053).
 const pgCopy = pgRaw + "-- copy\n"
 
-// pgCopyRows are the rows of a pgCopy statement: n of them, row(i, values)
-// filling row i's values in the statement's column order.
+// pgCopyRows are the rows of a pgCopy statement: n of them, row(i, w)
+// writing row i's values, one call of w's methods per column in the
+// statement's order.
 type pgCopyRows struct {
 	n   int
-	row func(i int, values []any)
+	row func(i int, w *pgCopyRow)
 }
 
-// pgCopySource walks pgCopyRows for pgx.
-type pgCopySource struct {
-	rows   pgCopyRows
-	i      int
-	values []any
+// pgCopyRow writes one row's fields in the binary COPY format: each
+// field its length (int32, big-endian) and its binary value.
+type pgCopyRow struct{ b []byte }
+
+// Int64 writes a bigint.
+func (w *pgCopyRow) Int64(v int64) {
+	w.b = binary.BigEndian.AppendUint32(w.b, 8)
+	w.b = binary.BigEndian.AppendUint64(w.b, uint64(v))
 }
 
-func (s *pgCopySource) Next() bool {
-	s.i++
-	return s.i <= s.rows.n
+// Text writes a text value (the server checks its encoding, as for any text).
+func (w *pgCopyRow) Text(v string) {
+	w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(v)))
+	w.b = append(w.b, v...)
 }
 
-func (s *pgCopySource) Values() ([]any, error) {
-	s.rows.row(s.i-1, s.values)
-	return s.values, nil
+// JSONB writes a jsonb value from its JSON text (version 1 of jsonb's
+// binary input: a version byte, then the text).
+func (w *pgCopyRow) JSONB(v []byte) {
+	w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(v)+1))
+	w.b = append(w.b, 1)
+	w.b = append(w.b, v...)
 }
 
-func (s *pgCopySource) Err() error { return nil }
+// pgCopyHeader starts binary COPY data: the signature, no flags, no
+// header extension.
+const pgCopyHeader = "PGCOPY\n\xff\r\n\x00" + "\x00\x00\x00\x00" + "\x00\x00\x00\x00"
 
 // copyFrom runs a pgCopy statement.
 func (c *pgConn) copyFrom(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
@@ -360,11 +374,25 @@ func (c *pgConn) copyFrom(ctx context.Context, query string, args []driver.Named
 	if len(f) < 2 || !ok || !isPgx {
 		return nil, fmt.Errorf("store: a COPY takes a table, its columns and one pgCopyRows: %s", query)
 	}
-	n, err := inner.Conn().CopyFrom(ctx, pgx.Identifier{f[0]}, f[1:], &pgCopySource{rows: rows, values: make([]any, len(f)-1)})
+	w := &pgCopyRow{b: make([]byte, 0, 64*1024)}
+	w.b = append(w.b, pgCopyHeader...)
+	for i := 0; i < rows.n; i++ {
+		w.b = binary.BigEndian.AppendUint16(w.b, uint16(len(f)-1))
+		rows.row(i, w)
+	}
+	w.b = binary.BigEndian.AppendUint16(w.b, 0xffff) // the trailer: -1 fields
+	cols := make([]string, len(f)-1)
+	for i, col := range f[1:] {
+		cols[i] = pgx.Identifier{col}.Sanitize()
+	}
+	tag, err := inner.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(w.b), "COPY "+pgx.Identifier{f[0]}.Sanitize()+" ("+strings.Join(cols, ", ")+") FROM STDIN BINARY")
 	if err != nil {
 		return nil, err
 	}
-	return driver.RowsAffected(n), nil
+	if tag.RowsAffected() != int64(rows.n) {
+		return nil, fmt.Errorf("store: COPY %s stored %d rows of %d", f[0], tag.RowsAffected(), rows.n)
+	}
+	return driver.RowsAffected(tag.RowsAffected()), nil
 }
 
 // pgExecMode puts pgx's statement cache in front of a pgPrepared

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,23 +12,26 @@ import (
 )
 
 // The applier's statements on PostgreSQL (ADR 043). Each table's new rows
-// are found first (an index probe per key) and inserted by a plain INSERT:
+// are found first (an index probe per key) and written without a conflict
+// clause — since ADR 053 by COPY, their ids drawn from the table's sequence
+// in one statement (pgDrawIDs):
 // `INSERT … ON CONFLICT DO NOTHING` makes PostgreSQL insert every row
 // speculatively (a heap tuple with a token, the unique index entry, then a
 // confirmation record), which cost half the time of storing an event and
 // of creating a profile, for the rare row that already exists.
 //
-// Why a plain INSERT cannot collide: appliers hold the events lock
+// Why a plain INSERT or COPY cannot collide: appliers hold the events lock
 // (lockEvents) and every other writer of events, profiles and trait_dirty
 // holds the write lock exclusively, so between the probe and the insert
 // nothing else writes these rows. Should a writer ever do so outside the
-// locks, the INSERT fails with a unique violation, the whole group is rolled
+// locks (or draw from the sequences between the applier's nextval and
+// setval), the COPY fails with a unique violation, the whole group is rolled
 // back and IngestAll applies it again (pgUniqueViolation): the probe then
 // sees the other row, and nothing is stored twice or lost.
 
 // pgInsertEvents stores the messages whose message id is not stored yet
-// (nor earlier in msgs) in message order, in one statement, and marks
-// which were new, with their ids: PostgreSQL has no LastInsertId.
+// (nor earlier in msgs) in message order, in one COPY, and marks which
+// were new, with their ids.
 func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int64, userIDs []string, receivedMS, realtime []int64, isNew []bool, ids []int64) error {
 	n := len(msgs)
 	all := make([]string, n)
@@ -63,29 +67,33 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 		return nil
 	}
 	k := len(pick)
-	// The new rows' ids: a range drawn from the events' sequence in one
-	// statement, in message order. Every writer of events holds the events
-	// lock (see the top of this file), so no other transaction draws from
-	// the sequence between the nextval and the setval; should one ever do
-	// so, the COPY fails with a unique violation of events_pkey and the
-	// group is applied again, as for a message id.
-	var last int64
-	if err := tx.QueryRowContext(ctx, pgRaw+`SELECT setval(s, nextval(s) + $1::bigint - 1) FROM CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS s`, int64(k)).Scan(&last); err != nil {
+	// The new rows' ids, in message order: a range drawn from the events'
+	// sequence (pgDrawIDs).
+	first, err := pgDrawIDs(ctx, tx, "events", "id", k)
+	if err != nil {
 		return err
 	}
-	first := last - int64(k) + 1
 	// COPY, not INSERT … SELECT FROM unnest(…): the server fills a heap
 	// page per WAL record instead of a tuple (heap_multi_insert), with no
 	// executor above it, and nothing to return (ADR 053).
-	if _, err := tx.ExecContext(ctx, pgCopy+`events id message_id uid user_id anonymous_id type name properties ts received_at realtime`, pgCopyRows{n: k, row: func(j int, row []any) {
+	if _, err := tx.ExecContext(ctx, pgCopy+`events id message_id uid user_id anonymous_id type name properties ts received_at realtime`, pgCopyRows{n: k, row: func(j int, w *pgCopyRow) {
 		i := pick[j]
 		m := msgs[i]
 		props := "{}"
 		if len(m.Properties) > 0 {
 			props = string(m.Properties)
 		}
-		row[0], row[1], row[2], row[3], row[4], row[5], row[6] = first+int64(j), m.MessageID, uids[i], userIDs[i], m.AnonymousID, m.Type, m.Name
-		row[7], row[8], row[9], row[10] = props, m.Timestamp.UnixMilli(), receivedMS[i], realtime[i]
+		w.Int64(first + int64(j))
+		w.Text(m.MessageID)
+		w.Int64(uids[i])
+		w.Text(userIDs[i])
+		w.Text(m.AnonymousID)
+		w.Text(m.Type)
+		w.Text(m.Name)
+		w.Text(props)
+		w.Int64(m.Timestamp.UnixMilli())
+		w.Int64(receivedMS[i])
+		w.Int64(realtime[i])
 	}}); err != nil {
 		return err
 	}
@@ -97,7 +105,7 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 
 // pgProfileUIDs returns every user's uid, creating the profiles of users
 // that have none: the stored ones are read first (most users of a stream
-// have a profile), the missing ones inserted with their uids returned.
+// have a profile), the missing ones copied in with uids drawn for them.
 func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64) (map[string]int64, error) {
 	uidOf := make(map[string]int64, len(users))
 	scan := func(rows *sql.Rows, err error) error { return readUIDs(rows, err, uidOf) }
@@ -113,20 +121,73 @@ func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64)
 			missing = append(missing, u)
 		}
 	}
-	err := scan(tx.QueryContext(ctx, pgPrepared+`INSERT INTO profiles (id, doc, updated_at)
-		SELECT u, jsonb_build_object('id', u), $2::bigint FROM unnest($1::text[]) AS u
-		RETURNING id, uid`, missing, nowMS))
+	// As for events (pgInsertEvents): a range of uids drawn under the
+	// events lock — every other writer of profiles holds the write lock
+	// exclusively — and the rows copied.
+	first, err := pgDrawIDs(ctx, tx, "profiles", "uid", len(missing))
+	if err != nil {
+		return nil, err
+	}
+	for j, u := range missing {
+		uidOf[u] = first + int64(j)
+	}
+	var doc []byte // {"id": the user's id}, the document of a new profile
+	_, err = tx.ExecContext(ctx, pgCopy+`profiles uid id doc updated_at`, pgCopyRows{n: len(missing), row: func(j int, w *pgCopyRow) {
+		q, _ := json.Marshal(missing[j])
+		doc = append(append(append(doc[:0], `{"id":`...), q...), '}')
+		w.Int64(first + int64(j))
+		w.Text(missing[j])
+		w.JSONB(doc)
+		w.Int64(nowMS)
+	}})
 	return uidOf, err
 }
 
+// pgDrawIDs draws n consecutive values from the sequence of table's
+// identity column and returns the first: one statement, whatever n. The
+// caller holds the events lock, so no other transaction draws from the
+// sequence between the nextval and the setval; should one ever do so,
+// the rows' insert fails with a unique violation of the primary key and
+// the group is applied again (see the top of this file).
+func pgDrawIDs(ctx context.Context, tx *sql.Tx, table, column string, n int) (int64, error) {
+	var last int64
+	err := tx.QueryRowContext(ctx, pgRaw+`SELECT setval(s, nextval(s) + $1::bigint - 1) FROM CAST(pg_get_serial_sequence('`+table+`', '`+column+`') AS regclass) AS s`, int64(n)).Scan(&last)
+	return last - int64(n) + 1, err
+}
+
 // pgMarkDirty records that the users' traits must be recomputed: the ones
-// not marked yet, without a speculative insert per row. (The marked ones
-// are found by an index probe each: NOT EXISTS was planned as a scan of
-// trait_dirty per user, from statistics of an empty table.)
+// not marked yet (an index probe each), copied in.
 func pgMarkDirty(ctx context.Context, tx *sql.Tx, uids []int64) error {
-	_, err := tx.ExecContext(ctx, pgPrepared+`INSERT INTO trait_dirty (uid)
-		SELECT u FROM unnest($1::bigint[]) AS u EXCEPT SELECT uid FROM trait_dirty WHERE uid = ANY($1::bigint[])`, uids)
+	rows, err := tx.QueryContext(ctx, pgPrepared+`SELECT uid FROM trait_dirty WHERE uid = ANY($1::bigint[])`, uids)
 	if err != nil {
+		return fmt.Errorf("trait_dirty: %w", err)
+	}
+	marked := make(map[int64]bool)
+	for rows.Next() {
+		var uid int64
+		if err := rows.Scan(&uid); err != nil {
+			rows.Close()
+			return fmt.Errorf("trait_dirty: %w", err)
+		}
+		marked[uid] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("trait_dirty: %w", err)
+	}
+	todo := uids
+	if len(marked) > 0 {
+		todo = make([]int64, 0, len(uids)-len(marked))
+		for _, u := range uids {
+			if !marked[u] {
+				todo = append(todo, u)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, pgCopy+`trait_dirty uid`, pgCopyRows{n: len(todo), row: func(j int, w *pgCopyRow) { w.Int64(todo[j]) }}); err != nil {
 		return fmt.Errorf("trait_dirty: %w", err)
 	}
 	return nil

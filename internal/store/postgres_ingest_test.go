@@ -8,10 +8,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The applier inserts the rows its probe found missing with a plain INSERT
-// (postgres_ingest.go). A row of the same key that another transaction
-// inserts between the probe and the INSERT — a writer outside the locks —
-// fails the INSERT with a unique violation; the group is applied again,
+// The applier copies in the rows its probe found missing, with no conflict
+// clause (postgres_ingest.go). A row of the same key that another
+// transaction inserts between the probe and the COPY — a writer outside the
+// locks — fails the COPY with a unique violation; the group is applied again,
 // stored once, with the other transaction's profile and event.
 func TestAppliedGroupAgainAfterAUniqueViolation(t *testing.T) {
 	s := openPostgres(t)
@@ -42,11 +42,11 @@ func TestAppliedGroupAgainAfterAUniqueViolation(t *testing.T) {
 		res, errs, err := s.IngestAll(ctx, reqs, "test.applied", 1)
 		done <- result{res, errs, err}
 	}()
-	// The applier's INSERT waits for the other transaction's uncommitted row.
+	// The applier's COPY waits for the other transaction's uncommitted row.
 	require.Eventually(t, func() bool {
 		var n int
 		require.NoError(t, s.r.QueryRowContext(ctx, pgRaw+`SELECT count(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO profiles%'`).Scan(&n))
+			WHERE wait_event_type = 'Lock' AND query ILIKE 'copy "profiles"%'`).Scan(&n))
 		return n > 0
 	}, 20*time.Second, 20*time.Millisecond, "the applier never waited for the other writer's profile")
 	require.NoError(t, other.Commit())

@@ -351,6 +351,12 @@ func (w *pgCopyRow) Text(v string) {
 	w.b = append(w.b, v...)
 }
 
+// TextBytes writes a text value held in bytes.
+func (w *pgCopyRow) TextBytes(v []byte) {
+	w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(v)))
+	w.b = append(w.b, v...)
+}
+
 // JSONB writes a jsonb value from its JSON text (version 1 of jsonb's
 // binary input: a version byte, then the text).
 func (w *pgCopyRow) JSONB(v []byte) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,13 +31,45 @@ import (
 // sees the other row, and nothing is stored twice or lost.
 
 // pgInsertEvents stores the messages whose message id is not stored yet
-// (nor earlier in msgs) in message order, in one COPY, and marks which
-// were new, with their ids.
+// (nor earlier in msgs) in message order, and marks which were new, with
+// their ids. Most groups hold no message stored before (a client's retry
+// is rare), so they are copied in at once, in a savepoint, without the
+// index probe per message that finding the stored ones costs; only a COPY
+// that meets a stored message id (a unique violation of its index) goes
+// back to the savepoint, probes, and copies the rest.
 func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int64, userIDs []string, receivedMS, realtime []int64, isNew []bool, ids []int64) error {
-	n := len(msgs)
-	all := make([]string, n)
+	var pick []int // the messages to store: the first occurrence of each id
+	seen := make(map[string]bool, len(msgs))
 	for i, m := range msgs {
-		all[i] = m.MessageID
+		if !seen[m.MessageID] {
+			seen[m.MessageID] = true
+			pick = append(pick, i)
+		}
+	}
+	copyPicked := func() error {
+		return pgCopyEvents(ctx, tx, msgs, pick, uids, userIDs, receivedMS, realtime, isNew, ids)
+	}
+	if _, err := tx.ExecContext(ctx, pgRaw+`SAVEPOINT events_copy`); err != nil {
+		return err
+	}
+	err := copyPicked()
+	if err == nil {
+		_, err = tx.ExecContext(ctx, pgRaw+`RELEASE SAVEPOINT events_copy`)
+		return err
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" || pe.ConstraintName != "events_message_id_key" {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, pgRaw+`ROLLBACK TO SAVEPOINT events_copy`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, pgRaw+`RELEASE SAVEPOINT events_copy`); err != nil {
+		return err
+	}
+	all := make([]string, len(pick))
+	for j, i := range pick {
+		all[j] = msgs[i].MessageID
 	}
 	stored := make(map[string]bool)
 	rows, err := tx.QueryContext(ctx, pgPrepared+`SELECT message_id FROM events WHERE message_id = ANY($1::text[])`, all)
@@ -55,18 +88,19 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	var pick []int // the new messages, first occurrence of each id
-	seen := make(map[string]bool, n)
-	for i, mid := range all {
-		if !stored[mid] && !seen[mid] {
-			seen[mid] = true
-			pick = append(pick, i)
-		}
-	}
-	if len(pick) == 0 {
+	pick = slices.DeleteFunc(pick, func(i int) bool { return stored[msgs[i].MessageID] })
+	return copyPicked()
+}
+
+var emptyProperties = []byte("{}")
+
+// pgCopyEvents copies the messages pick (indexes into msgs) in, in that
+// order, and marks them new with their ids.
+func pgCopyEvents(ctx context.Context, tx *sql.Tx, msgs []Message, pick []int, uids []int64, userIDs []string, receivedMS, realtime []int64, isNew []bool, ids []int64) error {
+	k := len(pick)
+	if k == 0 {
 		return nil
 	}
-	k := len(pick)
 	// The new rows' ids, in message order: a range drawn from the events'
 	// sequence (pgDrawIDs).
 	first, err := pgDrawIDs(ctx, tx, "events", "id", k)
@@ -79,9 +113,9 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 	if _, err := tx.ExecContext(ctx, pgCopy+`events id message_id uid user_id anonymous_id type name properties ts received_at realtime`, pgCopyRows{n: k, row: func(j int, w *pgCopyRow) {
 		i := pick[j]
 		m := msgs[i]
-		props := "{}"
-		if len(m.Properties) > 0 {
-			props = string(m.Properties)
+		props := m.Properties
+		if len(props) == 0 {
+			props = emptyProperties
 		}
 		w.Int64(first + int64(j))
 		w.Text(m.MessageID)
@@ -90,7 +124,7 @@ func pgInsertEvents(ctx context.Context, tx *sql.Tx, msgs []Message, uids []int6
 		w.Text(m.AnonymousID)
 		w.Text(m.Type)
 		w.Text(m.Name)
-		w.Text(props)
+		w.TextBytes(props)
 		w.Int64(m.Timestamp.UnixMilli())
 		w.Int64(receivedMS[i])
 		w.Int64(realtime[i])

@@ -217,3 +217,32 @@ func BenchmarkProfilesPage(b *testing.B) {
 		b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N*page), "cpu-µs/profile")
 	})
 }
+
+// BenchmarkSuppressedAmongPage looks up a page's 1,000 user subjects in a
+// suppression list that names none of them, as a broadcast's opt-out check
+// does on every page.
+func BenchmarkSuppressedAmongPage(b *testing.B) {
+	benchStores(b, func(b *testing.B, s *SQLite) {
+		ctx := context.Background()
+		var entries []Suppression
+		for i := range 2000 {
+			entries = append(entries, Suppression{Subject: AddressSubject(fmt.Sprint("1390000", i)), Channel: "sms", Source: SuppressAPI})
+		}
+		_, err := s.Suppress(ctx, entries)
+		require.NoError(b, err)
+		subjects := make([]string, 1000)
+		for i := range subjects {
+			subjects[i] = UserSubject(fmt.Sprintf("b%07d", i))
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		cpu := cpuTime()
+		for i := 0; i < b.N; i++ {
+			got, err := s.SuppressedAmong(ctx, "push", subjects)
+			if err != nil || len(got) != 0 {
+				b.Fatal(got, err)
+			}
+		}
+		b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N*len(subjects)), "cpu-µs/subject")
+	})
+}

@@ -387,3 +387,30 @@ func TestProfileReadsKeepEachDoc(t *testing.T) {
 		}
 	})
 }
+
+// TestSuppressedAmong: a subject is suppressed on a channel by an entry for
+// that channel or for every channel (""), not by another channel's; each
+// suppressed subject is named once, however often it is asked about.
+func TestSuppressedAmong(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *SQLite) {
+		ctx := context.Background()
+		_, err := s.Suppress(ctx, []Suppression{
+			{Subject: UserSubject("u1"), Channel: "push", Source: SuppressAPI},
+			{Subject: UserSubject("u2"), Channel: "", Source: SuppressAPI},
+			{Subject: UserSubject("u3"), Channel: "sms", Source: SuppressAPI},
+			{Subject: AddressSubject("13900000001"), Channel: "push", Source: SuppressAPI},
+			{Subject: AddressSubject("13900000001"), Channel: "", Source: SuppressAPI},
+		})
+		require.NoError(t, err)
+		got, err := s.SuppressedAmong(ctx, "push", []string{UserSubject("u1"), UserSubject("u2"), UserSubject("u3"), UserSubject("u4"),
+			UserSubject("u1"), AddressSubject("13900000001")})
+		require.NoError(t, err)
+		require.Equal(t, map[string]bool{UserSubject("u1"): true, UserSubject("u2"): true, AddressSubject("13900000001"): true}, got)
+		got, err = s.SuppressedAmong(ctx, "sms", []string{UserSubject("u1"), UserSubject("u3")})
+		require.NoError(t, err)
+		require.Equal(t, map[string]bool{UserSubject("u3"): true}, got)
+		got, err = s.SuppressedAmong(ctx, "push", nil)
+		require.NoError(t, err)
+		require.Empty(t, got)
+	})
+}

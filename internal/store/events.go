@@ -184,11 +184,14 @@ func (s *SQLite) applyGroup(ctx context.Context, group []*ingestRequest, savepoi
 		return err
 	}
 	stored := 0
-	// SQLite's applier path remembers profiles' uids across groups (ADR
-	// 047); a group with savepoints may roll parts of itself back, so it
-	// neither reads nor feeds the cache.
+	// The applier remembers profiles' uids across groups (ADR 047; on
+	// PostgreSQL since ADR 053: the counter is read under the write lock's
+	// shared mode, and every writer that renames or deletes a profile
+	// holds it exclusively, so none commits while the group runs); a group
+	// with savepoints may roll parts of itself back, so it neither reads
+	// nor feeds the cache.
 	var cached *uidLookup
-	if !s.pg && !savepoints {
+	if !savepoints {
 		if cached, err = s.uids.begin(ctx, tx); err != nil {
 			_ = tx.Rollback()
 			return err

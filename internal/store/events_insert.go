@@ -129,9 +129,9 @@ func insertEventsSQL(n int) string {
 // every user's uid. On SQLite the stored ones are read first and only the
 // missing ones inserted: in a stream of events most users have a profile
 // already, and each of them then costs one index probe instead of an
-// insert attempt and a read. With cached (SQLite's applier, ADR 047), the
-// users it knows cost no statement at all, and the others are remembered
-// once the transaction commits.
+// insert attempt and a read. With cached (the applier's, ADR 047; on
+// PostgreSQL too since ADR 053), the users it knows cost no statement at
+// all, and the others are remembered once the transaction commits.
 func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, pg bool, cached *uidLookup) (map[string]int64, error) {
 	uidOf := make(map[string]int64, len(users))
 	if len(users) == 0 {
@@ -148,13 +148,19 @@ func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, p
 			SELECT value, json_object('id', value), ? FROM json_each(?)`, nowMS, stringList(users))
 		return err
 	}
-	if pg {
-		return pgProfileUIDs(ctx, tx, users, nowMS)
-	}
 	if cached != nil {
 		if users = cached.known(users, uidOf); len(users) == 0 {
 			return uidOf, nil
 		}
+	}
+	if pg {
+		if err := pgProfileUIDs(ctx, tx, users, nowMS, uidOf); err != nil {
+			return nil, err
+		}
+		if cached != nil {
+			cached.add(users, uidOf)
+		}
+		return uidOf, nil
 	}
 	const stored = `SELECT j.value, p.uid FROM json_each(?) j JOIN profiles p ON p.id = j.value`
 	if err := read(stored, users); err != nil {

@@ -137,19 +137,15 @@ func pgCopyEvents(ctx context.Context, tx *sql.Tx, msgs []Message, pick []int, u
 	return nil
 }
 
-// pgProfileUIDs returns every user's uid, creating the profiles of users
-// that have none: the stored ones are read first (most users of a stream
+// pgProfileUIDs adds every user's uid to uidOf, creating the profiles of
+// users that have none: the stored ones are read first (most users of a stream
 // have a profile), the missing ones copied in with uids drawn for them.
-func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64) (map[string]int64, error) {
-	uidOf := make(map[string]int64, len(users))
+func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, uidOf map[string]int64) error {
 	scan := func(rows *sql.Rows, err error) error { return readUIDs(rows, err, uidOf) }
 	if err := scan(tx.QueryContext(ctx, pgPrepared+`SELECT id, uid FROM profiles WHERE id = ANY($1::text[])`, users)); err != nil {
-		return nil, err
+		return err
 	}
-	if len(uidOf) == len(users) {
-		return uidOf, nil
-	}
-	missing := make([]string, 0, len(users)-len(uidOf))
+	missing := make([]string, 0, len(users))
 	for _, u := range users {
 		if _, ok := uidOf[u]; !ok {
 			missing = append(missing, u)
@@ -158,9 +154,12 @@ func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64)
 	// As for events (pgInsertEvents): a range of uids drawn under the
 	// events lock — every other writer of profiles holds the write lock
 	// exclusively — and the rows copied.
+	if len(missing) == 0 {
+		return nil
+	}
 	first, err := pgDrawIDs(ctx, tx, "profiles", "uid", len(missing))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for j, u := range missing {
 		uidOf[u] = first + int64(j)
@@ -174,7 +173,7 @@ func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64)
 		w.JSONB(doc)
 		w.Int64(nowMS)
 	}})
-	return uidOf, err
+	return err
 }
 
 // pgDrawIDs draws n consecutive values from the sequence of table's

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -603,28 +604,31 @@ var userAddress = map[string]string{
 // who cannot be reached come back as suppressed settlements.
 func (s *sender) prepare(channel string, msg *canvases.Message, users map[int64]map[string]any, owners map[string]store.Staff, uids []int64) ([]outgoing, []store.Settlement) {
 	out := make([]outgoing, len(uids))
-	bad := make([]store.Settlement, len(uids))
 	ok := make([]bool, len(uids))
 	personal := needsRendering(msg)
 	env := s.a.Compiler.Env()
 	var wg sync.WaitGroup
-	per := (len(uids) + s.a.parallel() - 1) / s.a.parallel()
-	for lo := 0; lo < len(uids); lo += per {
-		hi := min(lo+per, len(uids))
+	per := max((len(uids)+s.a.parallel()-1)/s.a.parallel(), 1)
+	// Each worker collects the settlements of its own users who cannot be
+	// reached, in uid order: usually none, not a settlement per user.
+	bads := make([][]store.Settlement, (len(uids)+per-1)/per)
+	for w := range bads {
+		lo, hi := w*per, min((w+1)*per, len(uids))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r := &renderer{cache: s.cp.templates}
+			bad := func(st store.Settlement) { bads[w] = append(bads[w], st) }
 			for i := lo; i < hi; i++ {
 				uid := uids[i]
 				user := users[uid]
 				if user == nil {
-					bad[i] = store.Settlement{UID: uid, State: store.DeliverySuppressed, Reason: "no_profile"}
+					bad(store.Settlement{UID: uid, State: store.DeliverySuppressed, Reason: "no_profile"})
 					continue
 				}
 				rec, reason := s.recipient(channel, user, owners)
 				if reason != "" {
-					bad[i] = store.Settlement{UID: uid, State: store.DeliverySuppressed, Reason: reason}
+					bad(store.Settlement{UID: uid, State: store.DeliverySuppressed, Reason: reason})
 					continue
 				}
 				m := msg
@@ -639,11 +643,11 @@ func (s *sender) prepare(channel string, msg *canvases.Message, users map[int64]
 					rendered, err := r.message(msg)
 					if missingData(err) {
 						// Never a message with a hole in it.
-						bad[i] = store.Settlement{UID: uid, State: store.DeliverySuppressed, Reason: canvases.ReasonMissingData}
+						bad(store.Settlement{UID: uid, State: store.DeliverySuppressed, Reason: canvases.ReasonMissingData})
 						continue
 					}
 					if err != nil {
-						bad[i] = store.Settlement{UID: uid, State: store.DeliveryFailed, Reason: "render_error"}
+						bad(store.Settlement{UID: uid, State: store.DeliveryFailed, Reason: "render_error"})
 						continue
 					}
 					m = rendered
@@ -659,14 +663,12 @@ func (s *sender) prepare(channel string, msg *canvases.Message, users map[int64]
 	wg.Wait()
 	// Compact in place: a page's deliveries are not copied again.
 	good := out[:0]
-	var fails []store.Settlement
 	for i := range uids {
 		if ok[i] {
 			good = append(good, out[i])
-		} else {
-			fails = append(fails, bad[i])
 		}
 	}
+	fails := slices.Concat(bads...)
 	clear(out[len(good):]) // no stale recipients behind the slice's end
 	return good, fails
 }

@@ -143,24 +143,27 @@ func profileDoc(pg bool) string {
 func scanProfileRows(rows *sql.Rows, capacity int, want []int64, pg bool) ([]ProfileRow, error) {
 	defer rows.Close()
 	out := make([]ProfileRow, 0, capacity)
+	// One set of scan targets for all rows: targets declared per row
+	// escape, two allocations per profile read.
+	var uid int64
+	var id string
+	var doc sql.RawBytes
 	for rows.Next() {
-		var p ProfileRow
-		var doc sql.RawBytes
-		if err := rows.Scan(&p.UID, &p.ID, &doc); err != nil {
+		if err := rows.Scan(&uid, &id, &doc); err != nil {
 			return nil, err
 		}
 		if want != nil {
-			i, found := slices.BinarySearch(want, p.UID)
+			i, found := slices.BinarySearch(want, uid)
 			if !found {
 				continue
 			}
 			want = want[i+1:]
 		}
+		p := ProfileRow{UID: uid, ID: id, Doc: doc}
 		if pg {
 			p.Doc = bytes.Clone(doc)
-		} else {
-			p.Doc = doc
 		}
+		doc = nil // not appended into by the next Scan: the row keeps it
 		out = append(out, p)
 	}
 	return out, rows.Err()

@@ -186,6 +186,11 @@ type ApplierOptions struct {
 	// BehindGroupTime is how long a grown group may hold the writer, by the
 	// last group's time per message (0: behindGroupTime).
 	BehindGroupTime time.Duration
+	// Gather is how long the applier, woken from idle by a new record,
+	// lets more records arrive before it stores them (0: none): one
+	// transaction for what a steady stream of small requests brings in that
+	// time, instead of one per accept-log sync (ADR 056).
+	Gather time.Duration
 }
 
 // applyGroupMessages bounds one transaction while the applier keeps up, so
@@ -286,6 +291,15 @@ func (a *Applier) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-a.opts.Log.Appended():
+			if a.opts.Gather > 0 {
+				gather := time.NewTimer(a.opts.Gather)
+				select {
+				case <-ctx.Done():
+					gather.Stop()
+					return
+				case <-gather.C:
+				}
+			}
 		case <-tick.C:
 		}
 	}

@@ -239,3 +239,65 @@ func TestGroupsGrowWhileBehind(t *testing.T) {
 		require.Equal(t, fmt.Sprint("u", (i+1)%700), e.UserID, "stored in accept order")
 	}
 }
+
+// TestRecordsGatherIntoOneTransaction (ADR 056): an idle applier woken by
+// a record waits Gather before storing, so records appended meanwhile are
+// stored in the same transaction; without it the first record is stored
+// alone as soon as it is synced.
+func TestRecordsGatherIntoOneTransaction(t *testing.T) {
+	for _, c := range []struct {
+		gather    time.Duration
+		oneGroup  bool
+		condition string
+	}{
+		{gather: 2 * time.Second, oneGroup: true, condition: "records appended within the gather time are stored together"},
+		{gather: 0, oneGroup: false, condition: "without a gather time the first record is stored as soon as it is synced"},
+	} {
+		t.Run(c.condition, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s := openAcceptStack(t, t.TempDir(), acceptlog.Options{})
+			groups := make(chan int, 10)
+			a, err := ingest.NewApplier(ctx, ingest.ApplierOptions{
+				Log: s.log, Store: s.st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Gather: c.gather,
+				Applied: func(r []store.IngestResult) {
+					n := 0
+					for _, res := range r {
+						n += res.Stored
+					}
+					groups <- n
+				},
+			})
+			require.NoError(t, err)
+			done := make(chan struct{})
+			go func() { a.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+
+			acc := &ingest.Accepter{Log: s.log}
+			ingestOne := func(i int) {
+				_, err := acc.Ingest(ctx, []store.Message{{Type: "track", MessageID: fmt.Sprint("m", i), UserID: fmt.Sprint("u", i),
+					Name: "purchase", Properties: []byte(`{"amount":1}`), Timestamp: time.Now()}}, store.IngestOptions{Realtime: true})
+				require.NoError(t, err)
+			}
+			ingestOne(0)
+			stored := 0
+			if !c.oneGroup {
+				// The first record is stored on its own before the others are appended.
+				require.Equal(t, 1, <-groups)
+				stored++
+			}
+			for i := 1; i < 5; i++ {
+				ingestOne(i)
+			}
+			var sizes []int
+			for stored < 5 {
+				n := <-groups
+				stored += n
+				sizes = append(sizes, n)
+			}
+			if c.oneGroup {
+				require.Equal(t, []int{5}, sizes, "one transaction for the five records")
+			}
+		})
+	}
+}

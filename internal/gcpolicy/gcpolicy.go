@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -65,17 +67,63 @@ func Apply(getenv func(string) string, containerLimit func() (int64, bool)) Poli
 	return p
 }
 
-// CgroupLimit is the memory limit of the cgroup this process runs in
-// (cgroup v2's memory.max, else v1's memory.limit_in_bytes), if it has one.
+// CgroupLimit is the memory limit of the cgroup this process runs in, if
+// it has one: the smallest limit on the way from its own cgroup (named in
+// /proc/self/cgroup) up to the hierarchy's root — cgroup v2's memory.max,
+// else v1's memory.limit_in_bytes. Inside a container the process's cgroup
+// is the root of what it sees; under systemd (MemoryMax=) it is its unit's,
+// e.g. /system.slice/huabu.service.
 func CgroupLimit() (int64, bool) {
-	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return 0, false
+	}
+	return cgroupLimit("/sys/fs/cgroup", string(self))
+}
+
+// cgroupLimit is CgroupLimit over the cgroup file system mounted at root,
+// for a process whose /proc/self/cgroup reads self.
+func cgroupLimit(root, self string) (int64, bool) {
+	for _, line := range strings.Split(self, "\n") {
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) != 3 {
 			continue
 		}
-		return parseLimit(string(b))
+		var dir, file string
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			// v2: one hierarchy, mounted at root when it is the only one.
+			if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+				continue
+			}
+			dir, file = root, "memory.max"
+		case slices.Contains(strings.Split(parts[1], ","), "memory"):
+			dir, file = filepath.Join(root, "memory"), "memory.limit_in_bytes"
+		default:
+			continue
+		}
+		if limit, ok := smallestUp(dir, filepath.Clean("/"+parts[2]), file); ok {
+			return limit, true
+		}
 	}
 	return 0, false
+}
+
+// smallestUp is the smallest limit in file from mount/path up to mount.
+func smallestUp(mount, path, file string) (int64, bool) {
+	var smallest int64
+	found := false
+	for {
+		if b, err := os.ReadFile(filepath.Join(mount, path, file)); err == nil {
+			if n, ok := parseLimit(string(b)); ok && (!found || n < smallest) {
+				smallest, found = n, true
+			}
+		}
+		if path == "/" {
+			return smallest, found
+		}
+		path = filepath.Dir(path)
+	}
 }
 
 // parseLimit reads a cgroup memory limit: "max" (v2) or a value at or

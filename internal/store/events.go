@@ -445,7 +445,7 @@ func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool, cached
 			users = append(users, u)
 		}
 	}
-	uidOf, err := profileUIDs(ctx, tx, users, nowMS, pg, cached)
+	uidOf, created, err := profileUIDs(ctx, tx, users, nowMS, pg, cached)
 	if err != nil {
 		return nil, fmt.Errorf("profiles: %w", err)
 	}
@@ -603,7 +603,7 @@ func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool, cached
 		slices.Sort(due)
 		mark := markDirty
 		if pg {
-			mark = pgMarkDirty
+			mark = func(ctx context.Context, tx *sql.Tx, uids []int64) error { return pgMarkDirty(ctx, tx, uids, created) }
 		}
 		if err := mark(ctx, tx, slices.Compact(due)); err != nil {
 			return nil, err

@@ -132,10 +132,13 @@ func insertEventsSQL(n int) string {
 // insert attempt and a read. With cached (the applier's, ADR 047; on
 // PostgreSQL too since ADR 053), the users it knows cost no statement at
 // all, and the others are remembered once the transaction commits.
-func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, pg bool, cached *uidLookup) (map[string]int64, error) {
-	uidOf := make(map[string]int64, len(users))
+//
+// created is the range of uids the call gave new profiles on PostgreSQL
+// (drawn in one piece: pgDrawIDs); empty on SQLite.
+func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, pg bool, cached *uidLookup) (uidOf map[string]int64, created uidRange, err error) {
+	uidOf = make(map[string]int64, len(users))
 	if len(users) == 0 {
-		return uidOf, nil
+		return uidOf, created, nil
 	}
 	read := func(q string, users []string) error {
 		rows, err := tx.QueryContext(ctx, q, stringList(users))
@@ -150,21 +153,21 @@ func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, p
 	}
 	if cached != nil {
 		if users = cached.known(users, uidOf); len(users) == 0 {
-			return uidOf, nil
+			return uidOf, created, nil
 		}
 	}
 	if pg {
-		if err := pgProfileUIDs(ctx, tx, users, nowMS, uidOf); err != nil {
-			return nil, err
+		if created, err = pgProfileUIDs(ctx, tx, users, nowMS, uidOf); err != nil {
+			return nil, created, err
 		}
 		if cached != nil {
 			cached.add(users, uidOf)
 		}
-		return uidOf, nil
+		return uidOf, created, nil
 	}
 	const stored = `SELECT j.value, p.uid FROM json_each(?) j JOIN profiles p ON p.id = j.value`
 	if err := read(stored, users); err != nil {
-		return nil, err
+		return nil, created, err
 	}
 	var missing []string
 	for _, u := range users {
@@ -174,16 +177,16 @@ func profileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, p
 	}
 	if len(missing) > 0 {
 		if err := create(missing); err != nil {
-			return nil, err
+			return nil, created, err
 		}
 		if err := read(stored, missing); err != nil {
-			return nil, err
+			return nil, created, err
 		}
 	}
 	if cached != nil {
 		cached.add(users, uidOf)
 	}
-	return uidOf, nil
+	return uidOf, created, nil
 }
 
 // readUIDs adds the (id, uid) rows of a profiles query to uidOf and closes

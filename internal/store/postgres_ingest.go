@@ -140,10 +140,10 @@ func pgCopyEvents(ctx context.Context, tx *sql.Tx, msgs []Message, pick []int, u
 // pgProfileUIDs adds every user's uid to uidOf, creating the profiles of
 // users that have none: the stored ones are read first (most users of a stream
 // have a profile), the missing ones copied in with uids drawn for them.
-func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, uidOf map[string]int64) error {
+func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64, uidOf map[string]int64) (uidRange, error) {
 	scan := func(rows *sql.Rows, err error) error { return readUIDs(rows, err, uidOf) }
 	if err := scan(tx.QueryContext(ctx, pgPrepared+`SELECT id, uid FROM profiles WHERE id = ANY($1::text[])`, users)); err != nil {
-		return err
+		return uidRange{}, err
 	}
 	missing := make([]string, 0, len(users))
 	for _, u := range users {
@@ -155,11 +155,11 @@ func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64,
 	// events lock — every other writer of profiles holds the write lock
 	// exclusively — and the rows copied.
 	if len(missing) == 0 {
-		return nil
+		return uidRange{}, nil
 	}
 	first, err := pgDrawIDs(ctx, tx, "profiles", "uid", len(missing))
 	if err != nil {
-		return err
+		return uidRange{}, err
 	}
 	for j, u := range missing {
 		uidOf[u] = first + int64(j)
@@ -173,8 +173,13 @@ func pgProfileUIDs(ctx context.Context, tx *sql.Tx, users []string, nowMS int64,
 		w.JSONB(doc)
 		w.Int64(nowMS)
 	}})
-	return err
+	return uidRange{first, first + int64(len(missing))}, err
 }
+
+// uidRange is the uids [from, to).
+type uidRange struct{ from, to int64 }
+
+func (r uidRange) has(uid int64) bool { return uid >= r.from && uid < r.to }
 
 // pgDrawIDs draws n consecutive values from the sequence of table's
 // identity column and returns the first: one statement, whatever n. The
@@ -189,9 +194,16 @@ func pgDrawIDs(ctx context.Context, tx *sql.Tx, table, column string, n int) (in
 }
 
 // pgMarkDirty records that the users' traits must be recomputed: the ones
-// not marked yet (an index probe each), copied in.
-func pgMarkDirty(ctx context.Context, tx *sql.Tx, uids []int64) error {
-	rows, err := tx.QueryContext(ctx, pgPrepared+`SELECT uid FROM trait_dirty WHERE uid = ANY($1::bigint[])`, uids)
+// not marked yet (an index probe each), copied in. The profiles this
+// transaction created (created) cannot be marked yet: they skip the probe.
+func pgMarkDirty(ctx context.Context, tx *sql.Tx, uids []int64, created uidRange) error {
+	var older []int64
+	for _, u := range uids {
+		if !created.has(u) {
+			older = append(older, u)
+		}
+	}
+	rows, err := tx.QueryContext(ctx, pgPrepared+`SELECT uid FROM trait_dirty WHERE uid = ANY($1::bigint[])`, older)
 	if err != nil {
 		return fmt.Errorf("trait_dirty: %w", err)
 	}

@@ -55,7 +55,7 @@ func TestBenchEventsFindsEveryMessage(t *testing.T) {
 	cmd.Env = append(os.Environ(), "HUABU_AS_CLI=1")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Regexp(t, `event → outbox: p50 \d+ ms, p99 \d+ ms, max \d+ ms; 400/400 messages in the outbox`, string(out))
+	require.Regexp(t, `event → outbox: p50 \d+ ms, p99 \d+ ms, max \d+ ms; 400/400 messages in the outbox; \d+ runs \(one per entry window\); stored in [1-9]\d* applier transactions`, string(out))
 }
 
 // TestBenchBroadcastWithTwoWorkers: `bench broadcast --workers 2` runs two

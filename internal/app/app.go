@@ -460,6 +460,15 @@ func (app *App) Client() client.Client { return app.client }
 // Store is the store.
 func (app *App) Store() *store.SQLite { return app.store }
 
+// ApplierTransactions is how many store transactions the accept log's
+// applier has committed (0 before it started).
+func (app *App) ApplierTransactions() int64 {
+	if app.applier == nil {
+		return 0
+	}
+	return app.applier.Transactions()
+}
+
 // Compiler is the canvas compiler of the config.
 func (app *App) Compiler() *canvases.Compiler { return app.compiler }
 

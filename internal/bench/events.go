@@ -428,8 +428,8 @@ func Events(ctx context.Context, opts EventOptions) error {
 	if failure != nil {
 		fmt.Fprintf(opts.Out, "failed: %d requests (no message expected for them): %v\n", n-accepted, failure)
 	}
-	fmt.Fprintf(opts.Out, "event → outbox: p50 %s, p99 %s, max %s; %d/%d messages in the outbox; %d runs (one per entry window)\n",
-		ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)), len(lat), accepted, len(runs))
+	fmt.Fprintf(opts.Out, "event → outbox: p50 %s, p99 %s, max %s; %d/%d messages in the outbox; %d runs (one per entry window); stored in %d applier transactions\n",
+		ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)), len(lat), accepted, len(runs), app.ApplierTransactions())
 	if times, err := app.Store().WindowTimes(ctx, "bench-events"); err == nil && len(times) > 0 {
 		fmt.Fprintln(opts.Out, windowStages(times))
 	}

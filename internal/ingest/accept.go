@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -222,6 +223,8 @@ type Applier struct {
 	group int // messages the next group may hold (nextGroup), applying goroutine only
 
 	applied, duplicates prometheus.Counter
+	transactions        prometheus.Counter
+	committed           atomic.Int64 // transactions, for Transactions
 	backlog             prometheus.GaugeFunc
 	failures            prometheus.Counter
 }
@@ -252,6 +255,7 @@ func NewApplier(ctx context.Context, opts ApplierOptions) (*Applier, error) {
 		a.log.Warn("removing applied accept-log segments", "err", err)
 	}
 	a.applied = prometheus.NewCounter(prometheus.CounterOpts{Name: "huabu_ingest_applied_messages_total", Help: "Messages the accept log's applier stored."})
+	a.transactions = prometheus.NewCounter(prometheus.CounterOpts{Name: "huabu_ingest_applied_transactions_total", Help: "Store transactions the accept log's applier committed (groups of requests)."})
 	a.duplicates = prometheus.NewCounter(prometheus.CounterOpts{Name: "huabu_ingest_duplicate_messages_total", Help: "Messages the applier skipped because their messageId was stored already."})
 	a.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "huabu_ingest_failed_records_total", Help: "Accept-log records that could not be stored (kept in the failed directory)."})
 	a.backlog = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "huabu_ingest_backlog_bytes", Help: "Bytes accepted into the accept log and not yet stored."}, func() float64 { return float64(opts.Log.Backlog()) })
@@ -260,7 +264,7 @@ func NewApplier(ctx context.Context, opts ApplierOptions) (*Applier, error) {
 
 // Collectors are the applier's metrics.
 func (a *Applier) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{a.applied, a.duplicates, a.failures, a.backlog}
+	return []prometheus.Collector{a.applied, a.transactions, a.duplicates, a.failures, a.backlog}
 }
 
 // Run applies records as they are appended until ctx ends.
@@ -410,6 +414,8 @@ func (a *Applier) applyGroup(ctx context.Context) (int, error) {
 		a.duplicates.Add(float64(r.Duplicates))
 	}
 	a.applied.Add(float64(stored))
+	a.transactions.Inc()
+	a.committed.Add(1)
 	if a.opts.Applied != nil {
 		a.opts.Applied(res)
 	}
@@ -430,6 +436,9 @@ func (a *Applier) keepFailed(rec acceptlog.Record, cause error) {
 	}
 	a.log.Error("an accepted request could not be stored", "ends_at", rec.End, "kept_in", path, "err", cause)
 }
+
+// Transactions is how many store transactions the applier has committed.
+func (a *Applier) Transactions() int64 { return a.committed.Load() }
 
 // Position is the log position applied so far.
 func (a *Applier) Position() acceptlog.Position {

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/huabu/huabu/internal/gcpolicy"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/huabu/huabu/examples"
 	"github.com/huabu/huabu/internal/canvases"
 	"github.com/huabu/huabu/internal/config"
+	"github.com/huabu/huabu/internal/gcpolicy"
 )
 
 // Exit codes of the CONTRACT: 1 for the user's mistakes, 2 for ours.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -24,12 +23,8 @@ import (
 // padded with its last id (a duplicate changes nothing). ADR 036.
 
 // listedMax is the longest list one statement takes; longer lists are
-// split, in uid order, so each statement scans its own narrow range. A page
-// is store.PageSize (1,000) recipients, yet one list of 1,024 costs more than
-// eight of 128: modernc's driver binds parameter i by scanning the arguments
-// from the first (quadratic in the list's length), which was ~0.6 s of a
-// million-recipient broadcast's settles (ADR 051).
-const listedMax = 128
+// split. A page is store.PageSize (1,000) recipients.
+const listedMax = 1024
 
 // listedWrites are the statements that end in a uid list: the text before
 // it, which ends in "AND ".
@@ -95,19 +90,16 @@ func (s *SQLite) execListed(ctx context.Context, tx *sql.Tx, name string, args [
 		}
 		return res.RowsAffected()
 	}
-	if len(uids) > listedMax && !slices.IsSorted(uids) {
-		uids = slices.Sorted(slices.Values(uids))
-	}
 	var changed int64
-	all := make([]any, 0, len(args)+2+listedMax)
 	for start := 0; start < len(uids); start += listedMax {
 		part := uids[start:min(start+listedMax, len(uids))]
 		size := 8
 		for size < len(part) {
 			size *= 2
 		}
-		all = append(all[:0], args...)
-		all = append(all, slices.Min(part), slices.Max(part)) // the range
+		all := make([]any, 0, len(args)+2+size)
+		all = append(all, args...)
+		all = append(all, uidArgs(part)[:2]...) // the range
 		for i := range size {
 			all = append(all, part[min(i, len(part)-1)])
 		}

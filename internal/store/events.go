@@ -368,8 +368,12 @@ func (s *SQLite) IngestAll(ctx context.Context, reqs []IngestRequest, key string
 func ingest(ctx context.Context, tx *sql.Tx, parts []ingestPart, pg bool, cached *uidLookup) ([]IngestResult, error) {
 	// The parts' messages in order; partOf[i] and index[i] say whose
 	// message i is and where it was in its request.
-	var msgs []Message
-	var partOf, index []int
+	total := 0
+	for _, part := range parts {
+		total += len(part.msgs)
+	}
+	msgs := make([]Message, 0, total)
+	partOf, index := make([]int, 0, total), make([]int, 0, total)
 	var nowMS int64 // the latest part's time: profiles created or patched by the pass
 	for p, part := range parts {
 		msgs = append(msgs, part.msgs...)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -385,6 +386,12 @@ func (c *pgConn) copyFrom(ctx context.Context, query string, args []driver.Named
 	for i := 0; i < rows.n; i++ {
 		w.b = binary.BigEndian.AppendUint16(w.b, uint16(len(f)-1))
 		rows.row(i, w)
+		if i == 0 {
+			// Room for the rest at the first row's size and a quarter:
+			// growing a group's few megabytes by doubling copied them about
+			// twice over.
+			w.b = slices.Grow(w.b, (len(w.b)-len(pgCopyHeader))*(rows.n-1)*5/4)
+		}
 	}
 	w.b = binary.BigEndian.AppendUint16(w.b, 0xffff) // the trailer: -1 fields
 	cols := make([]string, len(f)-1)

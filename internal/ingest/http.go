@@ -203,7 +203,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, kind string) {
 		events := make([]Event, len(res.Events))
 		for i, se := range res.Events {
 			p := parsed[se.Index]
-			events[i] = Event{ID: se.ID, UID: se.UID, UserID: se.UserID, Name: p.Message.Name, Properties: p.Properties,
+			events[i] = Event{ID: se.ID, UID: se.UID, UserID: se.UserID, Name: p.Message.Name, Properties: p.Decoded(),
 				Timestamp: p.Message.Timestamp, ReceivedAt: se.ReceivedAt, FromRealtime: true}
 		}
 		// The events are committed; the request's cancellation must not cut

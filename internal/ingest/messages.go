@@ -75,8 +75,24 @@ type message struct {
 // Parsed is a validated message: what the store keeps, and the decoded
 // properties the engine receives for events.
 type Parsed struct {
-	Message    store.Message
+	Message store.Message
+	// Properties is nil for a track event whose properties were kept as
+	// sent, undecoded (Decoded decodes them).
 	Properties map[string]any
+}
+
+// Decoded is the message's properties as a map: Properties, or for an
+// event stored as sent, its stored properties decoded (the same map: they
+// are what json.Marshal of it writes).
+func (p Parsed) Decoded() map[string]any {
+	if p.Properties != nil || len(p.Message.Properties) == 0 {
+		return p.Properties
+	}
+	var m map[string]any
+	if err := json.Unmarshal(p.Message.Properties, &m); err != nil {
+		return nil
+	}
+	return m
 }
 
 // parseOptions say how a message is read.
@@ -161,9 +177,17 @@ func (v *Validator) parse(raw []byte, o parseOptions) (Parsed, *FieldError) {
 
 	switch kind {
 	case "track", "page", "screen":
-		props, ferr := object(m.Properties, "properties")
-		if ferr != nil {
-			return fail(ferr.Field, "%s", ferr.Message)
+		// A track's properties that json.Marshal would write back as they
+		// are, of an event with no declared properties, are stored as sent:
+		// nothing reads the decoded map on the way to the accept log
+		// (Parsed.Decoded decodes it for the sinks that do). ADR 052.
+		var props map[string]any
+		asSent := kind == "track" && canonicalFlatObject(m.Properties)
+		if !asSent {
+			var ferr *FieldError
+			if props, ferr = object(m.Properties, "properties"); ferr != nil {
+				return fail(ferr.Field, "%s", ferr.Message)
+			}
 		}
 		if kind == "track" {
 			name, ok := str(m.Event)
@@ -191,6 +215,16 @@ func (v *Validator) parse(raw []byte, o parseOptions) (Parsed, *FieldError) {
 				}
 			}
 			msg.Name = kind
+		}
+		if asSent && len(v.Profiles.Schema.Events[msg.Name]) > 0 {
+			asSent = false
+			if props, ferr = object(m.Properties, "properties"); ferr != nil {
+				return fail(ferr.Field, "%s", ferr.Message)
+			}
+		}
+		if asSent {
+			msg.Properties = bytes.Clone(m.Properties)
+			break
 		}
 		if ferr := v.checkProperties(msg.Name, props); ferr != nil {
 			return fail(ferr.Field, "%s", ferr.Message)

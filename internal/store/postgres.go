@@ -370,6 +370,10 @@ func (w *pgCopyRow) JSONB(v []byte) {
 // header extension.
 const pgCopyHeader = "PGCOPY\n\xff\r\n\x00" + "\x00\x00\x00\x00" + "\x00\x00\x00\x00"
 
+// pgCopySample rows size a COPY's buffer for the rest, up to pgCopyPreGrow
+// bytes more; past that it grows as append grows it.
+const pgCopySample, pgCopyPreGrow = 64, 8 << 20
+
 // copyFrom runs a pgCopy statement.
 func (c *pgConn) copyFrom(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	f := strings.Fields(strings.TrimPrefix(query, pgCopy))
@@ -386,11 +390,13 @@ func (c *pgConn) copyFrom(ctx context.Context, query string, args []driver.Named
 	for i := 0; i < rows.n; i++ {
 		w.b = binary.BigEndian.AppendUint16(w.b, uint16(len(f)-1))
 		rows.row(i, w)
-		if i == 0 {
-			// Room for the rest at the first row's size and a quarter:
-			// growing a group's few megabytes by doubling copied them about
-			// twice over.
-			w.b = slices.Grow(w.b, (len(w.b)-len(pgCopyHeader))*(rows.n-1)*5/4)
+		if done := i + 1; done == min(pgCopySample, rows.n) && done < rows.n {
+			// Room for the rest at the sampled rows' mean size and a
+			// quarter, at most pgCopyPreGrow: growing a group's few
+			// megabytes by doubling copied them about twice over, while
+			// one large row (an event of 32 KiB) must not size the others.
+			rest := (len(w.b) - len(pgCopyHeader)) / done * (rows.n - done) * 5 / 4
+			w.b = slices.Grow(w.b, min(rest, pgCopyPreGrow))
 		}
 	}
 	w.b = binary.BigEndian.AppendUint16(w.b, 0xffff) // the trailer: -1 fields

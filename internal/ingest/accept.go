@@ -221,6 +221,9 @@ type Applier struct {
 	pos acceptlog.Position
 
 	group int // messages the next group may hold (nextGroup), applying goroutine only
+	// behind: the last group was full, so more records wait (applying
+	// goroutine only).
+	behind bool
 
 	applied, duplicates prometheus.Counter
 	transactions        prometheus.Counter
@@ -267,13 +270,18 @@ func (a *Applier) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{a.applied, a.transactions, a.duplicates, a.failures, a.backlog}
 }
 
-// Run applies records as they are appended until ctx ends.
+// Run applies records as they are appended until ctx ends. While it keeps
+// up, each group gathers for opts.Gather first (ADR 056): after an idle
+// moment, and after a group that was not full — the records that arrived
+// while a group was being stored wait for the next group's gathering
+// instead of making a small group of their own. While behind (the last
+// group was full) it stores group after group without waiting.
 func (a *Applier) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	failures := 0
 	for ctx.Err() == nil {
-		n, err := a.ApplyAvailable(ctx)
+		n, err := a.applyGroup(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -289,23 +297,35 @@ func (a *Applier) Run(ctx context.Context) {
 		}
 		failures = 0
 		if n > 0 {
+			if !a.behind && !a.gather(ctx) {
+				return
+			}
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.opts.Log.Appended():
-			if a.opts.Gather > 0 {
-				gather := time.NewTimer(a.opts.Gather)
-				select {
-				case <-ctx.Done():
-					gather.Stop()
-					return
-				case <-gather.C:
-				}
+			if !a.gather(ctx) {
+				return
 			}
 		case <-tick.C:
 		}
+	}
+}
+
+// gather waits opts.Gather, or until ctx ends (false).
+func (a *Applier) gather(ctx context.Context) bool {
+	if a.opts.Gather <= 0 {
+		return true
+	}
+	t := time.NewTimer(a.opts.Gather)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -387,9 +407,10 @@ func (a *Applier) applyGroup(ctx context.Context) (int, error) {
 		}
 	}
 	if pos == start {
-		a.group = applyGroupMessages
+		a.group, a.behind = applyGroupMessages, false
 		return 0, nil
 	}
+	a.behind = messages >= limit
 	began := time.Now()
 	res, errs, err := a.opts.Store.IngestAll(ctx, reqs, a.opts.Key, pos)
 	if err != nil {

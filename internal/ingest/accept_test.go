@@ -240,64 +240,70 @@ func TestGroupsGrowWhileBehind(t *testing.T) {
 	}
 }
 
-// TestRecordsGatherIntoOneTransaction (ADR 056): an idle applier woken by
-// a record waits Gather before storing, so records appended meanwhile are
-// stored in the same transaction; without it the first record is stored
-// alone as soon as it is synced.
+// TestRecordsGatherIntoOneTransaction (ADR 056): while the applier keeps
+// up, the records appended after a group was stored wait Gather and are
+// stored together; while it is behind (a full group) it does not wait.
 func TestRecordsGatherIntoOneTransaction(t *testing.T) {
-	for _, c := range []struct {
-		gather    time.Duration
-		oneGroup  bool
-		condition string
-	}{
-		{gather: 2 * time.Second, oneGroup: true, condition: "records appended within the gather time are stored together"},
-		{gather: 0, oneGroup: false, condition: "without a gather time the first record is stored as soon as it is synced"},
-	} {
-		t.Run(c.condition, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			s := openAcceptStack(t, t.TempDir(), acceptlog.Options{})
-			groups := make(chan int, 10)
-			a, err := ingest.NewApplier(ctx, ingest.ApplierOptions{
-				Log: s.log, Store: s.st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Gather: c.gather,
-				Applied: func(r []store.IngestResult) {
-					n := 0
-					for _, res := range r {
-						n += res.Stored
-					}
-					groups <- n
-				},
-			})
-			require.NoError(t, err)
-			done := make(chan struct{})
-			go func() { a.Run(ctx); close(done) }()
-			defer func() { cancel(); <-done }()
-
-			acc := &ingest.Accepter{Log: s.log}
-			ingestOne := func(i int) {
-				_, err := acc.Ingest(ctx, []store.Message{{Type: "track", MessageID: fmt.Sprint("m", i), UserID: fmt.Sprint("u", i),
-					Name: "purchase", Properties: []byte(`{"amount":1}`), Timestamp: time.Now()}}, store.IngestOptions{Realtime: true})
+	// start runs an applier over a fresh accept stack; groups receives
+	// each stored group's size.
+	start := func(t *testing.T, gather time.Duration, before func(ingestN func(first, records, perRecord int))) (func(first, records, perRecord int), <-chan int) {
+		ctx, cancel := context.WithCancel(context.Background())
+		s := openAcceptStack(t, t.TempDir(), acceptlog.Options{})
+		acc := &ingest.Accepter{Log: s.log}
+		ingestN := func(first, records, perRecord int) {
+			for r := 0; r < records; r++ {
+				msgs := make([]store.Message, perRecord)
+				for i := range msgs {
+					id := first + r*perRecord + i
+					msgs[i] = store.Message{Type: "track", MessageID: fmt.Sprint("m", id), UserID: fmt.Sprint("u", id%500),
+						Name: "purchase", Properties: []byte(`{"amount":1}`), Timestamp: time.Now()}
+				}
+				_, err := acc.Ingest(ctx, msgs, store.IngestOptions{Realtime: true})
 				require.NoError(t, err)
 			}
-			ingestOne(0)
-			stored := 0
-			if !c.oneGroup {
-				// The first record is stored on its own before the others are appended.
-				require.Equal(t, 1, <-groups)
-				stored++
-			}
-			for i := 1; i < 5; i++ {
-				ingestOne(i)
-			}
-			var sizes []int
-			for stored < 5 {
-				n := <-groups
-				stored += n
-				sizes = append(sizes, n)
-			}
-			if c.oneGroup {
-				require.Equal(t, []int{5}, sizes, "one transaction for the five records")
-			}
+		}
+		if before != nil {
+			before(ingestN)
+		}
+		groups := make(chan int, 100)
+		a, err := ingest.NewApplier(ctx, ingest.ApplierOptions{
+			Log: s.log, Store: s.st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Gather: gather,
+			Applied: func(r []store.IngestResult) {
+				n := 0
+				for _, res := range r {
+					n += res.Stored
+				}
+				groups <- n
+			},
 		})
+		require.NoError(t, err)
+		done := make(chan struct{})
+		go func() { a.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return ingestN, groups
 	}
+
+	t.Run("records appended while the last group gathers are stored together", func(t *testing.T) {
+		ingestN, groups := start(t, 2*time.Second, nil)
+		ingestN(0, 1, 1)
+		require.Equal(t, 1, <-groups, "the first record, stored after its gathering")
+		// The applier now gathers for 2 s before its next group: four
+		// records appended meanwhile (four accept-log syncs) go together.
+		ingestN(1, 4, 1)
+		require.Equal(t, 4, <-groups)
+	})
+
+	t.Run("a full group is followed at once, not after the gathering", func(t *testing.T) {
+		// 9,000 messages wait before the applier starts: a full group of
+		// 8,000 (the applier is behind) and then the rest. Were the rest
+		// gathered first, it would come an hour later.
+		_, groups := start(t, time.Hour, func(ingestN func(first, records, perRecord int)) { ingestN(0, 9, 1000) })
+		require.Equal(t, 8000, <-groups)
+		select {
+		case n := <-groups:
+			require.Equal(t, 1000, n)
+		case <-time.After(time.Minute):
+			t.Fatal("the group after a full one waited for the gathering")
+		}
+	})
 }

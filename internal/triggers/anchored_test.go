@@ -87,3 +87,20 @@ func TestClosesAt(t *testing.T) {
 		require.True(t, c.want.Equal(closesAt(c.received, now, w)), "%s: got %s, want %s", c.name, closesAt(c.received, now, w), c.want)
 	}
 }
+
+// TestBackPressuredWindowGathersItsFloorFromOpening (review-s9 M3): with
+// back-pressure (ADR 035) a window may start after an eighth of its time;
+// that eighth counts from when the router opened it, not from its first
+// event's acceptance, which ADR 054's closing time counts from.
+func TestBackPressuredWindowGathersItsFloorFromOpening(t *testing.T) {
+	ctx := context.Background()
+	f := newWindowsFixture(t)
+	r := f.backPressured()
+	first := f.acceptedAgo(300*time.Millisecond, "u1") // 700 ms of its 1 s window left
+	require.NoError(t, r.Route(ctx, first))
+	require.Zero(t, r.StartWindows(ctx, false), "opened this instant: it has gathered nothing yet")
+	f.clock.advance(100 * time.Millisecond)
+	require.Zero(t, r.StartWindows(ctx, false), "100 ms of the 125 ms floor")
+	f.clock.advance(25 * time.Millisecond)
+	require.Equal(t, 1, r.StartWindows(ctx, false), "the floor has passed and no run of the canvas is on its way")
+}

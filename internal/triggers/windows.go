@@ -56,6 +56,10 @@ type window struct {
 	joining  int       // writes of entries into it in flight: it does not start before they land
 	retryAt  time.Time // after a failed start
 	failures int
+	// opened is when this router opened it; for a window resumed from the
+	// store, its closing time less the window (what it was before ADR 054,
+	// at most when it really opened).
+	opened time.Time
 }
 
 // maxStartsInFlight bounds the windows whose runs start at once. A start
@@ -107,7 +111,7 @@ func (ws *windows) load(ctx context.Context) error {
 	}
 	open := map[string][]*window{}
 	for _, w := range stored {
-		cw := &window{EntryWindow: w, seen: make(map[int64]bool, len(w.UIDs))}
+		cw := &window{EntryWindow: w, seen: make(map[int64]bool, len(w.UIDs)), opened: w.ClosesAt.Add(-ws.r.opts.Window)}
 		for _, u := range w.UIDs {
 			cw.seen[u] = true
 		}
@@ -210,7 +214,7 @@ func (ws *windows) enter(ctx context.Context, entries []entry) error {
 			d = &draft{w: &window{EntryWindow: store.EntryWindow{
 				CanvasID: c, PlanHash: en.hash, FirstEvent: e.ID, LastEvent: e.ID,
 				WorkflowID: workflowID(c, e.ID), ClosesAt: closesAt(e.ReceivedAt, now, opts.Window),
-			}, seen: map[int64]bool{}}}
+			}, seen: map[int64]bool{}, opened: now}}
 		}
 		if current[c] != d {
 			current[c] = d
@@ -322,9 +326,16 @@ func (ws *windows) early(list []*window, now time.Time) bool {
 	return ws.unbegun[w.CanvasID] == nil && !now.Before(ws.gathered(w, ws.r.minWindow))
 }
 
-// gathered is when a window will have gathered for d.
+// gathered is when a window will have gathered for d: d after it opened,
+// and no sooner than d after its first event's acceptance — since ADR 054
+// its closing time counts from that, which may be well before the router
+// opened it (review-s9 M3: a late event's window was early-due at once).
 func (ws *windows) gathered(w *window, d time.Duration) time.Time {
-	return w.ClosesAt.Add(d - ws.r.opts.Window)
+	anchored := w.ClosesAt.Add(d - ws.r.opts.Window)
+	if opened := w.opened.Add(d); opened.After(anchored) {
+		return opened
+	}
+	return anchored
 }
 
 // beginPoll is how often the router looks whether a canvas's last run has

@@ -413,10 +413,12 @@ func (s *SQLite) Outbox(ctx context.Context, canvasID string, limit int) ([]Outb
 }
 
 // OutboxAfter is a canvas's outbox messages with ids above afterID, oldest
-// first, at most limit: what a poller that has read up to afterID has not
-// seen yet (the store's writer is one connection, so a message committed
-// later has a larger id); only their ids, users and times. The bench reads
-// the outbox this way while runs are still writing to it.
+// first, at most limit; only their ids, users and times. On SQLite it is
+// what a poller that has read up to afterID has not seen yet (the writer is
+// one connection, so a message committed later has a larger id); on
+// PostgreSQL ids come from a sequence and commits may land out of id
+// order, so a poller reads again from some way below. The bench reads the
+// outbox this way while runs are still writing to it.
 func (s *SQLite) OutboxAfter(ctx context.Context, canvasID string, afterID int64, limit int) ([]OutboxMessage, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT id, user_id, created_at FROM outbox WHERE id > ? AND canvas_id = ? ORDER BY id LIMIT ?`, afterID, canvasID, limit)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -40,58 +39,32 @@ func BenchmarkLedgerKeyWidth(b *testing.B) {
 			settle, err := s.w.PrepareContext(ctx, `UPDATE lx SET state = ?, reason = ?, provider_ref = ?, updated_at = ? WHERE `+where+` AND batch = ? AND state = ? AND uid BETWEEN ? AND ? AND +uid IN (?`+strings.Repeat(`, ?`, 127)+`)`)
 			require.NoError(b, err)
 			defer settle.Close()
-			perSender := (b.N + ledgerSendersN - 1) / ledgerSendersN
-			b.ResetTimer()
-			cpu := cpuTime()
-			var wg sync.WaitGroup
-			errs := make(chan error, ledgerSendersN)
-			for w := range ledgerSendersN {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; i < perSender && w*perSender+i < b.N; i++ {
-						p := int64(w*perSender + i)
-						uids := make([]int64, ledgerPageSize)
-						for j := range uids {
-							uids[j] = p*ledgerPageSize + int64(j) + 1
+			sendPages(b, ownRuns(b.N), func(ctx context.Context, p int64, uids []int64) error {
+				batch := batchID(fmt.Sprint("attempt-", p))
+				if err := s.ledgerTx(ctx, func(tx *sql.Tx) error {
+					_, err := tx.ExecContext(ctx, ins, append(append([]any{}, keyArgs...), "jpush", DeliveryPending, batch, int64(1), "", idList(uids))...)
+					return err
+				}); err != nil {
+					return err
+				}
+				return s.ledgerTx(ctx, func(tx *sql.Tx) error {
+					for start := 0; start < len(uids); start += 128 {
+						part := uids[start:min(start+128, len(uids))]
+						args := append([]any{DeliverySent, "", "msg-1", int64(2)}, keyArgs...)
+						args = append(args, batch, DeliveryPending, part[0], part[len(part)-1])
+						for k := range 128 {
+							args = append(args, part[min(k, len(part)-1)])
 						}
-						batch := batchID(fmt.Sprint("attempt-", p))
-						if err := s.ledgerTx(ctx, func(tx *sql.Tx) error {
-							_, err := tx.ExecContext(ctx, ins, append(append([]any{}, keyArgs...), "jpush", DeliveryPending, batch, int64(1), "", idList(uids))...)
+						if _, err := tx.StmtContext(ctx, settle).ExecContext(ctx, args...); err != nil {
 							return err
-						}); err != nil {
-							errs <- err
-							return
-						}
-						if err := s.ledgerTx(ctx, func(tx *sql.Tx) error {
-							for start := 0; start < len(uids); start += 128 {
-								part := uids[start:min(start+128, len(uids))]
-								args := append([]any{DeliverySent, "", "msg-1", int64(2)}, keyArgs...)
-								args = append(args, batch, DeliveryPending, part[0], part[len(part)-1])
-								for k := range 128 {
-									args = append(args, part[min(k, len(part)-1)])
-								}
-								if _, err := tx.StmtContext(ctx, settle).ExecContext(ctx, args...); err != nil {
-									return err
-								}
-							}
-							return nil
-						}); err != nil {
-							errs <- err
-							return
 						}
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				require.NoError(b, err)
-			}
+					return nil
+				})
+			})
 			var n int64
 			require.NoError(b, s.w.QueryRowContext(ctx, `SELECT count(*) FROM lx WHERE state = 'sent'`).Scan(&n))
 			require.Equal(b, int64(b.N*ledgerPageSize), n)
-			b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N*ledgerPageSize), "cpu-µs/recipient")
 		})
 	}
 }

@@ -57,15 +57,21 @@ func BenchmarkLedgerPages(b *testing.B) {
 // grow at an edge of their own: the page splits a broadcast pays.
 func BenchmarkLedgerSends(b *testing.B) {
 	benchStores(b, func(b *testing.B, s *SQLite) {
-		perSender := (b.N + ledgerSendersN - 1) / ledgerSendersN
-		taken := make([]int, ledgerSendersN) // each sender counts its own
-		ledgerSenders(b, s, func(w int) (int64, bool) {
-			i := taken[w]
-			taken[w]++
-			p := int64(w*perSender + i)
-			return p, i < perSender && p < int64(b.N)
-		})
+		ledgerSenders(b, s, ownRuns(b.N))
 	})
+}
+
+// ownRuns gives each of ledgerSendersN senders its own run of the n pages,
+// in order: sender w takes pages w*⌈n/N⌉ onwards.
+func ownRuns(n int) func(sender int) (int64, bool) {
+	perSender := (n + ledgerSendersN - 1) / ledgerSendersN
+	taken := make([]int, ledgerSendersN) // each sender counts its own
+	return func(w int) (int64, bool) {
+		i := taken[w]
+		taken[w]++
+		p := int64(w*perSender + i)
+		return p, i < perSender && p < int64(n)
+	}
 }
 
 // ledgerSendersN senders of ledgerPageSize-recipient pages.
@@ -75,8 +81,26 @@ const ledgerSendersN, ledgerPageSize = 8, 1000
 // pages next gives it until it gives none, then reports recipients/s and
 // CPU per recipient.
 func ledgerSenders(b *testing.B, s *SQLite, next func(sender int) (page int64, ok bool)) {
-	ctx := context.Background()
 	key := LedgerKey{RunID: 1, StepID: "broadcast"}
+	sendPages(b, next, func(ctx context.Context, p int64, uids []int64) error {
+		attempt := fmt.Sprint("attempt-", p)
+		claim, err := s.ClaimDeliveries(ctx, key, "jpush", attempt, uids, nil)
+		if err != nil {
+			return err
+		}
+		settle := make([]Settlement, len(claim.Mine))
+		for i, u := range claim.Mine {
+			settle[i] = Settlement{UID: u, State: DeliverySent, ProviderRef: "msg-1"}
+		}
+		return s.SettleDeliveries(ctx, key, attempt, settle)
+	})
+}
+
+// sendPages runs ledgerSendersN senders; each hands send the pages next
+// gives it (page p holds uids p*ledgerPageSize+1 onwards) until it gives
+// none, then reports recipients/s and CPU per recipient over b.N pages.
+func sendPages(b *testing.B, next func(sender int) (page int64, ok bool), send func(ctx context.Context, page int64, uids []int64) error) {
+	ctx := context.Background()
 	b.ResetTimer()
 	cpu := cpuTime()
 	var wg sync.WaitGroup
@@ -90,17 +114,7 @@ func ledgerSenders(b *testing.B, s *SQLite, next func(sender int) (page int64, o
 				for j := range uids {
 					uids[j] = p*ledgerPageSize + int64(j) + 1
 				}
-				attempt := fmt.Sprint("attempt-", p)
-				claim, err := s.ClaimDeliveries(ctx, key, "jpush", attempt, uids, nil)
-				if err != nil {
-					errs <- err
-					return
-				}
-				settle := make([]Settlement, len(claim.Mine))
-				for i, u := range claim.Mine {
-					settle[i] = Settlement{UID: u, State: DeliverySent, ProviderRef: "msg-1"}
-				}
-				if err := s.SettleDeliveries(ctx, key, attempt, settle); err != nil {
+				if err := send(ctx, p, uids); err != nil {
 					errs <- err
 					return
 				}
